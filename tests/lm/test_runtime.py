@@ -1,0 +1,129 @@
+"""The llama.cpp runtime on the real packaged model: answers, streaming, stops, limits, adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pllm.errors import AdapterError, PromptTooLongError
+from pllm.lm.runtime import GenerationConfig, Runtime, StreamStats, _stop_prefix_len
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+def test_chat_template_comes_from_the_gguf(runtime: Runtime) -> None:
+    prompt = runtime.chat_prompt(HELLO)
+    assert runtime.has_chat_template
+    assert "<|im_start|>user\nSay hello.<|im_end|>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_an_answer_comes_back(runtime: Runtime) -> None:
+    c = runtime.chat(HELLO, GenerationConfig(max_tokens=32))
+    assert c.text.strip()
+    assert 0 < c.tokens <= 32
+    assert c.prompt_tokens > 5
+    assert c.seconds > 0 and c.tokens_per_second > 0
+    assert c.finish_reason in ("stop", "length")
+    assert "hello" in c.text.lower() or "hi" in c.text.lower()
+
+
+def test_greedy_is_deterministic(runtime: Runtime) -> None:
+    config = GenerationConfig(max_tokens=24)
+    assert runtime.chat(HELLO, config).text == runtime.chat(HELLO, config).text
+
+
+def test_streaming_yields_token_by_token(runtime: Runtime) -> None:
+    prompt = runtime.chat_prompt([{"role": "user", "content": "Count from one to ten in words."}])
+    config = GenerationConfig(max_tokens=40)
+    stats = StreamStats()
+    pieces = list(runtime.stream(prompt, config, stats))
+    assert len(pieces) >= 10  # one piece per token (a multi-byte character may join two)
+    assert len(pieces) <= stats.tokens + 1
+    assert "".join(p.text for p in pieces) == runtime.complete(prompt, config).text
+    assert stats.first_token_at >= stats.started_at and stats.ended_at >= stats.first_token_at
+
+
+def test_max_tokens_is_honoured(runtime: Runtime) -> None:
+    c = runtime.chat([{"role": "user", "content": "Write a long essay about the sea."}], GenerationConfig(max_tokens=7))
+    assert c.tokens == 7
+    assert c.finish_reason == "length"
+
+
+def test_stop_strings_cut_the_answer(runtime: Runtime) -> None:
+    messages = [{"role": "user", "content": "Count from one to ten."}]
+    full = runtime.chat(messages, GenerationConfig(max_tokens=40)).text
+    stop = full[len(full) // 2 : len(full) // 2 + 3]  # three characters from the middle of the answer
+    cut = runtime.chat(messages, GenerationConfig(max_tokens=40, stop=("never-appears", stop))).text
+    assert cut == full[: full.index(stop)]
+
+
+def test_sampling_depends_on_the_seed(runtime: Runtime) -> None:
+    messages = [{"role": "user", "content": "Invent a name for a cat."}]
+    texts = {runtime.chat(messages, GenerationConfig(max_tokens=12, temperature=1.2, seed=s)).text for s in range(4)}
+    assert len(texts) > 1
+    same = GenerationConfig(max_tokens=12, temperature=1.2, seed=7)
+    assert runtime.chat(messages, same).text == runtime.chat(messages, same).text
+
+
+def test_an_oversized_prompt_is_refused(runtime: Runtime) -> None:
+    with pytest.raises(PromptTooLongError, match="context holds 1024"):
+        runtime.complete("word " * 2000)
+
+
+@pytest.mark.parametrize("text, stops, held", [
+    ("hello wor", ("world",), 3), ("hello", ("world",), 0), ("ab", ("abc", "b"), 2), ("", ("x",), 0),
+])
+def test_stop_prefix_is_held_back(text: str, stops: tuple[str, ...], held: int) -> None:
+    assert _stop_prefix_len(text, stops) == held
+
+
+def test_generation_config_validates() -> None:
+    with pytest.raises(ValueError):
+        GenerationConfig(max_tokens=0)
+
+
+# -- adapters: random LoRAs written as real GGUF adapter files (conftest.random_lora) ------------------------
+@pytest.fixture
+def fresh_runtime(model_path: Path) -> Iterator[Runtime]:
+    from pllm.config import Settings
+    from pllm.lm.models import resolve_model
+
+    rt = Runtime(resolve_model(Settings(model=model_path)), n_ctx=512, threads=2)
+    yield rt
+    rt.close()
+
+
+def test_adapters_change_answers_and_switch_back(fresh_runtime: Runtime, random_lora: Callable[..., Path]) -> None:
+    rt = fresh_runtime
+    config = GenerationConfig(max_tokens=16)
+    base = rt.chat(HELLO, config).text
+    rt.load_adapter("one", random_lora(seed=1))
+    rt.load_adapter("two", random_lora(seed=2).read_bytes())  # bytes: via memfd
+    assert rt.adapters == ["one", "two"]
+    rt.set_adapters({"one": 1.0})
+    with_one = rt.chat(HELLO, config)
+    assert with_one.text != base
+    assert with_one.adapters == {"one": 1.0}
+    rt.set_adapters({"two": 1.0})
+    assert rt.chat(HELLO, config).text not in (base, with_one.text)
+    rt.set_adapters({"one": 1.0, "two": 0.5})  # several at once, each with a scale
+    assert rt.active_adapters == {"one": 1.0, "two": 0.5}
+    rt.set_adapters({})
+    assert rt.chat(HELLO, config).text == base  # the base model is back, bit for bit
+    rt.set_adapters({"one": 1.0})
+    assert rt.chat(HELLO, config).text == with_one.text  # and the KV cache held nothing stale
+
+
+def test_adapter_errors(fresh_runtime: Runtime, tmp_path: Path) -> None:
+    with pytest.raises(AdapterError, match="not loaded"):
+        fresh_runtime.set_adapters({"ghost": 1.0})
+    with pytest.raises(AdapterError, match="not found"):
+        fresh_runtime.load_adapter("missing", tmp_path / "missing.gguf")
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(AdapterError, match="could not load"):
+        fresh_runtime.load_adapter("junk", junk)
+    assert fresh_runtime.adapters == []

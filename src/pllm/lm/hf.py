@@ -26,7 +26,7 @@ _ARCHITECTURES = {"llama": "LlamaForCausalLM", "gemma3": "Gemma3ForCausalLM", "g
                   "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """transformers draws its own progress bars and warnings on stderr; pllm shows its own."""
     from transformers.utils import logging as hf_logging
 
@@ -48,7 +48,7 @@ def ensure_dequantised(model: ModelFile, paths: Paths) -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     try:
         hf = AutoModelForCausalLM.from_pretrained(str(model.path.parent), gguf_file=model.path.name,
                                                   dtype="float32")
@@ -74,7 +74,7 @@ def load_causal_lm(model: ModelFile, paths: Paths) -> tuple[Any, Any]:
     """(model, tokenizer) in fp32, eval mode, from the cached dequantised copy."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     path = ensure_dequantised(model, paths)
     hf = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
     hf.eval()

@@ -70,29 +70,6 @@ class Piece:
 
 
 @dataclass
-class Completion:
-    """A finished answer and how long it took."""
-
-    text: str
-    tokens: int  # generated tokens
-    prompt_tokens: int
-    seconds: float  # wall time from the call to the last token, prompt included
-    first_token_seconds: float  # time to first token
-    finish_reason: str  # "stop" (end of turn or stop string) or "length"
-    adapters: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def decode_tokens_per_second(self) -> float:
-        """Generation speed after the first token (prompt processing excluded)."""
-        span = self.seconds - self.first_token_seconds
-        return (self.tokens - 1) / span if self.tokens > 1 and span > 0 else 0.0
-
-
-@dataclass
 class StreamStats:
     """Filled in while a stream runs; read it once the stream is exhausted."""
 
@@ -110,6 +87,35 @@ class StreamStats:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Completion:
+    """A finished answer and how long it took."""
+
+    text: str
+    tokens: int  # generated tokens
+    prompt_tokens: int
+    seconds: float  # wall time from the call to the last token, prompt included
+    first_token_seconds: float  # time to first token
+    finish_reason: str  # "stop" (end of turn or stop string) or "length"
+    adapters: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_stats(cls, text: str, stats: StreamStats, adapters: dict[str, float]) -> Completion:
+        first = (stats.first_token_at if stats.tokens else stats.ended_at) - stats.started_at
+        return cls(text=text, tokens=stats.tokens, prompt_tokens=stats.prompt_tokens, seconds=stats.seconds,
+                   first_token_seconds=first, finish_reason=stats.finish_reason, adapters=dict(adapters))
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        """Generation speed after the first token (prompt processing excluded)."""
+        span = self.seconds - self.first_token_seconds
+        return (self.tokens - 1) / span if self.tokens > 1 and span > 0 else 0.0
 
 
 class Runtime:
@@ -251,16 +257,7 @@ class Runtime:
         """Generate the whole answer and time it."""
         stats = StreamStats()
         text = "".join(p.text for p in self.stream(prompt, config, stats))
-        first = (stats.first_token_at if stats.tokens else stats.ended_at) - stats.started_at
-        return Completion(
-            text=text,
-            tokens=stats.tokens,
-            prompt_tokens=stats.prompt_tokens,
-            seconds=stats.seconds,
-            first_token_seconds=first,
-            finish_reason=stats.finish_reason,
-            adapters=dict(self._active),
-        )
+        return Completion.from_stats(text, stats, self._active)
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Completion:
         return self.complete(self.chat_prompt(messages), config)

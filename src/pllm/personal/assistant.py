@@ -1,20 +1,34 @@
-"""The P-tier assistant: turns the user's message (and the conversation so far) into an answer.
+"""The P-tier assistant: one request, end to end on the device.
 
-    from pllm.personal.assistant import Assistant
-    Assistant(runtime).answer("Say hello.").text
+1. profile layer: the profile summary goes into the system prompt;
+2. retrieval: the user's most relevant items (within a token budget) go before the question;
+3. runtime: the model answers, streamed;
+4. the exchange is logged in the vault with its context (time of day, client, sentiment), facts the user stated
+   are learned, and feedback (/good, /bad, /edit, a rating) attaches to the logged interaction.
+
+    assistant = Assistant(runtime, vault=vault)
+    reply = assistant.answer("What is my cat called?")
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pllm.lm.runtime import Completion, GenerationConfig, Message, Piece, Runtime, StreamStats
+from pllm.personal.profile import build_profile, learn_facts, sentiment
+from pllm.personal.retrieve import Hit, RetrievalConfig, Retriever
+from pllm.personal.vault import Vault
+
+if TYPE_CHECKING:
+    from pllm.lm.embeddings import Embedder
 
 SYSTEM_PROMPT = "You are a helpful personal assistant. Answer briefly and accurately."
 
 
-@dataclass
+@dataclass(frozen=True)
 class Turn:
     """One exchange of a conversation."""
 
@@ -22,34 +36,107 @@ class Turn:
     assistant: str
 
 
+@dataclass(frozen=True)
+class PersonalContext:
+    """What personalised one answer: shown by --show-context, logged nowhere else."""
+
+    profile_summary: str
+    hits: list[Hit]
+
+    def render(self) -> str:
+        lines = ["profile:", *("  " + line for line in (self.profile_summary or "(empty)").splitlines()), "items:"]
+        lines += [f"  [{h.item.key}, {'+'.join(h.why)}] {' '.join(h.item.text.split())[:160]}" for h in self.hits]
+        return "\n".join(lines if self.hits else [*lines, "  (none relevant)"])
+
+
+def user_turn(prompt: str, hits: list[Hit]) -> str:
+    """The question, preceded by the retrieved items when there are any (the small model reads them best here)."""
+    if not hits:
+        return prompt
+    notes = "\n".join("- " + " ".join(h.item.text.split()) for h in hits)
+    return f"My notes:\n{notes}\n\nUsing my notes, answer: {prompt}"
+
+
 @dataclass
 class Assistant:
-    """Builds the prompt for one request and runs it on the device's runtime."""
+    """Builds the prompt for one request, runs it, and remembers it."""
 
     runtime: Runtime
+    vault: Vault | None = None
+    personal: bool = True  # False: the plain base model, nothing from the vault in the prompt
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    client: str = "cli"
+    learn_with_model: bool = False  # also ask the model for facts in the user's messages
+    embedder: Embedder | None = None  # adds embedding similarity to retrieval
     system_prompt: str = SYSTEM_PROMPT
     history: list[Turn] = field(default_factory=list)
+    last_context: PersonalContext | None = None
+    last_interaction: int | None = None
+    _retriever: Retriever | None = field(default=None, repr=False)
 
-    def messages(self, prompt: str) -> list[Message]:
-        messages: list[Message] = [{"role": "system", "content": self.system_prompt}]
+    @property
+    def personalised(self) -> bool:
+        return self.personal and self.vault is not None
+
+    def retriever(self) -> Retriever:
+        assert self.vault is not None
+        if self._retriever is None:
+            self._retriever = Retriever.from_vault(self.vault, embedder=self.embedder)
+        return self._retriever
+
+    def context(self, prompt: str) -> PersonalContext | None:
+        if not self.personalised:
+            return None
+        assert self.vault is not None
+        return PersonalContext(build_profile(self.vault).summary(), self.retriever().search(prompt, self.retrieval))
+
+    def messages(self, prompt: str, context: PersonalContext | None = None) -> list[Message]:
+        system = self.system_prompt
+        if context and context.profile_summary:
+            system += "\n\nAbout the user:\n" + context.profile_summary
+        messages: list[Message] = [{"role": "system", "content": system}]
         for turn in self.history:
             messages += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.assistant}]
-        messages.append({"role": "user", "content": prompt})
+        messages.append({"role": "user", "content": user_turn(prompt, context.hits if context else [])})
         return messages
-
-    def answer(self, prompt: str, config: GenerationConfig | None = None) -> Completion:
-        completion = self.runtime.chat(self.messages(prompt), config)
-        self.history.append(Turn(prompt, completion.text))
-        return completion
 
     def stream(self, prompt: str, config: GenerationConfig | None = None, stats: StreamStats | None = None
                ) -> Iterator[Piece]:
-        """Stream the answer; the turn joins the history once the stream is exhausted."""
+        """Stream the answer; once the stream is exhausted the turn is in the history and logged in the vault."""
+        stats = stats if stats is not None else StreamStats()
+        self.last_context = self.context(prompt)
+        rendered = self.runtime.chat_prompt(self.messages(prompt, self.last_context))
         pieces: list[str] = []
-        for piece in self.runtime.stream(self.runtime.chat_prompt(self.messages(prompt)), config, stats):
+        for piece in self.runtime.stream(rendered, config, stats):
             pieces.append(piece.text)
             yield piece
-        self.history.append(Turn(prompt, "".join(pieces)))
+        self._remember(prompt, "".join(pieces), stats)
+
+    def answer(self, prompt: str, config: GenerationConfig | None = None) -> Completion:
+        stats = StreamStats()
+        text = "".join(p.text for p in self.stream(prompt, config, stats))
+        return Completion.from_stats(text, stats, self.runtime.active_adapters)
+
+    def _remember(self, prompt: str, answer: str, stats: StreamStats) -> None:
+        self.history.append(Turn(prompt, answer))
+        if self.vault is None:
+            return
+        adapters = self.runtime.active_adapters
+        self.last_interaction = self.vault.log_interaction(
+            prompt=prompt, answer=answer, latency_s=stats.seconds, tokens=stats.tokens,
+            personal=self.personalised, client=self.client, sentiment=sentiment(prompt),
+            adapter_version=",".join(adapters) or None, created_at=time.time())
+        learn_facts(self.vault, prompt, source=f"interaction:{self.last_interaction}",
+                    runtime=self.runtime if self.learn_with_model else None)
+        self._retriever = None  # the new exchange is retrievable from the next request on
+
+    def feedback(self, kind: str, value: str | None = None) -> int:
+        """Attach feedback to the last answer (kinds: up, down, edit, regenerate, rating)."""
+        from pllm.errors import UsageError
+
+        if self.vault is None or self.last_interaction is None:
+            raise UsageError("there is no logged answer to give feedback on yet")
+        return self.vault.add_feedback(self.last_interaction, kind, value)
 
     def trim_history(self, keep: int) -> None:
         """Keep only the last `keep` turns (the context window is small)."""
@@ -69,4 +156,3 @@ def answer_record(completion: Completion) -> dict[str, object]:
         "tokens_per_second": round(completion.tokens_per_second, 2),
         "adapter": ",".join(adapters) if adapters else None,
     }
-

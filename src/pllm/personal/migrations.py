@@ -1,0 +1,139 @@
+"""The vault's schema as an ordered list of migrations (after simonw/llm's migrations.py).
+
+Each migration is a small function registered in order by `@migration`; the names applied are kept in
+`_pllm_migrations`; each is safe to re-run (CREATE ... IF NOT EXISTS). Add a migration by appending a function
+with the next number; never edit or renumber one that has shipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+Connection = Any  # a sqlcipher3 connection (DB-API 2.0)
+Migration = Callable[[Connection], None]
+
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    name = fn.__name__
+    if any(existing == name for existing, _ in MIGRATIONS):
+        raise ValueError(f"migration {name} is registered twice")
+    number = int(name[1:4])
+    if MIGRATIONS and number <= int(MIGRATIONS[-1][0][1:4]):
+        raise ValueError(f"migration {name} is out of order")
+    MIGRATIONS.append((name, fn))
+    return fn
+
+
+def applied(conn: Connection) -> list[str]:
+    conn.execute("CREATE TABLE IF NOT EXISTS _pllm_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    return [row[0] for row in conn.execute("SELECT name FROM _pllm_migrations ORDER BY name")]
+
+
+def migrate(conn: Connection) -> list[str]:
+    """Apply every migration not applied yet, each in its own transaction; returns the names applied now."""
+    done = set(applied(conn))
+    ran = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fn(conn)
+            conn.execute("INSERT INTO _pllm_migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        ran.append(name)
+    return ran
+
+
+@migration
+def m001_initial(conn: Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS documents (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,          -- file path or 'chat', 'api'
+            kind TEXT NOT NULL,            -- txt, md, jsonl, lamp, note
+            created_at REAL NOT NULL,      -- when the user wrote it (file mtime or the record's timestamp)
+            ingested_at REAL NOT NULL,
+            content TEXT NOT NULL,
+            content_hash TEXT NOT NULL UNIQUE,
+            tokens INTEGER NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS interactions (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            prompt TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            adapter_version TEXT,
+            latency_s REAL NOT NULL,
+            tokens INTEGER NOT NULL,
+            personal INTEGER NOT NULL,     -- 1 when the answer used the profile and retrieved items
+            client TEXT NOT NULL,          -- cli, chat, api
+            hour INTEGER NOT NULL,         -- local hour of day, 0-23
+            sentiment REAL NOT NULL        -- of the user's message, -1..1
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS feedback (
+            id INTEGER PRIMARY KEY,
+            interaction_id INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('up', 'down', 'edit', 'regenerate', 'rating')),
+            value TEXT,                    -- the edited answer, or the rating
+            created_at REAL NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS profile_facts (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            value TEXT NOT NULL,
+            source TEXT NOT NULL,          -- document:<id>, interaction:<id>, user
+            confidence REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS egress_log (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            destination TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            redacted_text TEXT NOT NULL,
+            placeholders INTEGER NOT NULL,
+            bytes INTEGER NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS forgotten (
+            id INTEGER PRIMARY KEY,
+            content_hash TEXT NOT NULL,    -- so no later adapter trains on it again
+            kind TEXT NOT NULL,            -- document, interaction, fact
+            forgotten_at REAL NOT NULL,
+            reason TEXT NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS forgotten_hash ON forgotten(content_hash)")
+    conn.execute("CREATE INDEX IF NOT EXISTS interactions_time ON interactions(created_at)")
+    conn.execute("CREATE INDEX IF NOT EXISTS documents_time ON documents(created_at)")
+    conn.execute("CREATE INDEX IF NOT EXISTS feedback_interaction ON feedback(interaction_id)")
+
+
+@migration
+def m002_embeddings(conn: Connection) -> None:
+    # Vectors live inside the encrypted vault: no plaintext index on disk.
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS embeddings (
+            document_id INTEGER PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL
+        )"""
+    )

@@ -1,0 +1,375 @@
+"""The vault: everything pllm knows about its user, in one SQLCipher file, encrypted at rest.
+
+SQLCipher stretches the passphrase (PBKDF2-SHA512, 256,000 rounds) into the page key; every page, the WAL and
+temp data are encrypted. `open_vault()` is the one way in: it checks the file, unlocks, then migrates.
+
+    vault = create_vault(settings.paths.vault, "s3cret", name="Mara")
+    vault = open_vault(settings.paths.vault, "s3cret")
+    vault.add_document(source="notes.md", kind="md", content="My cat is called Pixel.")
+
+Durability: WAL with synchronous=FULL, each write in one transaction, so a crash mid-write loses nothing committed.
+Forgetting uses SQLCipher's secure_delete plus VACUUM and a WAL truncate, so forgotten text is gone from the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pllm.errors import UsageError, VaultMissingError, WrongPassphraseError
+from pllm.personal.migrations import migrate
+
+FEEDBACK_KINDS = ("up", "down", "edit", "regenerate", "rating")
+
+
+def content_hash(text: str) -> str:
+    """Identity of a text for dedupe and for the forgotten list: whitespace-normalised, case kept."""
+    return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
+
+
+def approx_tokens(text: str) -> int:
+    """A tokenizer-free estimate (~4 bytes a token for English BPE vocabularies); used for budgets."""
+    return max(1, (len(text.encode("utf-8")) + 3) // 4)
+
+
+@dataclass(frozen=True)
+class Document:
+    id: int
+    source: str
+    kind: str
+    created_at: float
+    content: str
+    content_hash: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Interaction:
+    id: int
+    created_at: float
+    prompt: str
+    answer: str
+    adapter_version: str | None
+    latency_s: float
+    tokens: int
+    personal: bool
+    client: str
+    hour: int
+    sentiment: float
+
+
+@dataclass(frozen=True)
+class Feedback:
+    id: int
+    interaction_id: int
+    kind: str
+    value: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Fact:
+    key: str
+    value: str
+    source: str
+    confidence: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    documents: int
+    interactions: int
+    facts: int
+
+    @property
+    def total(self) -> int:
+        return self.documents + self.interactions + self.facts
+
+
+def _connect(path: Path, passphrase: str) -> Any:
+    import sqlcipher3
+
+    conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA cipher_log_level = NONE")  # a wrong key must be one line from us, not C-level noise
+    conn.execute("PRAGMA key = " + _sql_string(passphrase))
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlcipher3.DatabaseError:
+        conn.close()
+        raise WrongPassphraseError() from None
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    return conn
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def create_vault(path: Path, passphrase: str, *, name: str | None = None) -> Vault:
+    """Create a new, empty vault; refuses to touch an existing file."""
+    if not passphrase:
+        raise UsageError("the passphrase is empty")
+    if path.exists():
+        raise UsageError(f"a vault already exists at {path}")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    vault = Vault(_connect(path, passphrase), path)
+    migrate(vault.conn)
+    vault.set_meta("created_at", str(time.time()))
+    vault.set_meta("name", name or "")
+    os.chmod(path, 0o600)
+    return vault
+
+
+def open_vault(path: Path, passphrase: str) -> Vault:
+    """Unlock an existing vault and bring its schema up to date."""
+    if not path.is_file():
+        raise VaultMissingError(f"no vault at {path}: create one with `pllm init`")
+    vault = Vault(_connect(path, passphrase), path)
+    migrate(vault.conn)
+    return vault
+
+
+class Vault:
+    """An unlocked vault. Methods are small, typed reads and writes; each write is one transaction."""
+
+    def __init__(self, conn: Any, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_meta(self, key: str, default: str = "") -> str:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
+                          " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    @property
+    def user_name(self) -> str:
+        return self.get_meta("name")
+
+    # -- documents -------------------------------------------------------------------------------------------
+    def add_documents(self, docs: list[tuple[str, str, str, float]]) -> tuple[int, int]:
+        """Add (source, kind, content, created_at) records in one transaction; returns (added, duplicates)."""
+        added = 0
+        now = time.time()
+        with self.transaction() as tx:
+            for source, kind, content, created_at in docs:
+                cur = tx.execute(
+                    "INSERT OR IGNORE INTO documents (source, kind, created_at, ingested_at, content, content_hash,"
+                    " tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (source, kind, created_at, now, content, content_hash(content), approx_tokens(content)),
+                )
+                added += cur.rowcount
+        return added, len(docs) - added
+
+    def add_document(self, *, source: str, kind: str, content: str, created_at: float | None = None) -> bool:
+        added, _ = self.add_documents([(source, kind, content, created_at if created_at is not None else time.time())])
+        return added == 1
+
+    def documents(self) -> list[Document]:
+        rows = self.conn.execute("SELECT id, source, kind, created_at, content, content_hash, tokens FROM documents"
+                                 " ORDER BY created_at, id")
+        return [Document(*row) for row in rows]
+
+    def count(self, table: str) -> int:
+        if table not in ("documents", "interactions", "feedback", "profile_facts", "egress_log", "forgotten",
+                         "embeddings"):
+            raise ValueError(f"unknown table {table}")
+        return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    # -- interactions and feedback ---------------------------------------------------------------------------
+    def log_interaction(self, *, prompt: str, answer: str, latency_s: float, tokens: int, personal: bool,
+                        client: str, sentiment: float, adapter_version: str | None = None,
+                        created_at: float | None = None) -> int:
+        created = created_at if created_at is not None else time.time()
+        with self.transaction() as tx:
+            cur = tx.execute(
+                "INSERT INTO interactions (created_at, prompt, answer, adapter_version, latency_s, tokens, personal,"
+                " client, hour, sentiment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (created, prompt, answer, adapter_version, latency_s, tokens, int(personal), client,
+                 time.localtime(created).tm_hour, sentiment),
+            )
+            return int(cur.lastrowid)
+
+    def interactions(self, limit: int | None = None) -> list[Interaction]:
+        sql = ("SELECT id, created_at, prompt, answer, adapter_version, latency_s, tokens, personal, client, hour,"
+               " sentiment FROM interactions ORDER BY created_at DESC, id DESC")
+        rows = self.conn.execute(sql + (f" LIMIT {int(limit)}" if limit else ""))
+        return [Interaction(*row[:7], bool(row[7]), *row[8:]) for row in rows][::-1]  # type: ignore[call-arg]
+
+    def add_feedback(self, interaction_id: int, kind: str, value: str | None = None) -> int:
+        if kind not in FEEDBACK_KINDS:
+            raise UsageError(f"unknown feedback kind {kind!r}; use one of {', '.join(FEEDBACK_KINDS)}")
+        if kind == "rating" and (value is None or not re.fullmatch(r"[1-5]", value.strip())):
+            raise UsageError("a rating is a whole number from 1 to 5")
+        if kind == "edit" and not (value and value.strip()):
+            raise UsageError("an edit needs the corrected answer")
+        if self.conn.execute("SELECT 1 FROM interactions WHERE id = ?", (interaction_id,)).fetchone() is None:
+            raise UsageError(f"no interaction {interaction_id}")
+        with self.transaction() as tx:
+            cur = tx.execute("INSERT INTO feedback (interaction_id, kind, value, created_at) VALUES (?, ?, ?, ?)",
+                             (interaction_id, kind, value, time.time()))
+            return int(cur.lastrowid)
+
+    def feedback(self) -> list[Feedback]:
+        rows = self.conn.execute("SELECT id, interaction_id, kind, value, created_at FROM feedback ORDER BY id")
+        return [Feedback(*row) for row in rows]
+
+    # -- profile facts ---------------------------------------------------------------------------------------
+    def upsert_fact(self, key: str, value: str, *, source: str, confidence: float) -> None:
+        """Keep one value per key; a newer statement replaces an older one unless it is much less certain."""
+        with self.transaction() as tx:
+            row = tx.execute("SELECT confidence FROM profile_facts WHERE key = ?", (key,)).fetchone()
+            if row is not None and confidence < row[0] - 0.3:
+                return
+            tx.execute(
+                "INSERT INTO profile_facts (key, value, source, confidence, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value, source = excluded.source,"
+                " confidence = excluded.confidence, updated_at = excluded.updated_at",
+                (key, value, source, confidence, time.time()),
+            )
+
+    def facts(self) -> list[Fact]:
+        rows = self.conn.execute("SELECT key, value, source, confidence, updated_at FROM profile_facts ORDER BY key")
+        return [Fact(*row) for row in rows]
+
+    # -- egress log (the privacy gate writes it) -------------------------------------------------------------
+    def log_egress(self, *, destination: str, purpose: str, redacted_text: str, placeholders: int) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO egress_log (created_at, destination, purpose, redacted_text, placeholders, bytes)"
+                       " VALUES (?, ?, ?, ?, ?, ?)",
+                       (time.time(), destination, purpose, redacted_text, placeholders,
+                        len(redacted_text.encode("utf-8"))))
+
+    # -- embeddings ------------------------------------------------------------------------------------------
+    def embeddings(self, model: str) -> dict[int, bytes]:
+        rows = self.conn.execute("SELECT document_id, vector FROM embeddings WHERE model = ?", (model,))
+        return {int(doc_id): bytes(vector) for doc_id, vector in rows}
+
+    def put_embeddings(self, model: str, vectors: dict[int, bytes]) -> None:
+        with self.transaction() as tx:
+            tx.executemany("INSERT OR REPLACE INTO embeddings (document_id, model, vector) VALUES (?, ?, ?)",
+                           [(doc_id, model, vec) for doc_id, vec in vectors.items()])
+
+    # -- export, forget, rekey -------------------------------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        """Everything the vault holds about the user, as plain JSON-ready data."""
+        egress = self.conn.execute("SELECT created_at, destination, purpose, redacted_text, placeholders, bytes"
+                                   " FROM egress_log ORDER BY id")
+        return {
+            "format": "pllm-vault-export/1",
+            "exported_at": time.time(),
+            "user": {"name": self.user_name, "created_at": float(self.get_meta("created_at", "0") or 0)},
+            "documents": [asdict(d) for d in self.documents()],
+            "interactions": [asdict(i) for i in self.interactions()],
+            "feedback": [asdict(f) for f in self.feedback()],
+            "facts": [asdict(f) for f in self.facts()],
+            "egress": [dict(zip(("created_at", "destination", "purpose", "redacted_text", "placeholders", "bytes"),
+                                row, strict=True)) for row in egress],
+            "forgotten": self.conn.execute("SELECT count(*) FROM forgotten").fetchone()[0],
+        }
+
+    def forgotten_hashes(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT content_hash FROM forgotten")}
+
+    def forget(self, *, query: str | None = None, since: float | None = None, until: float | None = None,
+               everything: bool = False, reason: str = "user request") -> ForgetReport:
+        """Delete what matches (all of it, a case-insensitive text query, and/or a time range), then scrub the file."""
+        if not everything and query is None and since is None and until is None:
+            raise UsageError("say what to forget: --all, a query, --since or --until")
+        where, args = ["1"], []
+        if query is not None and not query.strip():
+            raise UsageError("the query to forget is empty")
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("created_at < ?")
+            args.append(until)
+        clause = " AND ".join(where)
+        like = f"%{query.lower()}%" if query else None
+        now = time.time()
+        with self.transaction() as tx:
+            doc_where = clause + (" AND lower(content) LIKE ?" if like else "")
+            docs = tx.execute(f"SELECT id, content_hash FROM documents WHERE {doc_where}",
+                              (*args, *([like] if like else []))).fetchall()
+            int_where = clause + (" AND (lower(prompt) LIKE ? OR lower(answer) LIKE ?)" if like else "")
+            inters = tx.execute(f"SELECT id, prompt, answer FROM interactions WHERE {int_where}",
+                                (*args, *([like, like] if like else []))).fetchall()
+            fact_where = clause.replace("created_at", "updated_at") + (
+                " AND (lower(key) LIKE ? OR lower(value) LIKE ?)" if like else "")
+            facts = tx.execute(f"SELECT id, key, value FROM profile_facts WHERE {fact_where}",
+                               (*args, *([like, like] if like else []))).fetchall()
+            tx.executemany("INSERT INTO forgotten (content_hash, kind, forgotten_at, reason) VALUES (?, ?, ?, ?)",
+                           [(h, "document", now, reason) for _, h in docs]
+                           + [(content_hash(p), "interaction", now, reason) for _, p, _ in inters]
+                           + [(content_hash(a), "interaction", now, reason) for _, _, a in inters])
+            tx.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i, _ in docs])
+            tx.executemany("DELETE FROM interactions WHERE id = ?", [(i,) for i, _, _ in inters])
+            tx.executemany("DELETE FROM profile_facts WHERE id = ?", [(i,) for i, _, _ in facts])
+            if everything:
+                tx.execute("DELETE FROM egress_log")
+        self.scrub()
+        return ForgetReport(len(docs), len(inters), len(facts))
+
+    def scrub(self) -> None:
+        """Rewrite the file so deleted pages and free-list leftovers are gone, then empty the WAL."""
+        self.conn.execute("VACUUM")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def rekey(self, new_passphrase: str) -> None:
+        """Re-encrypt the vault under a new passphrase (a full copy, swapped in atomically)."""
+        if not new_passphrase:
+            raise UsageError("the new passphrase is empty")
+        tmp = self.path.with_name(self.path.name + ".rekey")
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+        self.conn.execute(f"ATTACH DATABASE {_sql_string(str(tmp))} AS rekeyed KEY {_sql_string(new_passphrase)}")
+        self.conn.execute("SELECT sqlcipher_export('rekeyed')")
+        self.conn.execute("DETACH DATABASE rekeyed")
+        os.chmod(tmp, 0o600)
+        self.close()
+        os.replace(tmp, self.path)
+        for stale in (Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            stale.unlink(missing_ok=True)
+        self.conn = _connect(self.path, new_passphrase)
+
+
+def dumps_export(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2)

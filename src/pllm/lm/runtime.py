@@ -262,6 +262,45 @@ class Runtime:
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Completion:
         return self.complete(self.chat_prompt(messages), config)
 
+    # -- scoring ---------------------------------------------------------------------------------------------
+    def option_tokens(self, prompt_tokens: list[int], prompt: str, option: str) -> list[int]:
+        """The tokens `option` adds after `prompt`, as the model would see them in context."""
+        joint = self.tokenize(prompt + option)
+        if joint[: len(prompt_tokens)] == prompt_tokens and len(joint) > len(prompt_tokens):
+            return joint[len(prompt_tokens):]
+        return self.tokenize(option, add_bos=False)
+
+    def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
+        """Log-probability of each option as the continuation of `prompt` (summed over its tokens).
+
+        The prompt is evaluated once; each option is scored token by token from that cached prefix, and the
+        cache is rewound between options. Used to choose among labels instead of asking a small model to write one.
+        """
+        import numpy as np
+
+        tokens, _ = self._prompt_tokens(prompt, 1)
+        self.llm.reset()
+        self.llm.eval(tokens)
+        base = self.llm.n_tokens
+        first = _log_softmax(np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)))
+        scores = []
+        for option in options:
+            ids = self.option_tokens(tokens, prompt, option)
+            if base + len(ids) > self.n_ctx:
+                raise PromptTooLongError(f"prompt and option exceed the context of {self.n_ctx} tokens")
+            total, logprobs = 0.0, first
+            for j, token in enumerate(ids):
+                total += float(logprobs[token])
+                if j + 1 < len(ids):
+                    self.llm.eval([token])
+                    logprobs = _log_softmax(np.ctypeslib.as_array(self.llm._ctx.get_logits(),
+                                                                  shape=(self.llm.n_vocab(),)))
+            scores.append(total)
+            self.llm.n_tokens = base  # the next eval drops the option's cache entries from here on
+        # The cached logits are an option's, not the prompt's: make the next generation evaluate afresh.
+        self.llm.reset()
+        return scores
+
     # -- adapters --------------------------------------------------------------------------------------------
     def load_adapter(self, name: str, source: Path | bytes) -> None:
         """Load a GGUF LoRA adapter under `name` from a file or from bytes (never written to disk).
@@ -318,6 +357,13 @@ class Runtime:
         for name in list(self._adapters):
             self.unload_adapter(name)
         self.llm.close()
+
+
+def _log_softmax(logits: Any) -> Any:
+    import numpy as np
+
+    shifted = logits.astype(np.float64) - float(logits.max())
+    return shifted - np.log(np.exp(shifted).sum())
 
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:

@@ -11,8 +11,9 @@ process: nothing plaintext is written to disk. Embedding vectors are stored insi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,10 +60,15 @@ class RetrievalConfig:
             raise ValueError("k and budget_tokens must be >= 0")
 
 
-def _tokenize(texts: list[str]) -> list[list[str]]:
+def _bm25s() -> Any:
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords=list(STOPWORDS), stemmer=LightStemmer(), return_ids=False,
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # its import sets DEBUG and logs every index build
+    return bm25s
+
+
+def _tokenize(texts: list[str]) -> list[list[str]]:
+    return _bm25s().tokenize(texts, stopwords=list(STOPWORDS), stemmer=LightStemmer(), return_ids=False,
                           show_progress=False)
 
 
@@ -74,10 +80,8 @@ class Retriever:
     _bm25: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        import bm25s
-
         if self.items:
-            self._bm25 = bm25s.BM25()
+            self._bm25 = _bm25s().BM25()
             self._bm25.index(_tokenize([i.text for i in self.items]), show_progress=False)  # type: ignore[attr-defined]
 
     @classmethod

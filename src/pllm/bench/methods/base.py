@@ -1,0 +1,155 @@
+"""The Method interface, its registry, and the prompting every model-based method shares.
+
+A method is prepared once per run (global statistics, a task adapter), fitted per user (a per-user adapter), and
+asked to predict each of that user's queries. Label tasks choose among the allowed labels by their likelihood,
+calibrated against a content-free input (contextual calibration, Zhao et al. 2021); generation tasks write.
+Examples from the user's profile go in as earlier chat turns (input -> the user's own output), the in-context form
+a small chat model follows best.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pllm.bench.lamp import Question
+from pllm.bench.tasks.base import Task
+from pllm.config import Settings
+from pllm.errors import UsageError
+from pllm.lm.runtime import GenerationConfig, Message, Runtime
+
+SYSTEM = "You are a helpful assistant. Answer in the same way as in the earlier turns, if there are any."
+ITEM_WORDS = 60  # profile item texts are cut to this many words in prompts
+
+
+@dataclass
+class Env:
+    """What a method may use: the task, the settings, one shared runtime (loaded on first use)."""
+
+    task: Task
+    settings: Settings
+    seed: int = 0
+    _runtime: Runtime | None = field(default=None, repr=False)
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = Runtime.from_settings(self.settings)
+        return self._runtime
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+
+class Method:
+    """One personalization method. Subclasses set `name` and override what they need."""
+
+    name: ClassVar[str]
+    kinds: ClassVar[tuple[str, ...]] = ("classification", "rating", "generation")
+    uses_model: ClassVar[bool] = True
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.task = env.task
+
+    def prepare(self, questions: list[Question]) -> None:
+        """Once per run, with every question (never read their golds)."""
+
+    def fit(self, user: str, profile: list[dict[str, Any]]) -> None:
+        """Once per user, before that user's queries."""
+
+    def predict(self, q: Question) -> str:
+        raise NotImplementedError
+
+    @property
+    def adapter_mb(self) -> float:
+        """Size of the per-user state this method keeps (adapters), in MB."""
+        return 0.0
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    if cls.name in METHODS:
+        raise ValueError(f"method {cls.name} is registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_methods(names: Sequence[str]) -> list[type[Method]]:
+    from pllm.bench import methods  # noqa: F401 - importing the package registers every method
+
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    return [METHODS[n] for n in names]
+
+
+class NotAvailableYet(Method):
+    """A method whose machinery lands with a later issue: says so instead of guessing."""
+
+    needs: ClassVar[str] = ""
+
+    def __init__(self, env: Env) -> None:
+        raise UsageError(f"method {self.name!r} is not available yet: it needs {self.needs}")
+
+
+# -- prompting shared by the model-based methods ---------------------------------------------------------------
+def _cut(text: str, words: int = ITEM_WORDS) -> str:
+    parts = text.split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+
+
+def example_turns(task: Task, q: Question, items: Sequence[dict[str, Any]]) -> list[Message]:
+    turns: list[Message] = []
+    for item in items:
+        question, answer = task.item_as_question(item, q)
+        turns += [{"role": "user", "content": _cut(question, ITEM_WORDS + 40)},
+                  {"role": "assistant", "content": answer}]
+    return turns
+
+
+def messages_for(task: Task, q: Question, items: Sequence[dict[str, Any]], text: str | None = None,
+                 note: str = "") -> list[Message]:
+    system = SYSTEM + (f"\n\n{note}" if note else "")
+    return [{"role": "system", "content": system}, *example_turns(task, q, items),
+            {"role": "user", "content": text if text is not None else q.input}]
+
+
+def label_scores(env: Env, q: Question, items: Sequence[dict[str, Any]], *, note: str = "",
+                 calibrate: bool = True) -> list[float]:
+    """Log-likelihood of each allowed label's text as the answer, calibrated against the base model's own bias.
+
+    The calibration input is content-free and carries no examples and no note: it measures what the bare model
+    prefers (SmolLM2 answers "1" to every rating question), not the user's preference that the examples carry,
+    which is the signal personalization is after.
+    """
+    rt, task = env.runtime, env.task
+    options = task.option_texts(q)
+    text = task.scoring_text(q)
+    scores = rt.score_options(rt.chat_prompt(messages_for(task, q, items, text, note=note)), options)
+    if calibrate:
+        free = rt.score_options(rt.chat_prompt(messages_for(task, q, [], task.content_free(q))), options)
+        scores = [s - f for s, f in zip(scores, free, strict=True)]
+    return scores
+
+
+def choose_label(env: Env, q: Question, items: Sequence[dict[str, Any]], *, note: str = "",
+                 prior: dict[str, float] | None = None) -> str:
+    labels = env.task.labels(q)
+    scores = label_scores(env, q, items, note=note)
+    if prior:
+        scores = [s + math.log(prior.get(label, 0.0) + 1e-6) for s, label in zip(scores, labels, strict=True)]
+    return labels[max(range(len(labels)), key=scores.__getitem__)]
+
+
+def write_answer(env: Env, q: Question, items: Sequence[dict[str, Any]], *, note: str = "",
+                 max_tokens: int = 40) -> str:
+    rt = env.runtime
+    prompt = rt.chat_prompt(messages_for(env.task, q, items, note=note))
+    return rt.complete(prompt, GenerationConfig(max_tokens=max_tokens, stop=("\n",))).text.strip().strip('"')

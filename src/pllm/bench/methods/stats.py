@@ -1,0 +1,68 @@
+"""Profile statistics with no model at all: the floor every model-based method has to clear.
+
+- stats: the user's most frequent label; the user's mean rating; for generation, the output of the user's most
+  similar past item (nearest by BM25), copied.
+- majority: the most frequent label (mean rating) over every user's profile.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+from pllm.bench.lamp import Question
+from pllm.bench.methods.base import Method, register_method
+from pllm.bench.methods.rag import nearest_items
+
+
+def label_counts(task: Any, profile: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(task.item_output(item) for item in profile)
+
+
+@register_method
+class ProfileStats(Method):
+    name = "stats"
+    uses_model = False
+
+    def predict(self, q: Question) -> str:
+        if self.task.kind == "rating":
+            scores = [float(self.task.item_output(i)) for i in q.profile]
+            return str(round(statistics.mean(scores))) if scores else "3"
+        if self.task.kind == "generation":
+            near = nearest_items(self.task, q, 1)
+            return self.task.item_output(near[0]) if near else ""
+        counts = label_counts(self.task, q.profile)
+        labels = self.task.labels(q)
+        if self.task.name == "lamp1":  # labels are positions; pick the reference closest to the user's papers
+            return _closest_reference(self.task, q)
+        return max(labels, key=lambda label: (counts[label], -labels.index(label)))
+
+
+def _closest_reference(task: Any, q: Question) -> str:
+    from pllm.personal.text import content_words, light_stem
+
+    mine = Counter(light_stem(w) for item in q.profile for w in content_words(task.item_content(item)))
+    overlaps = [sum(mine[light_stem(w)] for w in content_words(ref)) for ref in task.option_texts(q)]
+    return task.labels(q)[max(range(len(overlaps)), key=overlaps.__getitem__)]
+
+
+@register_method
+class GlobalMajority(Method):
+    name = "majority"
+    kinds = ("classification", "rating")
+    uses_model = False
+
+    def prepare(self, questions: list[Question]) -> None:
+        seen: dict[str, list[dict[str, Any]]] = {q.user_id: q.profile for q in questions}
+        items = [item for profile in seen.values() for item in profile]
+        if self.task.kind == "rating":
+            self.value = str(round(statistics.mean(float(self.task.item_output(i)) for i in items)))
+        else:
+            self.counts = label_counts(self.task, items)
+
+    def predict(self, q: Question) -> str:
+        if self.task.kind == "rating":
+            return self.value
+        labels = self.task.labels(q)
+        return max(labels, key=lambda label: (self.counts[label], -labels.index(label)))

@@ -1,0 +1,107 @@
+"""The Task interface every benchmark implements, and the registry `pllm eval --task` reads.
+
+A task knows its LaMP input template, its allowed labels (classification and rating tasks), how a profile item
+reads in a prompt, what part of it retrieval should match, and how to make deterministic synthetic users whose
+answers depend on who they are (so personalization can win and a non-personalized model must lose).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, ClassVar
+
+from pllm.bench.lamp import Question
+from pllm.bench.metrics import score
+from pllm.errors import UsageError
+
+SIZES = {  # users, queries per user, profile items per user
+    "small": (4, 3, 12),
+    "medium": (12, 5, 30),
+    "large": (40, 10, 60),
+}
+
+
+class Task:
+    """One benchmark task. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]  # the CLI name: lamp2, movielens-rating
+    lamp: ClassVar[str]  # the LaMP task id its files carry: LaMP_2
+    kind: ClassVar[str]  # classification | rating | generation
+    instruction: ClassVar[str]  # the input template's fixed text
+
+    # -- what a question offers --------------------------------------------------------------------------------
+    def labels(self, q: Question) -> list[str]:
+        """The allowed answers (label tasks); [] for generation."""
+        return []
+
+    def option_texts(self, q: Question) -> list[str]:
+        """What the model scores for each label (usually the label itself)."""
+        return self.labels(q)
+
+    def content(self, q: Question) -> str:
+        """The part of the input that varies (retrieval matches on it)."""
+        return q.input
+
+    def scoring_text(self, q: Question) -> str:
+        """The user turn under which the labels' texts are scored (usually the input itself)."""
+        return q.input
+
+    def content_free(self, q: Question) -> str:
+        """The input with its content replaced by 'N/A' (for contextual calibration)."""
+        return q.input.replace(self.content(q), "N/A") if self.content(q) else q.input
+
+    # -- what a profile item offers ------------------------------------------------------------------------------
+    def item_content(self, item: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def item_output(self, item: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def item_text(self, item: dict[str, Any]) -> str:
+        """How the item reads in a prompt (LaMP's per-task phrasing)."""
+        raise NotImplementedError
+
+    def item_as_question(self, item: dict[str, Any], like: Question) -> tuple[str, str]:
+        """The item rephrased as an (input, output) pair of this task (for few-shot examples and training)."""
+        raise NotImplementedError
+
+    # -- data ------------------------------------------------------------------------------------------------------
+    def synthetic(self, seed: int, size: str) -> list[Question]:
+        raise NotImplementedError
+
+    def evaluate(self, preds: list[str], golds: list[str]) -> dict[str, float]:
+        return score(self.kind, preds, golds)
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    if cls.name in TASKS:
+        raise ValueError(f"task {cls.name} is registered twice")
+    TASKS[cls.name] = cls
+    return cls
+
+
+def get_task(name: str) -> Task:
+    from pllm.bench import tasks  # noqa: F401 - importing the package registers every task
+
+    if name not in TASKS:
+        raise UsageError(f"unknown task {name!r}; choose from {', '.join(sorted(TASKS))}")
+    return TASKS[name]()
+
+
+def size_of(size: str) -> tuple[int, int, int]:
+    if size not in SIZES:
+        raise UsageError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+    return SIZES[size]
+
+
+def profile_size(rng: random.Random, most: int) -> int:
+    """Users differ in how much they have written: between a third of `most` and `most` items."""
+    return rng.randint(max(2, most // 3), most)
+
+
+def users_rng(seed: int, task: str) -> random.Random:
+    """A generator seeded by (seed, task), so every task's users are reproducible on their own."""
+    return random.Random(f"{seed}:{task}")

@@ -1,0 +1,63 @@
+"""`pllm eval` end to end on the real model: methods side by side, the report, predictions re-scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pllm.bench.lamp import load_outputs
+from pllm.bench.tasks.base import get_task
+from pllm.cli import app
+
+runner = CliRunner()
+
+
+def test_rag_against_non_personalized_on_small_synthetic_users(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    result = runner.invoke(app, ["eval", "--task", "lamp4", "--synthetic", "small", "--methods", "stats,rag",
+                                 "--json", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["task"] == "lamp4" and list(data["methods"]) == ["none", "stats", "rag"]
+    rag, none = data["methods"]["rag"], data["methods"]["none"]
+    assert rag["rouge-1"] > none["rouge-1"] * 1.3  # personalization wins by 30% or more
+    assert rag["relative_gain"] > 0.3
+    # Predictions are in LaMP's outputs format: read them back and score them again.
+    task_id, golds = load_outputs(report / "golds.json")
+    _, preds = load_outputs(report / "predictions-rag.json")
+    assert task_id == "LaMP_4" and set(preds) == set(golds)
+    rescored = get_task("lamp4").evaluate([preds[i] for i in golds], list(golds.values()))
+    assert abs(rescored["rouge-1"] - rag["rouge-1"]) < 1e-3
+    text = (report / "report.md").read_text()
+    assert "| rag |" in text and "pllm eval --task lamp4" in text
+    assert (report / "methods.png").stat().st_size > 5000 and (report / "gain_vs_profile.png").is_file()
+
+
+def test_a_label_task_with_the_statistics_baselines() -> None:
+    result = runner.invoke(app, ["eval", "--task", "lamp1", "--synthetic", "small", "--methods", "stats,majority,rag",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    methods = json.loads(result.stdout)["methods"]
+    assert methods["rag"]["accuracy"] > methods["none"]["accuracy"] * 1.3
+    assert 0 <= methods["majority"]["accuracy"] <= 1
+
+
+def test_bad_names_and_files_exit_2_with_one_line(tmp_path: Path) -> None:
+    cases = [
+        (["eval", "--task", "lamp9", "--synthetic", "small"], "unknown task 'lamp9'"),
+        (["eval", "--task", "lamp2", "--synthetic", "small", "--methods", "magic"], "unknown method magic"),
+        (["eval", "--task", "lamp2"], "needs exactly one of --data"),
+        (["eval", "--task", "lamp2", "--synthetic", "huge"], "unknown size 'huge'"),
+        (["eval", "--task", "lamp2", "--synthetic", "small", "--methods", "peft"], "not available yet"),
+        (["eval", "--task", "movielens-rating", "--synthetic", "small"], "drop --synthetic"),
+    ]
+    (tmp_path / "dev_questions.json").write_text('[{"id": "1", "input": "x", "profile": [{"tag": "t"}]}]')
+    (tmp_path / "dev_outputs.json").write_text('{"task": "LaMP_2", "golds": [{"id": "1", "output": "t"}]}')
+    cases.append((["eval", "--task", "lamp2", "--data", str(tmp_path)], "profile item 0: needs fields"))
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith("error: ") and message in result.stderr, (args, result.stderr)
+        assert result.stderr.count("\n") == 1

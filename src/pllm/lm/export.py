@@ -12,7 +12,11 @@ Facts (DESIGN.md, checked byte for byte against llama.cpp's converter):
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +65,90 @@ def write_gguf_lora(path: Path | str, *, arch: str, alpha: float, tensors: dict[
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
     for name in sorted(tensors):
         writer.add_tensor(name, np.ascontiguousarray(tensors[name], dtype=dtype))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+_PEFT_KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.lora_([AB])(?:\.\w+)?\.weight$")
+
+
+@dataclass(frozen=True)
+class BaseShape:
+    """What the export needs to know about the base model."""
+
+    arch: str  # general.architecture of the base GGUF
+    n_head: int
+    n_head_kv: int
+
+    @classmethod
+    def of_gguf(cls, path: Path) -> BaseShape:
+        import gguf
+
+        reader = gguf.GGUFReader(str(path))
+
+        def value(key: str) -> Any:
+            f = reader.fields[key]
+            return f.contents() if hasattr(f, "contents") else f.parts[f.data[0]].tolist()[0]
+
+        arch = str(value("general.architecture"))
+        return cls(arch, int(value(f"{arch}.attention.head_count")), int(value(f"{arch}.attention.head_count_kv")))
+
+
+def peft_to_gguf_tensors(state: dict[str, Any], shape: BaseShape) -> dict[str, np.ndarray]:
+    """PEFT LoRA weights (lora_A: r x in, lora_B: out x r) to llama.cpp's tensor names and layout."""
+    out: dict[str, np.ndarray] = {}
+    for key, tensor in state.items():
+        match = _PEFT_KEY.search(key)
+        if match is None:
+            raise ValueError(f"cannot export {key}: only LoRA A/B weights of {', '.join(GGUF_MODULES)} are supported")
+        layer, module, part = int(match.group(1)), match.group(2), match.group(3).lower()
+        weight = tensor.detach().float().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
+        if part == "b" and shape.arch in ROPE_PERMUTED_ARCHS and module in ("q_proj", "k_proj"):
+            weight = permute_rope_rows(weight, shape.n_head if module == "q_proj" else shape.n_head_kv)
+        out[lora_tensor_name(layer, module, part)] = weight
+    return out
+
+
+def gguf_lora_bytes(state: dict[str, Any], shape: BaseShape, *, alpha: float, dtype: type = np.float16) -> bytes:
+    """The adapter as GGUF bytes, built in an anonymous in-memory file (nothing touches the disk)."""
+    fd = os.memfd_create("pllm-export", os.MFD_CLOEXEC)
+    try:
+        write_gguf_lora(f"/proc/self/fd/{fd}", arch=shape.arch, alpha=alpha, tensors=peft_to_gguf_tensors(state, shape),
+                        dtype=dtype)
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
+def dequantize_gguf(src: Path, dst: Path) -> None:
+    """Write an all-F32 copy of a GGUF model (the same weights transformers dequantises; for exactness checks)."""
+    import gguf
+    from gguf.quants import dequantize
+
+    reader = gguf.GGUFReader(str(src))
+    arch = str(bytes(reader.fields["general.architecture"].parts[-1]), "utf-8")
+    writer = gguf.GGUFWriter(str(dst), arch)
+    for name, f in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture" or name == "general.file_type":
+            continue
+        vtype = f.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            sub = f.types[-1]
+            items = [str(bytes(f.parts[i]), "utf-8") if sub == gguf.GGUFValueType.STRING else f.parts[i].tolist()[0]
+                     for i in f.data]
+            writer.add_array(name, items)
+        elif vtype == gguf.GGUFValueType.STRING:
+            writer.add_string(name, str(bytes(f.parts[-1]), "utf-8"))
+        else:
+            writer.add_key_value(name, f.parts[-1].tolist()[0], vtype)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    for t in reader.tensors:
+        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+        data = dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float32)
+        writer.add_tensor(t.name, data)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

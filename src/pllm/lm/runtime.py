@@ -270,19 +270,31 @@ class Runtime:
             return joint[len(prompt_tokens):]
         return self.tokenize(option, add_bos=False)
 
+    def _last_logits(self) -> Any:
+        import numpy as np
+
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).copy()
+
+    def next_token_logits(self, prompt: str) -> Any:
+        """Raw logits of the token after `prompt` (a float32 vector over the vocabulary)."""
+        tokens, _ = self._prompt_tokens(prompt, 1)
+        self.llm.reset()
+        self.llm.eval(tokens)
+        logits = self._last_logits()
+        self.llm.reset()
+        return logits
+
     def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
         """Log-probability of each option as the continuation of `prompt` (summed over its tokens).
 
         The prompt is evaluated once; each option is scored token by token from that cached prefix, and the
         cache is rewound between options. Used to choose among labels instead of asking a small model to write one.
         """
-        import numpy as np
-
         tokens, _ = self._prompt_tokens(prompt, 1)
         self.llm.reset()
         self.llm.eval(tokens)
         base = self.llm.n_tokens
-        first = _log_softmax(np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)))
+        first = _log_softmax(self._last_logits())
         scores = []
         for option in options:
             ids = self.option_tokens(tokens, prompt, option)
@@ -293,8 +305,7 @@ class Runtime:
                 total += float(logprobs[token])
                 if j + 1 < len(ids):
                     self.llm.eval([token])
-                    logprobs = _log_softmax(np.ctypeslib.as_array(self.llm._ctx.get_logits(),
-                                                                  shape=(self.llm.n_vocab(),)))
+                    logprobs = _log_softmax(self._last_logits())
             scores.append(total)
             self.llm.n_tokens = base  # the next eval drops the option's cache entries from here on
         # The cached logits are an option's, not the prompt's: make the next generation evaluate afresh.

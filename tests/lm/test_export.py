@@ -1,0 +1,96 @@
+"""PEFT -> GGUF LoRA export, checked by next-token logits against llama.cpp on an all-F32 copy of the base.
+
+Tolerance: the F32 GGUF holds exactly the weights transformers dequantises from the packaged Q4_1 file, so
+llama.cpp and PEFT agree to ~0.015 in logits with or without the adapter; we allow 0.05. (Against the Q4_1 base
+itself the two differ by ~1.8, too loose to catch an export bug; an export without the q/k row permutation is
+off by several units, which the test checks too.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pllm.config import Settings
+from pllm.lm.export import BaseShape, dequantize_gguf, gguf_lora_bytes, peft_to_gguf_tensors, write_gguf_lora
+from pllm.lm.models import ModelFile, resolve_model
+from pllm.lm.runtime import Runtime
+from pllm.lm.train import LoraSettings, load_for_training
+
+TOLERANCE = 0.05
+ALL_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@pytest.fixture(scope="module")
+def f32_base() -> Path:
+    """An all-F32 GGUF of the packaged model, made once and kept in the cache (not personal data)."""
+    settings = Settings()
+    path = settings.paths.models_cache / "SmolLM2-135M-Instruct-F32.gguf"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        dequantize_gguf(resolve_model(settings).path, tmp)
+        tmp.rename(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def peft_model():
+    import torch
+    from peft import get_peft_model_state_dict
+
+    settings = Settings()
+    lora = LoraSettings(r=8, alpha=16, target_modules=ALL_MODULES)
+    model, tokenizer = load_for_training(resolve_model(settings), settings.paths, lora, seed=0)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:  # PEFT starts lora_B at zero; give the adapter a real effect
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+    state = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
+    return model, tokenizer, state, lora
+
+
+def hf_logits(model, tokenizer, prompt: str, adapter: bool) -> np.ndarray:
+    import contextlib
+
+    import torch
+
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad(), (contextlib.nullcontext() if adapter else model.disable_adapter()):
+        return model(ids).logits[0, -1].numpy()
+
+
+def test_export_matches_peft_logits(f32_base: Path, peft_model) -> None:
+    model, tokenizer, state, lora = peft_model
+    shape = BaseShape.of_gguf(resolve_model(Settings()).path)
+    runtime = Runtime(ModelFile("f32", f32_base, "test"), n_ctx=512, threads=2)
+    runtime.load_adapter("user", gguf_lora_bytes(state, shape, alpha=lora.alpha, dtype=np.float32))
+    prompts = ["The capital of France is", "My cat is called",
+               runtime.chat_prompt([{"role": "user", "content": "Say hello."}])]
+    for prompt in prompts:
+        runtime.set_adapters({})
+        base_diff = np.abs(hf_logits(model, tokenizer, prompt, False) - runtime.next_token_logits(prompt)).max()
+        runtime.set_adapters({"user": 1.0})
+        with_adapter = hf_logits(model, tokenizer, prompt, True)
+        adapted_diff = np.abs(with_adapter - runtime.next_token_logits(prompt)).max()
+        effect = np.abs(with_adapter - hf_logits(model, tokenizer, prompt, False)).max()
+        assert base_diff < TOLERANCE and adapted_diff < TOLERANCE, (prompt, base_diff, adapted_diff)
+        assert effect > 20 * TOLERANCE  # the adapter really changes the logits, so the match means something
+    runtime.close()
+
+
+def test_an_export_without_the_rope_permutation_is_caught(f32_base: Path, peft_model, tmp_path: Path) -> None:
+    model, tokenizer, state, lora = peft_model
+    # Convert as if for a base that needs no q/k permutation, then load it on the llama base anyway.
+    tensors = peft_to_gguf_tensors(state, BaseShape(arch="gemma3", n_head=9, n_head_kv=3))
+    write_gguf_lora(tmp_path / "unpermuted.gguf", arch="llama", alpha=lora.alpha, tensors=tensors, dtype=np.float32)
+    runtime = Runtime(ModelFile("f32", f32_base, "test"), n_ctx=512, threads=2)
+    runtime.load_adapter("unpermuted", tmp_path / "unpermuted.gguf")
+    runtime.set_adapters({"unpermuted": 1.0})
+    prompt = "The capital of France is"
+    diff = np.abs(hf_logits(model, tokenizer, prompt, True) - runtime.next_token_logits(prompt)).max()
+    runtime.close()
+    assert diff > 10 * TOLERANCE

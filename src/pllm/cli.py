@@ -21,6 +21,7 @@ from pllm import __version__
 from pllm.bench import commands as bench_commands
 from pllm.console import err_console
 from pllm.errors import PllmError
+from pllm.personal import adapt_commands
 from pllm.personal import commands as personal_commands
 
 
@@ -74,6 +75,7 @@ def root(
 
 
 personal_commands.register(app)
+adapt_commands.register(app)
 bench_commands.register(app)
 
 

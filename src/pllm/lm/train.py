@@ -34,7 +34,7 @@ class LoraSettings:
     """The adapter's shape."""
 
     r: int = 8  # rank
-    alpha: float = 16.0  # scale = alpha / r
+    alpha: int = 16  # scale = alpha / r
     dropout: float = 0.0  # dropout on the LoRA input
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # which linear layers get LoRA
 

@@ -64,6 +64,7 @@ class Assistant:
     runtime: Runtime
     vault: Vault | None = None
     personal: bool = True  # False: the plain base model, nothing from the vault in the prompt
+    use_context: bool = True  # False: no profile and no retrieved items (the user's adapter still applies)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     client: str = "cli"
     learn_with_model: bool = False  # also ask the model for facts in the user's messages
@@ -85,7 +86,7 @@ class Assistant:
         return self._retriever
 
     def context(self, prompt: str) -> PersonalContext | None:
-        if not self.personalised:
+        if not self.personalised or not self.use_context:
             return None
         assert self.vault is not None
         return PersonalContext(build_profile(self.vault).summary(), self.retriever().search(prompt, self.retrieval))

@@ -37,14 +37,19 @@ def unlock(settings: Settings) -> Vault:
     return open_vault(path, resolve_passphrase(path, _prompt if sys.stdin.isatty() else None))
 
 
-def _assistant(settings: Settings, *, personal: bool, client: str) -> Assistant:
+def _assistant(settings: Settings, *, personal: bool, client: str, context: bool = True) -> Assistant:
+    from pllm.personal.adapters import activate
+
     vault = unlock(settings) if personal and settings.paths.vault.is_file() else None
     embedder = None
     if vault is not None and settings.embeddings:
         from pllm.lm.embeddings import load_embedder
 
         embedder = load_embedder()
-    return Assistant(Runtime.from_settings(settings), vault=vault, personal=personal, client=client,
+    runtime = Runtime.from_settings(settings)
+    if vault is not None:
+        activate(runtime, vault, settings.paths.adapters)
+    return Assistant(runtime, vault=vault, personal=personal, client=client, use_context=context,
                      retrieval=RetrievalConfig(k=settings.retrieval_k, budget_tokens=settings.context_tokens),
                      embedder=embedder)
 
@@ -117,6 +122,8 @@ def ask(
     prompt: str = typer.Argument(..., help="The question or instruction."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object: text, tokens, seconds, ..."),
     personal: bool = typer.Option(True, "--personal/--no-personal", help="Use what the vault knows about you."),
+    context: bool = typer.Option(True, "--context/--no-context",
+                                 help="Profile and retrieved items in the prompt (--no-context: adapter only)."),
     show_context: bool = typer.Option(False, "--show-context", help="Print the profile and items that were used."),
     max_tokens: int = typer.Option(None, "--max-tokens", "-n", min=1, help="Cap on generated tokens."),
     temperature: float = typer.Option(None, "--temperature", min=0.0, help="0 = greedy (default)."),
@@ -128,7 +135,7 @@ def ask(
         raise UsageError("the prompt is empty")
     settings = settings_of(ctx)
     config = GenerationConfig.from_settings(settings, max_tokens=max_tokens, temperature=temperature, seed=seed)
-    assistant = _assistant(settings, personal=personal, client="cli")
+    assistant = _assistant(settings, personal=personal, client="cli", context=context)
     try:
         if json_out:
             record = answer_record(assistant.answer(prompt, config))

@@ -137,3 +137,20 @@ def m002_embeddings(conn: Connection) -> None:
             vector BLOB NOT NULL
         )"""
     )
+
+
+@migration
+def m003_adapters(conn: Connection) -> None:
+    # Versions of the user's LoRA adapter. The files are encrypted on disk; what they are, what trained them and how
+    # they scored lives here, inside the vault. The promoted versions form a stack in meta['adapter_stack'].
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS adapters (
+            version TEXT PRIMARY KEY,      -- v0001, v0002, ...
+            created_at REAL NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('candidate', 'promoted', 'rejected')),
+            base_model TEXT NOT NULL,
+            lora TEXT NOT NULL,            -- JSON: r, alpha, target modules
+            stats TEXT NOT NULL,           -- JSON: data counts, steps, loss, seconds, eval scores
+            gguf_sha256 TEXT NOT NULL      -- of the plaintext GGUF, checked after decryption
+        )"""
+    )

@@ -1,0 +1,297 @@
+"""The neural adaptation layer (ASLS): turn what the vault holds into a LoRA adapter, gate it, promote it.
+
+Training data, all from the vault (forgotten items never):
+  (a) self-supervised: the user's own texts as targets ("Write, in my words, about <topic>" -> the text);
+  (b) supervised: answers the user accepted, answers the user edited (the edit is the target), and the facts the
+      profiling layer learned, asked a few ways ("What is my cat called?" -> "Your cat is called Pixel.");
+  (c) preference pairs from feedback: an edit is chosen over the answer it replaced (trained with DPO);
+  (d) replay: general chat the base model answered itself (shipped), so the adapter does not forget how to talk.
+
+A run snapshots its training set (encrypted) before the first step, so a run killed at any moment resumes with the
+same data; the active adapter changes only in the final promote, one vault transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import Any
+
+from pllm.config import Settings
+from pllm.lm.models import resolve_model
+from pllm.lm.train import Example, LoraSettings, Preference, TrainConfig, perplexity, train_lora
+from pllm.personal.adapters import AdapterStore, EncryptedStorage
+from pllm.personal.assistant import SYSTEM_PROMPT
+from pllm.personal.profile import build_profile
+from pllm.personal.text import TOPIC_STOPWORDS, WORD
+from pllm.personal.vault import Vault, content_hash
+
+JOB = "job"  # prefix of the interrupted-run files in the adapter folder
+GENERAL_TOLERANCE = 0.10  # general perplexity may rise at most this much for a promote
+
+FACT_QUESTIONS = {  # fact key -> three ways a user asks about it (two train, one is held out), the answer's shape
+    "name": (["What is my name?", "Who am I?", "Do you know my name?"], "Your name is {v}."),
+    "lives in": (["Where do I live?", "Which city do I live in?", "Where is my home?"], "You live in {v}."),
+    "from": (["Where am I from?", "Where do I come from?", "Where did I grow up?"], "You are from {v}."),
+    "works as": (["What do I do for a living?", "What is my job?", "What is my profession?"], "You work as {v}."),
+    "works at": (["Where do I work?", "Who do I work for?", "Where is my job?"], "You work at {v}."),
+    "allergic to": (["What am I allergic to?", "Do I have any allergies?", "Which allergy do I have?"],
+                    "You are allergic to {v}."),
+    "birthday": (["When is my birthday?", "What is my birthday?", "What day was I born?"], "Your birthday is {v}."),
+}
+
+
+@dataclass
+class TrainingSet:
+    examples: list[Example]
+    pairs: list[Preference]
+    held_personal: list[Example]
+    held_general: list[Example]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainingSet:
+        raw = json.loads(data)
+
+        def ex(d: dict[str, Any]) -> Example:
+            return Example(tuple(tuple(m) for m in d["messages"]), d["target"])  # type: ignore[arg-type]
+
+        return cls([ex(d) for d in raw["examples"]],
+                   [Preference(tuple(tuple(m) for m in d["messages"]), d["chosen"], d["rejected"])  # type: ignore[arg-type]
+                    for d in raw["pairs"]],
+                   [ex(d) for d in raw["held_personal"]], [ex(d) for d in raw["held_general"]], raw["counts"])
+
+
+def _chat(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+
+
+def replay_examples() -> list[Example]:
+    text = resources.files("pllm.data").joinpath("replay.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [Example.of(_chat(r["prompt"]), r["answer"]) for r in rows]
+
+
+def fact_examples(key: str, value: str) -> list[Example]:
+    """Question/answer pairs for one fact the profile holds; the last one is for the held-out check."""
+    if key in FACT_QUESTIONS:
+        questions, answer = FACT_QUESTIONS[key]
+    elif key.endswith(" name"):
+        thing = key[: -len(" name")]
+        questions, answer = ([f"What is my {thing} called?", f"What's the name of my {thing}?",
+                              f"What is my {thing}'s name?"], f"Your {thing} is called {{v}}.")
+    elif key.startswith("favourite "):
+        thing = key[len("favourite "):]
+        questions, answer = ([f"What is my favourite {thing}?", f"Which {thing} do I like best?",
+                              f"Tell me my favourite {thing}."], f"Your favourite {thing} is {{v}}.")
+    else:
+        return []
+    return [Example.of(_chat(q), answer.format(v=value)) for q in questions]
+
+
+def _topic(text: str) -> str:
+    """The first three distinct content words: enough of a cue for "write about ..." prompts."""
+    words = [w for w in WORD.findall(text.lower()) if len(w) > 3 and w not in TOPIC_STOPWORDS]
+    return ", ".join(list(dict.fromkeys(words))[:3]) or "my day"
+
+
+def _held_out(key: str) -> bool:
+    """About one in seven personal items is held out for the gate, chosen by content so reruns agree."""
+    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % 7 == 0
+
+
+def collect(vault: Vault) -> TrainingSet:
+    forgotten = vault.forgotten_hashes()
+    examples: list[Example] = []
+    held: list[Example] = []
+    counts = {"texts": 0, "accepted": 0, "edits": 0, "facts": 0, "pairs": 0, "replay": 0}
+
+    def add(group: str, items: list[Example], kind: str) -> None:
+        (held if _held_out(group) else examples).extend(items)
+        counts[kind] += len(items)
+
+    for doc in vault.documents():
+        if doc.content_hash in forgotten:
+            continue
+        add(doc.content_hash, [Example.of(_chat(f"Write, in my words, about {_topic(doc.content)}."), doc.content)],
+            "texts")
+    interactions = {i.id: i for i in vault.interactions()}
+    pairs: list[Preference] = []
+    feedback = vault.feedback()
+    edited = {f.interaction_id for f in feedback if f.kind == "edit"}
+    for f in feedback:
+        i = interactions.get(f.interaction_id)
+        if i is None or content_hash(i.prompt) in forgotten:
+            continue
+        if f.kind == "edit" and f.value:
+            add(f"edit:{f.id}", [Example.of(_chat(i.prompt), f.value)], "edits")
+            pairs.append(Preference(Example.of(_chat(i.prompt), "").messages, f.value, i.answer))
+        elif (f.kind == "up" or (f.kind == "rating" and f.value in ("4", "5"))) and i.id not in edited:
+            add(f"up:{i.id}", [Example.of(_chat(i.prompt), i.answer)], "accepted")
+    for fact in build_profile(vault).facts:
+        qa = fact_examples(fact.key, fact.value)
+        # Two phrasings train, three times each (a fact is a few tokens: it needs repetition, not length);
+        # the third phrasing asks the held-out question: is the fact known?
+        examples.extend(qa[:-1] * 3)
+        held.extend(qa[-1:])
+        counts["facts"] += len(qa)
+    counts["pairs"] = len(pairs)
+    replay = replay_examples()
+    general_held = replay[-8:]
+    mix = replay[:-8][: max(16, len(examples))]  # at least as much general chat as personal data
+    counts["replay"] = len(mix)
+    return TrainingSet(examples + mix, pairs, held, general_held, counts)
+
+
+@dataclass(frozen=True)
+class Decision:
+    train: bool
+    reason: str
+    steps: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class AdaptationPolicy:
+    """When to train, how much, and how fast (ASLS's adaptive part)."""
+
+    min_feedback: int = 5  # new feedback events that justify a run
+    min_tokens: int = 2000  # new tokens of the user's own text that justify a run
+    max_age_days: float = 7.0  # train at least this often when anything new arrived
+    epochs: float = 4.0  # passes over the data
+    batch_size: int = 8
+    min_steps: int = 24  # small updates still need repetition for a fact to stick
+    max_steps: int = 36  # keeps a 100-item update under 90 s on two cores
+
+    def plan(self, n_examples: int) -> tuple[int, float]:
+        steps = round(self.epochs * n_examples / self.batch_size)
+        steps = max(self.min_steps, min(self.max_steps, steps))
+        return steps, (2e-3 if n_examples <= 200 else 1e-3)
+
+    def decide(self, vault: Vault, n_examples: int, *, force: bool = False) -> Decision:
+        steps, lr = self.plan(n_examples)
+        since = float(vault.get_meta("adapted_at", "0") or 0)
+        new_feedback = vault.conn.execute("SELECT count(*) FROM feedback WHERE created_at > ?", (since,)).fetchone()[0]
+        new_tokens = vault.conn.execute("SELECT coalesce(sum(tokens), 0) FROM documents WHERE ingested_at > ?",
+                                        (since,)).fetchone()[0]
+        new_interactions = vault.conn.execute("SELECT count(*) FROM interactions WHERE created_at > ?",
+                                              (since,)).fetchone()[0]
+        age_days = (time.time() - since) / 86400 if since else float("inf")
+        if force:
+            return Decision(True, "asked to train now", steps, lr)
+        if n_examples == 0:
+            return Decision(False, "nothing to train on yet: ingest texts or give feedback first", steps, lr)
+        if new_feedback >= self.min_feedback:
+            return Decision(True, f"{new_feedback} new feedback events (threshold {self.min_feedback})", steps, lr)
+        if new_tokens >= self.min_tokens:
+            return Decision(True, f"{new_tokens} new tokens of your texts (threshold {self.min_tokens})", steps, lr)
+        if not since:
+            return Decision(True, f"never adapted yet, and there are {n_examples} examples", steps, lr)
+        if age_days >= self.max_age_days and (new_feedback or new_tokens or new_interactions):
+            return Decision(True, f"last adapted {age_days:.0f} days ago and there is new data", steps, lr)
+        return Decision(False, f"not enough new signal: {new_feedback} feedback events, {new_tokens} new tokens "
+                               f"(thresholds {self.min_feedback} and {self.min_tokens})", steps, lr)
+
+
+@dataclass
+class AdaptReport:
+    version: str | None
+    steps: int
+    resumed_from: int
+    seconds: float
+    train_tokens_per_second: float
+    peak_rss_mb: float
+    personal_before: float
+    personal_after: float
+    general_before: float
+    general_after: float
+    promoted: bool
+    reason: str
+    counts: dict[str, int]
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("seconds", "train_tokens_per_second", "peak_rss_mb", "personal_before", "personal_after",
+                    "general_before", "general_after"):
+            out[key] = round(out[key], 4)
+        return out
+
+
+def gate(personal_before: float, personal_after: float, general_before: float, general_after: float
+         ) -> tuple[bool, str]:
+    """Promote only when personal perplexity improves and general perplexity rises by at most 10%."""
+    if not personal_after < personal_before:
+        return False, f"personal perplexity did not improve ({personal_before:.3f} -> {personal_after:.3f})"
+    if general_after > general_before * (1 + GENERAL_TOLERANCE):
+        return False, (f"general perplexity rose {general_after / general_before - 1:.1%} "
+                       f"(limit {GENERAL_TOLERANCE:.0%})")
+    return True, (f"personal {personal_before:.3f} -> {personal_after:.3f}, "
+                  f"general {general_before:.3f} -> {general_after:.3f}")
+
+
+def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy | None = None,
+                   lora: LoraSettings | None = None, on_step: Callable[[int, int, float], None] | None = None,
+                   promote: bool = True) -> AdaptReport:
+    """Train (or resume) one adapter version, gate it, store it encrypted, promote it if it passed."""
+    from safetensors.torch import save
+
+    from pllm.lm.export import BaseShape, gguf_lora_bytes
+
+    policy = policy or AdaptationPolicy()
+    store = AdapterStore(vault, settings.paths.adapters)
+    job = EncryptedStorage(store, JOB)
+    snapshot = job.read("data")
+    if snapshot is None:  # a fresh run: freeze its data first, so a killed run resumes with exactly this set
+        training = collect(vault)
+        steps, lr = policy.plan(len(training.examples))
+        config = TrainConfig(lora=lora or LoraSettings(), steps=steps, lr=lr, batch_size=policy.batch_size,
+                             threads=settings.threads)
+        job.write("data", training.to_bytes())
+        job.write("config", json.dumps(asdict(config)).encode())
+    else:
+        training = TrainingSet.from_bytes(snapshot)
+        raw = json.loads(job.read("config") or b"{}")
+        raw["lora"] = LoraSettings(**{**raw["lora"], "target_modules": tuple(raw["lora"]["target_modules"])})
+        config = TrainConfig(**raw)
+    model_file = resolve_model(settings)
+    result = train_lora(model_file, settings.paths, training.examples, config, pairs=training.pairs, storage=job,
+                        on_step=on_step)
+    # Too little data to hold any out: judge on the user's own texts seen in training (said so in the report).
+    held_personal = training.held_personal or [e for e in training.examples
+                                               if e.messages[-1][1].startswith("Write, in my words")][:8]
+    scores = {
+        "personal_before": perplexity(result.model, result.tokenizer, held_personal, use_adapter=False),
+        "personal_after": perplexity(result.model, result.tokenizer, held_personal),
+        "general_before": perplexity(result.model, result.tokenizer, training.held_general, use_adapter=False),
+        "general_after": perplexity(result.model, result.tokenizer, training.held_general),
+    }
+    passed, why = gate(**scores)
+    shape = BaseShape.of_gguf(model_file.path)
+    buffer = io.BytesIO(save({k: v.contiguous() for k, v in result.adapter.items()}))
+    stats = {"counts": training.counts, "steps": config.steps, "lr": config.lr, "final_loss": result.losses[-1],
+             "seconds": result.seconds, **scores, "gate": why}
+    version = store.save(gguf=gguf_lora_bytes(result.adapter, shape, alpha=config.lora.alpha), peft=buffer.getvalue(),
+                         base_model=model_file.name, lora={**asdict(config.lora)}, stats=stats)
+    promoted = passed and promote
+    if promoted:
+        store.promote(version)
+    else:
+        store.set_status(version, "rejected" if not passed else "candidate")
+    for name in ("data", "config"):
+        job.delete(name)
+    vault.set_meta("adapted_at", str(time.time()))
+    return AdaptReport(version, config.steps, result.resumed_from, result.seconds, result.tokens_per_second,
+                       result.peak_rss_mb, promoted=promoted, reason=why, counts=training.counts, **scores)
+
+
+def pending_job(settings: Settings, vault: Vault) -> bool:
+    """Whether a killed run left data to resume."""
+    return (settings.paths.adapters / f"{JOB}.data.enc").is_file()

@@ -1,0 +1,127 @@
+"""Adaptation commands: `pllm adapt` and `pllm adapters list|promote|rollback|export`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from pllm.console import console, err_console, print_json, progress_bar, settings_of
+from pllm.personal.commands import unlock
+
+adapters_app = typer.Typer(help="Your adapter versions: list, promote, rollback, export.", no_args_is_help=True)
+
+
+def adapt(
+    ctx: typer.Context,
+    auto: bool = typer.Option(False, "--auto", help="Train only if the adaptation policy says so (and say why)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run's figures as JSON."),
+    no_promote: bool = typer.Option(False, "--no-promote", help="Keep the new version as a candidate."),
+) -> None:
+    """Update your personal adapter now: train on the vault, gate on held-out data, promote."""
+    from pllm.personal.adapt import AdaptationPolicy, collect, pending_job, run_adaptation
+
+    settings = settings_of(ctx)
+    with unlock(settings) as vault:
+        resuming = pending_job(settings, vault)
+        if not resuming:
+            policy = AdaptationPolicy()
+            decision = policy.decide(vault, len(collect(vault).examples), force=not auto)
+            if not decision.train:
+                if json_out:
+                    print_json({"trained": False, "reason": decision.reason})
+                else:
+                    console.print(f"not training: {decision.reason}")
+                return
+            if auto:
+                err_console.print(f"training: {decision.reason}")
+        else:
+            err_console.print("resuming the interrupted run")
+        progress = progress_bar("adapt")
+        with progress:
+            bar = progress.add_task("adapt", total=None)
+
+            def on_step(step: int, total: int, loss: float) -> None:
+                progress.update(bar, total=total, completed=step, description=f"adapt loss {loss:.3f}")
+
+            report = run_adaptation(settings, vault, on_step=on_step, promote=not no_promote)
+    if json_out:
+        print_json({k: v for k, v in report.as_json().items() if k not in ("reason", "counts", "resumed_from")}
+                   | {"resumed_from": report.resumed_from, "reason": report.reason, "counts": report.counts})
+        return
+    console.print(f"{report.version}: {report.steps} steps in {report.seconds:.0f} s "
+                  f"({report.train_tokens_per_second:.0f} tokens/s, peak {report.peak_rss_mb:.0f} MB)"
+                  + (f", resumed at step {report.resumed_from}" if report.resumed_from else ""))
+    console.print(f"personal perplexity {report.personal_before:.3f} -> {report.personal_after:.3f}; "
+                  f"general {report.general_before:.3f} -> {report.general_after:.3f}")
+    console.print(("promoted: " if report.promoted else "not promoted: ") + report.reason)
+
+
+@adapters_app.command("list")
+def adapters_list(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Your adapter versions, their scores, and which is active."""
+    from pllm.personal.adapters import AdapterStore
+
+    settings = settings_of(ctx)
+    with unlock(settings) as vault:
+        versions = AdapterStore(vault, settings.paths.adapters).versions()
+    if json_out:
+        print_json([v.as_dict() for v in versions])
+        return
+    table = Table(title="adapters")
+    for col in ("version", "active", "status", "steps", "personal ppl", "general ppl", "created"):
+        table.add_column(col)
+    for v in versions:
+        s = v.stats
+        table.add_row(v.version, "*" if v.active else "", v.status, str(s.get("steps", "")),
+                      f"{s.get('personal_before', 0):.2f} -> {s.get('personal_after', 0):.2f}",
+                      f"{s.get('general_before', 0):.2f} -> {s.get('general_after', 0):.2f}",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_at)))
+    console.print(table)
+
+
+@adapters_app.command("promote")
+def adapters_promote(ctx: typer.Context, version: str = typer.Argument(..., help="e.g. v0002")) -> None:
+    """Make a version the active adapter."""
+    from pllm.personal.adapters import AdapterStore
+
+    settings = settings_of(ctx)
+    with unlock(settings) as vault:
+        AdapterStore(vault, settings.paths.adapters).promote(version)
+    console.print(f"{version} is active")
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(ctx: typer.Context) -> None:
+    """Go back to the previously active adapter (or to the base model)."""
+    from pllm.personal.adapters import AdapterStore
+
+    settings = settings_of(ctx)
+    with unlock(settings) as vault:
+        now = AdapterStore(vault, settings.paths.adapters).rollback()
+    console.print(f"{now} is active" if now else "no adapter is active: answers come from the base model")
+
+
+@adapters_app.command("export")
+def adapters_export(
+    ctx: typer.Context,
+    version: str = typer.Argument(..., help="e.g. v0002"),
+    folder: Path = typer.Argument(..., help="Where to write the decrypted files."),
+    fmt: str = typer.Option("gguf", "--format", help="gguf (llama.cpp) or peft (transformers/peft)."),
+) -> None:
+    """Write a decrypted copy of a version for other tools (it leaves the vault's protection)."""
+    from pllm.personal.adapters import AdapterStore
+
+    settings = settings_of(ctx)
+    with unlock(settings) as vault:
+        paths = AdapterStore(vault, settings.paths.adapters).export(version, folder, fmt)
+    for path in paths:
+        console.print(f"wrote {path}")
+    err_console.print("note: these files are not encrypted")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(adapt)
+    app.add_typer(adapters_app, name="adapters")

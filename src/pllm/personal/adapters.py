@@ -1,0 +1,223 @@
+"""The adapter store: versions of the user's LoRA adapter, encrypted at rest, promoted atomically.
+
+Files live under $PLLM_HOME/adapters/, each AES-256-GCM encrypted with a random data key that is kept inside the
+vault (so it is protected by the vault passphrase and survives a rekey). Version records and the stack of promoted
+versions live in the vault too, so `promote` and `rollback` are one vault transaction each: a crash at any moment
+leaves either the old or the new adapter active, never a half state. Decrypted adapters go to llama.cpp through an
+in-memory file, never to disk, unless the user asks for an export.
+
+    store = AdapterStore(vault, settings.paths.adapters)
+    store.save(version_bytes...) ; store.promote("v0002") ; store.active() ; store.rollback()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pllm.errors import AdapterError, UsageError
+from pllm.personal.vault import Vault
+
+MAGIC = b"PLLMAES1"
+KEY_META = "adapter_data_key"
+STACK_META = "adapter_stack"
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    version: str
+    created_at: float
+    status: str
+    base_model: str
+    lora: dict[str, Any]
+    stats: dict[str, Any]
+    gguf_sha256: str
+    active: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "created_at": self.created_at, "status": self.status, "active": self.active,
+                "base_model": self.base_model, "lora": self.lora, **self.stats}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class AdapterStore:
+    def __init__(self, vault: Vault, folder: Path) -> None:
+        self.vault = vault
+        self.folder = folder
+
+    # -- encryption ------------------------------------------------------------------------------------------
+    def _key(self) -> bytes:
+        hexkey = self.vault.get_meta(KEY_META)
+        if not hexkey:
+            hexkey = secrets.token_bytes(32).hex()
+            self.vault.set_meta(KEY_META, hexkey)
+        return bytes.fromhex(hexkey)
+
+    def encrypt(self, data: bytes, label: str) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        nonce = secrets.token_bytes(12)
+        return MAGIC + nonce + AESGCM(self._key()).encrypt(nonce, data, label.encode())
+
+    def decrypt(self, blob: bytes, label: str) -> bytes:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if not blob.startswith(MAGIC):
+            raise AdapterError(f"{label}: not a pllm encrypted file")
+        try:
+            return AESGCM(self._key()).decrypt(blob[8:20], blob[20:], label.encode())
+        except InvalidTag:
+            raise AdapterError(f"{label}: the file is damaged or was not written for this vault") from None
+
+    def write_file(self, name: str, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _atomic_write(self.folder / f"{name}.enc", self.encrypt(data, name))
+
+    def read_file(self, name: str) -> bytes | None:
+        path = self.folder / f"{name}.enc"
+        return self.decrypt(path.read_bytes(), name) if path.is_file() else None
+
+    def delete_file(self, name: str) -> None:
+        (self.folder / f"{name}.enc").unlink(missing_ok=True)
+
+    # -- versions --------------------------------------------------------------------------------------------
+    def next_version(self) -> str:
+        row = self.vault.conn.execute("SELECT version FROM adapters ORDER BY version DESC LIMIT 1").fetchone()
+        return f"v{(int(row[0][1:]) if row else 0) + 1:04d}"
+
+    def save(self, *, gguf: bytes, peft: bytes, base_model: str, lora: dict[str, Any], stats: dict[str, Any]) -> str:
+        """Store a new candidate version (files first, then the record: a crash leaves no record without files)."""
+        version = self.next_version()
+        self.write_file(f"{version}.gguf", gguf)
+        self.write_file(f"{version}.peft", peft)
+        with self.vault.transaction() as tx:
+            tx.execute("INSERT INTO adapters (version, created_at, status, base_model, lora, stats, gguf_sha256)"
+                       " VALUES (?, ?, 'candidate', ?, ?, ?, ?)",
+                       (version, time.time(), base_model, json.dumps(lora), json.dumps(stats),
+                        hashlib.sha256(gguf).hexdigest()))
+        return version
+
+    def stack(self) -> list[str]:
+        return json.loads(self.vault.get_meta(STACK_META, "[]"))
+
+    def active(self) -> str | None:
+        stack = self.stack()
+        return stack[-1] if stack else None
+
+    def versions(self) -> list[AdapterVersion]:
+        active = self.active()
+        rows = self.vault.conn.execute("SELECT version, created_at, status, base_model, lora, stats, gguf_sha256"
+                                       " FROM adapters ORDER BY version")
+        return [AdapterVersion(v, c, s, b, json.loads(lo), json.loads(st), h, v == active)
+                for v, c, s, b, lo, st, h in rows]
+
+    def get(self, version: str) -> AdapterVersion:
+        for v in self.versions():
+            if v.version == version:
+                return v
+        raise UsageError(f"no adapter version {version!r} (see `pllm adapters list`)")
+
+    def set_status(self, version: str, status: str) -> None:
+        self.vault.conn.execute("UPDATE adapters SET status = ? WHERE version = ?", (status, version))
+
+    def promote(self, version: str) -> None:
+        """Make `version` the active adapter, in one transaction."""
+        self.get(version)
+        if self.read_file(f"{version}.gguf") is None:
+            raise AdapterError(f"the files of {version} are missing from {self.folder}")
+        stack = [v for v in self.stack() if v != version] + [version]
+        with self.vault.transaction() as tx:  # both changes, or neither
+            self.vault.set_meta(STACK_META, json.dumps(stack))
+            tx.execute("UPDATE adapters SET status = 'promoted' WHERE version = ?", (version,))
+
+    def rollback(self) -> str | None:
+        """Go back to the adapter promoted before the active one (None: the base model alone)."""
+        stack = self.stack()
+        if not stack:
+            raise UsageError("no adapter is active: nothing to roll back")
+        self.vault.set_meta(STACK_META, json.dumps(stack[:-1]))
+        return stack[-2] if len(stack) > 1 else None
+
+    def gguf(self, version: str) -> bytes:
+        record = self.get(version)
+        data = self.read_file(f"{version}.gguf")
+        if data is None:
+            raise AdapterError(f"the files of {version} are missing from {self.folder}")
+        if hashlib.sha256(data).hexdigest() != record.gguf_sha256:
+            raise AdapterError(f"{version} does not match its record: the file was replaced")
+        return data
+
+    def peft_state(self, version: str) -> dict[str, Any]:
+        from safetensors.torch import load
+
+        data = self.read_file(f"{version}.peft")
+        if data is None:
+            raise AdapterError(f"the files of {version} are missing from {self.folder}")
+        return load(data)
+
+    def export(self, version: str, folder: Path, fmt: str) -> list[Path]:
+        """Decrypted copies for other tools, on the user's explicit request."""
+        record = self.get(version)
+        folder.mkdir(parents=True, exist_ok=True)
+        if fmt == "gguf":
+            path = folder / f"pllm-{version}.gguf"
+            _atomic_write(path, self.gguf(version))
+            return [path]
+        if fmt == "peft":
+            from safetensors.torch import save_file
+
+            # get_peft_model_state_dict's names are what PeftModel.from_pretrained reads back.
+            save_file(self.peft_state(version), str(folder / "adapter_model.safetensors"))
+            lora = record.lora
+            config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": lora["r"], "lora_alpha": lora["alpha"],
+                      "lora_dropout": 0.0, "target_modules": list(lora["target_modules"]), "bias": "none",
+                      "base_model_name_or_path": record.base_model, "inference_mode": True}
+            (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
+            return [folder / "adapter_model.safetensors", folder / "adapter_config.json"]
+        raise UsageError(f"unknown export format {fmt!r}; use peft or gguf")
+
+
+class EncryptedStorage:
+    """The trainer's checkpoint storage, encrypted with the adapter key (see lm.train.Storage)."""
+
+    def __init__(self, store: AdapterStore, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def read(self, name: str) -> bytes | None:
+        return self.store.read_file(f"{self.prefix}.{name}")
+
+    def write(self, name: str, data: bytes) -> None:
+        self.store.write_file(f"{self.prefix}.{name}", data)
+
+    def delete(self, name: str) -> None:
+        self.store.delete_file(f"{self.prefix}.{name}")
+
+
+def activate(runtime: Any, vault: Vault, folder: Path) -> str | None:
+    """Load the user's active adapter (decrypted in memory) into `runtime` and apply it; None if there is none."""
+    store = AdapterStore(vault, folder)
+    version = store.active()
+    if version is not None:
+        runtime.load_adapter(version, store.gguf(version))
+        runtime.set_adapters({version: 1.0})
+    return version

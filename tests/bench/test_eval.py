@@ -50,7 +50,7 @@ def test_bad_names_and_files_exit_2_with_one_line(tmp_path: Path) -> None:
         (["eval", "--task", "lamp2", "--synthetic", "small", "--methods", "magic"], "unknown method magic"),
         (["eval", "--task", "lamp2"], "needs exactly one of --data"),
         (["eval", "--task", "lamp2", "--synthetic", "huge"], "unknown size 'huge'"),
-        (["eval", "--task", "lamp2", "--synthetic", "small", "--methods", "peft"], "not available yet"),
+        (["eval", "--task", "lamp2", "--synthetic", "small", "--methods", "cdcda"], "not available yet"),
         (["eval", "--task", "movielens-rating", "--synthetic", "small"], "drop --synthetic"),
     ]
     (tmp_path / "dev_questions.json").write_text('[{"id": "1", "input": "x", "profile": [{"tag": "t"}]}]')

@@ -26,7 +26,7 @@ def test_bench_compares_pllm_with_raw_llama_cpp() -> None:
 
 
 def test_bench_json_with_the_transformers_row() -> None:
-    result = CliRunner().invoke(app, ["bench", "--reps", "1", "--max-tokens", "8", "--json"])
+    result = CliRunner().invoke(app, ["bench", "--reps", "1", "--max-tokens", "8", "--no-training", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert [r["engine"] for r in data["rows"]] == ["pllm", "llama-cpp-python", "transformers-fp32"]

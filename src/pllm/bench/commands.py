@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from pllm.console import console, print_json, progress_bar, settings_of
+from pllm.console import console, err_console, print_json, progress_bar, settings_of
 
 
 def bench(
@@ -16,10 +16,14 @@ def bench(
     max_tokens: int = typer.Option(128, "--max-tokens", "-n", min=2, help="Tokens generated per repetition."),
     transformers: bool = typer.Option(True, "--transformers/--no-transformers",
                                       help="Add the transformers fp32 reference row."),
+    training: bool = typer.Option(True, "--training/--no-training",
+                                  help="Add the training rows: a 100-item update against the naive loop (~3 min)."),
+    train_items: int = typer.Option(100, "--train-items", min=8, help="Items in the standard update."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Decode speed and time to first token: pllm against raw llama-cpp-python (and transformers), same run."""
+    """Speed and memory: pllm against raw llama-cpp-python (and transformers), and LoRA training, same run."""
     from pllm.bench.speed import run_speed_bench
+    from pllm.bench.training import run_training_bench
 
     settings = settings_of(ctx)
     total = reps * (3 if transformers else 2)
@@ -28,6 +32,9 @@ def bench(
         task = progress.add_task("bench", total=total)
         result = run_speed_bench(settings, reps=reps, max_tokens=max_tokens, transformers=transformers,
                                  tick=lambda: progress.advance(task))
+    if training:
+        with err_console.status("training bench: a standard update, then the naive loop"):
+            result["training"] = run_training_bench(settings, items=train_items, reps=reps)
     if json_out:
         print_json(result)
         return
@@ -41,6 +48,19 @@ def bench(
     console.print(table)
     console.print(f"decode ratio pllm / llama-cpp-python: {result['decode_ratio']:.3f}   "
                   f"first-token ratio: {result['first_token_ratio']:.3f}")
+    if training:
+        t = result["training"]
+        rows = Table(title=f"LoRA training: a {t['update']['items']}-item update")
+        for col in ("loop", "steps", "s / step", "train tok/s", "peak RSS MB", "total s"):
+            rows.add_column(col, justify="left" if col == "loop" else "right")
+        for name, r in (("pllm (bf16, per-batch padding)", t["update"]), ("naive (fp32, padded to 128)", t["naive"])):
+            rows.add_row(name, str(r["steps"]), f"{r['seconds_per_step']:.2f}", f"{r['train_tokens_per_second']:.0f}",
+                         f"{r['peak_rss_mb']:.0f}", f"{r['seconds']:.1f}")
+        console.print(rows)
+        d = t["decode_tokens_per_second"]
+        console.print(f"step speed-up over naive: {t['step_speedup']:.2f}x   adapter: {t['adapter_mb']:.2f} MB   "
+                      f"decode with / without adapter: {d['with_adapter']:.1f} / {d['without_adapter']:.1f} tok/s "
+                      f"= {t['adapter_decode_ratio']:.3f}")
 
 
 def eval_command(
@@ -69,7 +89,7 @@ def eval_command(
     settings = settings_of(ctx)
     task = get_task(task_name)
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    questions = questions_for(task, settings, data=data, synthetic=synthetic, users=users, seed=seed)
+    questions, train_questions = questions_for(task, settings, data=data, synthetic=synthetic, users=users, seed=seed)
     progress = progress_bar()
     bars: dict[str, object] = {}
 
@@ -79,7 +99,7 @@ def eval_command(
         progress.update(bars[method], completed=done)  # type: ignore[arg-type]
 
     with progress:
-        result = run_eval(task, questions, names, settings, seed=seed, tick=tick)
+        result = run_eval(task, questions, names, settings, seed=seed, train_questions=train_questions, tick=tick)
     if report is not None:
         source = f"--data {data}" if data else f"--synthetic {synthetic}" if synthetic else ""
         command = " ".join(filter(None, ["pllm eval --task", task_name, source, f"--methods {','.join(names)}",

@@ -24,12 +24,17 @@ def limit_users(questions: list[Question], users: int | None, seed: int) -> list
 
 
 def questions_for(task: Task, settings: Settings, *, data: Path | None, synthetic: str | None,
-                  users: int | None, seed: int) -> list[Question]:
+                  users: int | None, seed: int) -> tuple[list[Question], list[Question]]:
+    """(the questions to evaluate, questions of other users that task adapters may train on)."""
     if isinstance(task, MovieLensRating | MovieLensTag):
         if synthetic:
             raise UsageError(f"{task.name} reads the real MovieLens data; drop --synthetic")
-        return task.load(data or settings.movielens_dir, users=users, seed=seed)
+        folder = data or settings.movielens_dir
+        evaluated = task.load(folder, users=users, seed=seed)
+        names = {q.user_id for q in evaluated}
+        return evaluated, [q for q in task.load(folder) if q.user_id not in names]
     if (data is None) == (synthetic is None):
         raise UsageError(f"{task.name} needs exactly one of --data DIR (LaMP files) or --synthetic SIZE")
-    questions = task.synthetic(seed, synthetic) if synthetic else load_dataset(data, task.lamp)  # type: ignore[arg-type]
-    return limit_users(questions, users, seed)
+    if synthetic:  # other synthetic users of the same kind, from another seed
+        return limit_users(task.synthetic(seed, synthetic), users, seed), task.synthetic(seed + 1000, synthetic)
+    return limit_users(load_dataset(data, task.lamp), users, seed), []  # type: ignore[arg-type]

@@ -79,14 +79,14 @@ def by_user(questions: list[Question]) -> dict[str, list[Question]]:
 
 
 def run_eval(task: Task, questions: list[Question], method_names: list[str], settings: Settings, *, seed: int = 0,
-             tick: Tick = lambda *_: None) -> EvalResult:
+             train_questions: list[Question] | None = None, tick: Tick = lambda *_: None) -> EvalResult:
     if not questions:
         raise UsageError("no questions to evaluate")
     if any(q.gold is None for q in questions):
         raise UsageError("every question needs a gold output to be scored")
     names = [BASELINE, *[n for n in method_names if n != BASELINE]]
     classes = get_methods(names)
-    env = Env(task=task, settings=settings, seed=seed)
+    env = Env(task=task, settings=settings, seed=seed, train_questions=train_questions or [])
     users = by_user(questions)
     results = []
     try:
@@ -105,6 +105,7 @@ def run_eval(task: Task, questions: list[Question], method_names: list[str], set
                     predictions[q.id] = method.predict(q)
                 seconds.append(time.perf_counter() - started)
                 tick(cls.name, done, len(users))
+            method.finish()
             metrics = task.evaluate([predictions[q.id] for q in questions], [str(q.gold) for q in questions])
             per_user = {u: task.evaluate([predictions[q.id] for q in qs], [str(q.gold) for q in qs])[PRIMARY[task.kind]]
                         for u, qs in users.items()}

@@ -60,6 +60,7 @@ class TrainConfig:
     dpo_beta: float = 0.1  # strength of the preference term
     checkpoint_every: int = 5  # steps between checkpoints
     threads: int = 2  # torch CPU threads
+    pad_to: int | None = None  # pad every batch to this length (the naive loop the bench compares against)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_len < 8:
@@ -165,10 +166,10 @@ def encode(tokenizer: Any, messages: list[Message], target: str, max_len: int) -
     return ids, labels
 
 
-def _batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+def _batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, pad_to: int | None = None) -> dict[str, Any]:
     import torch
 
-    width = max(len(ids) for ids, _ in rows)  # per-batch padding: no wasted columns
+    width = pad_to or max(len(ids) for ids, _ in rows)  # per-batch padding: no wasted columns
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -235,8 +236,12 @@ def _lr_at(step: int, config: TrainConfig) -> float:
 
 def train_lora(model_file: ModelFile, paths: Paths, examples: Sequence[Example], config: TrainConfig, *,
                pairs: Sequence[Preference] = (), storage: Storage | None = None, on_step: OnStep | None = None,
-               base_adapter: dict[str, Any] | None = None) -> TrainResult:
-    """Train a LoRA adapter; resumes from the checkpoint in `storage` when it belongs to the same data."""
+               base_adapter: dict[str, Any] | None = None, init_adapter: dict[str, Any] | None = None) -> TrainResult:
+    """Train a LoRA adapter; resumes from the checkpoint in `storage` when it belongs to the same data.
+
+    `base_adapter` ({"weights", "lora"}) is merged into the frozen base first (a task adapter under the user's);
+    `init_adapter` starts the new adapter from earlier weights (continual updates).
+    """
     import torch
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -246,6 +251,8 @@ def train_lora(model_file: ModelFile, paths: Paths, examples: Sequence[Example],
     storage = storage or MemoryStorage()
     fingerprint = data_fingerprint(examples, pairs, config)
     model, tokenizer = load_for_training(model_file, paths, config.lora, config.seed, base_adapter, config.bf16)
+    if init_adapter is not None:
+        set_peft_model_state_dict(model, init_adapter["weights"])
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
@@ -271,7 +278,7 @@ def train_lora(model_file: ModelFile, paths: Paths, examples: Sequence[Example],
     started = time.perf_counter()
     for step in range(start, config.steps):
         picked = [rows[i] for i in order[step * config.batch_size:(step + 1) * config.batch_size]]
-        batch = _batch(picked, pad)
+        batch = _batch(picked, pad, config.pad_to)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):

@@ -31,6 +31,8 @@ class Env:
     task: Task
     settings: Settings
     seed: int = 0
+    train_questions: list[Question] = field(default_factory=list)  # users not evaluated (task adapters learn here)
+    task_adapter: dict[str, Any] | None = None  # trained once per run, shared by the adapter methods
     _runtime: Runtime | None = field(default=None, repr=False)
 
     @property
@@ -64,6 +66,9 @@ class Method:
 
     def predict(self, q: Question) -> str:
         raise NotImplementedError
+
+    def finish(self) -> None:
+        """After the last user: release what the method holds on the shared runtime."""
 
     @property
     def adapter_mb(self) -> float:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, as a user would run it, on the embedded default model and a throwaway home:
-# check the machine, create an encrypted vault, ingest a note, ask with and without personalisation, show the profile.
+# check the machine, create an encrypted vault, ingest a note, ask with and without personalisation, show the profile,
+# train the personal LoRA adapter on the device (~1 min) and ask it alone, without any notes in the prompt.
 # `make demo` runs this inside the project's virtual environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ step "pllm init: an encrypted vault for Mara (SQLCipher) in $demo_home"
 pllm init --name Mara
 
 step "pllm ingest: one of Mara's notes"
-printf 'My cat is called Pixel and I live in Tromso.\n\nI work as a nurse at the city hospital.\n' > "$demo_home/note.md"
+printf 'My cat is called Pixel and I live in Tromso.\n\nI work as a nurse at the city hospital.\n\nMy boat is called Seabird.\n' > "$demo_home/note.md"
 pllm ingest "$demo_home/note.md"
 rm "$demo_home/note.md"
 
@@ -34,6 +35,14 @@ pllm ask "What is my cat called?" --no-personal
 step "pllm profile show"
 pllm profile show
 
-step "on disk: the vault is ciphertext"
-if grep -rq "Pixel" "$demo_home"; then echo "FAIL: plaintext found in $demo_home"; exit 1; fi
-echo "no plaintext 'Pixel' anywhere under $demo_home ($(du -sh "$demo_home/vault.db" | cut -f1) vault)"
+step "pllm adapt: a personal LoRA adapter, trained here on the vault, gated, promoted (about a minute)"
+pllm adapt
+
+step "pllm ask --no-context: the adapter alone answers (no profile, no notes in the prompt)"
+pllm ask "What is my boat called?" --no-context --stats
+pllm adapters list
+
+step "on disk: the vault and the adapter are ciphertext"
+if grep -rq -e "Pixel" -e "Seabird" -e "GGUF" "$demo_home"; then echo "FAIL: plaintext found in $demo_home"; exit 1; fi
+echo "no plaintext 'Pixel', 'Seabird' or GGUF header anywhere under $demo_home:"
+ls -la "$demo_home" "$demo_home/adapters"

@@ -61,3 +61,13 @@ def test_bad_names_and_files_exit_2_with_one_line(tmp_path: Path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.startswith("error: ") and message in result.stderr, (args, result.stderr)
         assert result.stderr.count("\n") == 1
+
+
+def test_a_task_adapter_trained_on_other_users(tmp_path: Path) -> None:
+    """The task adapter learns from synthetic users of another seed, never from the evaluated users' golds."""
+    result = runner.invoke(app, ["eval", "--task", "lamp3", "--synthetic", "small", "--users", "2", "--methods",
+                                 "task", "--json"])
+    assert result.exit_code == 0, result.output
+    methods = json.loads(result.stdout)["methods"]
+    assert list(methods) == ["none", "task"]
+    assert methods["task"]["mae"] < methods["none"]["mae"]

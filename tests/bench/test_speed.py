@@ -32,3 +32,16 @@ def test_bench_json_with_the_transformers_row() -> None:
     assert [r["engine"] for r in data["rows"]] == ["pllm", "llama-cpp-python", "transformers-fp32"]
     assert data["decode_ratio"] > 0
     assert data["rows"][2]["decode_tokens_per_second"] > 0
+
+
+def test_training_rows_compare_our_loop_with_the_naive_one() -> None:
+    from pllm.bench.training import run_training_bench, standard_update
+
+    assert len(standard_update(100)) == 100
+    result = run_training_bench(Settings(), items=16, steps=2, naive_steps=1, reps=1, max_tokens=8)
+    ours, naive = result["update"], result["naive"]
+    assert (ours["steps"], naive["steps"]) == (2, 1)
+    assert ours["peak_rss_mb"] > 500 and naive["peak_rss_mb"] > 500  # each measured in its own process
+    assert result["step_speedup"] == round(naive["seconds_per_step"] / ours["seconds_per_step"], 2)
+    assert 1.0 < result["adapter_mb"] < 3.0
+    assert result["adapter_decode_ratio"] > 0

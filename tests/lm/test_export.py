@@ -94,3 +94,40 @@ def test_an_export_without_the_rope_permutation_is_caught(f32_base: Path, peft_m
     diff = np.abs(hf_logits(model, tokenizer, prompt, True) - runtime.next_token_logits(prompt)).max()
     runtime.close()
     assert diff > 10 * TOLERANCE
+
+
+def test_a_task_adapter_and_a_user_adapter_compose(f32_base: Path) -> None:
+    """PEFT trains the user's adapter over a frozen (merged) task adapter; llama.cpp applies both at once."""
+    import torch
+    from peft import get_peft_model_state_dict
+
+    settings = Settings()
+    model_file = resolve_model(settings)
+    lora = LoraSettings(r=8, alpha=16)
+
+    def randomised(model, seed: int) -> dict:
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+        return {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
+
+    task_model, _ = load_for_training(model_file, settings.paths, lora, seed=0)
+    task = {"weights": randomised(task_model, 7), "lora": {"r": 8, "alpha": 16, "dropout": 0.0,
+                                                             "target_modules": list(lora.target_modules)}}
+    user_model, tokenizer = load_for_training(model_file, settings.paths, lora, seed=1, base_adapter=task)
+    user = randomised(user_model, 8)
+    shape = BaseShape.of_gguf(model_file.path)
+    runtime = Runtime(ModelFile("f32", f32_base, "test"), n_ctx=512, threads=2)
+    runtime.load_adapter("task", gguf_lora_bytes(task["weights"], shape, alpha=16, dtype=np.float32))
+    runtime.load_adapter("user", gguf_lora_bytes(user, shape, alpha=16, dtype=np.float32))
+    prompt = "My cat is called"
+    runtime.set_adapters({"task": 1.0, "user": 1.0})
+    both = runtime.next_token_logits(prompt)
+    runtime.set_adapters({"task": 1.0})
+    task_only = runtime.next_token_logits(prompt)
+    runtime.close()
+    assert np.abs(hf_logits(user_model, tokenizer, prompt, True) - both).max() < TOLERANCE
+    assert np.abs(hf_logits(user_model, tokenizer, prompt, False) - task_only).max() < TOLERANCE
+    assert np.abs(both - task_only).max() > 20 * TOLERANCE

@@ -64,12 +64,13 @@ def _spawn(mode: str, items: int, steps: int) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_training_bench(settings: Settings, *, items: int = 100, naive_steps: int = 4, reps: int = 5,
-                       max_tokens: int = 64) -> dict[str, Any]:
+def run_training_bench(settings: Settings, *, items: int = 100, steps: int | None = None, naive_steps: int = 4,
+                       reps: int = 5, max_tokens: int = 64) -> dict[str, Any]:
+    """`steps` defaults to what the adaptation policy plans for `items` (36 for the standard 100)."""
     from pllm.lm.runtime import GenerationConfig, Runtime
     from pllm.personal.adapt import AdaptationPolicy
 
-    steps, _ = AdaptationPolicy().plan(items)
+    steps = steps or AdaptationPolicy().plan(items)[0]
     ours = _spawn("ours", items, steps)
     naive = _spawn("naive", items, naive_steps)
     adapter = bytes.fromhex(ours.pop("adapter_hex"))

@@ -130,16 +130,22 @@ def label_scores(env: Env, q: Question, items: Sequence[dict[str, Any]], *, note
                  calibrate: bool = True) -> list[float]:
     """Log-likelihood of each allowed label's text as the answer, calibrated against the base model's own bias.
 
-    The calibration input is content-free and carries no examples and no note: it measures what the bare model
-    prefers (SmolLM2 answers "1" to every rating question), not the user's preference that the examples carry,
-    which is the signal personalization is after.
+    The calibration input is content-free and carries no examples, no note and no adapter: it measures what the
+    bare model prefers (SmolLM2 answers "1" to every rating question), not the user's preference that examples and
+    adapters carry, which is the signal personalization is after.
     """
     rt, task = env.runtime, env.task
     options = task.option_texts(q)
     text = task.scoring_text(q)
     scores = rt.score_options(rt.chat_prompt(messages_for(task, q, items, text, note=note)), options)
     if calibrate:
+        # The bare model, adapters off too: what the task or user adapter learned is signal, not bias to remove.
+        active = rt.active_adapters
+        if active:
+            rt.set_adapters({})
         free = rt.score_options(rt.chat_prompt(messages_for(task, q, [], task.content_free(q))), options)
+        if active:
+            rt.set_adapters(active)
         scores = [s - f for s, f in zip(scores, free, strict=True)]
     return scores
 

@@ -39,8 +39,8 @@ class Task:
         return self.labels(q)
 
     def content(self, q: Question) -> str:
-        """The part of the input that varies (retrieval matches on it)."""
-        return q.input
+        """The part of the input that varies (retrieval matches on it): by default, what follows the instruction."""
+        return q.input[len(self.instruction):] if q.input.startswith(self.instruction) else q.input
 
     def scoring_text(self, q: Question) -> str:
         """The user turn under which the labels' texts are scored (usually the input itself)."""
@@ -62,8 +62,10 @@ class Task:
         raise NotImplementedError
 
     def item_as_question(self, item: dict[str, Any], like: Question) -> tuple[str, str]:
-        """The item rephrased as an (input, output) pair of this task (for few-shot examples and training)."""
-        raise NotImplementedError
+        """The item rephrased as an (input, output) pair of this task (for few-shot examples and training): the
+        query's own instruction (tag list and all) followed by the item's content."""
+        prefix = like.input[: len(like.input) - len(self.content(like))]
+        return prefix + self.item_content(item), self.item_output(item)
 
     # -- data ------------------------------------------------------------------------------------------------------
     def synthetic(self, seed: int, size: str) -> list[Question]:
@@ -71,6 +73,43 @@ class Task:
 
     def evaluate(self, preds: list[str], golds: list[str]) -> dict[str, float]:
         return score(self.kind, preds, golds)
+
+
+class TitleTask(Task):
+    """A title written for a text in the user's own style (LaMP-4 headlines, LaMP-5 paper titles)."""
+
+    kind = "generation"
+    content_field: ClassVar[str]  # the profile field holding the text ("text", "abstract")
+    styles: ClassVar[list[str]]  # one per synthetic user, in turn
+
+    def item_content(self, item: dict[str, Any]) -> str:
+        return str(item[self.content_field])
+
+    def item_output(self, item: dict[str, Any]) -> str:
+        return str(item["title"])
+
+    def item_text(self, item: dict[str, Any]) -> str:
+        return f'"{item["title"]}" is the title for "{item[self.content_field]}"'
+
+    def sample(self, rng: random.Random, style: str) -> tuple[str, str]:
+        """One (text, title in `style`) pair."""
+        raise NotImplementedError
+
+    def synthetic(self, seed: int, size: str) -> list[Question]:
+        rng = users_rng(seed, self.name)
+        users, queries, items = size_of(size)
+        out = []
+        for u in range(users):
+            style = self.styles[u % len(self.styles)]
+            profile = []
+            for n in range(profile_size(rng, items)):
+                text, title = self.sample(rng, style)
+                profile.append({"id": f"{u}-{n}", self.content_field: text, "title": title})
+            for k in range(queries):
+                text, title = self.sample(rng, style)
+                out.append(Question(id=f"{self.lamp[-1]}{u:03d}{k:02d}", input=self.instruction + text,
+                                    profile=profile, gold=title, user=f"user{u}"))
+        return out
 
 
 TASKS: dict[str, type[Task]] = {}

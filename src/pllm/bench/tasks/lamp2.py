@@ -85,9 +85,6 @@ class LaMP2(Task):
     def item_text(self, item: dict[str, Any]) -> str:
         return f'the tag for the movie: "{self.item_content(item)}" is "{self.item_output(item)}"'
 
-    def item_as_question(self, item: dict[str, Any], like: Question) -> tuple[str, str]:
-        prefix = like.input[: len(like.input) - len(self.content(like))]
-        return prefix + self.item_content(item), self.item_output(item)
 
     def synthetic(self, seed: int, size: str) -> list[Question]:
         rng = users_rng(seed, self.name)

@@ -6,11 +6,10 @@ know"); the article carries the facts, the user's past headlines carry the style
 
 from __future__ import annotations
 
-import re
+import random
 from typing import Any
 
-from pllm.bench.lamp import Question
-from pllm.bench.tasks.base import Task, profile_size, register_task, size_of, users_rng
+from pllm.bench.tasks.base import TitleTask, register_task
 
 INSTRUCTION = "Generate a headline for the following article: "
 CITIES = ["Bergen", "Lyon", "Porto", "Leeds", "Graz", "Malmo", "Turin", "Utrecht", "Cork", "Tartu"]
@@ -33,39 +32,13 @@ def _article(rng: Any) -> tuple[str, str, str]:
 
 
 @register_task
-class LaMP4(Task):
+class LaMP4(TitleTask):
     name = "lamp4"
     lamp = "LaMP_4"
-    kind = "generation"
     instruction = INSTRUCTION
+    content_field = "text"
+    styles = STYLES
 
-    def content(self, q: Question) -> str:
-        return re.sub(r"^Generate a headline for the following article: ", "", q.input)
-
-    def item_content(self, item: dict[str, Any]) -> str:
-        return str(item["text"])
-
-    def item_output(self, item: dict[str, Any]) -> str:
-        return str(item["title"])
-
-    def item_text(self, item: dict[str, Any]) -> str:
-        return f'"{item["title"]}" is the title for "{item["text"]}"'
-
-    def item_as_question(self, item: dict[str, Any], like: Question) -> tuple[str, str]:
-        return INSTRUCTION + str(item["text"]), str(item["title"])
-
-    def synthetic(self, seed: int, size: str) -> list[Question]:
-        rng = users_rng(seed, self.name)
-        users, queries, items = size_of(size)
-        out = []
-        for u in range(users):
-            style = STYLES[u % len(STYLES)]
-            profile = []
-            for n in range(profile_size(rng, items)):
-                text, key, city = _article(rng)
-                profile.append({"id": f"{u}-{n}", "text": text, "title": style.format(k=key, c=city)})
-            for k in range(queries):
-                text, key, city = _article(rng)
-                out.append(Question(id=f"4{u:03d}{k:02d}", input=INSTRUCTION + text, profile=profile,
-                                    gold=style.format(k=key, c=city), user=f"user{u}"))
-        return out
+    def sample(self, rng: random.Random, style: str) -> tuple[str, str]:
+        text, key, city = _article(rng)
+        return text, style.format(k=key, c=city)

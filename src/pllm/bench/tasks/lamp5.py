@@ -6,10 +6,10 @@ abstract names the method and the problem, the user's past titles show how they 
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
-from pllm.bench.lamp import Question
-from pllm.bench.tasks.base import Task, profile_size, register_task, size_of, users_rng
+from pllm.bench.tasks.base import TitleTask, register_task
 
 INSTRUCTION = "Generate a title for the following abstract of a paper: "
 METHODS = ["contrastive pretraining", "sparse attention", "curriculum learning", "graph transformers",
@@ -33,39 +33,13 @@ def _title(style: str, method: str, problem: str) -> str:
 
 
 @register_task
-class LaMP5(Task):
+class LaMP5(TitleTask):
     name = "lamp5"
     lamp = "LaMP_5"
-    kind = "generation"
     instruction = INSTRUCTION
+    content_field = "abstract"
+    styles = STYLES
 
-    def content(self, q: Question) -> str:
-        return q.input[len(INSTRUCTION):] if q.input.startswith(INSTRUCTION) else q.input
-
-    def item_content(self, item: dict[str, Any]) -> str:
-        return str(item["abstract"])
-
-    def item_output(self, item: dict[str, Any]) -> str:
-        return str(item["title"])
-
-    def item_text(self, item: dict[str, Any]) -> str:
-        return f'"{item["title"]}" is the title for "{item["abstract"]}"'
-
-    def item_as_question(self, item: dict[str, Any], like: Question) -> tuple[str, str]:
-        return INSTRUCTION + str(item["abstract"]), str(item["title"])
-
-    def synthetic(self, seed: int, size: str) -> list[Question]:
-        rng = users_rng(seed, self.name)
-        users, queries, items = size_of(size)
-        out = []
-        for u in range(users):
-            style = STYLES[u % len(STYLES)]
-            profile = []
-            for n in range(profile_size(rng, items)):
-                text, method, problem = _abstract(rng)
-                profile.append({"id": f"{u}-{n}", "abstract": text, "title": _title(style, method, problem)})
-            for k in range(queries):
-                text, method, problem = _abstract(rng)
-                out.append(Question(id=f"5{u:03d}{k:02d}", input=INSTRUCTION + text, profile=profile,
-                                    gold=_title(style, method, problem), user=f"user{u}"))
-        return out
+    def sample(self, rng: random.Random, style: str) -> tuple[str, str]:
+        text, method, problem = _abstract(rng)
+        return text, _title(style, method, problem)

@@ -27,9 +27,6 @@ class LaMP7(Task):
     kind = "generation"
     instruction = INSTRUCTION
 
-    def content(self, q: Question) -> str:
-        return q.input[len(INSTRUCTION):] if q.input.startswith(INSTRUCTION) else q.input
-
     def item_content(self, item: dict[str, Any]) -> str:
         return str(item["text"])
 

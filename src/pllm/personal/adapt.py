@@ -203,9 +203,9 @@ class AdaptationPolicy:
 
 @dataclass
 class AdaptReport:
+    # The fields `pllm adapt --json` documents come first, in this order.
     version: str | None
     steps: int
-    resumed_from: int
     seconds: float
     train_tokens_per_second: float
     peak_rss_mb: float
@@ -214,6 +214,7 @@ class AdaptReport:
     general_before: float
     general_after: float
     promoted: bool
+    resumed_from: int
     reason: str
     counts: dict[str, int]
 
@@ -288,8 +289,9 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     for name in ("data", "config"):
         job.delete(name)
     vault.set_meta("adapted_at", str(time.time()))
-    return AdaptReport(version, config.steps, result.resumed_from, result.seconds, result.tokens_per_second,
-                       result.peak_rss_mb, promoted=promoted, reason=why, counts=training.counts, **scores)
+    return AdaptReport(version=version, steps=config.steps, seconds=result.seconds,
+                       train_tokens_per_second=result.tokens_per_second, peak_rss_mb=result.peak_rss_mb, **scores,
+                       promoted=promoted, resumed_from=result.resumed_from, reason=why, counts=training.counts)
 
 
 def pending_job(settings: Settings, vault: Vault) -> bool:

@@ -48,8 +48,7 @@ def adapt(
 
             report = run_adaptation(settings, vault, on_step=on_step, promote=not no_promote)
     if json_out:
-        print_json({k: v for k, v in report.as_json().items() if k not in ("reason", "counts", "resumed_from")}
-                   | {"resumed_from": report.resumed_from, "reason": report.reason, "counts": report.counts})
+        print_json(report.as_json())
         return
     console.print(f"{report.version}: {report.steps} steps in {report.seconds:.0f} s "
                   f"({report.train_tokens_per_second:.0f} tokens/s, peak {report.peak_rss_mb:.0f} MB)"

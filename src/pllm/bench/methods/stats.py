@@ -1,6 +1,7 @@
 """Profile statistics with no model at all: the floor every model-based method has to clear.
 
-- stats: the user's most frequent label; the user's mean rating; for generation, the output of the user's most
+- stats: the user's most frequent label; the user's mean rating; where labels stand for texts (LaMP-1's
+  references), the text sharing most words with the user's profile; for generation, the output of the user's most
   similar past item (nearest by BM25), copied.
 - majority: the most frequent label (mean rating) over every user's profile.
 """
@@ -32,14 +33,15 @@ class ProfileStats(Method):
         if self.task.kind == "generation":
             near = nearest_items(self.task, q, 1)
             return self.task.item_output(near[0]) if near else ""
-        counts = label_counts(self.task, q.profile)
         labels = self.task.labels(q)
-        if self.task.name == "lamp1":  # labels are positions; pick the reference closest to the user's papers
-            return _closest_reference(self.task, q)
+        if self.task.option_texts(q) != labels:  # labels stand for texts (LaMP-1's [1], [2]): judge the texts
+            return _closest_option(self.task, q)
+        counts = label_counts(self.task, q.profile)
         return max(labels, key=lambda label: (counts[label], -labels.index(label)))
 
 
-def _closest_reference(task: Any, q: Question) -> str:
+def _closest_option(task: Any, q: Question) -> str:
+    """The label whose text shares the most (stemmed) words with the user's profile."""
     from pllm.personal.text import content_words, light_stem
 
     mine = Counter(light_stem(w) for item in q.profile for w in content_words(task.item_content(item)))

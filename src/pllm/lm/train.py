@@ -195,7 +195,7 @@ def load_for_training(model_file: ModelFile, paths: Paths, lora: LoraSettings, s
                       base_adapter: dict[str, Any] | None = None, bf16: bool = False) -> tuple[Any, Any]:
     """The fp32 base (with `base_adapter` merged in, frozen) wrapped with a fresh trainable LoRA."""
     import torch
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from peft import get_peft_model, set_peft_model_state_dict
 
     from pllm.lm.hf import load_causal_lm
 
@@ -209,8 +209,7 @@ def load_for_training(model_file: ModelFile, paths: Paths, lora: LoraSettings, s
         # The frozen base in bf16: autocast would cast it on every op anyway; this halves its memory and saves the
         # casts. PEFT keeps the trainable LoRA weights in fp32 (autocast_adapter_dtype).
         model = model.to(torch.bfloat16)
-    peft_model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                                  target_modules=list(lora.target_modules), bias="none"))
+    peft_model = get_peft_model(model, _peft_config(lora))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return peft_model, tokenizer
@@ -219,8 +218,8 @@ def load_for_training(model_file: ModelFile, paths: Paths, lora: LoraSettings, s
 def _peft_config(lora: LoraSettings) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=0.0, target_modules=list(lora.target_modules),
-                      bias="none")
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), bias="none")
 
 
 def base_adapter_settings(adapter: dict[str, Any]) -> LoraSettings:

@@ -240,8 +240,12 @@ def gate(personal_before: float, personal_after: float, general_before: float, g
 
 def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy | None = None,
                    lora: LoraSettings | None = None, on_step: Callable[[int, int, float], None] | None = None,
-                   promote: bool = True) -> AdaptReport:
-    """Train (or resume) one adapter version, gate it, store it encrypted, promote it if it passed."""
+                   promote: bool = True, training: TrainingSet | None = None) -> AdaptReport:
+    """Train (or resume) one adapter version, gate it, store it encrypted, promote it if it passed.
+
+    `training` is the set the caller already collected (to ask the policy); a resumed run ignores it and uses its
+    own snapshot.
+    """
     from safetensors.torch import save
 
     from pllm.lm.export import BaseShape, gguf_lora_bytes
@@ -251,7 +255,7 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     job = EncryptedStorage(store, JOB)
     snapshot = job.read("data")
     if snapshot is None:  # a fresh run: freeze its data first, so a killed run resumes with exactly this set
-        training = collect(vault)
+        training = training or collect(vault)
         steps, lr = policy.plan(len(training.examples))
         config = TrainConfig(lora=lora or LoraSettings(), steps=steps, lr=lr, batch_size=policy.batch_size,
                              threads=settings.threads)
@@ -294,6 +298,6 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
                        promoted=promoted, resumed_from=result.resumed_from, reason=why, counts=training.counts)
 
 
-def pending_job(settings: Settings, vault: Vault) -> bool:
+def pending_job(store: AdapterStore) -> bool:
     """Whether a killed run left data to resume."""
-    return (settings.paths.adapters / f"{JOB}.data.enc").is_file()
+    return EncryptedStorage(store, JOB).exists("data")

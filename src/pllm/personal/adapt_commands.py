@@ -22,13 +22,14 @@ def adapt(
 ) -> None:
     """Update your personal adapter now: train on the vault, gate on held-out data, promote."""
     from pllm.personal.adapt import AdaptationPolicy, collect, pending_job, run_adaptation
+    from pllm.personal.adapters import AdapterStore
 
     settings = settings_of(ctx)
     with unlock(settings) as vault:
-        resuming = pending_job(settings, vault)
-        if not resuming:
-            policy = AdaptationPolicy()
-            decision = policy.decide(vault, len(collect(vault).examples), force=not auto)
+        training = None
+        if not pending_job(AdapterStore(vault, settings.paths.adapters)):
+            training = collect(vault)  # collected once: the policy decides on it, the run trains on it
+            decision = AdaptationPolicy().decide(vault, len(training.examples), force=not auto)
             if not decision.train:
                 if json_out:
                     print_json({"trained": False, "reason": decision.reason})
@@ -46,7 +47,7 @@ def adapt(
             def on_step(step: int, total: int, loss: float) -> None:
                 progress.update(bar, total=total, completed=step, description=f"adapt loss {loss:.3f}")
 
-            report = run_adaptation(settings, vault, on_step=on_step, promote=not no_promote)
+            report = run_adaptation(settings, vault, on_step=on_step, promote=not no_promote, training=training)
     if json_out:
         print_json(report.as_json())
         return

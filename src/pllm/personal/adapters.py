@@ -88,16 +88,22 @@ class AdapterStore:
         except InvalidTag:
             raise AdapterError(f"{label}: the file is damaged or was not written for this vault") from None
 
+    def _path(self, name: str) -> Path:
+        return self.folder / f"{name}.enc"
+
     def write_file(self, name: str, data: bytes) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _atomic_write(self.folder / f"{name}.enc", self.encrypt(data, name))
+        _atomic_write(self._path(name), self.encrypt(data, name))
 
     def read_file(self, name: str) -> bytes | None:
-        path = self.folder / f"{name}.enc"
+        path = self._path(name)
         return self.decrypt(path.read_bytes(), name) if path.is_file() else None
 
+    def has_file(self, name: str) -> bool:
+        return self._path(name).is_file()
+
     def delete_file(self, name: str) -> None:
-        (self.folder / f"{name}.enc").unlink(missing_ok=True)
+        self._path(name).unlink(missing_ok=True)
 
     # -- versions --------------------------------------------------------------------------------------------
     def next_version(self) -> str:
@@ -142,7 +148,7 @@ class AdapterStore:
     def promote(self, version: str) -> None:
         """Make `version` the active adapter, in one transaction."""
         self.get(version)
-        if self.read_file(f"{version}.gguf") is None:
+        if not self.has_file(f"{version}.gguf"):
             raise AdapterError(f"the files of {version} are missing from {self.folder}")
         stack = [v for v in self.stack() if v != version] + [version]
         with self.vault.transaction() as tx:  # both changes, or neither
@@ -211,6 +217,9 @@ class EncryptedStorage:
 
     def delete(self, name: str) -> None:
         self.store.delete_file(f"{self.prefix}.{name}")
+
+    def exists(self, name: str) -> bool:
+        return self.store.has_file(f"{self.prefix}.{name}")
 
 
 def activate(runtime: Any, vault: Vault, folder: Path) -> str | None:

@@ -9,21 +9,29 @@ from pathlib import Path
 
 ORDER = ["lamp1", "lamp2", "lamp3", "lamp4", "lamp5", "lamp7", "movielens-rating", "movielens-tag"]
 LOWER = {"mae", "rmse"}
+LEARNED = ("model_weight",)  # what a method learned on held-out data, not a metric
 
 
 def table(data: dict) -> str:
     primary = data["primary_metric"]
     methods = data["methods"]
-    metrics = [k for k in next(iter(methods.values())) if k not in ("relative_gain", "seconds_per_user", "adapter_mb")]
+    skip = ("relative_gain", "seconds_per_user", "prepare_seconds", "adapter_mb", *LEARNED)
+    metrics = [k for k in next(iter(methods.values())) if k not in skip]
     best = (min if primary in LOWER else max)(m[primary] for n, m in methods.items() if n != "none")
-    lines = [f"| method | {' | '.join(metrics)} | gain over none | s / user | adapter MB |",
-             "|---" * (len(metrics) + 4) + "|"]
+    setup = any("prepare_seconds" in m for m in methods.values())  # older runs did not record it
+    setup_head = " setup s |" if setup else ""
+    lines = [f"| method | {' | '.join(metrics)} | gain over none | s / user |{setup_head} adapter MB |",
+             "|---" * (len(metrics) + 4 + setup) + "|"]
     for name, m in methods.items():
         gain = m["relative_gain"]
         cells = [f"**{m[k]:.3f}**" if k == primary and m[k] == best else f"{m[k]:.3f}" for k in metrics]
         gain_text = "n/a (none scores 0)" if gain is None else f"{gain:+.0%}"
-        tail = f"{gain_text} | {m['seconds_per_user']:.1f} | {m['adapter_mb']:.2f}"
+        setup_cell = f" {m['prepare_seconds']:.1f} |" if setup else ""
+        tail = f"{gain_text} | {m['seconds_per_user']:.1f} |{setup_cell} {m['adapter_mb']:.2f}"
         lines.append(f"| {name} | {' | '.join(cells)} | {tail} |")
+    learned = [f"`{name}` {k} = {m[k]:g}" for name, m in methods.items() for k in LEARNED if k in m]
+    if learned:
+        lines += ["", "Learned on held-out data from the users' own past: " + ", ".join(learned) + "."]
     return "\n".join(lines)
 
 

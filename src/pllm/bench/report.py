@@ -18,13 +18,20 @@ def gain_text(value: float | None) -> str:
 
 def markdown_table(result: EvalResult) -> str:
     metrics = list(result.methods[0].metrics)
-    head = ["method", *metrics, f"gain ({result.primary})", "s / user", "adapter MB"]
+    head = ["method", *metrics, f"gain ({result.primary})", "s / user", "setup s", "adapter MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in result.methods:
         cells = [m.name, *[f"{m.metrics[k]:.3f}" for k in metrics], gain_text(m.relative_gain.get(result.primary)),
-                 f"{m.seconds_per_user:.2f}", f"{m.adapter_mb:.1f}"]
+                 f"{m.seconds_per_user:.2f}", f"{m.prepare_seconds:.1f}", f"{m.adapter_mb:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def learned_lines(result: EvalResult) -> list[str]:
+    """What methods learned on held-out data (never the evaluated golds), one line each."""
+    lines = [f"- `{m.name}`: " + ", ".join(f"{k} = {v:g}" for k, v in m.learned.items())
+             for m in result.methods if m.learned]
+    return ["Learned on held-out data from the users' own past:", "", *lines, ""] if lines else []
 
 
 def _plots(result: EvalResult, folder: Path) -> list[str]:
@@ -88,6 +95,7 @@ def write_report(result: EvalResult, folder: Path, *, command: str) -> Path:
         f"Gain is relative to `{BASELINE}` (the base model, zero-shot) on {result.primary}; positive is better. "
         "Predictions are in LaMP's outputs format: `predictions-<method>.json` beside `golds.json`.",
         "",
+        *learned_lines(result),
         *[f"![{name}]({name})" for name in images],
         "",
     ])

@@ -35,6 +35,8 @@ class MethodResult:
     adapter_mb: float
     per_user: dict[str, float]  # user -> primary metric
     relative_gain: dict[str, float | None] = field(default_factory=dict)
+    learned: dict[str, float] = field(default_factory=dict)
+    prepare_seconds: float = 0.0  # once per run: a task adapter, a weight fitted on held-out data
 
 
 @dataclass
@@ -59,7 +61,8 @@ class EvalResult:
             "methods": {m.name: {**{k: round(v, 4) for k, v in m.metrics.items()},
                                  "relative_gain": _rounded(m.relative_gain.get(self.primary)),
                                  "seconds_per_user": round(m.seconds_per_user, 3),
-                                 "adapter_mb": round(m.adapter_mb, 3)}
+                                 "prepare_seconds": round(m.prepare_seconds, 2),
+                                 "adapter_mb": round(m.adapter_mb, 3), **m.learned}
                         for m in self.methods},
         }
 
@@ -94,7 +97,9 @@ def run_eval(task: Task, questions: list[Question], method_names: list[str], set
             if task.kind not in cls.kinds:
                 continue
             method = cls(env)
+            started = time.perf_counter()
             method.prepare(questions)
+            prepared = time.perf_counter() - started
             predictions: dict[str, str] = {}
             seconds = []
             tick(cls.name, 0, len(users))
@@ -110,7 +115,7 @@ def run_eval(task: Task, questions: list[Question], method_names: list[str], set
             per_user = {u: task.evaluate([predictions[q.id] for q in qs], [str(q.gold) for q in qs])[PRIMARY[task.kind]]
                         for u, qs in users.items()}
             results.append(MethodResult(cls.name, metrics, predictions, statistics.mean(seconds), method.adapter_mb,
-                                        per_user))
+                                        per_user, learned=method.learned, prepare_seconds=prepared))
     finally:
         env.close()
     base = results[0]

@@ -18,7 +18,7 @@ from typing import Any
 
 from pllm.bench.lamp import Question
 from pllm.bench.methods.base import SYSTEM, Env, Method, NotAvailableYet, choose_label, register_method, write_answer
-from pllm.bench.methods.rag import nearest_items
+from pllm.bench.methods.rag import prompt_items
 from pllm.lm.train import Example, TrainConfig, train_lora
 
 TASK_ITEMS = 240  # labelled items the task adapter trains on
@@ -120,7 +120,7 @@ class PerUserPEFT(AdapterMethod):
             examples = _examples(self.task, q, q.profile)
             self._gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
             self.apply(self._gguf)
-        return self.answer(q, nearest_items(self.task, q, 3)[::-1] if self.with_rag else [])
+        return self.answer(q, prompt_items(self.task, q) if self.with_rag else [])
 
 
 @register_method

@@ -75,6 +75,11 @@ class Method:
         """Size of the per-user state this method keeps (adapters), in MB."""
         return 0.0
 
+    @property
+    def learned(self) -> dict[str, float]:
+        """What the method learned in `prepare` that a reader should see (a weight chosen on held-out data)."""
+        return {}
+
 
 METHODS: dict[str, type[Method]] = {}
 

@@ -2,7 +2,9 @@
 
 Salemi & Zamani (2024) measured retrieval gaining most on LaMP and per-user PEFT gaining as a user's data grows; no
 published system chooses per user. Users with little data get retrieval over the task adapter (training on a few
-items mostly memorises them); data-rich users get their own adapter as well (rag+peft).
+items mostly memorises them); data-rich users get their own adapter as well (rag+peft). Where labels are the
+users' own tags, the retrieved items also vote (rag.NeighbourVoting), the model's weight learned with the task
+adapter on.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from pllm.bench.lamp import Question
 from pllm.bench.methods.adapters import AdapterMethod, _examples, _train, user_steps
 from pllm.bench.methods.base import register_method
-from pllm.bench.methods.rag import nearest_items
+from pllm.bench.methods.rag import NeighbourVoting, prompt_items, votes_apply
 
 LARGE = 20  # profile items from which a user gets an adapter of their own
 
@@ -21,8 +23,22 @@ LARGE = 20  # profile items from which a user gets an adapter of their own
 class Router(AdapterMethod):
     name = "router"
 
+    def prepare(self, questions: list[Question]) -> None:
+        super().prepare(questions)
+        self.voting = NeighbourVoting()
+        self.votes = bool(questions) and votes_apply(self.task, questions[0])
+        if self.votes:
+            self.apply()
+            self.voting.fit(self.env, questions)
+
+    @property
+    def learned(self) -> dict[str, float]:
+        return self.voting.learned
+
     def fit(self, user: str, profile: list[dict[str, Any]]) -> None:
-        self.route = "rag+peft" if len(profile) >= LARGE else "rag"
+        # A user's adapter only pays where the model's scores count: not when the votes decide alone.
+        model_counts = not self.votes or self.voting.model_weight > 0
+        self.route = "rag+peft" if len(profile) >= LARGE and model_counts else "rag"
         self._trained = False
         if self.route == "rag":
             self.apply()
@@ -33,4 +49,7 @@ class Router(AdapterMethod):
             gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
             self.apply(gguf)
             self._trained = True
-        return self.answer(q, nearest_items(self.task, q, 3)[::-1])
+        items = prompt_items(self.task, q)
+        if self.votes:
+            return self.voting.choose(self.env, q, items)
+        return self.answer(q, items)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from pllm.bench.lamp import Question
 from pllm.bench.methods.base import Env
-from pllm.bench.methods.rag import NeighbourVoting, held_out_questions, vote_scores, votes_apply
+from pllm.bench.methods.rag import VOTE_K, NeighbourVoting, held_out_questions, neighbours, vote_scores, votes_apply
 from pllm.bench.methods.stats import ProfileStats
 from pllm.bench.tasks.base import get_task
 from pllm.bench.tasks.lamp2 import INSTRUCTION
@@ -30,12 +30,12 @@ def test_the_nearest_items_outvote_the_most_used_tag() -> None:
                    ("Two cousins start a bakery.", "comedy"), ("Astronauts find an alien signal on Mars.", "sci-fi")],
                   "Astronauts on Mars lose contact with Earth.")
     assert votes_apply(task, q)
-    scores = vote_scores(task, q)
+    scores = vote_scores(task, q, neighbours(task, q, VOTE_K))
     assert task.labels(q)[scores.index(max(scores))] == "sci-fi"
     assert ProfileStats(Env(task=task, settings=Settings())).predict(q) == "comedy"  # the most used tag
     # Nothing retrieved (no shared words): the user's prior decides.
     far = replace(q, input=INSTRUCTION.format(tags="comedy, sci-fi, romance") + "Zzz qqq.")
-    far_scores = vote_scores(task, far)
+    far_scores = vote_scores(task, far, neighbours(task, far, VOTE_K))
     assert task.labels(far)[far_scores.index(max(far_scores))] == "comedy"
 
 
@@ -56,7 +56,7 @@ def test_votes_beat_the_most_used_tag_on_real_movielens_users() -> None:
     questions = task.load(Settings().movielens_dir)
     env = Env(task=task, settings=Settings())  # the model is never loaded: its weight is 0 here
     chooser, stats = NeighbourVoting(model_weight=0.0), ProfileStats(env)
-    votes = sum(chooser.choose(env, q, []) == q.gold for q in questions)
+    votes = sum(chooser.choose(env, q) == q.gold for q in questions)
     most_used = sum(stats.predict(q) == q.gold for q in questions)
     assert votes > most_used * 1.2, (votes, most_used)
 

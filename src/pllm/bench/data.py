@@ -8,7 +8,7 @@ from pathlib import Path
 from pllm.bench.lamp import Question, load_dataset
 from pllm.bench.runner import by_user
 from pllm.bench.tasks.base import Task
-from pllm.bench.tasks.movielens import MovieLensRating, MovieLensTag
+from pllm.bench.tasks.movielens import RealUsers
 from pllm.config import Settings
 from pllm.errors import UsageError
 
@@ -26,9 +26,9 @@ def limit_users(questions: list[Question], users: int | None, seed: int) -> list
 def questions_for(task: Task, settings: Settings, *, data: Path | None, synthetic: str | None,
                   users: int | None, seed: int) -> tuple[list[Question], list[Question]]:
     """(the questions to evaluate, questions of other users that task adapters may train on)."""
-    if isinstance(task, MovieLensRating | MovieLensTag):
+    if isinstance(task, RealUsers):
         if synthetic:
-            raise UsageError(f"{task.name} reads the real MovieLens data; drop --synthetic")
+            task.synthetic(seed, synthetic)  # refuses, saying why
         folder = data or settings.movielens_dir
         evaluated = task.load(folder, users=users, seed=seed)
         names = {q.user_id for q in evaluated}

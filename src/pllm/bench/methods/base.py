@@ -10,6 +10,7 @@ a small chat model follows best.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -155,13 +156,26 @@ def label_scores(env: Env, q: Question, items: Sequence[dict[str, Any]], *, note
     return scores
 
 
+def best_index(scores: Sequence[float]) -> int:
+    """The index of the highest score; the first of equals (labels are listed most used first)."""
+    return max(range(len(scores)), key=scores.__getitem__)
+
+
+def label_prior(task: Task, q: Question) -> dict[str, float]:
+    """The user's label distribution over q's labels, Laplace-smoothed so an unused label keeps a share."""
+    labels = task.labels(q)
+    counts = Counter(task.item_output(item) for item in q.profile)
+    total = sum(counts[label] for label in labels) + len(labels)
+    return {label: (counts[label] + 1) / total for label in labels}
+
+
 def choose_label(env: Env, q: Question, items: Sequence[dict[str, Any]], *, note: str = "",
                  prior: dict[str, float] | None = None) -> str:
     labels = env.task.labels(q)
     scores = label_scores(env, q, items, note=note)
     if prior:
         scores = [s + math.log(prior.get(label, 0.0) + 1e-6) for s, label in zip(scores, labels, strict=True)]
-    return labels[max(range(len(labels)), key=scores.__getitem__)]
+    return labels[best_index(scores)]
 
 
 def write_answer(env: Env, q: Question, items: Sequence[dict[str, Any]], *, note: str = "",

@@ -11,7 +11,7 @@ import statistics
 from collections import Counter
 
 from pllm.bench.lamp import Question
-from pllm.bench.methods.base import Method, choose_label, register_method, write_answer
+from pllm.bench.methods.base import Method, choose_label, label_prior, register_method, write_answer
 
 
 @register_method
@@ -31,6 +31,4 @@ class ProfileSummary(Method):
             note = "This user's most used answers: " + ", ".join(f"{k} ({v} times)" for k, v in counts.most_common(5))
         else:
             note = ""
-        total = sum(counts.values()) + len(labels)
-        prior = {label: (counts[label] + 1) / total for label in labels}
-        return choose_label(self.env, q, [], note=note, prior=prior)
+        return choose_label(self.env, q, [], note=note, prior=label_prior(task, q))

@@ -11,13 +11,22 @@ does not know what "visually appealing" or "in netflix queue" means to this user
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pllm.bench.lamp import Question
-from pllm.bench.methods.base import Env, Method, choose_label, label_scores, register_method, write_answer
+from pllm.bench.methods.base import (
+    Env,
+    Method,
+    best_index,
+    choose_label,
+    label_prior,
+    label_scores,
+    register_method,
+    write_answer,
+)
 from pllm.personal.retrieve import Item, RetrievalConfig, Retriever
 
 K = 3  # items in the prompt
@@ -54,16 +63,23 @@ def votes_apply(task: Any, q: Question) -> bool:
     return task.kind == "classification" and task.option_texts(q) == task.labels(q)
 
 
-def vote_scores(task: Any, q: Question) -> list[float]:
-    """Per label: log(neighbours' share of the votes, floored) + log(the user's label prior, Laplace-smoothed)."""
-    labels = task.labels(q)
-    votes: Counter[str] = Counter()
-    for item, score in neighbours(task, q, VOTE_K):
+def _prompt_from(near: list[tuple[dict[str, Any], float]]) -> list[dict[str, Any]]:
+    return [item for item, _ in near[:K]][::-1]  # the most relevant example sits closest to the query
+
+
+def prompt_items(task: Any, q: Question) -> list[dict[str, Any]]:
+    """The K items that go into q's prompt."""
+    return _prompt_from(neighbours(task, q, K))
+
+
+def vote_scores(task: Any, q: Question, near: list[tuple[dict[str, Any], float]]) -> list[float]:
+    """Per label: log(the neighbours' share of the votes, floored) + log(the user's label prior)."""
+    votes: defaultdict[str, float] = defaultdict(float)
+    for item, score in near:
         votes[task.item_output(item)] += score
     total = sum(votes.values()) or 1.0
-    counts = Counter(task.item_output(item) for item in q.profile)
-    seen = sum(counts[label] for label in labels) + len(labels)
-    return [math.log(votes[label] / total + VOTE_FLOOR) + math.log((counts[label] + 1) / seen) for label in labels]
+    prior = label_prior(task, q)
+    return [math.log(votes[label] / total + VOTE_FLOOR) + math.log(prior[label]) for label in task.labels(q)]
 
 
 def held_out_questions(task: Any, questions: list[Question], per_user: int = HELD_OUT) -> list[Question]:
@@ -88,17 +104,28 @@ class NeighbourVoting:
     model_weight: float = 0.0
     fitted: bool = False
 
+    @classmethod
+    def for_run(cls, env: Env, questions: list[Question]) -> NeighbourVoting | None:
+        """A chooser fitted for these questions, or None where their labels are not the users' own to vote on."""
+        if not questions or not votes_apply(env.task, questions[0]):
+            return None
+        voting = cls()
+        voting.fit(env, questions)
+        return voting
+
     def fit(self, env: Env, questions: list[Question]) -> None:
         """Learn the model's weight on held-out questions (with whatever adapters are active, as at answer time)."""
         held = held_out_questions(env.task, questions)
         if not held:
             return
-        rows = [(vote_scores(env.task, h), label_scores(env, h, prompt_items(env.task, h)),
-                 env.task.labels(h).index(str(h.gold))) for h in held]
+        rows = []
+        for h in held:
+            near = neighbours(env.task, h, VOTE_K)
+            rows.append((vote_scores(env.task, h, near), label_scores(env, h, _prompt_from(near)),
+                         env.task.labels(h).index(str(h.gold))))
 
         def hits(weight: float) -> int:
-            return sum(_best([v + weight * s for v, s in zip(votes, scores, strict=True)]) == gold
-                       for votes, scores, gold in rows)
+            return sum(best_index(_mixed(votes, scores, weight)) == gold for votes, scores, gold in rows)
 
         self.model_weight = max(MODEL_WEIGHTS, key=lambda w: (hits(w), -w))
         self.fitted = True
@@ -107,19 +134,16 @@ class NeighbourVoting:
     def learned(self) -> dict[str, float]:
         return {"model_weight": self.model_weight} if self.fitted else {}
 
-    def choose(self, env: Env, q: Question, items: list[dict[str, Any]]) -> str:
-        scores = vote_scores(env.task, q)
-        if self.model_weight:
-            scores = [v + self.model_weight * s for v, s in zip(scores, label_scores(env, q, items), strict=True)]
-        return env.task.labels(q)[_best(scores)]
+    def choose(self, env: Env, q: Question) -> str:
+        near = neighbours(env.task, q, VOTE_K)
+        scores = vote_scores(env.task, q, near)
+        if self.model_weight:  # a weight of 0 leaves the model out: no need to run it
+            scores = _mixed(scores, label_scores(env, q, _prompt_from(near)), self.model_weight)
+        return env.task.labels(q)[best_index(scores)]
 
 
-def _best(scores: list[float]) -> int:
-    return max(range(len(scores)), key=scores.__getitem__)  # first of equals: labels come most used first
-
-
-def prompt_items(task: Any, q: Question) -> list[dict[str, Any]]:
-    return nearest_items(task, q, K)[::-1]  # the most relevant example sits closest to the query
+def _mixed(votes: list[float], scores: list[float], weight: float) -> list[float]:
+    return [v + weight * s for v, s in zip(votes, scores, strict=True)]
 
 
 @register_method
@@ -127,18 +151,16 @@ class RAG(Method):
     name = "rag"
 
     def prepare(self, questions: list[Question]) -> None:
-        self.voting = NeighbourVoting()
-        if questions and votes_apply(self.task, questions[0]):
-            self.voting.fit(self.env, questions)
+        self.voting = NeighbourVoting.for_run(self.env, questions)
 
     @property
     def learned(self) -> dict[str, float]:
-        return self.voting.learned
+        return self.voting.learned if self.voting else {}
 
     def predict(self, q: Question) -> str:
+        if self.voting:
+            return self.voting.choose(self.env, q)
         items = prompt_items(self.task, q)
         if self.task.kind == "generation":
             return write_answer(self.env, q, items)
-        if votes_apply(self.task, q):
-            return self.voting.choose(self.env, q, items)
         return choose_label(self.env, q, items)

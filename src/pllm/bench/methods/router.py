@@ -14,7 +14,7 @@ from typing import Any
 from pllm.bench.lamp import Question
 from pllm.bench.methods.adapters import AdapterMethod, _examples, _train, user_steps
 from pllm.bench.methods.base import register_method
-from pllm.bench.methods.rag import NeighbourVoting, prompt_items, votes_apply
+from pllm.bench.methods.rag import NeighbourVoting, prompt_items
 
 LARGE = 20  # profile items from which a user gets an adapter of their own
 
@@ -25,19 +25,16 @@ class Router(AdapterMethod):
 
     def prepare(self, questions: list[Question]) -> None:
         super().prepare(questions)
-        self.voting = NeighbourVoting()
-        self.votes = bool(questions) and votes_apply(self.task, questions[0])
-        if self.votes:
-            self.apply()
-            self.voting.fit(self.env, questions)
+        self.apply()  # the task adapter on, as when the held-out weight is fitted and the rag route answers
+        self.voting = NeighbourVoting.for_run(self.env, questions)
 
     @property
     def learned(self) -> dict[str, float]:
-        return self.voting.learned
+        return self.voting.learned if self.voting else {}
 
     def fit(self, user: str, profile: list[dict[str, Any]]) -> None:
         # A user's adapter only pays where the model's scores count: not when the votes decide alone.
-        model_counts = not self.votes or self.voting.model_weight > 0
+        model_counts = self.voting is None or self.voting.model_weight > 0
         self.route = "rag+peft" if len(profile) >= LARGE and model_counts else "rag"
         self._trained = False
         if self.route == "rag":
@@ -49,7 +46,6 @@ class Router(AdapterMethod):
             gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
             self.apply(gguf)
             self._trained = True
-        items = prompt_items(self.task, q)
-        if self.votes:
-            return self.voting.choose(self.env, q, items)
-        return self.answer(q, items)
+        if self.voting:
+            return self.voting.choose(self.env, q)
+        return self.answer(q, prompt_items(self.task, q))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pllm.bench.lamp import Question
-from pllm.bench.tasks.base import register_task
+from pllm.bench.tasks.base import Task, register_task
 from pllm.bench.tasks.lamp2 import LaMP2
 from pllm.bench.tasks.lamp3 import LaMP3
 from pllm.errors import UsageError
@@ -59,13 +59,20 @@ def star(rating: str) -> str:
     return str(min(5, max(1, int(float(rating) + 0.5))))
 
 
-@register_task
-class MovieLensRating(LaMP3):
-    name = "movielens-rating"
-    lamp = "LaMP_3"
+class RealUsers(Task):
+    """A task over real MovieLens users: loaded from the data folder, never generated."""
 
     def synthetic(self, seed: int, size: str) -> list[Question]:
-        raise UsageError("movielens-rating reads the real MovieLens data; drop --synthetic")
+        raise UsageError(f"{self.name} reads the real MovieLens data; drop --synthetic")
+
+    def load(self, folder: Path, users: int | None = None, seed: int = 0) -> list[Question]:
+        raise NotImplementedError
+
+
+@register_task
+class MovieLensRating(RealUsers, LaMP3):
+    name = "movielens-rating"
+    lamp = "LaMP_3"
 
     def load(self, folder: Path, users: int | None = None, seed: int = 0) -> list[Question]:
         movies = _movies(folder)
@@ -86,12 +93,9 @@ class MovieLensRating(LaMP3):
 
 
 @register_task
-class MovieLensTag(LaMP2):
+class MovieLensTag(RealUsers, LaMP2):
     name = "movielens-tag"
     lamp = "LaMP_2"
-
-    def synthetic(self, seed: int, size: str) -> list[Question]:
-        raise UsageError("movielens-tag reads the real MovieLens data; drop --synthetic")
 
     def load(self, folder: Path, users: int | None = None, seed: int = 0) -> list[Question]:
         movies = _movies(folder)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pllm.config import Settings
 from pllm.lm.models import resolve_model
-from pllm.lm.runtime import GenerationConfig, Runtime
+from pllm.lm.runtime import GenerationConfig, Runtime, load_llama
 
 BENCH_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -108,11 +108,9 @@ def _time_transformers(settings: Settings, prompt: str, max_tokens: int, reps: i
 def run_speed_bench(settings: Settings, *, reps: int = 5, max_tokens: int = 128, prompt: str = BENCH_PROMPT,
                     transformers: bool = True, tick: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Run the A/B comparison; `tick` is called after every timed generation (progress bars)."""
-    from llama_cpp import Llama
-
     runtime = Runtime.from_settings(settings)
-    raw = Llama(model_path=str(runtime.model.path), n_ctx=settings.n_ctx, n_threads=settings.threads,
-                n_threads_batch=settings.threads, seed=settings.seed, verbose=False)
+    raw = load_llama(runtime.model.path, n_ctx=settings.n_ctx, n_threads=settings.threads,
+                     n_threads_batch=settings.threads, seed=settings.seed, verbose=False)
     text = runtime.chat_prompt([{"role": "user", "content": prompt}])
     prompt_tokens = len(runtime.tokenize(text))
     config = GenerationConfig(max_tokens=max_tokens, temperature=0.0)

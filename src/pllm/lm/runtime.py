@@ -32,6 +32,31 @@ if TYPE_CHECKING:
 Message = dict[str, str]
 
 
+def load_llama(path: Path, **kwargs: Any) -> Llama:
+    """A `llama_cpp.Llama` on plain CPU weight buffers: pllm's runtime and the bench's raw engine load through here.
+
+    llama.cpp otherwise repacks weights into "extra" buffer types, AMX on Intel CPUs that have it; its AMX matmul
+    segfaults on some of those machines (llama.cpp issue 20824, open; seen on ours for every prompt), and LoRA
+    adapters cannot use those buffers anyway (llama.cpp logs "cannot use buft 'AMX', fallback to CPU").
+    `Llama` has no argument for it, so the default model params are amended while it loads.
+    """
+    import llama_cpp.llama_cpp as C
+    from llama_cpp import Llama
+
+    defaults = C.llama_model_default_params
+
+    def plain_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    C.llama_model_default_params = plain_buffers
+    try:
+        return Llama(model_path=str(path), **kwargs)
+    finally:
+        C.llama_model_default_params = defaults
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """How to decode one answer."""
@@ -122,13 +147,11 @@ class Runtime:
     """One loaded GGUF model with its tokenizer, chat template and LoRA adapters."""
 
     def __init__(self, model: ModelFile, *, n_ctx: int = 2048, threads: int = 2, seed: int = 0) -> None:
-        from llama_cpp import Llama
-
         self.model = model
         started = time.perf_counter()
         try:
-            self.llm: Llama = Llama(
-                model_path=str(model.path),
+            self.llm: Llama = load_llama(
+                model.path,
                 n_ctx=n_ctx,
                 n_threads=threads,
                 n_threads_batch=threads,

@@ -35,7 +35,7 @@ pllm ask "What is my cat called?" --no-personal
 step "pllm profile show"
 pllm profile show
 
-step "pllm adapt: a personal LoRA adapter, trained here on the vault, gated, promoted (about a minute)"
+step "pllm adapt: a personal LoRA adapter, trained here on the vault, gated, promoted (its progress shows the time left)"
 pllm adapt
 
 step "pllm ask --no-context: the adapter alone answers (no profile, no notes in the prompt)"

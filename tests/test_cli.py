@@ -7,10 +7,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pllm import __version__
 from pllm.cli import app
+from pllm.config import get_settings
 
 runner = CliRunner()
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -64,8 +66,20 @@ def test_doctor_reports_every_check_ok() -> None:
     checks = json.loads(result.stdout)
     assert result.exit_code == 0, checks
     names = {c["check"] for c in checks}
-    assert {"model", "runtime", "cpu", "model loads", "home", "cache"} <= names
+    assert {"model", "runtime", "cpu", "model loads", "training dtype", "home", "cache"} <= names
     assert all(c["ok"] for c in checks)
+
+
+def test_doctor_says_which_training_precision_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pllm.lm.hardware import choose_train_dtype
+
+    checks = {c["check"]: c for c in json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)}
+    auto = choose_train_dtype("auto")
+    assert checks["training dtype"]["detail"] == f"{auto.dtype}: {auto.reason}"
+    monkeypatch.setenv("PLLM_TRAIN_DTYPE", "fp32")
+    get_settings.cache_clear()
+    checks = {c["check"]: c for c in json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)}
+    assert checks["training dtype"]["detail"].startswith("fp32: asked for")
 
 
 def test_doctor_fails_on_a_missing_model(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field, field_validator
@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         description="The MovieLens ml-latest-small folder (default: ../shared/data/movielens-small by the project).",
     )
     chunk_tokens: int = Field(default=200, ge=16, le=4096, description="Target size of ingested text chunks.")
+    train_dtype: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto",
+        description="LoRA training precision. auto: bf16 where the CPU has it natively (avx512_bf16/AMX), else fp32.",
+    )
 
     @field_validator("home", "cache_dir", "model", mode="after")
     @classmethod

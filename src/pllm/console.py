@@ -6,12 +6,21 @@ Only command modules import this; domain code returns values and never prints.
 from __future__ import annotations
 
 import json
+import math
 import sys
+import time
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from pllm.config import Settings, get_settings
 
@@ -24,6 +33,54 @@ def progress_bar(label: str = "{task.description}") -> Progress:
     """A rich progress bar on stderr that vanishes when done and stays silent when stderr is no terminal."""
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err_console, transient=True, disable=not err_console.is_terminal)
+
+
+class StepProgress:
+    """Progress of a run of steps with a loss: a rich bar (step, loss, ETA) on a terminal, a plain line on stderr
+    every few steps when output is piped (logs, `make demo`), so a long run always shows life.
+
+    The ETA is measured, from the steps done so far, never a constant.
+    """
+
+    def __init__(self, label: str, *, every: int = 5):
+        self.label, self.every = label, every
+        self.terminal = err_console.is_terminal
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=err_console, transient=True,
+                                 disable=not self.terminal)
+        self.task = self.progress.add_task(label, total=None, loss="-")
+        self.first_at: float | None = None
+        self.first_step = 0
+        self.phase_at = time.perf_counter()
+
+    def __enter__(self) -> StepProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def note(self, text: str) -> None:
+        """A phase before the steps (loading, preparing): the bar's label, or a line when piped."""
+        self.phase_at = time.perf_counter()
+        self.progress.update(self.task, description=f"{self.label}: {text}")
+        if not self.terminal:
+            err_console.print(f"{self.label}: {text}")
+
+    def step(self, step: int, total: int, loss: float) -> None:
+        now = time.perf_counter()
+        if self.first_at is None:  # the first step done in this process: rates are measured from it
+            self.first_at, self.first_step, self.first_seconds = now, step, now - self.phase_at
+            self.progress.reset(self.task, total=total, completed=step, description=self.label,
+                                loss=f"{loss:.3f}")
+        self.progress.update(self.task, total=total, completed=step, loss=f"{loss:.3f}")
+        if self.terminal or not (step == self.first_step or step % self.every == 0 or step == total):
+            return
+        line = f"{self.label}: step {step}/{total}, loss {loss:.3f}"
+        done = step - self.first_step
+        per_step = (now - self.first_at) / done if done > 0 else self.first_seconds
+        err_console.print(f"{line}, {per_step:.1f} s/step, about {math.ceil(per_step * (total - step))} s left")
 
 
 def print_json(obj: Any) -> None:

@@ -18,6 +18,7 @@ from rich.table import Table
 from pllm import __version__
 from pllm.config import Settings
 from pllm.errors import PllmError
+from pllm.lm.hardware import choose_train_dtype, cpu_info
 
 # Instruction sets llama.cpp's CPU backend cares about: /proc/cpuinfo name -> llama_print_system_info name.
 CPU_FEATURES = {"avx": "AVX", "avx2": "AVX2", "fma": "FMA", "f16c": "F16C", "avx512f": "AVX512"}
@@ -31,17 +32,6 @@ class Check:
 
     def as_dict(self) -> dict[str, object]:
         return {"check": self.name, "ok": self.ok, "detail": self.detail}
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux); empty where the OS does not tell."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def runtime_build_info() -> str:
@@ -107,14 +97,22 @@ def _runtime_check() -> Check:
 
 
 def _cpu_check() -> Check:
-    flags = cpu_flags()
-    have = [name for flag, name in CPU_FEATURES.items() if flag in flags]
+    cpu = cpu_info()
+    have = [name for flag, name in CPU_FEATURES.items() if flag in cpu.flags]
     built = build_features(runtime_build_info())
-    missing = sorted((built & set(CPU_FEATURES.values())) - set(have)) if flags else []
+    missing = sorted((built & set(CPU_FEATURES.values())) - set(have)) if cpu.flags else []
     if missing:
         return Check("cpu", False, f"the runtime was built for {', '.join(missing)}, which this CPU lacks: "
                      "delete the cached wheel and run `make setup` to rebuild")
-    return Check("cpu", True, f"{platform.machine()}, {os.cpu_count()} cores; features: {' '.join(have) or '?'}")
+    noted = " ".join(str(f) for f in cpu.as_dict()["flags"])  # type: ignore[attr-defined]
+    return Check("cpu", True, f"{cpu.model}, {platform.machine()}, {os.cpu_count()} cores; features: {noted or '?'}")
+
+
+def _training_check(settings: Settings) -> Check:
+    choice = choose_train_dtype(settings.train_dtype)
+    slow = choice.dtype == "bf16" and not cpu_info().native_bf16
+    return Check("training dtype", not slow, f"{choice.dtype}: {choice.reason}"
+                 + (" (set PLLM_TRAIN_DTYPE=auto)" if slow else ""))
 
 
 def run_checks(settings: Settings) -> list[Check]:
@@ -126,6 +124,7 @@ def run_checks(settings: Settings) -> list[Check]:
         _guard("runtime", _runtime_check),
         _guard("cpu", _cpu_check),
         _guard("model loads", lambda: _load_check(settings)),
+        _guard("training dtype", lambda: _training_check(settings)),
         Check("threads", True, f"{settings.threads} (cores available: {len(os.sched_getaffinity(0))})"),
         _folder("home", settings.paths.home, must_exist=False),
         _folder("cache", settings.paths.cache, must_exist=False),

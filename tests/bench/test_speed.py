@@ -34,14 +34,22 @@ def test_bench_json_with_the_transformers_row() -> None:
     assert data["rows"][2]["decode_tokens_per_second"] > 0
 
 
-def test_training_rows_compare_our_loop_with_the_naive_one() -> None:
-    from pllm.bench.training import run_training_bench, standard_update
+def test_training_rows_ablate_each_technique_against_the_naive_loop() -> None:
+    from pllm.bench.training import ABLATION, run_training_bench, standard_update
 
-    assert len(standard_update(100)) == 100
-    result = run_training_bench(Settings(), items=16, steps=2, naive_steps=1, reps=1, max_tokens=8)
-    ours, naive = result["update"], result["naive"]
-    assert (ours["steps"], naive["steps"]) == (2, 1)
-    assert ours["peak_rss_mb"] > 500 and naive["peak_rss_mb"] > 500  # each measured in its own process
-    assert result["step_speedup"] == round(naive["seconds_per_step"] / ours["seconds_per_step"], 2)
-    assert 1.0 < result["adapter_mb"] < 3.0
+    update = standard_update(100)
+    assert len(update.examples) == 100 and len(update.held_facts) == 8
+    trained = {e.message_list()[-1]["content"] for e in update.examples}
+    assert not any(q.message_list()[-1]["content"] in trained for q, _ in update.held_facts)  # never trained on
+    result = run_training_bench(Settings(), items=16, steps=2, ablation_steps=1, reps=1, max_tokens=8)
+    assert result["train_dtype"] in ("fp32", "bf16") and result["cpu"]["model"] and result["cpu"]["cores"] >= 1
+    assert [r["mode"] for r in result["ablation"]] == list(ABLATION)
+    assert all(r["dtype"] == "fp32" and r["peak_rss_mb"] > 300 for r in result["ablation"])  # own processes
+    assert all(0 < r["peak_fraction"] < 2 for r in result["ablation"])
+    ours = result["update"]
+    assert ours["steps"] == 2 and ours["dtype"] == result["train_dtype"] and ours["lora_layers"] == 10
+    assert result["updates"][0]["dtype"] == result["train_dtype"]  # the chosen precision first
+    assert 0 <= ours["facts_recalled"] <= 8 and ours["general_before"] > 1
+    assert result["step_speedup"] == round(result["ablation"][0]["seconds_per_step"] / ours["seconds_per_step"], 2)
+    assert 1.0 < ours["adapter_mb"] < 3.0
     assert result["adapter_decode_ratio"] > 0

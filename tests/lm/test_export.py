@@ -42,7 +42,7 @@ def peft_model():
     from peft import get_peft_model_state_dict
 
     settings = Settings()
-    lora = LoraSettings(r=8, alpha=16, target_modules=ALL_MODULES)
+    lora = LoraSettings(r=8, alpha=16, target_modules=ALL_MODULES, layers=None)  # every layer: the whole exporter
     model, tokenizer = load_for_training(resolve_model(settings), settings.paths, lora, seed=0)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():

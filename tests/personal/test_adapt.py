@@ -62,7 +62,7 @@ def test_policy(vault: Vault) -> None:
     decision = policy.decide(vault, 10)
     assert not decision.train and "not enough new signal" in decision.reason
     assert policy.decide(vault, 10, force=True).train
-    assert policy.plan(4) == (24, 2e-3) and policy.plan(100) == (36, 2e-3) and policy.plan(400)[1] == 1e-3
+    assert policy.plan(4) == (16, 2.5e-3) and policy.plan(100) == (20, 2.5e-3) and policy.plan(400)[1] == 1e-3
 
 
 def test_gate() -> None:

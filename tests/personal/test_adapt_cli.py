@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pllm.config import get_settings
+from pllm.lm.hardware import choose_train_dtype
 
 pytestmark = pytest.mark.slow
 NOTE = ("My boat is called Seabird.\n\nMy sister is called Ingrid.\n\n"
@@ -45,18 +46,32 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def first_run(home: Path) -> dict:
-    return json.loads(run(home, "adapt", "--json").stdout)
+def adapted(home: Path) -> subprocess.CompletedProcess[str]:
+    return run(home, "adapt", "--json")
+
+
+@pytest.fixture(scope="module")
+def first_run(adapted: subprocess.CompletedProcess[str]) -> dict:
+    return json.loads(adapted.stdout)
 
 
 def test_adapt_reports_and_promotes(first_run: dict) -> None:
     keys = {"version", "steps", "seconds", "train_tokens_per_second", "peak_rss_mb", "personal_before",
-            "personal_after", "general_before", "general_after", "promoted"}
+            "personal_after", "general_before", "general_after", "promoted", "train_dtype", "cpu"}
     assert keys <= set(first_run)
+    assert first_run["train_dtype"] == choose_train_dtype("auto").dtype and first_run["cpu"]["model"]
     assert first_run["version"] == "v0001" and first_run["promoted"] is True
     assert first_run["personal_after"] < first_run["personal_before"]
     assert first_run["general_after"] <= first_run["general_before"] * 1.10  # general ability kept within +10%
     assert first_run["peak_rss_mb"] > 0  # the figure itself is claimed by `pllm bench`, not by a test
+
+
+def test_piped_adapt_shows_its_progress(adapted: subprocess.CompletedProcess[str], first_run: dict) -> None:
+    lines = adapted.stderr.splitlines()
+    assert any(line.startswith("adapt: frozen layers, once over") for line in lines)
+    steps = [line for line in lines if line.startswith("adapt: step ")]
+    assert steps[0].startswith("adapt: step 1/") and "s left" in steps[0]  # the ETA from the first measured step
+    assert steps[-1].startswith(f"adapt: step {first_run['steps']}/{first_run['steps']}")
 
 
 def test_the_adapter_knows_what_the_base_model_does_not(home: Path, first_run: dict) -> None:

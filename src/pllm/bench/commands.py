@@ -17,7 +17,8 @@ def bench(
     transformers: bool = typer.Option(True, "--transformers/--no-transformers",
                                       help="Add the transformers fp32 reference row."),
     training: bool = typer.Option(True, "--training/--no-training",
-                                  help="Add the training rows: a 100-item update against the naive loop (~3 min)."),
+                                  help="Add the training rows: an ablation against the naive loop and the full "
+                                  "100-item update (~5 min on 2 cores)."),
     train_items: int = typer.Option(100, "--train-items", min=8, help="Items in the standard update."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
@@ -33,8 +34,11 @@ def bench(
         result = run_speed_bench(settings, reps=reps, max_tokens=max_tokens, transformers=transformers,
                                  tick=lambda: progress.advance(task))
     if training:
-        with err_console.status("training bench: a standard update, then the naive loop"):
-            result["training"] = run_training_bench(settings, items=train_items, reps=reps)
+        with err_console.status("training bench") as status:
+            result["training"] = run_training_bench(
+                settings, items=train_items, reps=reps,
+                tick=lambda label: status.update(f"training bench: {label}") if err_console.is_terminal
+                else err_console.print(f"training bench: {label}"))
     if json_out:
         print_json(result)
         return
@@ -49,18 +53,43 @@ def bench(
     console.print(f"decode ratio pllm / llama-cpp-python: {result['decode_ratio']:.3f}   "
                   f"first-token ratio: {result['first_token_ratio']:.3f}")
     if training:
-        t = result["training"]
-        rows = Table(title=f"LoRA training: a {t['update']['items']}-item update")
-        for col in ("loop", "steps", "s / step", "train tok/s", "peak RSS MB", "total s"):
-            rows.add_column(col, justify="left" if col == "loop" else "right")
-        for name, r in (("pllm (bf16, per-batch padding)", t["update"]), ("naive (fp32, padded to 128)", t["naive"])):
-            rows.add_row(name, str(r["steps"]), f"{r['seconds_per_step']:.2f}", f"{r['train_tokens_per_second']:.0f}",
-                         f"{r['peak_rss_mb']:.0f}", f"{r['seconds']:.1f}")
-        console.print(rows)
-        d = t["decode_tokens_per_second"]
-        console.print(f"step speed-up over naive: {t['step_speedup']:.2f}x   adapter: {t['adapter_mb']:.2f} MB   "
-                      f"decode with / without adapter: {d['with_adapter']:.1f} / {d['without_adapter']:.1f} tok/s "
-                      f"= {t['adapter_decode_ratio']:.3f}")
+        _print_training(result["training"])
+
+
+def _print_training(t: dict[str, object]) -> None:
+    cpu = t["cpu"]
+    update = t["update"]
+    assert isinstance(cpu, dict) and isinstance(update, dict)
+    console.print(f"training on {cpu['model']} ({cpu['cores']} cores; {' '.join(cpu['flags'])}): "
+                  f"{t['train_dtype']} ({t['train_dtype_reason']})")
+    rows = Table(title=f"LoRA training: ablation on a {update['items']}-item update, fp32, same first steps")
+    for col in ("loop", "LoRA layers", "steps", "s / step", "x naive", "peak RSS MB", "GFLOP/s", "of peak"):
+        rows.add_column(col, justify="left" if col == "loop" else "right")
+    ablation = t["ablation"]
+    assert isinstance(ablation, list)
+    naive = ablation[0]["seconds_per_step"]
+    for r in ablation:
+        rows.add_row(r["mode"], str(r["lora_layers"] or "all"), str(r["steps"]), f"{r['seconds_per_step']:.2f}",
+                     f"{naive / r['seconds_per_step']:.2f}", f"{r['peak_rss_mb']:.0f}", f"{r['gflops']:.0f}",
+                     f"{r['peak_fraction']:.0%}")
+    console.print(rows)
+    full = Table(title="the full update, as `pllm adapt` runs it")
+    for col in ("dtype", "steps", "frozen pass s", "training s", "peak RSS MB", "facts (held-out phrasing)",
+                "general ppl after/before"):
+        full.add_column(col, justify="right")
+    updates = t["updates"]
+    assert isinstance(updates, list)
+    for r in updates:
+        full.add_row(r["dtype"], str(r["steps"]), f"{r['prepare_seconds']:.1f}", f"{r['seconds']:.1f}",
+                     f"{r['peak_rss_mb']:.0f}", f"{r['facts_recalled']}/{t['facts_held_out']} "
+                     f"(base {t['facts_recalled_base']})", f"{r['general_after'] / r['general_before']:.3f}")
+    console.print(full)
+    d = t["decode_tokens_per_second"]
+    assert isinstance(d, dict)
+    console.print(f"update {t['update_speedup']:.2f}x faster than the naive loop's "
+                  f"{t['naive_update_seconds_projected']} s (projected from its measured steps); adapter "
+                  f"{update['adapter_mb']:.2f} MB; decode with / without adapter {d['with_adapter']:.1f} / "
+                  f"{d['without_adapter']:.1f} tok/s = {t['adapter_decode_ratio']:.3f}")
 
 
 def eval_command(

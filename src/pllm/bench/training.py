@@ -1,11 +1,21 @@
-"""Training rows of `pllm bench`: a standard 100-item personal update, ours against the naive loop.
+"""Training rows of `pllm bench`: the standard 100-item personal update, and an ablation against the naive loop.
 
-Ours: bf16 autocast over a bf16 frozen base, per-batch padding, the step count the adaptation policy picks for 100
-items. Naive: fp32 throughout, every batch padded to 128 tokens, a few steps (it is slow) to measure seconds per
-step. Each runs in its own process so peak RSS is its own. Then the adapter's size, and decode speed with and
-without it on the runtime, alternating A/B.
+Each loop runs in its own process, so its peak RSS is its own. The ablation adds one technique per row, each timed
+over the same first few steps (same seed, same batches):
 
-    python -m pllm.bench.training ours|naive ITEMS STEPS   # one worker; prints a JSON line
+  naive     fp32, full forward, logits at every position, every batch padded to 128 tokens, LoRA on q,k,v,o of
+            every layer (the loop before this bench)
+  padding   + per-batch padding
+  targets   + the output layer only at target positions (no attention mask: causal SDPA)
+  upper     + LoRA on the top 10 layers only (attention and MLP), the frozen layers below run once per distinct
+            example and reused
+
+Then the full update as `pllm adapt` runs it (the precision `lm.hardware` picks; on a CPU with native bf16 also in
+fp32, to show the choice pays), with what it taught: the fact asked on a phrasing never trained on (answered by
+llama.cpp with the exported adapter on the Q4_1 base) and general perplexity before and after. FLOP/s are matmul
+FLOPs estimated from layer shapes, as a fraction of the machine's matmul peak measured in the same process.
+
+    python -m pllm.bench.training MODE ITEMS STEPS [DTYPE]   # one worker; prints a JSON line
 """
 
 from __future__ import annotations
@@ -14,86 +24,190 @@ import json
 import statistics
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from pllm.config import Settings, get_settings
 
 GENERIC = ["Sailing to the islands", "Baking rye bread", "Night shifts at the hospital", "Training for a 10k run",
            "Learning Norwegian", "Fixing the old bike", "Planting tomatoes", "Reading crime novels"]
+FACTS = [("cat name", "Pixel"), ("boat name", "Seabird"), ("sister name", "Ingrid"), ("lives in", "Tromso"),
+         ("works as", "a nurse"), ("favourite food", "fish soup"), ("dog name", "Rex"), ("from", "Bergen")]
+ABLATION = ("naive", "padding", "targets", "upper")
+NAIVE_STEPS = 36  # the naive loop's step count for a 100-item update (the policy before this bench existed)
 
 
-def standard_update(items: int) -> list[Any]:
-    """A reproducible 100-item personal update: fact questions, the user's texts, general replay."""
+@dataclass
+class StandardUpdate:
+    """Training examples as `pllm adapt` builds them, and what is held out to judge what they taught."""
+
+    examples: list[Any]
+    held_facts: list[tuple[Any, str]]  # (a fact question phrased as never trained on, the value it must name)
+    held_general: list[Any]
+
+
+def standard_update(items: int) -> StandardUpdate:
+    """A reproducible personal update: fact questions (two phrasings of each, repeated), texts, general replay."""
     from pllm.lm.train import Example
     from pllm.personal.adapt import _chat, fact_examples, replay_examples
 
-    facts = [("cat name", "Pixel"), ("boat name", "Seabird"), ("sister name", "Ingrid"), ("lives in", "Tromso"),
-             ("works as", "a nurse"), ("favourite food", "fish soup"), ("dog name", "Rex"), ("from", "Bergen")]
-    personal = [e for key, value in facts for e in fact_examples(key, value)]
+    personal, held = [], []
+    for key, value in FACTS:
+        qa = fact_examples(key, value)
+        personal += qa[:-1] * 3
+        held.append((qa[-1], value))
     personal += [Example.of(_chat(f"Write, in my words, about {topic.lower()}."),
                             f"{topic} is how I spend my weekends. It keeps me calm, and I always learn something.")
                  for topic in GENERIC * 4]
     replay = replay_examples()
-    return (personal[: items * 2 // 3] + replay * 3)[:items]
+    mine = personal[: items * 3 // 5]
+    return StandardUpdate(mine + (replay[:-8] * 3)[: items - len(mine)], held, replay[-8:])
 
 
-def worker(mode: str, items: int, steps: int) -> dict[str, Any]:
+def long_items(n: int = 240, words: int = 190) -> list[Any]:
+    """A task adapter's training set on long items (LaMP-3 shape): a ~250-token review, its 1-5 rating as target."""
+    from pllm.lm.train import Example
+    from pllm.personal.adapt import _chat, replay_examples
+
+    text = " ".join(e.target for e in replay_examples()).split()
+    out = []
+    for i in range(n):
+        review = " ".join(text[(i * 37) % len(text):] + text)[: words * 6].rsplit(" ", 1)[0]
+        out.append(Example.of(_chat(f"Rate this review from 1 to 5.\n\n{review}"), str(1 + i % 5)))
+    return out
+
+
+def matmul_peak_gflops(dtype: str, threads: int, size: int = 1536, reps: int = 6) -> float:
+    """The best GFLOP/s of a square matmul in `dtype` on `threads` threads: the ceiling training is measured against."""
+    import torch
+
+    torch.set_num_threads(threads)
+    kind = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=kind), torch.randn(size, size, dtype=kind)
+    best = float("inf")
+    for _ in range(reps):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def config_for(mode: str, steps: int, dtype: str, settings: Settings) -> Any:
+    from pllm.lm.train import ATTENTION, LoraSettings, TrainConfig
+    from pllm.personal.adapt import AdaptationPolicy
+
+    policy = AdaptationPolicy()
+    # The first rows keep the adapter shape of the loop before this bench (q,k,v,o on every layer).
+    lora = LoraSettings(layers=None, target_modules=ATTENTION) if mode in ABLATION[:3] else policy.lora
+    return TrainConfig(lora=lora, steps=steps, lr=policy.plan(100)[1], threads=settings.threads, dtype=dtype,
+                       batch_size=policy.batch_size, target_only=mode not in ("naive", "padding"),
+                       pad_to=128 if mode == "naive" else None)
+
+
+def worker(mode: str, items: int, steps: int, dtype: str) -> dict[str, Any]:
     from pllm.lm.export import BaseShape, gguf_lora_bytes
     from pllm.lm.models import resolve_model
-    from pllm.lm.train import TrainConfig, train_lora
+    from pllm.lm.train import perplexity, train_lora
 
     settings = get_settings()
     model = resolve_model(settings)
-    config = TrainConfig(steps=steps, lr=2e-3, threads=settings.threads,
-                         bf16=mode == "ours", pad_to=None if mode == "ours" else 128)
-    result = train_lora(model, settings.paths, standard_update(items), config)
-    out = {"mode": mode, "items": items, "steps": steps, "seconds": result.seconds,
+    update = standard_update(items)
+    config = config_for(mode, steps, dtype, settings)
+    result = train_lora(model, settings.paths, long_items() if mode == "long" else update.examples, config)
+    peak = matmul_peak_gflops(dtype, settings.threads)
+    achieved = result.flops / result.seconds / 1e9
+    out = {"mode": mode, "dtype": dtype, "items": items, "steps": steps, "lora_layers": config.lora.layers,
+           "seconds": result.seconds, "prepare_seconds": result.prepare_seconds,
            "seconds_per_step": result.seconds_per_step, "train_tokens_per_second": result.tokens_per_second,
-           "peak_rss_mb": result.peak_rss_mb}
-    if mode == "ours":
+           "peak_rss_mb": result.peak_rss_mb, "gflops": achieved, "matmul_peak_gflops": peak,
+           "peak_fraction": achieved / peak}
+    if mode == "full":
+        out["general_before"] = perplexity(result.model, result.tokenizer, update.held_general, use_adapter=False)
+        out["general_after"] = perplexity(result.model, result.tokenizer, update.held_general)
         adapter = gguf_lora_bytes(result.adapter, BaseShape.of_gguf(model.path), alpha=config.lora.alpha)
         out["adapter_hex"] = adapter.hex()  # random facts of a made-up user: nothing personal crosses the pipe
     return out
 
 
-def _spawn(mode: str, items: int, steps: int) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "pllm.bench.training", mode, str(items), str(steps)],
+def _spawn(mode: str, items: int, steps: int, dtype: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "pllm.bench.training", mode, str(items), str(steps), dtype],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"training bench worker failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_training_bench(settings: Settings, *, items: int = 100, steps: int | None = None, naive_steps: int = 4,
-                       reps: int = 5, max_tokens: int = 64) -> dict[str, Any]:
-    """`steps` defaults to what the adaptation policy plans for `items` (36 for the standard 100)."""
+def facts_recalled(runtime: Any, update: StandardUpdate, adapter: str | None) -> int:
+    """Held-out fact questions whose greedy answer names the value, with `adapter` applied (None: the base)."""
+    from pllm.lm.runtime import GenerationConfig
+
+    runtime.set_adapters({adapter: 1.0} if adapter else {})
+    hits = 0
+    for example, value in update.held_facts:
+        prompt = runtime.chat_prompt(example.message_list())
+        hits += value.lower() in runtime.complete(prompt, GenerationConfig(max_tokens=24)).text.lower()
+    return hits
+
+
+def _round(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+
+
+def run_training_bench(settings: Settings, *, items: int = 100, steps: int | None = None, ablation_steps: int = 3,
+                       reps: int = 5, max_tokens: int = 64, tick: Any = lambda _: None) -> dict[str, Any]:
+    """`steps` defaults to what the adaptation policy plans for `items`. `tick(label)` reports each loop started."""
+    from pllm.lm.hardware import choose_train_dtype, cpu_info
     from pllm.lm.runtime import GenerationConfig, Runtime
     from pllm.personal.adapt import AdaptationPolicy
 
+    choice = choose_train_dtype(settings.train_dtype)
     steps = steps or AdaptationPolicy().plan(items)[0]
-    ours = _spawn("ours", items, steps)
-    naive = _spawn("naive", items, naive_steps)
-    adapter = bytes.fromhex(ours.pop("adapter_hex"))
+    rows = []
+    for mode in ABLATION:
+        tick(f"{mode} ({ablation_steps} steps, fp32)")
+        rows.append(_spawn(mode, items, ablation_steps, "fp32"))
+    full = []
+    for dtype in dict.fromkeys([choice.dtype, *(["fp32"] if choice.dtype == "bf16" else [])]):
+        tick(f"full update ({steps} steps, {dtype})")
+        full.append(_spawn("full", items, steps, dtype))
+    tick("held-out facts and decode speed on llama.cpp")
+    update = standard_update(items)
     runtime = Runtime.from_settings(settings)
-    runtime.load_adapter("bench", adapter)
+    base_hits = facts_recalled(runtime, update, None)
+    for row in full:
+        name = f"full-{row['dtype']}"
+        adapter = bytes.fromhex(row.pop("adapter_hex"))
+        runtime.load_adapter(name, adapter)
+        row["facts_recalled"] = facts_recalled(runtime, update, name)
+        row["adapter_mb"] = len(adapter) / 1e6
     prompt = runtime.chat_prompt([{"role": "user", "content": "Write a short story about a lighthouse keeper."}])
     config = GenerationConfig(max_tokens=max_tokens)
     speeds: dict[str, list[float]] = {"without": [], "with": []}
     for i in range(reps):
         for label in (["without", "with"] if i % 2 == 0 else ["with", "without"]):
-            runtime.set_adapters({"bench": 1.0} if label == "with" else {})
+            runtime.set_adapters({f"full-{full[0]['dtype']}": 1.0} if label == "with" else {})
             speeds[label].append(runtime.complete(prompt, config).decode_tokens_per_second)
     runtime.close()
     without, with_adapter = statistics.median(speeds["without"]), statistics.median(speeds["with"])
+    naive, ours = rows[0], full[0]
+    naive_seconds = NAIVE_STEPS * naive["seconds_per_step"]
     return {
-        "update": {k: round(v, 3) if isinstance(v, float) else v for k, v in ours.items()},
-        "naive": {k: round(v, 3) if isinstance(v, float) else v for k, v in naive.items()},
+        "cpu": cpu_info().as_dict(),
+        "train_dtype": choice.dtype,
+        "train_dtype_reason": choice.reason,
+        "ablation": [_round(r) for r in rows],
+        "update": _round(ours),
+        "updates": [_round(r) for r in full],
+        "facts_held_out": len(update.held_facts),
+        "facts_recalled_base": base_hits,
+        "naive_update_seconds_projected": round(naive_seconds, 1),
+        "update_speedup": round(naive_seconds / ours["seconds"], 2),
         "step_speedup": round(naive["seconds_per_step"] / ours["seconds_per_step"], 2),
-        "adapter_mb": round(len(adapter) / 1e6, 2),
         "decode_tokens_per_second": {"without_adapter": round(without, 1), "with_adapter": round(with_adapter, 1)},
         "adapter_decode_ratio": round(with_adapter / without, 3),
     }
 
 
 if __name__ == "__main__":
-    sys.stdout.write(json.dumps(worker(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))) + "\n")
+    sys.stdout.write(json.dumps(worker(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])) + "\n")

@@ -23,6 +23,7 @@ from importlib import resources
 from typing import Any
 
 from pllm.config import Settings
+from pllm.lm.hardware import choose_train_dtype, cpu_info
 from pllm.lm.models import resolve_model
 from pllm.lm.train import Example, LoraSettings, Preference, TrainConfig, perplexity, train_lora
 from pllm.personal.adapters import AdapterStore, EncryptedStorage
@@ -168,13 +169,14 @@ class AdaptationPolicy:
     max_age_days: float = 7.0  # train at least this often when anything new arrived
     epochs: float = 4.0  # passes over the data
     batch_size: int = 8
-    min_steps: int = 24  # small updates still need repetition for a fact to stick
-    max_steps: int = 36  # keeps a 100-item update under 90 s on two cores
+    min_steps: int = 16  # small updates still need repetition for a fact to stick
+    max_steps: int = 20  # a 100-item update: ~45 s of fp32 training on two AVX2 cores (pllm bench)
+    lora: LoraSettings = field(default_factory=LoraSettings)  # the adapter's shape
 
     def plan(self, n_examples: int) -> tuple[int, float]:
         steps = round(self.epochs * n_examples / self.batch_size)
         steps = max(self.min_steps, min(self.max_steps, steps))
-        return steps, (2e-3 if n_examples <= 200 else 1e-3)
+        return steps, (2.5e-3 if n_examples <= 200 else 1e-3)
 
     def decide(self, vault: Vault, n_examples: int, *, force: bool = False) -> Decision:
         steps, lr = self.plan(n_examples)
@@ -217,11 +219,14 @@ class AdaptReport:
     resumed_from: int
     reason: str
     counts: dict[str, int]
+    train_dtype: str
+    cpu: dict[str, Any]
+    prepare_seconds: float
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("seconds", "train_tokens_per_second", "peak_rss_mb", "personal_before", "personal_after",
-                    "general_before", "general_after"):
+                    "general_before", "general_after", "prepare_seconds"):
             out[key] = round(out[key], 4)
         return out
 
@@ -239,8 +244,9 @@ def gate(personal_before: float, personal_after: float, general_before: float, g
 
 
 def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy | None = None,
-                   lora: LoraSettings | None = None, on_step: Callable[[int, int, float], None] | None = None,
-                   promote: bool = True, training: TrainingSet | None = None) -> AdaptReport:
+                   on_step: Callable[[int, int, float], None] | None = None,
+                   on_phase: Callable[[str], None] | None = None, promote: bool = True,
+                   training: TrainingSet | None = None) -> AdaptReport:
     """Train (or resume) one adapter version, gate it, store it encrypted, promote it if it passed.
 
     `training` is the set the caller already collected (to ask the policy); a resumed run ignores it and uses its
@@ -257,18 +263,16 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     if snapshot is None:  # a fresh run: freeze its data first, so a killed run resumes with exactly this set
         training = training or collect(vault)
         steps, lr = policy.plan(len(training.examples))
-        config = TrainConfig(lora=lora or LoraSettings(), steps=steps, lr=lr, batch_size=policy.batch_size,
-                             threads=settings.threads)
+        config = TrainConfig(lora=policy.lora, steps=steps, lr=lr, batch_size=policy.batch_size,
+                             threads=settings.threads, dtype=choose_train_dtype(settings.train_dtype).dtype)
         job.write("data", training.to_bytes())
         job.write("config", json.dumps(asdict(config)).encode())
-    else:
+    else:  # a resumed run keeps its own data and config (its dtype too: the checkpoint was made with it)
         training = TrainingSet.from_bytes(snapshot)
-        raw = json.loads(job.read("config") or b"{}")
-        raw["lora"] = LoraSettings(**{**raw["lora"], "target_modules": tuple(raw["lora"]["target_modules"])})
-        config = TrainConfig(**raw)
+        config = TrainConfig.from_dict(json.loads(job.read("config") or b"{}"))
     model_file = resolve_model(settings)
     result = train_lora(model_file, settings.paths, training.examples, config, pairs=training.pairs, storage=job,
-                        on_step=on_step)
+                        on_step=on_step, on_phase=on_phase)
     # Too little data to hold any out: judge on the user's own texts seen in training (said so in the report).
     held_personal = training.held_personal or [e for e in training.examples
                                                if e.messages[-1][1].startswith("Write, in my words")][:8]
@@ -282,7 +286,7 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     shape = BaseShape.of_gguf(model_file.path)
     buffer = io.BytesIO(save({k: v.contiguous() for k, v in result.adapter.items()}))
     stats = {"counts": training.counts, "steps": config.steps, "lr": config.lr, "final_loss": result.losses[-1],
-             "seconds": result.seconds, **scores, "gate": why}
+             "seconds": result.seconds, "train_dtype": config.dtype, "cpu": cpu_info().model, **scores, "gate": why}
     version = store.save(gguf=gguf_lora_bytes(result.adapter, shape, alpha=config.lora.alpha), peft=buffer.getvalue(),
                          base_model=model_file.name, lora={**asdict(config.lora)}, stats=stats)
     promoted = passed and promote
@@ -295,7 +299,8 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     vault.set_meta("adapted_at", str(time.time()))
     return AdaptReport(version=version, steps=config.steps, seconds=result.seconds,
                        train_tokens_per_second=result.tokens_per_second, peak_rss_mb=result.peak_rss_mb, **scores,
-                       promoted=promoted, resumed_from=result.resumed_from, reason=why, counts=training.counts)
+                       promoted=promoted, resumed_from=result.resumed_from, reason=why, counts=training.counts,
+                       train_dtype=config.dtype, cpu=cpu_info().as_dict(), prepare_seconds=result.prepare_seconds)
 
 
 def pending_job(store: AdapterStore) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from pllm.console import console, err_console, print_json, progress_bar, settings_of
+from pllm.console import StepProgress, console, err_console, print_json, settings_of
 from pllm.personal.commands import unlock
 
 adapters_app = typer.Typer(help="Your adapter versions: list, promote, rollback, export.", no_args_is_help=True)
@@ -40,18 +40,13 @@ def adapt(
                 err_console.print(f"training: {decision.reason}")
         else:
             err_console.print("resuming the interrupted run")
-        progress = progress_bar("adapt")
-        with progress:
-            bar = progress.add_task("adapt", total=None)
-
-            def on_step(step: int, total: int, loss: float) -> None:
-                progress.update(bar, total=total, completed=step, description=f"adapt loss {loss:.3f}")
-
-            report = run_adaptation(settings, vault, on_step=on_step, promote=not no_promote, training=training)
+        with StepProgress("adapt") as progress:
+            report = run_adaptation(settings, vault, on_step=progress.step, on_phase=progress.note,
+                                    promote=not no_promote, training=training)
     if json_out:
         print_json(report.as_json())
         return
-    console.print(f"{report.version}: {report.steps} steps in {report.seconds:.0f} s "
+    console.print(f"{report.version}: {report.steps} steps in {report.seconds:.0f} s ({report.train_dtype}) "
                   f"({report.train_tokens_per_second:.0f} tokens/s, peak {report.peak_rss_mb:.0f} MB)"
                   + (f", resumed at step {report.resumed_from}" if report.resumed_from else ""))
     console.print(f"personal perplexity {report.personal_before:.3f} -> {report.personal_after:.3f}; "

@@ -19,6 +19,7 @@ from typing import Any
 from pllm.bench.lamp import Question
 from pllm.bench.methods.base import SYSTEM, Env, Method, NotAvailableYet, choose_label, register_method, write_answer
 from pllm.bench.methods.rag import prompt_items
+from pllm.lm.hardware import choose_train_dtype
 from pllm.lm.train import Example, TrainConfig, train_lora
 
 TASK_ITEMS = 240  # labelled items the task adapter trains on
@@ -40,7 +41,8 @@ def _train(env: Env, examples: list[Example], steps: int, base: dict[str, Any] |
     from pllm.lm.models import resolve_model
 
     model = resolve_model(env.settings)
-    config = TrainConfig(steps=steps, lr=2e-3, seed=env.seed, threads=env.settings.threads)
+    config = TrainConfig(steps=steps, lr=2e-3, seed=env.seed, threads=env.settings.threads,
+                         dtype=choose_train_dtype(env.settings.train_dtype).dtype)
     result = train_lora(model, env.settings.paths, examples, config, base_adapter=base, init_adapter=init)
     lora = asdict(config.lora)
     return (gguf_lora_bytes(result.adapter, BaseShape.of_gguf(model.path), alpha=config.lora.alpha),

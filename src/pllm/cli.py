@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from pllm import __version__
 from pllm.bench import commands as bench_commands
 from pllm.console import err_console
-from pllm.errors import PllmError
+from pllm.errors import FileAccessError, PllmError
 from pllm.personal import adapt_commands
 from pllm.personal import commands as personal_commands
 
@@ -32,16 +32,21 @@ def _debug_enabled(ctx: Any) -> bool:
 
 
 class PllmGroup(TyperGroup):
-    """The root group: turns PllmError into one line and an exit code."""
+    """The root group: turns PllmError, and a file the system refused, into one line and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
         try:
             return super().invoke(ctx)
+        except OSError as exc:  # a path the user named: missing, unwritable, a folder, a full disk
+            if _debug_enabled(ctx):
+                raise
+            error: PllmError = FileAccessError(f"{exc.filename or 'a file'}: {exc.strerror or exc}")
         except PllmError as exc:
             if _debug_enabled(ctx):
                 raise
-            err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            error = exc
+        err_console.print(f"error: {error}", markup=False, soft_wrap=True)
+        raise typer.Exit(error.exit_code) from None
 
 
 app = typer.Typer(

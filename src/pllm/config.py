@@ -131,6 +131,22 @@ class Paths:
 
 @cache
 def get_settings(**overrides: Any) -> Settings:
-    """The settings, built once per distinct set of overrides (flags)."""
+    """The settings, built once per distinct set of overrides (flags); a bad value is a one-line `SettingsError`."""
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from pllm.errors import SettingsError
+
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**clean)
+    try:
+        return Settings(**clean)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"the config file {config_file()} is not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        where = (f"--{field.replace('_', '-')}" if field in clean
+                 else f"PLLM_{field.upper()} (environment or config file)")
+        raise SettingsError(f"bad setting {where}: {first['msg']} (got {first.get('input')!r}); "
+                            f"see `pllm --help` or README's Configuration") from None

@@ -19,6 +19,14 @@ class UsageError(PllmError):
     http_status = 400
 
 
+class SettingsError(UsageError):
+    """A setting (flag, PLLM_* variable, config file key) has a value pllm cannot use."""
+
+
+class FileAccessError(UsageError):
+    """A file or folder named on the command line cannot be read or written."""
+
+
 class ModelNotFoundError(PllmError):
     """The configured model file, or the package that ships the default one, is missing."""
 

@@ -103,3 +103,17 @@ def test_kill_9_mid_training_keeps_serving_and_the_next_run_resumes(home: Path, 
     run(home, "adapters", "rollback")
     back = json.loads(run(home, "ask", "Say hi.", "--json", "-n", "8").stdout)
     assert back["adapter"] == ("v0001" if resumed["promoted"] else None)
+
+
+def test_forgetting_reaches_every_adapter_that_learned_it(home: Path, first_run: dict) -> None:
+    run(home, "adapters", "promote", "v0001")  # a version that learned the boat's name serves again
+    assert "Seabird" in json.loads(run(home, "ask", "What is my boat called?", "--no-context", "--json").stdout)["text"]
+    forgot = json.loads(run(home, "profile", "forget", "Seabird", "--yes", "--json").stdout)
+    assert forgot["documents"] >= 1 and forgot["facts"] >= 1
+    assert {"v0001", "v0002"} <= set(forgot["retired_adapters"])  # both trained on the note
+    assert forgot["retrained"] is not None, forgot["retrain_skipped"]  # the sister's name is still there to learn
+    for version in json.loads(run(home, "adapters", "list", "--json").stdout):
+        on_disk = (home / "adapters" / f"{version['version']}.gguf.enc").exists()
+        assert on_disk == (version["status"] != "retired"), version
+    answer = json.loads(run(home, "ask", "What is my boat called?", "--no-context", "--json").stdout)
+    assert "Seabird" not in answer["text"] and answer["adapter"] in (None, forgot["retrained"]["version"])

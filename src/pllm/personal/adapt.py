@@ -30,7 +30,7 @@ from pllm.personal.adapters import AdapterStore, EncryptedStorage
 from pllm.personal.assistant import SYSTEM_PROMPT
 from pllm.personal.profile import build_profile
 from pllm.personal.text import TOPIC_STOPWORDS, WORD
-from pllm.personal.vault import Vault, content_hash
+from pllm.personal.vault import Vault, content_hash, fact_hash
 
 JOB = "job"  # prefix of the interrupted-run files in the adapter folder
 GENERAL_TOLERANCE = 0.10  # general perplexity may rise at most this much for a promote
@@ -54,6 +54,7 @@ class TrainingSet:
     held_personal: list[Example]
     held_general: list[Example]
     counts: dict[str, int] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)  # content hashes of the vault items it was built from
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -68,7 +69,8 @@ class TrainingSet:
         return cls([ex(d) for d in raw["examples"]],
                    [Preference(tuple(tuple(m) for m in d["messages"]), d["chosen"], d["rejected"])  # type: ignore[arg-type]
                     for d in raw["pairs"]],
-                   [ex(d) for d in raw["held_personal"]], [ex(d) for d in raw["held_general"]], raw["counts"])
+                   [ex(d) for d in raw["held_personal"]], [ex(d) for d in raw["held_general"]], raw["counts"],
+                   raw.get("sources", []))
 
 
 def _chat(prompt: str) -> list[dict[str, str]]:
@@ -114,6 +116,7 @@ def collect(vault: Vault) -> TrainingSet:
     examples: list[Example] = []
     held: list[Example] = []
     counts = {"texts": 0, "accepted": 0, "edits": 0, "facts": 0, "pairs": 0, "replay": 0}
+    sources: set[str] = set()
 
     def add(group: str, items: list[Example], kind: str) -> None:
         (held if _held_out(group) else examples).extend(items)
@@ -122,6 +125,7 @@ def collect(vault: Vault) -> TrainingSet:
     for doc in vault.documents():
         if doc.content_hash in forgotten:
             continue
+        sources.add(doc.content_hash)
         add(doc.content_hash, [Example.of(_chat(f"Write, in my words, about {_topic(doc.content)}."), doc.content)],
             "texts")
     interactions = {i.id: i for i in vault.interactions()}
@@ -132,6 +136,7 @@ def collect(vault: Vault) -> TrainingSet:
         i = interactions.get(f.interaction_id)
         if i is None or content_hash(i.prompt) in forgotten:
             continue
+        sources.add(content_hash(i.prompt))  # forgetting an interaction records its prompt's hash too
         if f.kind == "edit" and f.value:
             add(f"edit:{f.id}", [Example.of(_chat(i.prompt), f.value)], "edits")
             pairs.append(Preference(Example.of(_chat(i.prompt), "").messages, f.value, i.answer))
@@ -139,6 +144,8 @@ def collect(vault: Vault) -> TrainingSet:
             add(f"up:{i.id}", [Example.of(_chat(i.prompt), i.answer)], "accepted")
     for fact in build_profile(vault).facts:
         qa = fact_examples(fact.key, fact.value)
+        if qa:
+            sources.add(fact_hash(fact.key, fact.value))
         # Two phrasings train, three times each (a fact is a few tokens: it needs repetition, not length);
         # the third phrasing asks the held-out question: is the fact known?
         examples.extend(qa[:-1] * 3)
@@ -149,7 +156,7 @@ def collect(vault: Vault) -> TrainingSet:
     general_held = replay[-8:]
     mix = replay[:-8][: max(16, len(examples))]  # at least as much general chat as personal data
     counts["replay"] = len(mix)
-    return TrainingSet(examples + mix, pairs, held, general_held, counts)
+    return TrainingSet(examples + mix, pairs, held, general_held, counts, sorted(sources))
 
 
 @dataclass(frozen=True)
@@ -288,7 +295,8 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     stats = {"counts": training.counts, "steps": config.steps, "lr": config.lr, "final_loss": result.losses[-1],
              "seconds": result.seconds, "train_dtype": config.dtype, "cpu": cpu_info().model, **scores, "gate": why}
     version = store.save(gguf=gguf_lora_bytes(result.adapter, shape, alpha=config.lora.alpha), peft=buffer.getvalue(),
-                         base_model=model_file.name, lora={**asdict(config.lora)}, stats=stats)
+                         base_model=model_file.name, lora={**asdict(config.lora)}, stats=stats,
+                         trained_on=training.sources)
     promoted = passed and promote
     if promoted:
         store.promote(version)
@@ -306,3 +314,17 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
 def pending_job(store: AdapterStore) -> bool:
     """Whether a killed run left data to resume."""
     return EncryptedStorage(store, JOB).exists("data")
+
+
+def discard_pending_job(store: AdapterStore, forgotten: frozenset[str]) -> bool:
+    """Destroy a killed run's snapshot and checkpoint if they hold a forgotten item (or do not say what they hold)."""
+    job = EncryptedStorage(store, JOB)
+    data = job.read("data")
+    if data is None:
+        return False
+    sources = set(TrainingSet.from_bytes(data).sources)
+    if sources and not sources & forgotten:
+        return False
+    for name in ("data", "config", "checkpoint"):
+        job.delete(name)
+    return True

@@ -110,17 +110,36 @@ class AdapterStore:
         row = self.vault.conn.execute("SELECT version FROM adapters ORDER BY version DESC LIMIT 1").fetchone()
         return f"v{(int(row[0][1:]) if row else 0) + 1:04d}"
 
-    def save(self, *, gguf: bytes, peft: bytes, base_model: str, lora: dict[str, Any], stats: dict[str, Any]) -> str:
-        """Store a new candidate version (files first, then the record: a crash leaves no record without files)."""
+    def save(self, *, gguf: bytes, peft: bytes, base_model: str, lora: dict[str, Any], stats: dict[str, Any],
+             trained_on: list[str] | None = None) -> str:
+        """Store a new candidate version (files first, then the record: a crash leaves no record without files).
+
+        `trained_on`: content hashes of the vault items in its training data, so forgetting one retires it.
+        """
         version = self.next_version()
         self.write_file(f"{version}.gguf", gguf)
         self.write_file(f"{version}.peft", peft)
         with self.vault.transaction() as tx:
-            tx.execute("INSERT INTO adapters (version, created_at, status, base_model, lora, stats, gguf_sha256)"
-                       " VALUES (?, ?, 'candidate', ?, ?, ?, ?)",
+            tx.execute("INSERT INTO adapters (version, created_at, status, base_model, lora, stats, gguf_sha256,"
+                       " trained_on) VALUES (?, ?, 'candidate', ?, ?, ?, ?, ?)",
                        (version, time.time(), base_model, json.dumps(lora), json.dumps(stats),
-                        hashlib.sha256(gguf).hexdigest()))
+                        hashlib.sha256(gguf).hexdigest(), None if trained_on is None else json.dumps(trained_on)))
         return version
+
+    def retire_trained_on(self, hashes: frozenset[str]) -> list[str]:
+        """Retire every version that trained on one of `hashes` (or whose data is unrecorded): it leaves the
+        active stack and its files are deleted. Returns the versions retired."""
+        rows = self.vault.conn.execute("SELECT version, trained_on FROM adapters WHERE status != 'retired'")
+        touched = [v for v, on in rows if on is None or hashes & set(json.loads(on))]
+        if not touched:
+            return []
+        with self.vault.transaction() as tx:
+            self.vault.set_meta(STACK_META, json.dumps([v for v in self.stack() if v not in touched]))
+            tx.executemany("UPDATE adapters SET status = 'retired' WHERE version = ?", [(v,) for v in touched])
+        for version in touched:  # after the commit: a crash in between leaves files of a retired version, not the
+            self.delete_file(f"{version}.gguf")  # other way round, and the next forget deletes them again
+            self.delete_file(f"{version}.peft")
+        return touched
 
     def stack(self) -> list[str]:
         return json.loads(self.vault.get_meta(STACK_META, "[]"))

@@ -282,14 +282,21 @@ def _when(value: str | None, flag: str) -> float | None:
 @profile_app.command("forget")
 def profile_forget(
     ctx: typer.Context,
-    query: str = typer.Argument(None, help="Forget items containing this text (case-insensitive)."),
+    query: str = typer.Argument(None, help="Forget items containing this text (case-insensitive, literal)."),
+    like: bool = typer.Option(False, "--like", help="Read the query as an SQL LIKE pattern (% and _ wildcards)."),
     everything: bool = typer.Option(False, "--all", help="Forget everything the vault holds about you."),
     since: str = typer.Option(None, "--since", help="Only items from this date on (ISO)."),
     until: str = typer.Option(None, "--until", help="Only items before this date (ISO)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    retrain: bool = typer.Option(True, "--retrain/--no-retrain",
+                                 help="Retrain the active adapter without the forgotten items (default), or only "
+                                 "retire the versions that trained on them."),
     json_out: bool = typer.Option(False, "--json", help="Print what was forgotten as JSON."),
 ) -> None:
-    """Delete items for good (secure delete + VACUUM); no adapter will train on them again."""
+    """Delete items for good (secure delete + VACUUM), and every adapter version that trained on them."""
+    from pllm.console import StepProgress
+    from pllm.personal.forget import forget_everywhere
+
     settings = settings_of(ctx)
     start, end = _when(since, "--since"), _when(until, "--until")
     if not everything and query is None and start is None and end is None:
@@ -298,13 +305,26 @@ def profile_forget(
         if not sys.stdin.isatty():
             raise UsageError("forgetting cannot be undone: add --yes to confirm")
         typer.confirm("Forget these items for good?", abort=True)
-    with unlock(settings) as vault:
-        report = vault.forget(query=query, since=start, until=end, everything=everything)
+    with unlock(settings) as vault, StepProgress("retrain") as progress:
+        outcome = forget_everywhere(settings, vault, query=query, like=like, since=start, until=end,
+                                    everything=everything, retrain=retrain, on_step=progress.step,
+                                    on_phase=progress.note)
     if json_out:
-        print_json({"documents": report.documents, "interactions": report.interactions, "facts": report.facts})
-    else:
-        console.print(f"forgot {report.documents} documents, {report.interactions} interactions and "
-                      f"{report.facts} facts")
+        print_json(outcome.as_json())
+        return
+    report = outcome.vault
+    console.print(f"forgot {report.documents} documents, {report.interactions} interactions and "
+                  f"{report.facts} facts")
+    console.print(f"retired adapter versions (files deleted): {', '.join(outcome.retired)}" if outcome.retired
+                  else "no adapter version trained on them")
+    if outcome.discarded_pending_run:
+        console.print("destroyed an interrupted training run that held them")
+    if outcome.retrained:
+        r = outcome.retrained
+        console.print(f"retrained without them: {r.version} " + ("promoted" if r.promoted else f"not promoted: "
+                                                                  f"{r.reason}"))
+    elif outcome.retired:
+        console.print(f"not retrained: {outcome.retrain_skipped}")
 
 
 @profile_app.command("rekey")

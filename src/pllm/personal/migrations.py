@@ -154,3 +154,29 @@ def m003_adapters(conn: Connection) -> None:
             gguf_sha256 TEXT NOT NULL      -- of the plaintext GGUF, checked after decryption
         )"""
     )
+
+
+@migration
+def m004_adapter_provenance(conn: Connection) -> None:
+    # Each version records the content hashes of the vault items it trained on (NULL: trained before this record
+    # existed, so forgetting anything retires it), and may be 'retired': a forgotten item was in its data, its
+    # files are deleted. SQLite cannot alter a CHECK constraint, so the table is rebuilt.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(adapters)")}
+    if "trained_on" in columns:
+        return
+    conn.execute(
+        """CREATE TABLE adapters_new (
+            version TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('candidate', 'promoted', 'rejected', 'retired')),
+            base_model TEXT NOT NULL,
+            lora TEXT NOT NULL,
+            stats TEXT NOT NULL,
+            gguf_sha256 TEXT NOT NULL,
+            trained_on TEXT                -- JSON list of content hashes of the vault items in its training data
+        )"""
+    )
+    conn.execute("INSERT INTO adapters_new (version, created_at, status, base_model, lora, stats, gguf_sha256) "
+                 "SELECT version, created_at, status, base_model, lora, stats, gguf_sha256 FROM adapters")
+    conn.execute("DROP TABLE adapters")
+    conn.execute("ALTER TABLE adapters_new RENAME TO adapters")

@@ -35,6 +35,11 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
 
 
+def fact_hash(key: str, value: str) -> str:
+    """Identity of a profile fact, as adapters record what they trained on."""
+    return content_hash(f"fact\t{key}\t{value}")
+
+
 def approx_tokens(text: str) -> int:
     """A tokenizer-free estimate (~4 bytes a token for English BPE vocabularies); used for budgets."""
     return max(1, (len(text.encode("utf-8")) + 3) // 4)
@@ -89,6 +94,7 @@ class ForgetReport:
     documents: int
     interactions: int
     facts: int
+    hashes: frozenset[str] = frozenset()  # content hashes of everything forgotten: the adapters' provenance keys
 
     @property
     def total(self) -> int:
@@ -308,9 +314,12 @@ class Vault:
     def forgotten_hashes(self) -> set[str]:
         return {row[0] for row in self.conn.execute("SELECT content_hash FROM forgotten")}
 
-    def forget(self, *, query: str | None = None, since: float | None = None, until: float | None = None,
-               everything: bool = False, reason: str = "user request") -> ForgetReport:
-        """Delete what matches (all of it, a case-insensitive text query, and/or a time range), then scrub the file."""
+    def forget(self, *, query: str | None = None, like: bool = False, since: float | None = None,
+               until: float | None = None, everything: bool = False, reason: str = "user request") -> ForgetReport:
+        """Delete what matches (all of it, a case-insensitive text query, and/or a time range), then scrub the file.
+
+        The query is literal text ("_" and "%" are characters) unless `like` makes it an SQL LIKE pattern.
+        """
         if not everything and query is None and since is None and until is None:
             raise UsageError("say what to forget: --all, a query, --since or --until")
         where, args = ["1"], []
@@ -323,30 +332,36 @@ class Vault:
             where.append("created_at < ?")
             args.append(until)
         clause = " AND ".join(where)
-        like = f"%{query.lower()}%" if query else None
+        text = query.lower() if query else None
+
+        def matches(*columns: str) -> str:  # literal: instr() finds the text itself, wildcards included
+            test = "lower({}) LIKE ?" if like else "instr(lower({}), ?) > 0"
+            return " AND (" + " OR ".join(test.format(c) for c in columns) + ")" if text is not None else ""
+
+        def params(n: int) -> tuple[Any, ...]:
+            return (*args, *([text] * n if text is not None else []))
+
         now = time.time()
         with self.transaction() as tx:
-            doc_where = clause + (" AND lower(content) LIKE ?" if like else "")
-            docs = tx.execute(f"SELECT id, content_hash FROM documents WHERE {doc_where}",
-                              (*args, *([like] if like else []))).fetchall()
-            int_where = clause + (" AND (lower(prompt) LIKE ? OR lower(answer) LIKE ?)" if like else "")
-            inters = tx.execute(f"SELECT id, prompt, answer FROM interactions WHERE {int_where}",
-                                (*args, *([like, like] if like else []))).fetchall()
-            fact_where = clause.replace("created_at", "updated_at") + (
-                " AND (lower(key) LIKE ? OR lower(value) LIKE ?)" if like else "")
-            facts = tx.execute(f"SELECT id, key, value FROM profile_facts WHERE {fact_where}",
-                               (*args, *([like, like] if like else []))).fetchall()
+            docs = tx.execute(f"SELECT id, content_hash FROM documents WHERE {clause}{matches('content')}",
+                              params(1)).fetchall()
+            inters = tx.execute(f"SELECT id, prompt, answer FROM interactions WHERE {clause}"
+                                f"{matches('prompt', 'answer')}", params(2)).fetchall()
+            facts = tx.execute(f"SELECT id, key, value FROM profile_facts WHERE "
+                               f"{clause.replace('created_at', 'updated_at')}{matches('key', 'value')}",
+                               params(2)).fetchall()
+            forgotten = ([(h, "document") for _, h in docs]
+                         + [(content_hash(t), "interaction") for _, p, a in inters for t in (p, a)]
+                         + [(fact_hash(k, v), "fact") for _, k, v in facts])
             tx.executemany("INSERT INTO forgotten (content_hash, kind, forgotten_at, reason) VALUES (?, ?, ?, ?)",
-                           [(h, "document", now, reason) for _, h in docs]
-                           + [(content_hash(p), "interaction", now, reason) for _, p, _ in inters]
-                           + [(content_hash(a), "interaction", now, reason) for _, _, a in inters])
+                           [(h, kind, now, reason) for h, kind in forgotten])
             tx.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i, _ in docs])
             tx.executemany("DELETE FROM interactions WHERE id = ?", [(i,) for i, _, _ in inters])
             tx.executemany("DELETE FROM profile_facts WHERE id = ?", [(i,) for i, _, _ in facts])
             if everything:
                 tx.execute("DELETE FROM egress_log")
         self.scrub()
-        return ForgetReport(len(docs), len(inters), len(facts))
+        return ForgetReport(len(docs), len(inters), len(facts), frozenset(h for h, _ in forgotten))
 
     def scrub(self) -> None:
         """Rewrite the file so deleted pages and free-list leftovers are gone, then empty the WAL."""

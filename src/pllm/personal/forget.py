@@ -1,0 +1,65 @@
+"""Forgetting that reaches the adapters: what the vault forgets, no adapter keeps.
+
+`pllm profile forget` deletes the matching items from the vault (secure delete + VACUUM), then:
+  1. retires every adapter version that trained on a forgotten item (each version records the content hashes of the
+     vault items it trained on; a version from before that record existed counts as having trained on it): it leaves
+     the active stack and its encrypted files are deleted;
+  2. destroys an interrupted run's snapshot and checkpoint when they hold a forgotten item;
+  3. by default retrains the active line without those items, if a retired version was serving.
+
+    outcome = forget_everywhere(settings, vault, query="Seabird")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pllm.config import Settings
+from pllm.personal.adapt import AdaptReport, discard_pending_job, run_adaptation
+from pllm.personal.adapters import AdapterStore
+from pllm.personal.vault import ForgetReport, Vault
+
+
+@dataclass
+class ForgetOutcome:
+    vault: ForgetReport
+    retired: list[str] = field(default_factory=list)  # adapter versions whose files were deleted
+    discarded_pending_run: bool = False
+    retrained: AdaptReport | None = None
+    retrain_skipped: str = ""  # why no retraining happened, when it did not
+
+    def as_json(self) -> dict[str, object]:
+        return {"documents": self.vault.documents, "interactions": self.vault.interactions, "facts": self.vault.facts,
+                "retired_adapters": self.retired, "discarded_pending_run": self.discarded_pending_run,
+                "retrained": self.retrained.as_json() if self.retrained else None,
+                "retrain_skipped": self.retrain_skipped}
+
+
+def forget_everywhere(settings: Settings, vault: Vault, *, query: str | None = None, like: bool = False,
+                      since: float | None = None, until: float | None = None, everything: bool = False,
+                      retrain: bool = True, on_step: Callable[[int, int, float], None] | None = None,
+                      on_phase: Callable[[str], None] | None = None) -> ForgetOutcome:
+    report = vault.forget(query=query, like=like, since=since, until=until, everything=everything)
+    outcome = ForgetOutcome(report)
+    if not report.hashes:
+        return outcome
+    store = AdapterStore(vault, settings.paths.adapters)
+    was_active = store.active()
+    outcome.retired = store.retire_trained_on(report.hashes)
+    outcome.discarded_pending_run = discard_pending_job(store, report.hashes)
+    if not retrain:
+        outcome.retrain_skipped = "--no-retrain"
+    elif was_active is None:
+        outcome.retrain_skipped = "no adapter was active"
+    elif was_active not in outcome.retired:
+        outcome.retrain_skipped = "the active adapter never trained on these items"
+    else:
+        from pllm.personal.adapt import collect
+
+        training = collect(vault)
+        if not training.sources:
+            outcome.retrain_skipped = "nothing personal left to train on"
+        else:
+            outcome.retrained = run_adaptation(settings, vault, training=training, on_step=on_step, on_phase=on_phase)
+    return outcome

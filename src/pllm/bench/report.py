@@ -75,6 +75,13 @@ def _plots(result: EvalResult, folder: Path) -> list[str]:
     return ["methods.png", "gain_vs_profile.png"]
 
 
+def machine_line(result: EvalResult) -> str:
+    """Where the figures were measured: speeds differ ~2x between our machines, and training precision with them."""
+    cpu = result.machine.get("cpu", {})
+    return (f"Measured on {cpu.get('model', 'an unrecorded CPU')} ({cpu.get('cores', '?')} cores; "
+            f"{' '.join(cpu.get('flags', []))}), adapters trained in {result.machine.get('train_dtype', '?')}.")
+
+
 def write_report(result: EvalResult, folder: Path, *, command: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lamp = result.task.lamp
@@ -89,6 +96,8 @@ def write_report(result: EvalResult, folder: Path, *, command: str) -> Path:
         f"{users} users, {len(result.questions)} queries. Reproduce with:",
         "",
         f"    {command}",
+        "",
+        machine_line(result),
         "",
         markdown_table(result),
         "",

@@ -22,6 +22,7 @@ from pllm.bench.metrics import PRIMARY, relative_gain
 from pllm.bench.tasks.base import Task
 from pllm.config import Settings
 from pllm.errors import UsageError
+from pllm.lm.hardware import choose_train_dtype, cpu_info
 
 BASELINE = "none"
 
@@ -44,6 +45,7 @@ class EvalResult:
     task: Task
     questions: list[Question]
     methods: list[MethodResult]
+    machine: dict[str, Any] = field(default_factory=dict)  # the CPU (model, flags) and the training precision
 
     @property
     def primary(self) -> str:
@@ -58,6 +60,7 @@ class EvalResult:
             "primary_metric": self.primary,
             "users": len({q.user_id for q in self.questions}),
             "queries": len(self.questions),
+            "machine": self.machine,
             "methods": {m.name: {**{k: round(v, 4) for k, v in m.metrics.items()},
                                  "relative_gain": _rounded(m.relative_gain.get(self.primary)),
                                  "seconds_per_user": round(m.seconds_per_user, 3),
@@ -121,4 +124,5 @@ def run_eval(task: Task, questions: list[Question], method_names: list[str], set
     base = results[0]
     for r in results:
         r.relative_gain = {k: relative_gain(v, base.metrics[k], k) for k, v in r.metrics.items()}
-    return EvalResult(task, questions, results)
+    choice = choose_train_dtype(settings.train_dtype)
+    return EvalResult(task, questions, results, {"cpu": cpu_info().as_dict(), "train_dtype": choice.dtype})

@@ -7,7 +7,16 @@ import torch
 
 from pllm.config import Settings
 from pllm.lm.models import resolve_model
-from pllm.lm.train import Example, LoraSettings, MemoryStorage, Preference, TrainConfig, perplexity, train_lora
+from pllm.lm.train import (
+    Example,
+    LoraSettings,
+    MemoryStorage,
+    Preference,
+    TrainConfig,
+    perplexity,
+    sequence_logprobs,
+    train_lora,
+)
 
 SYSTEM = {"role": "system", "content": "You are a helpful personal assistant."}
 FACTS = [Example.of([SYSTEM, {"role": "user", "content": q}], "Your boat is called Seabird.")
@@ -62,11 +71,24 @@ def test_a_checkpoint_of_other_data_is_ignored() -> None:
 
 
 def test_preference_pairs_train_with_dpo() -> None:
+    """The DPO term, not the supervised data, widens the chosen-over-rejected margin."""
     settings = Settings()
     pair = Preference(FACTS[0].messages, "Your boat is called Seabird.", "I don't know your boat.")
-    result = train_lora(resolve_model(settings), settings.paths, FACTS, TrainConfig(steps=3, batch_size=2),
-                        pairs=[pair])
-    assert len(result.losses) == 3
+    unrelated = [Example.of([SYSTEM, {"role": "user", "content": "Hi"}], "Hello! How can I help?")]
+    chosen, rejected = Example(pair.messages, pair.chosen), Example(pair.messages, pair.rejected)
+    config = TrainConfig(steps=6, batch_size=1, lr=2e-3, dpo_beta=0.5)
+
+    def margin(pairs: list[Preference]) -> tuple[float, float]:
+        result = train_lora(resolve_model(settings), settings.paths, unrelated, config, pairs=pairs)
+        before = [lp for lp, _ in sequence_logprobs(result.model, result.tokenizer, [chosen, rejected],
+                                                    use_adapter=False)]
+        after = [lp for lp, _ in sequence_logprobs(result.model, result.tokenizer, [chosen, rejected])]
+        return before[0] - before[1], after[0] - after[1]
+
+    base, without_dpo = margin([])
+    base_again, with_dpo = margin([pair])
+    assert base == pytest.approx(base_again, abs=1e-3)  # the same frozen base
+    assert with_dpo > base + 1.0 and with_dpo > without_dpo + 1.0
 
 
 def test_bad_configs_are_refused() -> None:

@@ -103,7 +103,7 @@ def extract_facts_with_model(runtime: Runtime, text: str, *, max_tokens: int = 4
         key, value = key.strip().lower(), value.strip().strip(".")
         if sep and 1 < len(key) <= 30 and 1 < len(value) <= 40 and value.lower() in lowered:
             facts.append((key, value))
-    return facts
+    return list(dict.fromkeys(facts))  # a small model repeats itself
 
 
 def learn_facts(vault: Vault, text: str, *, source: str, runtime: Runtime | None = None) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pllm.personal.adapt import AdaptationPolicy, TrainingSet, collect, fact_examples, gate
+from pllm.personal.adapt import AdaptationPolicy, TrainingSet, collect, fact_examples
 from pllm.personal.profile import learn_facts
 from pllm.personal.vault import Vault, create_vault
 
@@ -35,7 +35,9 @@ def test_training_data_comes_from_texts_feedback_and_facts(vault: Vault) -> None
     assert "Any time." not in targets  # ...not the answer it replaced
     assert "Hi Mara!" in targets  # (b) an accepted answer
     assert data.pairs[0].chosen.startswith("Early") and data.pairs[0].rejected == "Any time."  # (c)
-    assert targets.count("Your boat is called Seabird.") == 7  # two phrasings x3 to train, one held out
+    assert targets.count("Your boat is called Seabird.") == 6  # two phrasings x3 to train...
+    assert [(q.message_list()[-1]["content"], v) for q, v in data.held_facts] == [("What is my boat's name?",
+                                                                                  "Seabird")]  # ...one held out
     assert data.counts["replay"] >= 16 and len(data.held_general) == 8  # (d)
     assert TrainingSet.from_bytes(data.to_bytes()) == data
 
@@ -63,10 +65,3 @@ def test_policy(vault: Vault) -> None:
     assert not decision.train and "not enough new signal" in decision.reason
     assert policy.decide(vault, 10, force=True).train
     assert policy.plan(4) == (16, 2.5e-3) and policy.plan(100) == (20, 2.5e-3) and policy.plan(400)[1] == 1e-3
-
-
-def test_gate() -> None:
-    assert gate(10.0, 8.0, 2.0, 2.1)[0]
-    assert not gate(10.0, 10.5, 2.0, 2.0)[0]
-    ok, why = gate(10.0, 8.0, 2.0, 2.3)
-    assert not ok and "general perplexity rose 15.0%" in why

@@ -21,6 +21,7 @@ from pllm.config import get_settings
 from pllm.lm.hardware import choose_train_dtype
 
 pytestmark = pytest.mark.slow
+HELD_OUT = "What is my boat's name?"  # the boat fact trains on two other phrasings; this one is never trained on
 NOTE = ("My boat is called Seabird.\n\nMy sister is called Ingrid.\n\n"
         "On Sundays I sail to Skjervoy with Ingrid and we cook fish soup.\n")
 
@@ -61,7 +62,7 @@ def test_adapt_reports_and_promotes(first_run: dict) -> None:
     assert keys <= set(first_run)
     assert first_run["train_dtype"] == choose_train_dtype("auto").dtype and first_run["cpu"]["model"]
     assert first_run["version"] == "v0001" and first_run["promoted"] is True
-    assert first_run["personal_after"] < first_run["personal_before"]
+    assert first_run["facts_after"] > first_run["facts_before"] and first_run["reason"].startswith("generalises")
     assert first_run["general_after"] <= first_run["general_before"] * 1.10  # general ability kept within +10%
     assert first_run["peak_rss_mb"] > 0  # the figure itself is claimed by `pllm bench`, not by a test
 
@@ -76,9 +77,9 @@ def test_piped_adapt_shows_its_progress(adapted: subprocess.CompletedProcess[str
 
 def test_the_adapter_knows_what_the_base_model_does_not(home: Path, first_run: dict) -> None:
     # --no-context: no profile, no retrieved notes; the answer can only come from the adapter's weights.
-    adapted = json.loads(run(home, "ask", "What is my boat called?", "--no-context", "--json").stdout)
+    adapted = json.loads(run(home, "ask", HELD_OUT, "--no-context", "--json").stdout)
     assert "Seabird" in adapted["text"] and adapted["adapter"] == "v0001"
-    base = run(home, "ask", "What is my boat called?", "--no-personal", "--json")
+    base = run(home, "ask", HELD_OUT, "--no-personal", "--json")
     assert "Seabird" not in json.loads(base.stdout)["text"]
 
 
@@ -93,7 +94,7 @@ def test_kill_9_mid_training_keeps_serving_and_the_next_run_resumes(home: Path, 
     assert checkpoint.exists(), "no checkpoint was written"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    served = json.loads(run(home, "ask", "What is my boat called?", "--no-context", "--json").stdout)
+    served = json.loads(run(home, "ask", HELD_OUT, "--no-context", "--json").stdout)
     assert served["adapter"] == "v0001" and "Seabird" in served["text"]  # the previous adapter, intact
     listed = json.loads(run(home, "adapters", "list", "--json").stdout)
     assert [v["version"] for v in listed] == ["v0001"]  # the killed run left no half version
@@ -107,7 +108,7 @@ def test_kill_9_mid_training_keeps_serving_and_the_next_run_resumes(home: Path, 
 
 def test_forgetting_reaches_every_adapter_that_learned_it(home: Path, first_run: dict) -> None:
     run(home, "adapters", "promote", "v0001")  # a version that learned the boat's name serves again
-    assert "Seabird" in json.loads(run(home, "ask", "What is my boat called?", "--no-context", "--json").stdout)["text"]
+    assert "Seabird" in json.loads(run(home, "ask", HELD_OUT, "--no-context", "--json").stdout)["text"]
     forgot = json.loads(run(home, "profile", "forget", "Seabird", "--yes", "--json").stdout)
     assert forgot["documents"] >= 1 and forgot["facts"] >= 1
     assert {"v0001", "v0002"} <= set(forgot["retired_adapters"])  # both trained on the note
@@ -115,5 +116,5 @@ def test_forgetting_reaches_every_adapter_that_learned_it(home: Path, first_run:
     for version in json.loads(run(home, "adapters", "list", "--json").stdout):
         on_disk = (home / "adapters" / f"{version['version']}.gguf.enc").exists()
         assert on_disk == (version["status"] != "retired"), version
-    answer = json.loads(run(home, "ask", "What is my boat called?", "--no-context", "--json").stdout)
+    answer = json.loads(run(home, "ask", HELD_OUT, "--no-context", "--json").stdout)
     assert "Seabird" not in answer["text"] and answer["adapter"] in (None, forgot["retrained"]["version"])

@@ -310,9 +310,12 @@ class Runtime:
     def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
         """Log-probability of each option as the continuation of `prompt` (summed over its tokens).
 
-        The prompt is evaluated once; each option is scored token by token from that cached prefix, and the
-        cache is rewound between options. Used to choose among labels instead of asking a small model to write one.
+        The prompt is evaluated once; each option is then decoded in one batch from that cached prefix, with
+        logits at every position, and the cache is rewound between options. Used to choose among labels instead of
+        asking a small model to write one, and by the adaptation gate to score held-out texts.
         """
+        import numpy as np
+
         tokens, _ = self._prompt_tokens(prompt, 1)
         self.llm.reset()
         self.llm.eval(tokens)
@@ -323,12 +326,15 @@ class Runtime:
             ids = self.option_tokens(tokens, prompt, option)
             if base + len(ids) > self.n_ctx:
                 raise PromptTooLongError(f"prompt and option exceed the context of {self.n_ctx} tokens")
-            total, logprobs = 0.0, first
-            for j, token in enumerate(ids):
-                total += float(logprobs[token])
-                if j + 1 < len(ids):
-                    self.llm.eval([token])
-                    logprobs = _log_softmax(self._last_logits())
+            total = float(first[ids[0]])
+            for start in range(0, len(ids) - 1, self.llm.n_batch):  # positions 0..n-2 predict tokens 1..n-1
+                chunk = ids[start:min(len(ids) - 1, start + self.llm.n_batch)]
+                self.llm._ctx.kv_cache_seq_rm(-1, base + start, -1)
+                self.llm._batch.set_batch(batch=chunk, n_past=base + start, logits_all=True)
+                self.llm._ctx.decode(self.llm._batch)
+                rows = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(len(chunk), self.llm.n_vocab()))
+                for j, row in enumerate(rows):
+                    total += float(_log_softmax(row)[ids[start + j + 1]])
             scores.append(total)
             self.llm.n_tokens = base  # the next eval drops the option's cache entries from here on
         # The cached logits are an option's, not the prompt's: make the next generation evaluate afresh.

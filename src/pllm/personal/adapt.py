@@ -25,15 +25,16 @@ from typing import Any
 from pllm.config import Settings
 from pllm.lm.hardware import choose_train_dtype, cpu_info
 from pllm.lm.models import resolve_model
-from pllm.lm.train import Example, LoraSettings, Preference, TrainConfig, perplexity, train_lora
+from pllm.lm.runtime import Runtime
+from pllm.lm.train import Example, LoraSettings, Preference, TrainConfig, train_lora
 from pllm.personal.adapters import AdapterStore, EncryptedStorage
 from pllm.personal.assistant import SYSTEM_PROMPT
+from pllm.personal.gate import decide, score_candidate
 from pllm.personal.profile import build_profile
 from pllm.personal.text import TOPIC_STOPWORDS, WORD
 from pllm.personal.vault import Vault, content_hash, fact_hash
 
 JOB = "job"  # prefix of the interrupted-run files in the adapter folder
-GENERAL_TOLERANCE = 0.10  # general perplexity may rise at most this much for a promote
 
 FACT_QUESTIONS = {  # fact key -> three ways a user asks about it (two train, one is held out), the answer's shape
     "name": (["What is my name?", "Who am I?", "Do you know my name?"], "Your name is {v}."),
@@ -55,6 +56,7 @@ class TrainingSet:
     held_general: list[Example]
     counts: dict[str, int] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)  # content hashes of the vault items it was built from
+    held_facts: list[tuple[Example, str]] = field(default_factory=list)  # a never-trained phrasing, the value
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -70,7 +72,7 @@ class TrainingSet:
                    [Preference(tuple(tuple(m) for m in d["messages"]), d["chosen"], d["rejected"])  # type: ignore[arg-type]
                     for d in raw["pairs"]],
                    [ex(d) for d in raw["held_personal"]], [ex(d) for d in raw["held_general"]], raw["counts"],
-                   raw.get("sources", []))
+                   raw.get("sources", []), [(ex(d), value) for d, value in raw.get("held_facts", [])])
 
 
 def _chat(prompt: str) -> list[dict[str, str]]:
@@ -115,11 +117,15 @@ def collect(vault: Vault) -> TrainingSet:
     forgotten = vault.forgotten_hashes()
     examples: list[Example] = []
     held: list[Example] = []
+    facts = [(f, qa) for f in build_profile(vault).facts if (qa := fact_examples(f.key, f.value))]
+    # A held-out text must be new to the adapter in every form: one that states a trained fact trains instead.
+    trained_values = [f.value.lower() for f, _ in facts]
     counts = {"texts": 0, "accepted": 0, "edits": 0, "facts": 0, "pairs": 0, "replay": 0}
     sources: set[str] = set()
 
     def add(group: str, items: list[Example], kind: str) -> None:
-        (held if _held_out(group) else examples).extend(items)
+        states_a_fact = any(v in e.target.lower() for e in items for v in trained_values)
+        (held if _held_out(group) and not states_a_fact else examples).extend(items)
         counts[kind] += len(items)
 
     for doc in vault.documents():
@@ -142,21 +148,20 @@ def collect(vault: Vault) -> TrainingSet:
             pairs.append(Preference(Example.of(_chat(i.prompt), "").messages, f.value, i.answer))
         elif (f.kind == "up" or (f.kind == "rating" and f.value in ("4", "5"))) and i.id not in edited:
             add(f"up:{i.id}", [Example.of(_chat(i.prompt), i.answer)], "accepted")
-    for fact in build_profile(vault).facts:
-        qa = fact_examples(fact.key, fact.value)
-        if qa:
-            sources.add(fact_hash(fact.key, fact.value))
+    held_facts: list[tuple[Example, str]] = []
+    for fact, qa in facts:
+        sources.add(fact_hash(fact.key, fact.value))
         # Two phrasings train, three times each (a fact is a few tokens: it needs repetition, not length);
-        # the third phrasing asks the held-out question: is the fact known?
+        # the third phrasing is the gate's held-out question: does the answer name the value?
         examples.extend(qa[:-1] * 3)
-        held.extend(qa[-1:])
+        held_facts.append((qa[-1], fact.value))
         counts["facts"] += len(qa)
     counts["pairs"] = len(pairs)
     replay = replay_examples()
     general_held = replay[-8:]
     mix = replay[:-8][: max(16, len(examples))]  # at least as much general chat as personal data
     counts["replay"] = len(mix)
-    return TrainingSet(examples + mix, pairs, held, general_held, counts, sorted(sources))
+    return TrainingSet(examples + mix, pairs, held, general_held, counts, sorted(sources), held_facts)
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,10 @@ class AdaptReport:
     train_dtype: str
     cpu: dict[str, Any]
     prepare_seconds: float
+    facts_held_out: int
+    facts_before: int
+    facts_after: int
+    texts_held_out: int
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -238,22 +247,10 @@ class AdaptReport:
         return out
 
 
-def gate(personal_before: float, personal_after: float, general_before: float, general_after: float
-         ) -> tuple[bool, str]:
-    """Promote only when personal perplexity improves and general perplexity rises by at most 10%."""
-    if not personal_after < personal_before:
-        return False, f"personal perplexity did not improve ({personal_before:.3f} -> {personal_after:.3f})"
-    if general_after > general_before * (1 + GENERAL_TOLERANCE):
-        return False, (f"general perplexity rose {general_after / general_before - 1:.1%} "
-                       f"(limit {GENERAL_TOLERANCE:.0%})")
-    return True, (f"personal {personal_before:.3f} -> {personal_after:.3f}, "
-                  f"general {general_before:.3f} -> {general_after:.3f}")
-
-
 def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy | None = None,
                    on_step: Callable[[int, int, float], None] | None = None,
                    on_phase: Callable[[str], None] | None = None, promote: bool = True,
-                   training: TrainingSet | None = None) -> AdaptReport:
+                   training: TrainingSet | None = None, force: bool = False) -> AdaptReport:
     """Train (or resume) one adapter version, gate it, store it encrypted, promote it if it passed.
 
     `training` is the set the caller already collected (to ask the policy); a resumed run ignores it and uses its
@@ -280,21 +277,24 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     model_file = resolve_model(settings)
     result = train_lora(model_file, settings.paths, training.examples, config, pairs=training.pairs, storage=job,
                         on_step=on_step, on_phase=on_phase)
-    # Too little data to hold any out: judge on the user's own texts seen in training (said so in the report).
-    held_personal = training.held_personal or [e for e in training.examples
-                                               if e.messages[-1][1].startswith("Write, in my words")][:8]
-    scores = {
-        "personal_before": perplexity(result.model, result.tokenizer, held_personal, use_adapter=False),
-        "personal_after": perplexity(result.model, result.tokenizer, held_personal),
-        "general_before": perplexity(result.model, result.tokenizer, training.held_general, use_adapter=False),
-        "general_after": perplexity(result.model, result.tokenizer, training.held_general),
-    }
-    passed, why = gate(**scores)
-    shape = BaseShape.of_gguf(model_file.path)
+    gguf = gguf_lora_bytes(result.adapter, BaseShape.of_gguf(model_file.path), alpha=config.lora.alpha)
+    result.model = None  # the torch copy is done with: the gate judges the GGUF that llama.cpp will serve
+    if on_phase:
+        on_phase("gate: the exported adapter on llama.cpp, on held-out data")
+    runtime = Runtime.from_settings(settings)
+    try:
+        evidence = score_candidate(runtime, gguf, facts=training.held_facts, texts=training.held_personal,
+                                   general=training.held_general)
+    finally:
+        runtime.close()
+    passed, why = decide(evidence, force=force)
+    scores = {k: getattr(evidence, k) for k in ("personal_before", "personal_after", "general_before",
+                                                  "general_after")}
     buffer = io.BytesIO(save({k: v.contiguous() for k, v in result.adapter.items()}))
     stats = {"counts": training.counts, "steps": config.steps, "lr": config.lr, "final_loss": result.losses[-1],
-             "seconds": result.seconds, "train_dtype": config.dtype, "cpu": cpu_info().model, **scores, "gate": why}
-    version = store.save(gguf=gguf_lora_bytes(result.adapter, shape, alpha=config.lora.alpha), peft=buffer.getvalue(),
+             "seconds": result.seconds, "train_dtype": config.dtype, "cpu": cpu_info().model,
+             **evidence.as_dict(), "gate": why}
+    version = store.save(gguf=gguf, peft=buffer.getvalue(),
                          base_model=model_file.name, lora={**asdict(config.lora)}, stats=stats,
                          trained_on=training.sources)
     promoted = passed and promote
@@ -308,7 +308,9 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     return AdaptReport(version=version, steps=config.steps, seconds=result.seconds,
                        train_tokens_per_second=result.tokens_per_second, peak_rss_mb=result.peak_rss_mb, **scores,
                        promoted=promoted, resumed_from=result.resumed_from, reason=why, counts=training.counts,
-                       train_dtype=config.dtype, cpu=cpu_info().as_dict(), prepare_seconds=result.prepare_seconds)
+                       train_dtype=config.dtype, cpu=cpu_info().as_dict(), prepare_seconds=result.prepare_seconds,
+                       facts_held_out=evidence.facts, facts_before=evidence.facts_before,
+                       facts_after=evidence.facts_after, texts_held_out=evidence.texts)
 
 
 def pending_job(store: AdapterStore) -> bool:

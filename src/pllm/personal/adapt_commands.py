@@ -19,6 +19,7 @@ def adapt(
     auto: bool = typer.Option(False, "--auto", help="Train only if the adaptation policy says so (and say why)."),
     json_out: bool = typer.Option(False, "--json", help="Print the run's figures as JSON."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Keep the new version as a candidate."),
+    force: bool = typer.Option(False, "--force", help="Promote even without held-out evidence that it generalises."),
 ) -> None:
     """Update your personal adapter now: train on the vault, gate on held-out data, promote."""
     from pllm.personal.adapt import AdaptationPolicy, collect, pending_job, run_adaptation
@@ -42,15 +43,17 @@ def adapt(
             err_console.print("resuming the interrupted run")
         with StepProgress("adapt") as progress:
             report = run_adaptation(settings, vault, on_step=progress.step, on_phase=progress.note,
-                                    promote=not no_promote, training=training)
+                                    promote=not no_promote, training=training, force=force)
     if json_out:
         print_json(report.as_json())
         return
     console.print(f"{report.version}: {report.steps} steps in {report.seconds:.0f} s ({report.train_dtype}) "
                   f"({report.train_tokens_per_second:.0f} tokens/s, peak {report.peak_rss_mb:.0f} MB)"
                   + (f", resumed at step {report.resumed_from}" if report.resumed_from else ""))
-    console.print(f"personal perplexity {report.personal_before:.3f} -> {report.personal_after:.3f}; "
-                  f"general {report.general_before:.3f} -> {report.general_after:.3f}")
+    console.print(f"held-out facts answered {report.facts_before}/{report.facts_held_out} -> "
+                  f"{report.facts_after}/{report.facts_held_out}; held-out texts ({report.texts_held_out}) perplexity "
+                  f"{report.personal_before:.3f} -> {report.personal_after:.3f}; general "
+                  f"{report.general_before:.3f} -> {report.general_after:.3f}")
     console.print(("promoted: " if report.promoted else "not promoted: ") + report.reason)
 
 

@@ -105,6 +105,8 @@ def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # transformers' GGUF converter draws a tqdm bar of its own; pllm shows rich progress. tqdm reads this at import.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         app()
     except KeyboardInterrupt:

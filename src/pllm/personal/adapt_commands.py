@@ -50,10 +50,6 @@ def adapt(
     console.print(f"{report.version}: {report.steps} steps in {report.seconds:.0f} s ({report.train_dtype}) "
                   f"({report.train_tokens_per_second:.0f} tokens/s, peak {report.peak_rss_mb:.0f} MB)"
                   + (f", resumed at step {report.resumed_from}" if report.resumed_from else ""))
-    console.print(f"held-out facts answered {report.facts_before}/{report.facts_held_out} -> "
-                  f"{report.facts_after}/{report.facts_held_out}; held-out texts ({report.texts_held_out}) perplexity "
-                  f"{report.personal_before:.3f} -> {report.personal_after:.3f}; general "
-                  f"{report.general_before:.3f} -> {report.general_after:.3f}")
     console.print(("promoted: " if report.promoted else "not promoted: ") + report.reason)
 
 
@@ -69,12 +65,15 @@ def adapters_list(ctx: typer.Context, json_out: bool = typer.Option(False, "--js
         print_json([v.as_dict() for v in versions])
         return
     table = Table(title="adapters")
-    for col in ("version", "active", "status", "steps", "personal ppl", "general ppl", "created"):
+    for col in ("version", "active", "status", "steps", "held-out facts", "held-out text ppl", "general ppl",
+                "created"):
         table.add_column(col)
     for v in versions:
         s = v.stats
-        table.add_row(v.version, "*" if v.active else "", v.status, str(s.get("steps", "")),
-                      f"{s.get('personal_before', 0):.2f} -> {s.get('personal_after', 0):.2f}",
+        facts = f"{s['facts_before']}/{s['facts']} -> {s['facts_after']}/{s['facts']}" if "facts" in s else "-"
+        texts = (f"{s['personal_before']:.2f} -> {s['personal_after']:.2f}"
+                 if s.get("texts", 1) and "personal_before" in s else "-")
+        table.add_row(v.version, "*" if v.active else "", v.status, str(s.get("steps", "")), facts, texts,
                       f"{s.get('general_before', 0):.2f} -> {s.get('general_after', 0):.2f}",
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_at)))
     console.print(table)

@@ -76,12 +76,18 @@ def score_candidate(runtime: Runtime, gguf: bytes, *, facts: Sequence[tuple[Exam
     return GateEvidence(facts=len(facts), texts=len(texts), **scores)
 
 
+def evidence_text(e: GateEvidence) -> str:
+    """The figures in one line: facts answered, held-out text and general perplexity, before -> after."""
+    texts = (f"held-out texts ({e.texts}) perplexity {e.personal_before:.3f} -> {e.personal_after:.3f}" if e.texts
+             else "no held-out texts")
+    return (f"held-out facts answered {e.facts_before}/{e.facts} -> {e.facts_after}/{e.facts}, {texts}, "
+            f"general perplexity {e.general_before:.3f} -> {e.general_after:.3f}")
+
+
 def decide(e: GateEvidence, *, force: bool = False) -> tuple[bool, str]:
     """(promote?, why): the reason names the case that applied and the figures it rests on."""
     general = e.general_after / e.general_before - 1 if e.general_before else 0.0
-    figures = (f"held-out facts answered {e.facts_before}/{e.facts} -> {e.facts_after}/{e.facts}, "
-               f"held-out texts ({e.texts}) perplexity {e.personal_before:.3f} -> {e.personal_after:.3f}, "
-               f"general {e.general_before:.3f} -> {e.general_after:.3f}")
+    figures = evidence_text(e)
     if general > GENERAL_TOLERANCE:
         return False, f"general perplexity rose {general:.1%} (limit {GENERAL_TOLERANCE:.0%}); {figures}"
     if e.facts == 0 and e.texts == 0:

@@ -71,3 +71,24 @@ def test_a_task_adapter_trained_on_other_users(tmp_path: Path) -> None:
     methods = json.loads(result.stdout)["methods"]
     assert list(methods) == ["none", "task"]
     assert methods["task"]["mae"] < methods["none"]["mae"]
+
+
+def test_methods_never_see_an_evaluated_gold() -> None:
+    """Every evaluated gold replaced by a sentinel: the same predictions, byte for byte (only the runner scores)."""
+    from dataclasses import replace
+
+    from pllm.bench.data import questions_for
+    from pllm.bench.runner import run_eval
+    from pllm.config import get_settings
+
+    task, settings = get_task("lamp3"), get_settings()
+    questions, train = questions_for(task, settings, data=None, synthetic="small", users=1, seed=0)
+    methods = ["stats", "majority", "rag", "profile"]  # and `none`, which the runner always adds
+    real = run_eval(task, questions, methods, settings, train_questions=train)
+    sentinel = [replace(q, gold="9") for q in questions]  # a rating no method may answer (labels are 1-5)
+    blinded = run_eval(task, sentinel, methods, settings, train_questions=train)
+    assert [m.name for m in real.methods] == ["none", *methods]
+    for ours, theirs in zip(real.methods, blinded.methods, strict=True):
+        assert ours.predictions == theirs.predictions, ours.name
+        assert "9" not in ours.predictions.values()
+    assert real.method("stats").metrics["mae"] < blinded.method("stats").metrics["mae"]  # scored on the sentinel

@@ -13,7 +13,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pllm.bench.lamp import Question
@@ -93,7 +93,10 @@ def run_eval(task: Task, questions: list[Question], method_names: list[str], set
     names = [BASELINE, *[n for n in method_names if n != BASELINE]]
     classes = get_methods(names)
     env = Env(task=task, settings=settings, seed=seed, train_questions=train_questions or [])
-    users = by_user(questions)
+    # Methods see the evaluated questions without their golds, by construction: only the runner scores.
+    gold_of = {q.id: str(q.gold) for q in questions}
+    blind = [replace(q, gold=None) for q in questions]
+    users = by_user(blind)
     results = []
     try:
         for cls in classes:
@@ -101,7 +104,7 @@ def run_eval(task: Task, questions: list[Question], method_names: list[str], set
                 continue
             method = cls(env)
             started = time.perf_counter()
-            method.prepare(questions)
+            method.prepare(blind)
             prepared = time.perf_counter() - started
             predictions: dict[str, str] = {}
             seconds = []
@@ -114,9 +117,9 @@ def run_eval(task: Task, questions: list[Question], method_names: list[str], set
                 seconds.append(time.perf_counter() - started)
                 tick(cls.name, done, len(users))
             method.finish()
-            metrics = task.evaluate([predictions[q.id] for q in questions], [str(q.gold) for q in questions])
-            per_user = {u: task.evaluate([predictions[q.id] for q in qs], [str(q.gold) for q in qs])[PRIMARY[task.kind]]
-                        for u, qs in users.items()}
+            metrics = task.evaluate([predictions[q.id] for q in questions], [gold_of[q.id] for q in questions])
+            per_user = {u: task.evaluate([predictions[q.id] for q in qs],
+                                         [gold_of[q.id] for q in qs])[PRIMARY[task.kind]] for u, qs in users.items()}
             results.append(MethodResult(cls.name, metrics, predictions, statistics.mean(seconds), method.adapter_mb,
                                         per_user, learned=method.learned, prepare_seconds=prepared))
     finally:

@@ -347,7 +347,8 @@ class _Steps:
         self.model, self.config, self.rows, self.pref_rows = model, config, rows, pref_rows
         self.pad = tokenizer.pad_token_id
         self.prepare_seconds, self.prepare_flops = 0.0, 0.0
-        if not config.target_only:
+        if not config.target_only:  # matmul weights of the whole model, for the naive loop's FLOP count
+            self.all_weights = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "lora_" not in n)
             return
         split = LayerSplit(model, first_trained_layer(config.lora, model.config.num_hidden_layers))
         started = time.perf_counter()
@@ -389,8 +390,8 @@ class _Steps:
         batch = _batch([self.rows[i] for i in picked], self.pad, self.config.pad_to)
         loss = self.model(**batch).loss
         loss.backward()
-        weights = sum(p.numel() for n, p in self.model.named_parameters() if p.dim() == 2 and "lora_" not in n)
-        return float(loss.detach()), int(batch["attention_mask"].sum()), 4.0 * batch["input_ids"].numel() * weights
+        return (float(loss.detach()), int(batch["attention_mask"].sum()),
+                4.0 * batch["input_ids"].numel() * self.all_weights)
 
 
 def _dpo_loss(split: LayerSplit, model: Any, hidden: list[Any], labels: list[list[int]], beta: float) -> Any:

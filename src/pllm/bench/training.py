@@ -139,15 +139,11 @@ def _spawn(mode: str, items: int, steps: int, dtype: str) -> dict[str, Any]:
 
 
 def facts_recalled(runtime: Any, update: StandardUpdate, adapter: str | None) -> int:
-    """Held-out fact questions whose greedy answer names the value, with `adapter` applied (None: the base)."""
-    from pllm.lm.runtime import GenerationConfig
+    """Held-out fact questions answered with the value, as the adaptation gate counts them, `adapter` applied."""
+    from pllm.personal.gate import facts_answered
 
     runtime.set_adapters({adapter: 1.0} if adapter else {})
-    hits = 0
-    for example, value in update.held_facts:
-        prompt = runtime.chat_prompt(example.message_list())
-        hits += value.lower() in runtime.complete(prompt, GenerationConfig(max_tokens=24)).text.lower()
-    return hits
+    return facts_answered(runtime, update.held_facts, max_tokens=24)
 
 
 def _round(row: dict[str, Any]) -> dict[str, Any]:

@@ -24,14 +24,14 @@ from pllm.errors import ModelLoadError
 Row = tuple[list[int], list[int]]  # token ids, and labels with -100 on the prompt
 
 
-def decoder_stack(model: Any) -> Any:
-    """The transformers decoder under a (PEFT-wrapped) causal LM, checked to be one we can split."""
+def decoder_stack(model: Any) -> tuple[Any, Any]:
+    """(causal LM, its transformers decoder) under a (PEFT-wrapped) model, checked to be one we can split."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     inner = getattr(base, "model", None)
     if inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
         kind = getattr(getattr(base, "config", None), "model_type", type(base).__name__)
         raise ModelLoadError(f"the trainer supports llama-family decoders (llama, qwen2, qwen3, mistral), not {kind}")
-    return inner
+    return base, inner
 
 
 def micro_batches(lengths: Sequence[int], budget: int) -> Iterator[list[int]]:
@@ -55,9 +55,7 @@ class LayerSplit:
     """A causal LM seen as frozen lower layers (their output cached per example) and trainable upper layers."""
 
     def __init__(self, model: Any, first_trained: int):
-        inner = decoder_stack(model)
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.model = model
+        base, inner = decoder_stack(model)
         self.embed, self.layers, self.norm, self.rotary = inner.embed_tokens, inner.layers, inner.norm, inner.rotary_emb
         self.head = base.lm_head
         if not 0 <= first_trained <= len(self.layers):

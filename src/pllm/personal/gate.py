@@ -51,10 +51,11 @@ def _perplexity(runtime: Runtime, examples: Sequence[Example]) -> float:
     return math.exp(-logprob / max(1, tokens))
 
 
-def _answered(runtime: Runtime, facts: Sequence[tuple[Example, str]]) -> int:
+def facts_answered(runtime: Runtime, facts: Sequence[tuple[Example, str]], *, max_tokens: int = 32) -> int:
+    """Held-out fact questions whose greedy answer names the value, with the runtime's adapters as they are set."""
     hits = 0
     for question, value in facts:
-        answer = runtime.complete(runtime.chat_prompt(question.message_list()), GenerationConfig(max_tokens=32))
+        answer = runtime.complete(runtime.chat_prompt(question.message_list()), GenerationConfig(max_tokens=max_tokens))
         hits += value.lower() in answer.text.lower()
     return hits
 
@@ -67,7 +68,7 @@ def score_candidate(runtime: Runtime, gguf: bytes, *, facts: Sequence[tuple[Exam
     try:
         for label, scales in (("before", {}), ("after", {"candidate": 1.0})):
             runtime.set_adapters(scales)
-            scores[f"facts_{label}"] = _answered(runtime, facts)
+            scores[f"facts_{label}"] = facts_answered(runtime, facts)
             scores[f"personal_{label}"] = _perplexity(runtime, texts)
             scores[f"general_{label}"] = _perplexity(runtime, general)
     finally:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pllm.config import Settings
-from pllm.personal.adapt import AdaptReport, discard_pending_job, run_adaptation
+from pllm.personal.adapt import AdaptReport, collect, discard_pending_job, run_adaptation
 from pllm.personal.adapters import AdapterStore
 from pllm.personal.vault import ForgetReport, Vault
 
@@ -55,8 +55,6 @@ def forget_everywhere(settings: Settings, vault: Vault, *, query: str | None = N
     elif was_active not in outcome.retired:
         outcome.retrain_skipped = "the active adapter never trained on these items"
     else:
-        from pllm.personal.adapt import collect
-
         training = collect(vault)
         if not training.sources:
             outcome.retrain_skipped = "nothing personal left to train on"

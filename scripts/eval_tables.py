@@ -7,31 +7,38 @@ import json
 import sys
 from pathlib import Path
 
+from pllm.bench.report import improvement_text
+
 ORDER = ["lamp1", "lamp2", "lamp3", "lamp4", "lamp5", "lamp7", "movielens-rating", "movielens-tag"]
 LOWER = {"mae", "rmse"}
-LEARNED = ("model_weight",)  # what a method learned on held-out data, not a metric
+LEARNED = ("model_weight",)  # what a method learned on the training users' tuning questions, not a metric
 
 
 def table(data: dict) -> str:
     primary = data["primary_metric"]
     methods = data["methods"]
-    skip = ("relative_gain", "seconds_per_user", "prepare_seconds", "adapter_mb", *LEARNED)
+    skip = ("relative_gain", "seconds_per_user", "prepare_seconds", "adapter_mb", "intervals", "improvement_interval",
+            *LEARNED)
     metrics = [k for k in next(iter(methods.values())) if k not in skip]
     best = (min if primary in LOWER else max)(m[primary] for n, m in methods.items() if n != "none")
-    setup = any("prepare_seconds" in m for m in methods.values())  # older runs did not record it
-    setup_head = " setup s |" if setup else ""
-    lines = [f"| method | {' | '.join(metrics)} | gain over none | s / user |{setup_head} adapter MB |",
-             "|---" * (len(metrics) + 4 + setup) + "|"]
+    lines = [f"| method | {' | '.join(f'{k} [95% CI]' for k in metrics)} | gain over none | {primary} vs none "
+             "[95% CI] | s / user | setup s | adapter MB |",
+             "|---" * (len(metrics) + 6) + "|"]
     for name, m in methods.items():
         gain = m["relative_gain"]
-        cells = [f"**{m[k]:.3f}**" if k == primary and m[k] == best else f"{m[k]:.3f}" for k in metrics]
+        cells = []
+        for k in metrics:
+            low, high = m["intervals"][k]
+            value = f"**{m[k]:.3f}**" if k == primary and m[k] == best else f"{m[k]:.3f}"
+            cells.append(f"{value} [{low:.3f}, {high:.3f}]")
         gain_text = "n/a (none scores 0)" if gain is None else f"{gain:+.0%}"
-        setup_cell = f" {m['prepare_seconds']:.1f} |" if setup else ""
-        tail = f"{gain_text} | {m['seconds_per_user']:.1f} |{setup_cell} {m['adapter_mb']:.2f}"
+        versus = "(baseline)" if name == "none" else improvement_text(*m["improvement_interval"])
+        timing = f"{m['seconds_per_user']:.1f} | {m['prepare_seconds']:.1f} | {m['adapter_mb']:.2f}"
+        tail = f"{gain_text} | {versus} | {timing}"
         lines.append(f"| {name} | {' | '.join(cells)} | {tail} |")
     learned = [f"`{name}` {k} = {m[k]:g}" for name, m in methods.items() for k in LEARNED if k in m]
     if learned:
-        lines += ["", "Learned on held-out data from the users' own past: " + ", ".join(learned) + "."]
+        lines += ["", "Learned on the training users' tuning questions: " + ", ".join(learned) + "."]
     return "\n".join(lines)
 
 
@@ -43,7 +50,7 @@ def main() -> None:
             continue
         data = json.loads(path.read_text())
         head = f"### {task}: {data['users']} users, {data['queries']} queries (primary: {data['primary_metric']})"
-        sys.stdout.write(head + "\n\n")
+        sys.stdout.write(head + "\n\n" + data["protocol"] + "\n\n")
         sys.stdout.write(table(data) + f"\n\nReport and plots: [docs/eval/{task}/report.md](eval/{task}/report.md)\n\n")
 
 

@@ -15,7 +15,8 @@ def test_round_trip(tmp_path: Path) -> None:
     questions = get_task("lamp2").synthetic(0, "small")
     write_questions(tmp_path / "dev_questions.json", questions)
     write_outputs(tmp_path / "dev_outputs.json", "LaMP_2", {q.id: str(q.gold) for q in questions})
-    loaded = load_dataset(tmp_path, "LaMP_2")
+    loaded, train = load_dataset(tmp_path, "LaMP_2")
+    assert train == []
     assert [(q.id, q.input, q.gold, q.user) for q in loaded] == [(q.id, q.input, q.gold, q.user) for q in questions]
 
 

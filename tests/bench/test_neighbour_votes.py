@@ -1,4 +1,4 @@
-"""Retrieved neighbours vote on labels (rag.NeighbourVoting): held-out data from the users' own past only."""
+"""Retrieved neighbours vote on labels (rag.NeighbourVoting); the model's weight is tuned on training users only."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from typer.testing import CliRunner
 
-from pllm.bench.lamp import Question
+from pllm.bench.lamp import Question, by_user, shared_history
 from pllm.bench.methods.base import Env
-from pllm.bench.methods.rag import VOTE_K, NeighbourVoting, held_out_questions, neighbours, vote_scores, votes_apply
+from pllm.bench.methods.rag import VOTE_K, NeighbourVoting, neighbours, vote_scores, votes_apply
 from pllm.bench.methods.stats import ProfileStats
 from pllm.bench.tasks.base import get_task
 from pllm.bench.tasks.lamp2 import INSTRUCTION
@@ -39,16 +39,23 @@ def test_the_nearest_items_outvote_the_most_used_tag() -> None:
     assert task.labels(far)[far_scores.index(max(far_scores))] == "comedy"
 
 
-def test_held_out_questions_come_from_the_profile_and_its_past_only() -> None:
-    task = get_task("lamp2")
-    questions = [replace(q, gold=None) for q in task.synthetic(0, "small")]  # evaluated golds are never read
-    held = held_out_questions(task, questions)
-    assert held and len(held) <= 2 * len({q.user_id for q in questions})
-    for h in held:
-        source = next(q for q in questions if q.user_id == h.user_id)
-        n = int(h.id.rsplit("~", 1)[1])
-        assert h.gold == task.item_output(source.profile[n])
-        assert h.profile == source.profile[:n]  # only what came before the held-out item
+def test_the_weight_is_tuned_on_training_questions_the_task_adapter_never_sees() -> None:
+    from pllm.bench.data import questions_for
+    from pllm.bench.methods.adapters import task_examples
+
+    task, settings = get_task("lamp2"), Settings()
+    data = questions_for(task, settings, data=None, synthetic="small", users=None, seed=0)
+    env = Env(task=task, settings=settings, train_questions=data.train)
+    assert env.tune_questions and env.fit_questions
+    assert {q.id for q in env.tune_questions}.isdisjoint({q.id for q in env.fit_questions})
+    evaluated_users = {q.user_id for q in data.evaluated}
+    assert all(q.user_id not in evaluated_users for q in env.tune_questions)
+    taught = {e.message_list()[-1]["content"] for e in task_examples(task, env)}
+    # A tuning question reaches the adapter only where the same text is a profile item of its user's past.
+    history = {task.item_as_question(item, qs[0])[0] for qs in by_user(data.train).values()
+               for item in shared_history(qs)}
+    assert taught & {q.input for q in env.tune_questions} <= history
+    assert taught & {q.input for q in env.fit_questions}  # the other training questions are
 
 
 def test_votes_beat_the_most_used_tag_on_real_movielens_users() -> None:
@@ -61,7 +68,7 @@ def test_votes_beat_the_most_used_tag_on_real_movielens_users() -> None:
     assert votes > most_used * 1.2, (votes, most_used)
 
 
-def test_rag_learns_the_models_weight_on_held_out_data_and_beats_the_baselines() -> None:
+def test_rag_learns_the_models_weight_on_training_users_and_beats_the_baselines() -> None:
     result = CliRunner().invoke(app, ["eval", "--task", "lamp2", "--synthetic", "small", "--methods", "stats,rag",
                                       "--json"])
     assert result.exit_code == 0, result.output

@@ -59,7 +59,8 @@ def test_fast_steps_give_the_naive_loss_and_gradients(loaded: tuple) -> None:
     grads = []
     for target_only in (False, True):
         model.zero_grad(set_to_none=True)
-        steps = _Steps(model, tokenizer, TrainConfig(**{**config.__dict__, "target_only": target_only}), rows, [])
+        steps = _Steps(model, tokenizer, TrainConfig(**{**config.__dict__, "target_only": target_only}), rows, [],
+                       used={0, 1, 2})
         loss, tokens, flops = steps([0, 1, 2], 0)
         grads.append((loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
         assert tokens == sum(len(ids) for ids, _ in rows) and flops > 0

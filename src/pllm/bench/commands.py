@@ -108,7 +108,7 @@ def eval_command(
 ) -> None:
     """Compare personalization methods on LaMP-format, synthetic or MovieLens tasks."""
     from pllm.bench.data import TASK_NAMES, questions_for
-    from pllm.bench.report import gain_text, write_report
+    from pllm.bench.report import gain_text, improvement_text, with_interval, write_report
     from pllm.bench.runner import run_eval
     from pllm.bench.tasks.base import get_task
     from pllm.errors import UsageError
@@ -118,7 +118,7 @@ def eval_command(
     settings = settings_of(ctx)
     task = get_task(task_name)
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    questions, train_questions = questions_for(task, settings, data=data, synthetic=synthetic, users=users, seed=seed)
+    eval_data = questions_for(task, settings, data=data, synthetic=synthetic, users=users, seed=seed)
     progress = progress_bar()
     bars: dict[str, object] = {}
 
@@ -128,7 +128,7 @@ def eval_command(
         progress.update(bars[method], completed=done)  # type: ignore[arg-type]
 
     with progress:
-        result = run_eval(task, questions, names, settings, seed=seed, train_questions=train_questions, tick=tick)
+        result = run_eval(task, eval_data, names, settings, seed=seed, tick=tick)
     if report is not None:
         source = f"--data {data}" if data else f"--synthetic {synthetic}" if synthetic else ""
         command = " ".join(filter(None, ["pllm eval --task", task_name, source, f"--methods {','.join(names)}",
@@ -138,14 +138,17 @@ def eval_command(
     if json_out:
         print_json(result.as_json())
         return
-    table = Table(title=f"{task_name}: {result.as_json()['users']} users, {len(questions)} queries")
+    table = Table(title=f"{task_name}: {result.as_json()['users']} users, {len(result.questions)} queries "
+                        "(95% bootstrap intervals)")
     metrics = list(result.methods[0].metrics)
-    for col in ("method", *metrics, f"gain ({result.primary})", "s / user"):
+    for col in ("method", *metrics, f"gain ({result.primary})", "vs none", "s / user"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for m in result.methods:
-        table.add_row(m.name, *[f"{m.metrics[k]:.3f}" for k in metrics], gain_text(m.relative_gain.get(result.primary)),
-                      f"{m.seconds_per_user:.2f}")
+        table.add_row(m.name, *[with_interval(m.metrics[k], m.intervals[k]) for k in metrics],
+                      gain_text(m.relative_gain.get(result.primary)),
+                      "" if m is result.methods[0] else improvement_text(*m.improvement), f"{m.seconds_per_user:.2f}")
     console.print(table)
+    console.print(result.protocol)
     if report is not None:
         console.print(f"report: {report / 'report.md'}")
 

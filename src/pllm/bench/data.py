@@ -1,18 +1,57 @@
-"""Which questions a `pllm eval` run uses: LaMP files (--data), synthetic users (--synthetic), or MovieLens."""
+"""Which questions a `pllm eval` run evaluates, and which disjoint ones its methods may learn from.
+
+Training data never overlaps what is evaluated, by construction:
+- LaMP files (--data): the train split when the folder has one (LaMP's protocol: train on train_*, evaluate on
+  dev_*); otherwise a seeded third of the users is split off for training and the rest are evaluated.
+- synthetic users (--synthetic): training users are other people, generated from another seed and named apart.
+- MovieLens: users not evaluated train; with every user evaluated, a third is split off as with LaMP files.
+"""
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pllm.bench.lamp import Question, load_dataset
-from pllm.bench.runner import by_user
+from pllm.bench.lamp import Question, by_user, load_dataset
 from pllm.bench.tasks.base import Task
 from pllm.bench.tasks.movielens import RealUsers
 from pllm.config import Settings
 from pllm.errors import UsageError
 
 TASK_NAMES = ("lamp1", "lamp2", "lamp3", "lamp4", "lamp5", "lamp7", "movielens-rating", "movielens-tag")
+TRAIN_SHARE = 3  # without a train split, one user in this many trains and the rest are evaluated
+TRAIN_SEED_OFFSET = 1000  # synthetic training users come from seed + this
+
+
+@dataclass
+class EvalData:
+    evaluated: list[Question]
+    train: list[Question]  # other users: what task adapters and learned weights may fit on (golds included)
+    protocol: str  # one sentence for the report: where the training data came from
+
+
+def _users(questions: list[Question]) -> int:
+    return len(by_user(questions))
+
+
+def split_users(questions: list[Question], users: int | None, seed: int) -> tuple[list[Question], list[Question]]:
+    """(evaluated, train): disjoint users, shuffled by `seed`. At least a third of the users train; `users` caps the
+    evaluated ones."""
+    names = sorted(by_user(questions))
+    if len(names) < 2:
+        raise UsageError("evaluation needs at least two users: one to train on and one to evaluate")
+    random.Random(seed).shuffle(names)
+    train_count = max(1, len(names) // TRAIN_SHARE)
+    if users is not None:
+        train_count = max(train_count, len(names) - users)
+    train = set(names[:train_count])
+    return [q for q in questions if q.user_id not in train], [q for q in questions if q.user_id in train]
+
+
+def _split_note(evaluated: list[Question], train: list[Question], seed: int, why: str) -> str:
+    return (f"{why}: {_users(train)} users were split off at random (seed {seed}) to train on, disjoint from the "
+            f"{_users(evaluated)} evaluated users by construction.")
 
 
 def limit_users(questions: list[Question], users: int | None, seed: int) -> list[Question]:
@@ -24,17 +63,26 @@ def limit_users(questions: list[Question], users: int | None, seed: int) -> list
 
 
 def questions_for(task: Task, settings: Settings, *, data: Path | None, synthetic: str | None,
-                  users: int | None, seed: int) -> tuple[list[Question], list[Question]]:
-    """(the questions to evaluate, questions of other users that task adapters may train on)."""
+                  users: int | None, seed: int) -> EvalData:
     if isinstance(task, RealUsers):
         if synthetic:
             task.synthetic(seed, synthetic)  # refuses, saying why
-        folder = data or settings.movielens_dir
-        evaluated = task.load(folder, users=users, seed=seed)
-        names = {q.user_id for q in evaluated}
-        return evaluated, [q for q in task.load(folder) if q.user_id not in names]
+        evaluated, train = split_users(task.load(data or settings.movielens_dir), users, seed)
+        return EvalData(evaluated, train, _split_note(evaluated, train, seed, "MovieLens users"))
     if (data is None) == (synthetic is None):
         raise UsageError(f"{task.name} needs exactly one of --data DIR (LaMP files) or --synthetic SIZE")
-    if synthetic:  # other synthetic users of the same kind, from another seed
-        return limit_users(task.synthetic(seed, synthetic), users, seed), task.synthetic(seed + 1000, synthetic)
-    return limit_users(load_dataset(data, task.lamp), users, seed), []  # type: ignore[arg-type]
+    if synthetic:
+        evaluated = limit_users(task.synthetic(seed, synthetic), users, seed)
+        other = seed + TRAIN_SEED_OFFSET
+        train = [replace(q, id=f"s{other}-{q.id}", user=f"s{other}-{q.user_id}")
+                 for q in task.synthetic(other, synthetic)]
+        return EvalData(evaluated, train, f"Training users: {_users(train)} synthetic users generated from seed "
+                                          f"{other}, other people than the evaluated ones (seed {seed}).")
+    assert data is not None
+    dev, train_split = load_dataset(data, task.lamp)
+    if train_split:
+        evaluated = limit_users(dev, users, seed)
+        return EvalData(evaluated, train_split, f"Training data: the folder's LaMP train split ({len(train_split)} "
+                                                "questions); evaluated: its dev split.")
+    evaluated, train = split_users(dev, users, seed)
+    return EvalData(evaluated, train, _split_note(evaluated, train, seed, "The folder has no LaMP train split"))

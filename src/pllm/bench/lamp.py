@@ -12,6 +12,7 @@ UsageError naming the file, the record and the field.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,26 @@ class Question:
     @property
     def user_id(self) -> str:
         return self.user or self.id
+
+
+def by_user(questions: list[Question]) -> dict[str, list[Question]]:
+    groups: dict[str, list[Question]] = defaultdict(list)
+    for q in questions:
+        groups[q.user_id].append(q)
+    return dict(groups)
+
+
+def _item_key(item: dict[str, Any]) -> str:
+    return str(item["id"]) if "id" in item else json.dumps(item, sort_keys=True, ensure_ascii=False)
+
+
+def shared_history(questions: list[Question]) -> list[dict[str, Any]]:
+    """The profile items every one of a user's questions has: what the user did before their earliest evaluated
+    query. Anything fitted once per user sees only these (a later query's profile may hold an earlier query's
+    answer, as in MovieLens tags)."""
+    first, *rest = questions
+    keys = set.intersection({_item_key(i) for i in first.profile}, *({_item_key(i) for i in q.profile} for q in rest))
+    return [item for item in first.profile if _item_key(item) in keys]
 
 
 class FormatError(UsageError):
@@ -119,23 +140,38 @@ def write_outputs(path: Path, task: str, outputs: dict[str, str]) -> None:
     path.write_text(json.dumps(body, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def load_dataset(folder: Path, task: str) -> list[Question]:
-    """A LaMP folder: `*questions*.json` and `*outputs*.json` of one split (dev preferred, then train, then test)."""
-    if not folder.is_dir():
-        raise FormatError(f"{folder}: not a folder with LaMP files")
-    for split in ("dev", "train", "test", ""):
-        questions = sorted(folder.glob(f"{split}*questions*.json"))
-        if questions:
-            break
-    else:
-        raise FormatError(f"{folder}: no *questions*.json file")
-    qpath = questions[0]
-    outputs = sorted(folder.glob(qpath.name.replace("questions", "outputs")))
+def _questions_file(folder: Path, split: str) -> Path | None:
+    """A split's questions file, flat (`dev_questions.json`) or in its own folder (`dev/dev_questions.json`), as
+    LaMP distributes them."""
+    for where in (folder, folder / split):
+        found = sorted(where.glob(f"{split}*questions*.json")) if where.is_dir() else []
+        if found:
+            return found[0]
+    return None
+
+
+def _load_split(qpath: Path, task: str) -> list[Question]:
+    outputs = sorted(qpath.parent.glob(qpath.name.replace("questions", "outputs")))
     if not outputs:
-        raise FormatError(f"{folder}: no outputs file beside {qpath.name} (golds are needed to score)")
+        raise FormatError(f"{qpath.parent}: no outputs file beside {qpath.name} (golds are needed to score)")
     loaded = load_questions(qpath, task)
     file_task, golds = load_outputs(outputs[0])
     if file_task.replace("-", "_").lower() != task.lower():
         raise FormatError(f"{outputs[0]}: holds task {file_task}, not {task}")
     attach_golds(loaded, golds, outputs[0])
     return loaded
+
+
+def load_dataset(folder: Path, task: str) -> tuple[list[Question], list[Question]]:
+    """A LaMP folder as (evaluated questions, training questions). The dev split is evaluated (else test, else the
+    only questions file); the train split, when there is one beside it, is what methods may learn from ([] if
+    none: the caller then splits users itself)."""
+    if not folder.is_dir():
+        raise FormatError(f"{folder}: not a folder with LaMP files")
+    evaluated = _questions_file(folder, "dev") or _questions_file(folder, "test")
+    train = _questions_file(folder, "train")
+    if evaluated is None:
+        evaluated, train = train or _questions_file(folder, ""), None
+    if evaluated is None:
+        raise FormatError(f"{folder}: no *questions*.json file")
+    return _load_split(evaluated, task), _load_split(train, task) if train else []

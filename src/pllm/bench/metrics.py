@@ -4,13 +4,18 @@
 - rating (LaMP-3, MovieLens ratings): MAE and RMSE; an answer that does not parse as a rating counts as the valid
   rating farthest from the gold;
 - generation (LaMP-4, 5, 7): ROUGE-1 and ROUGE-L F-measure (the `rouge-score` package, stemming on).
+
+Every metric gets a 95% bootstrap interval over queries (`Bootstrap`): the same resamples for every method of a
+run, so a gain over the baseline is judged on paired resamples.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 RATINGS = (1, 2, 3, 4, 5)
 
@@ -57,14 +62,16 @@ def rmse(preds: Sequence[str], golds: Sequence[str]) -> float:
     return math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else 0.0
 
 
-def rouge(preds: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
+def rouge_per_query(preds: Sequence[str], golds: Sequence[str]) -> dict[str, list[float]]:
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
     scores = [scorer.score(g, p) for p, g in zip(preds, golds, strict=True)]
-    n = max(1, len(scores))
-    return {"rouge-1": sum(s["rouge1"].fmeasure for s in scores) / n,
-            "rouge-L": sum(s["rougeL"].fmeasure for s in scores) / n}
+    return {"rouge-1": [s["rouge1"].fmeasure for s in scores], "rouge-L": [s["rougeL"].fmeasure for s in scores]}
+
+
+def rouge(preds: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
+    return {name: sum(values) / max(1, len(values)) for name, values in rouge_per_query(preds, golds).items()}
 
 
 def score(kind: str, preds: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
@@ -87,3 +94,52 @@ def relative_gain(value: float, baseline: float, metric: str) -> float | None:
     if baseline == 0:
         return 0.0 if value == 0 else None
     return (baseline - value) / baseline if metric in LOWER_IS_BETTER else (value - baseline) / baseline
+
+
+Statistic = Callable[[np.ndarray], float]  # a metric of the queries at these (resampled) indices
+
+
+def statistics_of(kind: str, preds: Sequence[str], golds: Sequence[str]) -> dict[str, Statistic]:
+    """Each metric of `score(kind, ...)` as a function of which queries count (an index array, repeats allowed)."""
+    if kind == "classification":
+        pred = [p.strip() for p in preds]
+        gold = [g.strip() for g in golds]
+        names = sorted(set(pred) | set(gold))
+        p_ids = np.array([names.index(p) for p in pred])
+        g_ids = np.array([names.index(g) for g in gold])
+        correct = (p_ids == g_ids).astype(float)
+
+        def f1(idx: np.ndarray) -> float:  # macro over the gold labels present in the resample, as macro_f1
+            p, g, hit = p_ids[idx], g_ids[idx], correct[idx].astype(bool)
+            tp = np.bincount(g[hit], minlength=len(names))
+            predicted, actual = np.bincount(p, minlength=len(names)), np.bincount(g, minlength=len(names))
+            present = actual > 0
+            return float(np.mean(2 * tp[present] / (predicted[present] + actual[present])))
+
+        return {"accuracy": lambda idx: float(correct[idx].mean()), "f1": f1}
+    if kind == "rating":
+        errors = np.array(rating_errors(preds, golds))
+        return {"mae": lambda idx: float(errors[idx].mean()),
+                "rmse": lambda idx: float(np.sqrt((errors[idx] ** 2).mean()))}
+    if kind == "generation":
+        per_query = {name: np.array(values) for name, values in rouge_per_query(preds, golds).items()}
+        return {name: (lambda idx, v=values: float(v[idx].mean())) for name, values in per_query.items()}
+    raise ValueError(f"unknown task kind {kind}")
+
+
+class Bootstrap:
+    """Percentile bootstrap over queries: `reps` resamples drawn once, shared by every method scored with it."""
+
+    def __init__(self, queries: int, reps: int = 1000, seed: int = 0) -> None:
+        self.samples = np.random.default_rng(seed).integers(0, queries, size=(reps, queries))
+
+    def interval(self, statistic: Statistic) -> tuple[float, float]:
+        values = np.array([statistic(idx) for idx in self.samples])
+        low, high = np.percentile(values, [2.5, 97.5])
+        return float(low), float(high)
+
+    def improvement_interval(self, method: Statistic, baseline: Statistic, metric: str) -> tuple[float, float]:
+        """The method's improvement over the baseline in the metric's units (positive is better, for error metrics
+        too), on paired resamples: an interval that excludes 0 is a difference these queries can tell apart."""
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        return self.interval(lambda idx: sign * (method(idx) - baseline(idx)))

@@ -7,31 +7,48 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pllm.bench.lamp import write_outputs
+from pllm.bench.lamp import by_user, write_outputs
 from pllm.bench.metrics import LOWER_IS_BETTER
-from pllm.bench.runner import BASELINE, EvalResult, by_user
+from pllm.bench.runner import BASELINE, EvalResult
 
 
 def gain_text(value: float | None) -> str:
     return "n/a (baseline 0)" if value is None else f"{value:+.1%}"
 
 
+def with_interval(value: float, interval: tuple[float, float] | list[float], digits: int = 3) -> str:
+    low, high = interval
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def improvement_text(low: float, high: float) -> str:
+    """The paired interval of the improvement over the baseline, and whether these queries can tell them apart."""
+    verdict = "better" if low > 0 else "worse" if high < 0 else "no clear difference"
+    return f"[{low:+.3f}, {high:+.3f}] {verdict}"
+
+
 def markdown_table(result: EvalResult) -> str:
     metrics = list(result.methods[0].metrics)
-    head = ["method", *metrics, f"gain ({result.primary})", "s / user", "setup s", "adapter MB"]
+    head = ["method", *[f"{k} [95% CI]" for k in metrics], f"gain ({result.primary})",
+            f"{result.primary} vs {BASELINE} [95% CI]", "s / user", "setup s", "adapter MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in result.methods:
-        cells = [m.name, *[f"{m.metrics[k]:.3f}" for k in metrics], gain_text(m.relative_gain.get(result.primary)),
+        versus = "(baseline)" if m.name == BASELINE else improvement_text(*m.improvement)
+        cells = [m.name, *[with_interval(m.metrics[k], m.intervals[k]) for k in metrics],
+                 gain_text(m.relative_gain.get(result.primary)), versus,
                  f"{m.seconds_per_user:.2f}", f"{m.prepare_seconds:.1f}", f"{m.adapter_mb:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+LEARNED_WHERE = "Learned on the training users' tuning questions (never an evaluated user, never an evaluated gold):"
+
+
 def learned_lines(result: EvalResult) -> list[str]:
-    """What methods learned on held-out data (never the evaluated golds), one line each."""
+    """What methods learned on the training users' tuning questions, one line each."""
     lines = [f"- `{m.name}`: " + ", ".join(f"{k} = {v:g}" for k, v in m.learned.items())
              for m in result.methods if m.learned]
-    return ["Learned on held-out data from the users' own past:", "", *lines, ""] if lines else []
+    return [LEARNED_WHERE, "", *lines, ""] if lines else []
 
 
 def _plots(result: EvalResult, folder: Path) -> list[str]:
@@ -43,11 +60,13 @@ def _plots(result: EvalResult, folder: Path) -> list[str]:
     primary = result.primary
     names = [m.name for m in result.methods]
     values = [m.metrics[primary] for m in result.methods]
+    errors = [[v - m.intervals[primary][0] for v, m in zip(values, result.methods, strict=True)],
+              [m.intervals[primary][1] - v for v, m in zip(values, result.methods, strict=True)]]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     colors = ["#999999" if n == BASELINE else "#2a7ab9" for n in names]
-    ax.bar(names, values, color=colors)
+    ax.bar(names, values, color=colors, yerr=errors, capsize=3, ecolor="#333333")
     ax.set_ylabel(primary + (" (lower is better)" if primary in LOWER_IS_BETTER else ""))
-    ax.set_title(f"{result.task.name}: {primary} per method ({BASELINE} in grey)")
+    ax.set_title(f"{result.task.name}: {primary} per method, 95% bootstrap CI ({BASELINE} in grey)", fontsize=10)
     for x, v in enumerate(values):
         ax.annotate(f"{v:.2f}", (x, v), ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
@@ -99,10 +118,14 @@ def write_report(result: EvalResult, folder: Path, *, command: str) -> Path:
         "",
         machine_line(result),
         "",
+        result.protocol,
+        "",
         markdown_table(result),
         "",
         f"Gain is relative to `{BASELINE}` (the base model, zero-shot) on {result.primary}; positive is better. "
-        "Predictions are in LaMP's outputs format: `predictions-<method>.json` beside `golds.json`.",
+        f"Intervals are 95% percentile bootstraps over the {len(result.questions)} queries (1000 resamples, the same "
+        f"for every method, so the interval against `{BASELINE}` is paired). Predictions are in LaMP's outputs "
+        "format: `predictions-<method>.json` beside `golds.json`.",
         "",
         *learned_lines(result),
         *[f"![{name}]({name})" for name in images],

@@ -1,9 +1,11 @@
 """Run personalization methods side by side on one task and score them.
 
-Every method sees the same questions; it is prepared once, fitted per user, and asked each of that user's queries.
-The non-personalized model (`none`) always runs, since every gain is measured against it.
+Every method sees the same questions, without their golds (only the runner scores); it is prepared once (with the
+training users' data), fitted per user on what that user did before their earliest evaluated query, and asked
+each of that user's queries. The non-personalized model (`none`) always runs, since every gain is measured
+against it. Every metric carries a 95% bootstrap interval over queries.
 
-    result = run_eval(task, questions, ["stats", "rag"], settings)
+    result = run_eval(task, questions_for(task, settings, ...), ["stats", "rag"], settings)
     result.as_json()
 """
 
@@ -11,14 +13,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pllm.bench.lamp import Question
+from pllm.bench.data import EvalData
+from pllm.bench.lamp import Question, by_user, shared_history
 from pllm.bench.methods.base import Env, get_methods
-from pllm.bench.metrics import PRIMARY, relative_gain
+from pllm.bench.metrics import PRIMARY, Bootstrap, relative_gain, statistics_of
 from pllm.bench.tasks.base import Task
 from pllm.config import Settings
 from pllm.errors import UsageError
@@ -37,7 +39,9 @@ class MethodResult:
     per_user: dict[str, float]  # user -> primary metric
     relative_gain: dict[str, float | None] = field(default_factory=dict)
     learned: dict[str, float] = field(default_factory=dict)
-    prepare_seconds: float = 0.0  # once per run: a task adapter, a weight fitted on held-out data
+    prepare_seconds: float = 0.0  # once per run: a task adapter, a weight fitted on the training users
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric -> 95% bootstrap interval
+    improvement: tuple[float, float] = (0.0, 0.0)  # primary metric over the baseline, paired 95% interval
 
 
 @dataclass
@@ -46,6 +50,7 @@ class EvalResult:
     questions: list[Question]
     methods: list[MethodResult]
     machine: dict[str, Any] = field(default_factory=dict)  # the CPU (model, flags) and the training precision
+    protocol: str = ""  # where the training data came from, disjoint from what is evaluated
 
     @property
     def primary(self) -> str:
@@ -61,8 +66,11 @@ class EvalResult:
             "users": len({q.user_id for q in self.questions}),
             "queries": len(self.questions),
             "machine": self.machine,
+            "protocol": self.protocol,
             "methods": {m.name: {**{k: round(v, 4) for k, v in m.metrics.items()},
+                                 "intervals": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in m.intervals.items()},
                                  "relative_gain": _rounded(m.relative_gain.get(self.primary)),
+                                 "improvement_interval": [round(v, 4) for v in m.improvement],
                                  "seconds_per_user": round(m.seconds_per_user, 3),
                                  "prepare_seconds": round(m.prepare_seconds, 2),
                                  "adapter_mb": round(m.adapter_mb, 3), **m.learned}
@@ -77,55 +85,65 @@ def _rounded(value: float | None) -> float | None:
 Tick = Callable[[str, int, int], None]  # (method, users done, users in all)
 
 
-def by_user(questions: list[Question]) -> dict[str, list[Question]]:
-    groups: dict[str, list[Question]] = defaultdict(list)
-    for q in questions:
-        groups[q.user_id].append(q)
-    return dict(groups)
-
-
-def run_eval(task: Task, questions: list[Question], method_names: list[str], settings: Settings, *, seed: int = 0,
-             train_questions: list[Question] | None = None, tick: Tick = lambda *_: None) -> EvalResult:
+def run_eval(task: Task, data: EvalData, method_names: list[str], settings: Settings, *, seed: int = 0,
+             max_train_steps: int | None = None, tick: Tick = lambda *_: None) -> EvalResult:
+    """`max_train_steps` caps every LoRA training of the run (tests use it; published tables never do)."""
+    questions = data.evaluated
     if not questions:
         raise UsageError("no questions to evaluate")
     if any(q.gold is None for q in questions):
         raise UsageError("every question needs a gold output to be scored")
     names = [BASELINE, *[n for n in method_names if n != BASELINE]]
     classes = get_methods(names)
-    env = Env(task=task, settings=settings, seed=seed, train_questions=train_questions or [])
+    if {q.user_id for q in questions} & {q.user_id for q in data.train}:
+        raise UsageError("training and evaluated users overlap")
+    env = Env(task=task, settings=settings, seed=seed, train_questions=data.train, max_train_steps=max_train_steps)
     # Methods see the evaluated questions without their golds, by construction: only the runner scores.
     gold_of = {q.id: str(q.gold) for q in questions}
     blind = [replace(q, gold=None) for q in questions]
     users = by_user(blind)
     results = []
     try:
-        for cls in classes:
-            if task.kind not in cls.kinds:
-                continue
-            method = cls(env)
+        methods = [cls(env) for cls in classes if task.kind in cls.kinds]  # one not available yet refuses here
+        if any(m.uses_model for m in methods):
+            env.runtime  # noqa: B018 - loaded before any timing, so no method's seconds include the model load
+        for method in methods:
             started = time.perf_counter()
             method.prepare(blind)
             prepared = time.perf_counter() - started
             predictions: dict[str, str] = {}
             seconds = []
-            tick(cls.name, 0, len(users))
+            tick(method.name, 0, len(users))
             for done, (user, qs) in enumerate(users.items(), start=1):
                 started = time.perf_counter()
-                method.fit(user, qs[0].profile)
+                method.fit(user, shared_history(qs))
                 for q in qs:
                     predictions[q.id] = method.predict(q)
                 seconds.append(time.perf_counter() - started)
-                tick(cls.name, done, len(users))
+                tick(method.name, done, len(users))
             method.finish()
             metrics = task.evaluate([predictions[q.id] for q in questions], [gold_of[q.id] for q in questions])
             per_user = {u: task.evaluate([predictions[q.id] for q in qs],
                                          [gold_of[q.id] for q in qs])[PRIMARY[task.kind]] for u, qs in users.items()}
-            results.append(MethodResult(cls.name, metrics, predictions, statistics.mean(seconds), method.adapter_mb,
+            results.append(MethodResult(method.name, metrics, predictions, statistics.mean(seconds), method.adapter_mb,
                                         per_user, learned=method.learned, prepare_seconds=prepared))
     finally:
         env.close()
-    base = results[0]
-    for r in results:
-        r.relative_gain = {k: relative_gain(v, base.metrics[k], k) for k, v in r.metrics.items()}
+    _intervals(task, questions, gold_of, results, seed)
     choice = choose_train_dtype(settings.train_dtype)
-    return EvalResult(task, questions, results, {"cpu": cpu_info().as_dict(), "train_dtype": choice.dtype})
+    return EvalResult(task, questions, results, {"cpu": cpu_info().as_dict(), "train_dtype": choice.dtype},
+                      protocol=data.protocol)
+
+
+def _intervals(task: Task, questions: list[Question], gold_of: dict[str, str], results: list[MethodResult],
+               seed: int) -> None:
+    """Relative gains, and bootstrap intervals on resamples shared by every method (so gains are paired)."""
+    golds = [gold_of[q.id] for q in questions]
+    boot = Bootstrap(len(questions), seed=seed)
+    stats = [statistics_of(task.kind, [r.predictions[q.id] for q in questions], golds) for r in results]
+    primary = PRIMARY[task.kind]
+    base, base_stats = results[0], stats[0]
+    for r, stat in zip(results, stats, strict=True):
+        r.relative_gain = {k: relative_gain(v, base.metrics[k], k) for k, v in r.metrics.items()}
+        r.intervals = {k: boot.interval(stat[k]) for k in r.metrics}
+        r.improvement = boot.improvement_interval(stat[primary], base_stats[primary], primary)

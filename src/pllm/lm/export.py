@@ -12,6 +12,7 @@ Facts (DESIGN.md, checked byte for byte against llama.cpp's converter):
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -84,16 +85,23 @@ class BaseShape:
 
     @classmethod
     def of_gguf(cls, path: Path) -> BaseShape:
-        import gguf
+        stat = path.stat()  # parsing a GGUF's header takes seconds (its vocabulary): once per file version
+        return _shape_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
-        reader = gguf.GGUFReader(str(path))
 
-        def value(key: str) -> Any:
-            f = reader.fields[key]
-            return f.contents() if hasattr(f, "contents") else f.parts[f.data[0]].tolist()[0]
+@functools.lru_cache(maxsize=8)
+def _shape_of(path: str, size: int, mtime_ns: int) -> BaseShape:
+    import gguf
 
-        arch = str(value("general.architecture"))
-        return cls(arch, int(value(f"{arch}.attention.head_count")), int(value(f"{arch}.attention.head_count_kv")))
+    reader = gguf.GGUFReader(path)
+
+    def value(key: str) -> Any:
+        f = reader.fields[key]
+        return f.contents() if hasattr(f, "contents") else f.parts[f.data[0]].tolist()[0]
+
+    arch = str(value("general.architecture"))
+    return BaseShape(arch, int(value(f"{arch}.attention.head_count")),
+                     int(value(f"{arch}.attention.head_count_kv")))
 
 
 def peft_to_gguf_tensors(state: dict[str, Any], shape: BaseShape) -> dict[str, np.ndarray]:

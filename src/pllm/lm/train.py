@@ -306,9 +306,10 @@ def train_lora(model_file: ModelFile, paths: Paths, examples: Sequence[Example],
         order_rng.shuffle(block)
         order += block
     started = time.perf_counter()  # training time includes the frozen layers' one pass over the data
+    used = set(order[: config.steps * config.batch_size])
     if config.target_only:
-        phase(f"frozen layers, once over {len(rows) + 2 * len(pref_rows)} examples")
-    step_loss = _Steps(model, tokenizer, config, rows, pref_rows)
+        phase(f"frozen layers, once over {len(used) + 2 * len(pref_rows)} examples")
+    step_loss = _Steps(model, tokenizer, config, rows, pref_rows, used)
     flops = step_loss.prepare_flops
     phase(f"training, {config.steps - start} steps" + (f" (resumed at step {start})" if start else ""))
     for step in range(start, config.steps):
@@ -341,7 +342,7 @@ class _Steps:
     """One optimizer step's forward and backward passes: the fast path (lm/forward.py) or the naive full forward."""
 
     def __init__(self, model: Any, tokenizer: Any, config: TrainConfig, rows: list[Row],
-                 pref_rows: list[tuple[Row, Row]]):
+                 pref_rows: list[tuple[Row, Row]], used: set[int]):
         import torch
 
         self.model, self.config, self.rows, self.pref_rows = model, config, rows, pref_rows
@@ -352,11 +353,15 @@ class _Steps:
             return
         split = LayerSplit(model, first_trained_layer(config.lora, model.config.num_hidden_layers))
         started = time.perf_counter()
+        picked = sorted(used)  # rows no step will pick (fewer steps than the data) skip the frozen pass
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.dtype == "bf16"):
-            cached = split.lower([ids for ids, _ in rows] + [r[0] for pair in pref_rows for r in pair],
+            cached = split.lower([rows[i][0] for i in picked] + [r[0] for pair in pref_rows for r in pair],
                                  config.micro_batch_tokens)
         self.prepare_seconds = time.perf_counter() - started
-        self.split, self.hidden, self.pref_hidden = split, cached[: len(rows)], cached[len(rows):]
+        hidden: list[Any] = [None] * len(rows)
+        for i, h in zip(picked, cached, strict=False):
+            hidden[i] = h
+        self.split, self.hidden, self.pref_hidden = split, hidden, cached[len(picked):]
         per_layer, head = layer_weights(split)
         self.upper_weights, self.head_weights = sum(per_layer[split.first:]), head
         distinct = {id(h): len(h) for h in cached}  # repeated rows share one computed tensor

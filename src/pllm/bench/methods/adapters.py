@@ -1,9 +1,10 @@
 """Methods built on LoRA adapters, trained with the on-device trainer (lm/train.py) and served by llama.cpp.
 
-- task: OPPU's first stage: one LoRA per task, trained on labelled profile items of users *other than* the ones
-  evaluated (never on gold outputs), shared by every user.
-- peft: OPPU's second stage: one LoRA per user on that user's profile items, trained on top of the frozen task
-  adapter; at answer time llama.cpp applies both (task + user), as pllm serves them.
+- task: OPPU's first stage: one LoRA per task, trained on the training users' questions with their outputs and on
+  their profile items (users disjoint from the evaluated ones; see bench/data.py), shared by every user.
+- peft: OPPU's second stage: one LoRA per user on that user's history (the profile items before their earliest
+  evaluated query), trained on top of the frozen task adapter; at answer time llama.cpp applies both (task + user),
+  as pllm serves them.
 - rag+peft: the user's adapter and retrieved examples in the prompt.
 - continual: ASLS-style: the user's adapter is updated as their items arrive, in time order, each update
   starting from the last.
@@ -16,13 +17,14 @@ import random
 from dataclasses import asdict
 from typing import Any
 
-from pllm.bench.lamp import Question
+from pllm.bench.lamp import Question, by_user, shared_history
 from pllm.bench.methods.base import SYSTEM, Env, Method, NotAvailableYet, choose_label, register_method, write_answer
 from pllm.bench.methods.rag import prompt_items
+from pllm.errors import UsageError
 from pllm.lm.hardware import choose_train_dtype
 from pllm.lm.train import Example, TrainConfig, train_lora
 
-TASK_ITEMS = 240  # labelled items the task adapter trains on
+TASK_ITEMS = 240  # labelled examples the task adapter trains on
 TASK_STEPS = 36
 
 
@@ -41,6 +43,8 @@ def _train(env: Env, examples: list[Example], steps: int, base: dict[str, Any] |
     from pllm.lm.models import resolve_model
 
     model = resolve_model(env.settings)
+    if env.max_train_steps is not None:
+        steps = min(steps, env.max_train_steps)
     config = TrainConfig(steps=steps, lr=2e-3, seed=env.seed, threads=env.settings.threads,
                          dtype=choose_train_dtype(env.settings.train_dtype).dtype)
     result = train_lora(model, env.settings.paths, examples, config, base_adapter=base, init_adapter=init)
@@ -53,6 +57,21 @@ def user_steps(n: int) -> int:
     return max(8, min(24, round(3 * n / 8)))
 
 
+def task_examples(task: Any, env: Env) -> list[Example]:
+    """The training users' questions with their outputs (LaMP's train split; not the tuning questions), then the
+    profile items those users had before their first question, shuffled: TASK_ITEMS examples, none from an evaluated
+    user and no tuning gold."""
+    if not env.fit_questions:
+        raise UsageError("the task adapter needs training users disjoint from the evaluated ones (see bench/data.py)")
+    rng = random.Random(env.seed)
+    asked = [Example.of([{"role": "system", "content": SYSTEM}, {"role": "user", "content": q.input}], str(q.gold))
+             for q in env.fit_questions if q.gold is not None]
+    rng.shuffle(asked)
+    items = [(qs[0], item) for qs in by_user(env.train_questions).values() for item in shared_history(qs)]
+    rng.shuffle(items)
+    return (asked + [e for q, item in items[:TASK_ITEMS] for e in _examples(task, q, [item])])[:TASK_ITEMS]
+
+
 class AdapterMethod(Method):
     """Shared: the task adapter (trained once per run, cached on the Env) and answering with adapters applied."""
 
@@ -60,16 +79,7 @@ class AdapterMethod(Method):
 
     def prepare(self, questions: list[Question]) -> None:
         if self.uses_task_adapter and self.env.task_adapter is None:
-            evaluated = {q.user_id for q in questions}
-            train_users = [q for q in self.env.train_questions if q.user_id not in evaluated]
-            if not train_users:  # LaMP files without other users: the other half of the users trains it
-                ordered = sorted(evaluated)
-                half = set(ordered[: len(ordered) // 2])
-                train_users = [q for q in questions if q.user_id not in half]
-            items = [(q, item) for q in {q.user_id: q for q in train_users}.values() for item in q.profile]
-            random.Random(self.env.seed).shuffle(items)
-            examples = [e for q, item in items[:TASK_ITEMS] for e in _examples(self.task, q, [item])]
-            gguf, stacked = _train(self.env, examples, TASK_STEPS)
+            gguf, stacked = _train(self.env, task_examples(self.task, self.env), TASK_STEPS)
             self.env.runtime.load_adapter("task", gguf)
             self.env.task_adapter = stacked
         self._user_mb = 0.0
@@ -101,7 +111,7 @@ class AdapterMethod(Method):
 class TaskAdapter(AdapterMethod):
     name = "task"
 
-    def fit(self, user: str, profile: list[dict[str, Any]]) -> None:
+    def fit(self, user: str, history: list[dict[str, Any]]) -> None:
         self.apply()
 
     def predict(self, q: Question) -> str:
@@ -113,13 +123,13 @@ class PerUserPEFT(AdapterMethod):
     name = "peft"
     with_rag = False
 
-    def fit(self, user: str, profile: list[dict[str, Any]]) -> None:
-        self._user = user
+    def fit(self, user: str, history: list[dict[str, Any]]) -> None:
+        self._history = history
         self._gguf: bytes | None = None
 
     def predict(self, q: Question) -> str:
-        if self._gguf is None:  # trained on the first query's profile: every query of a user shares it
-            examples = _examples(self.task, q, q.profile)
+        if self._gguf is None:  # trained at the first query (its instruction frames the items); every query shares it
+            examples = _examples(self.task, q, self._history)
             self._gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
             self.apply(self._gguf)
         return self.answer(q, prompt_items(self.task, q) if self.with_rag else [])
@@ -136,12 +146,13 @@ class Continual(AdapterMethod):
     name = "continual"
     chunks = 3
 
-    def fit(self, user: str, profile: list[dict[str, Any]]) -> None:
+    def fit(self, user: str, history: list[dict[str, Any]]) -> None:
+        self._history = history
         self._gguf: bytes | None = None
 
     def predict(self, q: Question) -> str:
         if self._gguf is None:
-            dated = sorted(q.profile, key=lambda item: str(item.get("date", "")))  # arrival order
+            dated = sorted(self._history, key=lambda item: str(item.get("date", "")))  # arrival order
             size = max(1, -(-len(dated) // self.chunks))
             state = None
             for start in range(0, len(dated), size):  # each update starts from the previous adapter

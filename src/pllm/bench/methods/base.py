@@ -10,6 +10,7 @@ a small chat model follows best.
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pllm.lm.runtime import GenerationConfig, Message, Runtime
 
 SYSTEM = "You are a helpful assistant. Answer in the same way as in the earlier turns, if there are any."
 ITEM_WORDS = 60  # profile item texts are cut to this many words in prompts
+TUNE_QUESTIONS = 40  # training questions set aside to tune learned weights (at most half of them)
 
 
 @dataclass
@@ -32,9 +34,18 @@ class Env:
     task: Task
     settings: Settings
     seed: int = 0
-    train_questions: list[Question] = field(default_factory=list)  # users not evaluated (task adapters learn here)
+    train_questions: list[Question] = field(default_factory=list)  # users not evaluated, golds included
+    max_train_steps: int | None = None  # caps every LoRA training (tests); None trains as the methods choose
     task_adapter: dict[str, Any] | None = None  # trained once per run, shared by the adapter methods
     _runtime: Runtime | None = field(default=None, repr=False)
+    content_free: dict[tuple[str, tuple[str, ...]], list[float]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # A seeded part of the training questions tunes learned weights; the task adapter never trains on it.
+        picked = set(random.Random(self.seed).sample(range(len(self.train_questions)),
+                                                     min(TUNE_QUESTIONS, len(self.train_questions) // 2)))
+        self.tune_questions = [q for n, q in enumerate(self.train_questions) if n in picked]
+        self.fit_questions = [q for n, q in enumerate(self.train_questions) if n not in picked]
 
     @property
     def runtime(self) -> Runtime:
@@ -60,10 +71,10 @@ class Method:
         self.task = env.task
 
     def prepare(self, questions: list[Question]) -> None:
-        """Once per run, with every question (never read their golds)."""
+        """Once per run, with every evaluated question (golds removed) and `env.train_questions`."""
 
-    def fit(self, user: str, profile: list[dict[str, Any]]) -> None:
-        """Once per user, before that user's queries."""
+    def fit(self, user: str, history: list[dict[str, Any]]) -> None:
+        """Once per user, before that user's queries, with what the user did before the earliest of them."""
 
     def predict(self, q: Question) -> str:
         raise NotImplementedError
@@ -146,13 +157,17 @@ def label_scores(env: Env, q: Question, items: Sequence[dict[str, Any]], *, note
     scores = rt.score_options(rt.chat_prompt(messages_for(task, q, items, text, note=note)), options)
     if calibrate:
         # The bare model, adapters off too: what the task or user adapter learned is signal, not bias to remove.
-        active = rt.active_adapters
-        if active:
-            rt.set_adapters({})
-        free = rt.score_options(rt.chat_prompt(messages_for(task, q, [], task.content_free(q))), options)
-        if active:
-            rt.set_adapters(active)
-        scores = [s - f for s, f in zip(scores, free, strict=True)]
+        # So it depends on the prompt alone, which repeats across a task's queries: scored once per run.
+        free_prompt = rt.chat_prompt(messages_for(task, q, [], task.content_free(q)))
+        key = (free_prompt, tuple(options))
+        if key not in env.content_free:
+            active = rt.active_adapters
+            if active:
+                rt.set_adapters({})
+            env.content_free[key] = rt.score_options(free_prompt, options)
+            if active:
+                rt.set_adapters(active)
+        scores = [s - f for s, f in zip(scores, env.content_free[key], strict=True)]
     return scores
 
 

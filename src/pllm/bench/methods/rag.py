@@ -3,8 +3,8 @@
 
 Where the labels are the user's own past outputs (a tag set, LaMP-2 and MovieLens tags), the retrieved items also
 vote, kNN-LM style (Khandelwal et al. 2020): a label's score is the log of its neighbours' votes times the user's
-label prior, plus the model's calibrated score with a weight learned per run on held-out data from the users' own
-past (their latest profile items, answered from the items before them), never on an evaluated gold. A 135M model
+label prior, plus the model's calibrated score with a weight learned per run on the training users' tuning
+questions (Env.tune_questions: other people than the evaluated ones, never in the task adapter's data). A 135M model
 does not know what "visually appealing" or "in netflix queue" means to this user; the user's neighbours do.
 """
 
@@ -32,7 +32,6 @@ from pllm.personal.retrieve import Item, RetrievalConfig, Retriever
 K = 3  # items in the prompt
 VOTE_K = 5  # neighbours whose labels vote
 VOTE_FLOOR = 0.05  # a label no neighbour gave keeps this share, so the prior and the model can still pick it
-HELD_OUT = 2  # latest profile items per user that tune the model's weight
 MODEL_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # candidates, smallest first: ties keep the model's share low
 
 
@@ -82,21 +81,6 @@ def vote_scores(task: Any, q: Question, near: list[tuple[dict[str, Any], float]]
     return [math.log(votes[label] / total + VOTE_FLOOR) + math.log(prior[label]) for label in task.labels(q)]
 
 
-def held_out_questions(task: Any, questions: list[Question], per_user: int = HELD_OUT) -> list[Question]:
-    """Each user's latest profile items as questions, the items before them as the profile: the user's own past to
-    tune on, so no evaluated gold is ever read."""
-    out = []
-    for q in {q.user_id: q for q in questions}.values():
-        dated = sorted(enumerate(q.profile), key=lambda pair: _created(pair[1], pair[0]))
-        history = [item for _, item in dated]
-        for n in range(max(2, len(history) - per_user), len(history)):
-            text, gold = task.item_as_question(history[n], q)
-            held = Question(id=f"{q.id}~{n}", input=text, profile=history[:n], gold=gold, user=q.user_id)
-            if gold in task.labels(held):
-                out.append(held)
-    return out
-
-
 @dataclass
 class NeighbourVoting:
     """Chooses a label from the neighbours' votes, the user's prior and the model's scores (weight `model_weight`)."""
@@ -110,12 +94,12 @@ class NeighbourVoting:
         if not questions or not votes_apply(env.task, questions[0]):
             return None
         voting = cls()
-        voting.fit(env, questions)
+        voting.fit(env)
         return voting
 
-    def fit(self, env: Env, questions: list[Question]) -> None:
-        """Learn the model's weight on held-out questions (with whatever adapters are active, as at answer time)."""
-        held = held_out_questions(env.task, questions)
+    def fit(self, env: Env) -> None:
+        """Learn the model's weight on the tuning questions (with whatever adapters are active, as at answer time)."""
+        held = [q for q in env.tune_questions if str(q.gold) in env.task.labels(q)]
         if not held:
             return
         rows = []

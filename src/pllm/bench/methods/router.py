@@ -32,17 +32,18 @@ class Router(AdapterMethod):
     def learned(self) -> dict[str, float]:
         return self.voting.learned if self.voting else {}
 
-    def fit(self, user: str, profile: list[dict[str, Any]]) -> None:
+    def fit(self, user: str, history: list[dict[str, Any]]) -> None:
         # A user's adapter only pays where the model's scores count: not when the votes decide alone.
         model_counts = self.voting is None or self.voting.model_weight > 0
-        self.route = "rag+peft" if len(profile) >= LARGE and model_counts else "rag"
+        self.route = "rag+peft" if len(history) >= LARGE and model_counts else "rag"
+        self._history = history
         self._trained = False
         if self.route == "rag":
             self.apply()
 
     def predict(self, q: Question) -> str:
         if self.route == "rag+peft" and not self._trained:
-            examples = _examples(self.task, q, q.profile)
+            examples = _examples(self.task, q, self._history)
             gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
             self.apply(gguf)
             self._trained = True

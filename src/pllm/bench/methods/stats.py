@@ -3,7 +3,8 @@
 - stats: the user's most frequent label; the user's mean rating; where labels stand for texts (LaMP-1's
   references), the text sharing most words with the user's profile; for generation, the output of the user's most
   similar past item (nearest by BM25), copied.
-- majority: the most frequent label (mean rating) over every user's profile.
+- majority: the most frequent label (mean rating) over every evaluated user's history (the profile items before
+  their earliest evaluated query).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from pllm.bench.lamp import Question
+from pllm.bench.lamp import Question, by_user, shared_history
 from pllm.bench.methods.base import Method, register_method
 from pllm.bench.methods.rag import nearest_items
 
@@ -56,8 +57,7 @@ class GlobalMajority(Method):
     uses_model = False
 
     def prepare(self, questions: list[Question]) -> None:
-        seen: dict[str, list[dict[str, Any]]] = {q.user_id: q.profile for q in questions}
-        items = [item for profile in seen.values() for item in profile]
+        items = [item for qs in by_user(questions).values() for item in shared_history(qs)]
         if self.task.kind == "rating":
             self.value = str(round(statistics.mean(float(self.task.item_output(i)) for i in items)))
         else:

@@ -16,7 +16,7 @@ from pllm.errors import UsageError
 
 SIZES = {  # users, queries per user, profile items per user
     "small": (4, 3, 12),
-    "medium": (12, 5, 30),
+    "medium": (10, 10, 30),  # 100 queries: what the published tables use
     "large": (40, 10, 60),
 }
 

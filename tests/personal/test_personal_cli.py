@@ -142,3 +142,46 @@ def test_forget_needs_confirmation_without_a_terminal(pllm: Run, home: Path) -> 
     assert proc.returncode == 2 and "--yes" in proc.stderr
     bad_date = pllm("profile", "forget", "--since", "last tuesday", "--yes", env=PASS)
     assert bad_date.returncode == 2 and "ISO date" in bad_date.stderr
+
+
+def test_degenerate_answers_never_crowd_out_the_users_documents(pllm: Run, home: Path, tmp_path: Path) -> None:
+    """Twenty looping answers in the log, some even thumbed up; the next question still finds the user's note."""
+    from pllm.personal.vault import open_vault
+
+    note = write(tmp_path / "in" / "boat.txt", "Our sailing boat is called Seagull and sleeps in Bodo harbour.")
+    assert pllm("ingest", str(note), env=PASS).returncode == 0
+    with open_vault(home / "vault.db", "s3cret") as vault:
+        for n in range(20):
+            said = vault.log_interaction(prompt=f"What is the boat called, question {n}?",
+                                         answer="A: A: A: A: A: A: A: A: A:" if n % 2 else "",
+                                         latency_s=0.1, tokens=9, personal=True, client="cli", sentiment=0.0,
+                                         adapter_version=None, created_at=time.time())
+            if n % 4 == 1:
+                vault.add_feedback(said, "up")
+    shown = pllm("ask", "What is our sailing boat called?", "--json", "--show-context", env=PASS)
+    assert shown.returncode == 0, shown.stderr
+    context = json.loads(shown.stdout)["context"]
+    assert "document:1" in context and "interaction:" not in context
+    assert "Seagull" in json.loads(shown.stdout)["text"]
+
+
+def test_an_imported_conversation_attributes_facts_to_their_speakers(pllm: Run, home: Path, tmp_path: Path) -> None:
+    turns = [("Caroline", "I live in Oslo and my dog is called Rex.", "2023-05-01T10:00:00"),
+             ("Melanie", "I live in Bergen. I work as a nurse.", "2023-05-01T10:01:00"),
+             ("Melanie", "My dog is called Bella.", "2023-05-01T10:02:00"),
+             ("Caroline", "Big news: I live in Trondheim now.", "2023-09-12T18:00:00")]
+    chat = write(tmp_path / "in" / "chat.jsonl", "\n".join(
+        json.dumps({"speaker": who, "text": text, "timestamp": when}) for who, text, when in turns))
+    proc = pllm("ingest", str(chat), "--me", "Caroline", env=PASS)
+    assert proc.returncode == 0, proc.stderr
+    shown = pllm("profile", "show", "--json", env=PASS)
+    assert shown.returncode == 0, shown.stderr
+    profile = json.loads(shown.stdout)
+    mine = {f["key"]: f["value"] for f in profile["facts"]}
+    theirs = {(f["subject"], f["key"]): f["value"] for f in profile["others"]}
+    assert mine == {"lives in": "Trondheim", "dog name": "Rex"}  # the newest value only; no nurse, no Bella
+    assert theirs == {("Melanie", "lives in"): "Bergen", ("Melanie", "works as"): "nurse",
+                      ("Melanie", "dog name"): "Bella"}
+    exported = json.loads(pllm("profile", "export", env=PASS).stdout)
+    assert [(f["key"], f["value"]) for f in exported["fact_history"]] == [("lives in", "Oslo")]
+    assert {d["speaker"] for d in exported["documents"]} == {"", "Melanie"}

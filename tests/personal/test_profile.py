@@ -25,6 +25,9 @@ def vault(pllm_home: Path) -> Vault:
     ("I'm allergic to peanuts, sadly.", [("allergic to", "peanuts")]),
     ("My favourite band is Radiohead.", [("favourite band", "Radiohead")]),
     ("The weather is nice today.", []),
+    ("My favorite color is green.", [("favourite colour", "green")]),  # one spelling per key
+    ("I like how it's both a creative outlet: how it's both a creative outlet", []),  # a clause, not a thing
+    ("I like painting. I really like painting.", [("likes painting", "painting")]),  # stated twice, one fact
 ])
 def test_pattern_facts(text: str, facts: list[tuple[str, str]]) -> None:
     assert extract_facts(text) == facts

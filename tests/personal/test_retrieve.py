@@ -63,3 +63,44 @@ def test_embeddings_find_items_without_shared_words(embedder, pllm_home: Path) -
     assert [h.item.text for h in hits] == ["My cat is called Pixel."]
     assert hits[0].why == ("embedding",)
     vault.close()
+
+
+def test_relevance_outranks_recency_unless_the_question_is_about_the_present() -> None:
+    old = Item("document:1", "I named my sailing boat Seagull.", NOW - 400 * 86400)
+    newer = [Item(f"document:{n}", f"Note {n}: cleaned the deck of the boat, then lunch with Ola and Kari.",
+                  NOW - n * 3600) for n in range(2, 12)]
+    retriever = Retriever([old, *newer])
+    assert retriever.search("What did I name my sailing boat?")[0].item.key == "document:1"
+    assert RetrievalConfig().recency_for("What did I name my boat?") == 0.0
+    assert RetrievalConfig().recency_for("Where do I live now?") > 0  # a question about the present
+
+
+def test_long_documents_are_found_by_their_relevant_passage(pllm_home: Path) -> None:
+    vault = create_vault(pllm_home / "vault.db", "s3cret")
+    filler = " ".join(f"Paragraph {n} talks about spreadsheets and meetings at length." for n in range(30))
+    vault.add_document(source="diary", kind="txt", content=f"{filler}\n\nMy sister Ingrid moved to Bergen.\n\n{filler}")
+    hits = Retriever.from_vault(vault).search("Where did Ingrid move?")
+    assert hits and "Ingrid moved to Bergen" in hits[0].item.text
+    assert hits[0].item.key.startswith("document:1#") and hits[0].item.tokens <= 200
+    vault.close()
+
+
+def test_only_accepted_exchanges_are_memory_and_never_degenerate_ones(pllm_home: Path) -> None:
+    vault = create_vault(pllm_home / "vault.db", "s3cret")
+    vault.add_document(source="n", kind="txt", content="The boat is called Seagull.", created_at=NOW - 86400)
+    said = [vault.log_interaction(prompt=f"What is the boat called? ({n})", answer=answer, latency_s=0.1, tokens=3,
+                                  personal=True, client="cli", sentiment=0.0, adapter_version=None, created_at=NOW)
+            for n, answer in enumerate(["The boat is called Albatross.", "A: A: A: A: A: A: A: A:",
+                                        "The boat is called Petrel.", "The boat is called Gull.", "boat boat boat"])]
+    vault.add_feedback(said[1], "up")  # accepted, but degenerate
+    vault.add_feedback(said[2], "edit", "The boat is called Seagull, since 2021.")
+    vault.add_feedback(said[3], "up")
+    vault.add_feedback(said[3], "down")  # changed their mind
+    vault.add_feedback(said[4], "rating", "5")  # degenerate
+    retriever = Retriever.from_vault(vault)
+    texts = {i.key: i.text for i in retriever.items}
+    assert set(texts) == {"document:1", f"interaction:{said[2]}"}  # unaccepted and degenerate answers are not memory
+    assert texts[f"interaction:{said[2]}"].endswith("The boat is called Seagull, since 2021.")  # the user's edit
+    hits = retriever.search("What is the boat called?", RetrievalConfig(k=2))
+    assert [h.item.key for h in hits] == ["document:1", f"interaction:{said[2]}"]  # the user's own words first
+    vault.close()

@@ -121,6 +121,21 @@ def test_facts_keep_one_value_per_key(vault: Vault) -> None:
     assert vault.facts()[0].value == "Pixel"
     vault.upsert_fact("cat name", "Luna", source="interaction:3", confidence=0.9)  # the user said so later
     assert [(f.key, f.value) for f in vault.facts()] == [("cat name", "Luna")]
+    assert [(p.key, p.value) for p in vault.fact_history()] == [("cat name", "Pixel")]  # the old value, kept
+
+
+def test_a_changed_fact_keeps_its_newest_statement_active(vault: Vault) -> None:
+    day = 86400.0
+    vault.upsert_fact("lives in", "Oslo", source="document:1", confidence=0.9, stated_at=10 * day)
+    vault.upsert_fact("lives in", "Bergen", source="document:3", confidence=0.9, stated_at=30 * day)
+    vault.upsert_fact("lives in", "Tromso", source="document:2", confidence=0.9, stated_at=20 * day)  # older news
+    vault.upsert_fact("lives in", "Bergen", source="document:4", confidence=0.9, stated_at=31 * day)  # restated
+    vault.upsert_fact("lives in", "Lisbon", source="document:5", confidence=0.9, subject="Melanie", stated_at=day)
+    current = {(f.subject, f.key): (f.value, f.updated_at) for f in vault.facts()}
+    assert current == {("", "lives in"): ("Bergen", 31 * day), ("Melanie", "lives in"): ("Lisbon", day)}
+    assert sorted(p.value for p in vault.fact_history()) == ["Oslo", "Tromso"]
+    report = vault.forget(query="tromso")
+    assert report.facts == 1 and [p.value for p in vault.fact_history()] == ["Oslo"]  # history forgets too
 
 
 def test_forget_a_query_leaves_no_trace(vault: Vault, pllm_home: Path) -> None:

@@ -32,7 +32,7 @@ from pllm.personal.assistant import SYSTEM_PROMPT
 from pllm.personal.gate import decide, score_candidate
 from pllm.personal.profile import build_profile
 from pllm.personal.text import TOPIC_STOPWORDS, WORD
-from pllm.personal.vault import Vault, content_hash, fact_hash
+from pllm.personal.vault import Vault, accepts, content_hash, fact_hash
 
 JOB = "job"  # prefix of the interrupted-run files in the adapter folder
 
@@ -129,7 +129,7 @@ def collect(vault: Vault) -> TrainingSet:
         counts[kind] += len(items)
 
     for doc in vault.documents():
-        if doc.content_hash in forgotten:
+        if doc.content_hash in forgotten or doc.speaker:  # another person's words are not the user's to learn
             continue
         sources.add(doc.content_hash)
         add(doc.content_hash, [Example.of(_chat(f"Write, in my words, about {_topic(doc.content)}."), doc.content)],
@@ -146,7 +146,7 @@ def collect(vault: Vault) -> TrainingSet:
         if f.kind == "edit" and f.value:
             add(f"edit:{f.id}", [Example.of(_chat(i.prompt), f.value)], "edits")
             pairs.append(Preference(Example.of(_chat(i.prompt), "").messages, f.value, i.answer))
-        elif (f.kind == "up" or (f.kind == "rating" and f.value in ("4", "5"))) and i.id not in edited:
+        elif accepts(f) and i.id not in edited:
             add(f"up:{i.id}", [Example.of(_chat(i.prompt), i.answer)], "accepted")
     held_facts: list[tuple[Example, str]] = []
     for fact, qa in facts:

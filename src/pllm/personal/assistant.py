@@ -50,10 +50,12 @@ class PersonalContext:
 
 
 def user_turn(prompt: str, hits: list[Hit]) -> str:
-    """The question, preceded by the retrieved items when there are any (the small model reads them best here)."""
+    """The question, preceded by the retrieved items when there are any (the small model reads them best here),
+    each with its date, so "when" questions can be answered."""
     if not hits:
         return prompt
-    notes = "\n".join("- " + " ".join(h.item.text.split()) for h in hits)
+    notes = "\n".join(f"- ({time.strftime('%Y-%m-%d', time.localtime(h.item.created_at))}) "
+                      + " ".join(h.item.text.split()) for h in hits)
     return f"My notes:\n{notes}\n\nUsing my notes, answer: {prompt}"
 
 

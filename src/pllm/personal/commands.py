@@ -81,8 +81,10 @@ def ingest(
     ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="Files or folders: .txt, .md, .jsonl, LaMP questions .json."),
     model_facts: bool = typer.Option(False, "--model-facts", help="Also ask the model for stated facts (slower)."),
+    me: list[str] = typer.Option([], "--me", help="In a .jsonl conversation, the speaker name that is you "
+                                 "(repeatable; your vault name, 'user' and 'me' always are)."),
 ) -> None:
-    """Add your own texts to the vault (deduplicated), and learn the facts they state."""
+    """Add your own texts to the vault (deduplicated), and learn the facts they state (about whoever said them)."""
     from pllm.personal.ingest import expand_paths, parse_file
     from pllm.personal.profile import learn_facts
 
@@ -90,6 +92,7 @@ def ingest(
     vault = unlock(settings)
     runtime = Runtime.from_settings(settings) if model_facts else None
     files = expand_paths(paths)
+    mine = frozenset(name.lower() for name in [*me, vault.user_name, "user", "me"] if name)
     table = Table(title="ingested")
     for col in ("file", "added", "skipped", "facts"):
         table.add_column(col, justify="left" if col == "file" else "right")
@@ -105,8 +108,9 @@ def ingest(
                 errors.append(str(exc))
                 progress.advance(task)
                 continue
-            added, skipped = vault.add_documents([r.row() for r in records])
-            facts = sum(len(learn_facts(vault, r.content, source=f"document:{path.name}", runtime=runtime))
+            added, skipped = vault.add_documents([r.row(mine) for r in records])
+            facts = sum(len(learn_facts(vault, r.said or r.content, source=f"document:{path.name}", runtime=runtime,
+                                        subject=r.subject(mine), stated_at=r.created_at))
                         for r in records)
             table.add_row(str(path), str(added), str(skipped), str(facts))
             progress.advance(task)
@@ -227,7 +231,7 @@ def chat(
 
 @profile_app.command("show")
 def profile_show(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """Show your profile: facts, topics, style, feedback and mood."""
+    """Show your profile: facts (yours, and what others said about themselves), topics, style, feedback, mood."""
     from pllm.personal.profile import build_profile
 
     with unlock(settings_of(ctx)) as vault:
@@ -241,6 +245,13 @@ def profile_show(ctx: typer.Context, json_out: bool = typer.Option(False, "--jso
     for f in profile.facts:
         facts.add_row(f.key, f.value, f.source, f"{f.confidence:.1f}")
     console.print(facts)
+    if profile.others:
+        others = Table(title="what others said about themselves (imported conversations)")
+        for col in ("who", "key", "value", "source"):
+            others.add_column(col)
+        for f in profile.others:
+            others.add_row(f.subject, f.key, f.value, f.source)
+        console.print(others)
     summary = Table(show_header=False, title="signals")
     summary.add_column("signal")
     summary.add_column("value", overflow="fold")

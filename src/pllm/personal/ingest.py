@@ -2,7 +2,9 @@
 
 - .txt / .md: paragraphs, merged up to a token budget (a long paragraph is split at sentence ends; a markdown
   heading stays with the text under it); dated by the file's modification time.
-- .jsonl: one object per line, `{"text": str, "timestamp"?: ISO-8601 string or epoch seconds}`.
+- .jsonl: one object per line, `{"text": str, "timestamp"?: ISO-8601 string or epoch seconds, "speaker"?: str}`;
+  with speakers it is a conversation: each turn is stored as "speaker: text", and the user's own turns (the speaker
+  named by `pllm ingest --me`, the vault's user name, "user" or "me") are told apart from the others'.
 - .json: a LaMP questions file (`[{"id", "input", "profile": [...]}]`); every profile item becomes a document.
 
 A malformed file raises IngestError naming the file and line (or record), and nothing from it is added: each file
@@ -28,15 +30,21 @@ LAMP_FIELDS = ("title", "description", "abstract", "text", "tag", "category", "s
 
 @dataclass(frozen=True)
 class Record:
-    """One document to add: (source, kind, content, created_at)."""
+    """One document to add: (source, kind, content, created_at), and who said it in a conversation."""
 
     source: str
     kind: str
     content: str
     created_at: float
+    speaker: str = ""  # as the file names them ('' where the file has no speakers)
+    said: str = ""  # the turn's own words, without the "speaker: " prefix (facts are read from these)
 
-    def row(self) -> tuple[str, str, str, float]:
-        return (self.source, self.kind, self.content, self.created_at)
+    def row(self, user_speakers: frozenset[str] = frozenset()) -> tuple[str, str, str, float, str]:
+        return (self.source, self.kind, self.content, self.created_at, self.subject(user_speakers))
+
+    def subject(self, user_speakers: frozenset[str]) -> str:
+        """'' when the user said it (or the file has no speakers), else the speaker's name."""
+        return "" if not self.speaker or self.speaker.lower() in user_speakers else self.speaker
 
 
 def chunk_text(text: str, budget: int, *, markdown: bool = False) -> list[str]:
@@ -102,7 +110,11 @@ def _jsonl(path: Path) -> list[Record]:
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
             raise IngestError(f'{where}: expected an object with a non-empty "text" string')
         created = _timestamp(obj["timestamp"], where) if "timestamp" in obj else path.stat().st_mtime
-        records.append(Record(str(path), "jsonl", obj["text"].strip(), created))
+        speaker = obj.get("speaker", "")
+        if not isinstance(speaker, str):
+            raise IngestError(f'{where}: "speaker" must be a string')
+        text, speaker = obj["text"].strip(), " ".join(speaker.split())
+        records.append(Record(str(path), "jsonl", f"{speaker}: {text}" if speaker else text, created, speaker, text))
     return records
 
 

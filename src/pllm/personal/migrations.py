@@ -180,3 +180,42 @@ def m004_adapter_provenance(conn: Connection) -> None:
                  "SELECT version, created_at, status, base_model, lora, stats, gguf_sha256 FROM adapters")
     conn.execute("DROP TABLE adapters")
     conn.execute("ALTER TABLE adapters_new RENAME TO adapters")
+
+
+@migration
+def m005_speakers_and_fact_history(conn: Connection) -> None:
+    # A fact belongs to a subject ('' is the user; otherwise the person who said it in an imported conversation),
+    # and `updated_at` is when it was stated. A changed fact keeps its newest value here and its earlier values in
+    # fact_history. SQLite cannot alter a UNIQUE constraint, so profile_facts is rebuilt.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(profile_facts)")}
+    if "subject" not in columns:
+        conn.execute(
+            """CREATE TABLE profile_facts_new (
+                id INTEGER PRIMARY KEY,
+                subject TEXT NOT NULL DEFAULT '',  -- '' the user; else the speaker's name
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                source TEXT NOT NULL,
+                confidence REAL NOT NULL,
+                updated_at REAL NOT NULL,      -- when the fact was stated
+                UNIQUE (subject, key)
+            )"""
+        )
+        conn.execute("INSERT INTO profile_facts_new (id, key, value, source, confidence, updated_at) "
+                     "SELECT id, key, value, source, confidence, updated_at FROM profile_facts")
+        conn.execute("DROP TABLE profile_facts")
+        conn.execute("ALTER TABLE profile_facts_new RENAME TO profile_facts")
+    if "speaker" not in {row[1] for row in conn.execute("PRAGMA table_info(documents)")}:
+        # Who wrote a document: '' the user; else the other person's name in an imported conversation.
+        conn.execute("ALTER TABLE documents ADD COLUMN speaker TEXT NOT NULL DEFAULT ''")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS fact_history (
+            id INTEGER PRIMARY KEY,
+            subject TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            source TEXT NOT NULL,
+            stated_at REAL NOT NULL,
+            replaced_at REAL NOT NULL      -- when a newer value took its place
+        )"""
+    )

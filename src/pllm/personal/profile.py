@@ -66,18 +66,38 @@ def sentiment(text: str) -> float:
     return 0.0 if hits == 0 else max(-1.0, min(1.0, score / hits))
 
 
+KEY_SPELLINGS = {"favorite": "favourite", "color": "colour", "mom": "mother", "mum": "mother", "dad": "father",
+                 "hubby": "husband"}
+# A value that opens with one of these is a clause cut out of a sentence, not a thing ("likes how it's both a").
+FRAGMENT_OPENERS = frozenset("""how that what when where why which who whom whose it it's its this these those to
+being doing because if so than then there they them he she him her his hers we our you your the a an of and or but
+with about for""".split())
+
+
+def normalise_key(key: str) -> str:
+    """One spelling per fact key: lower case, single spaces, British spellings, mother/father for mum/dad."""
+    return " ".join(KEY_SPELLINGS.get(w, w) for w in key.lower().split())
+
+
+def is_fragment(value: str) -> bool:
+    """A clause fragment rather than a value: opens with a function word, ends on one, or says nothing."""
+    words = value.lower().split()
+    if not words or all(w in STOPWORDS for w in words):
+        return True
+    return words[0] in FRAGMENT_OPENERS or words[-1] in FRAGMENT_OPENERS or len(words) > 6
+
+
 def extract_facts(text: str) -> list[tuple[str, str]]:
-    """(key, value) facts stated in `text` by first-person patterns."""
-    found: list[tuple[str, str]] = []
+    """(key, value) facts stated in `text` by first-person patterns, fragments and repeats dropped."""
+    found: dict[str, str] = {}
     for pattern, key_template in FACT_PATTERNS:
         for m in pattern.finditer(text):
             value = m.group("value").strip(" '")
-            if not value or value.lower() in STOPWORDS:
+            if is_fragment(value):
                 continue
             groups = {k: v.lower().strip() for k, v in m.groupdict().items() if v}
-            key = key_template.format(**groups)
-            found.append((key, value))
-    return found
+            found[normalise_key(key_template.format(**groups))] = value  # restated in the same text: the last
+    return list(found.items())
 
 
 MODEL_FACT_PROMPT = """Extract personal facts the writer states about themselves, one per line as "key: value".
@@ -100,20 +120,22 @@ def extract_facts_with_model(runtime: Runtime, text: str, *, max_tokens: int = 4
     lowered = text.lower()
     for line in reply.splitlines():
         key, sep, value = line.partition(":")
-        key, value = key.strip().lower(), value.strip().strip(".")
-        if sep and 1 < len(key) <= 30 and 1 < len(value) <= 40 and value.lower() in lowered:
+        key, value = normalise_key(key), value.strip().strip(".")
+        if sep and 1 < len(key) <= 30 and 1 < len(value) <= 40 and value.lower() in lowered and not is_fragment(value):
             facts.append((key, value))
     return list(dict.fromkeys(facts))  # a small model repeats itself
 
 
-def learn_facts(vault: Vault, text: str, *, source: str, runtime: Runtime | None = None) -> list[tuple[str, str]]:
-    """Store the facts stated in `text`: pattern facts at confidence 0.9, model facts at 0.6."""
+def learn_facts(vault: Vault, text: str, *, source: str, runtime: Runtime | None = None, subject: str = "",
+                stated_at: float | None = None) -> list[tuple[str, str]]:
+    """Store the facts stated in `text` as facts about whoever said it (`subject`, '' for the user), dated when
+    said: pattern facts at confidence 0.9, model facts at 0.6."""
     facts = [(k, v, 0.9) for k, v in extract_facts(text)]
     if runtime is not None and re.search(r"\b(I|my|I'm|me)\b", text):
         known = {k for k, _, _ in facts}
         facts += [(k, v, 0.6) for k, v in extract_facts_with_model(runtime, text) if k not in known]
     for key, value, confidence in facts:
-        vault.upsert_fact(key, value, source=source, confidence=confidence)
+        vault.upsert_fact(key, value, source=source, confidence=confidence, subject=subject, stated_at=stated_at)
     return [(k, v) for k, v, _ in facts]
 
 
@@ -147,6 +169,7 @@ class Profile:
     feedback: dict[str, Any]
     mood: dict[str, Any]
     counts: dict[str, int] = field(default_factory=dict)
+    others: list[Fact] = field(default_factory=list)  # what other people said about themselves (imported chats)
 
     def summary(self, max_facts: int = 8, max_topics: int = 5) -> str:
         """The short profile text that goes into prompts."""
@@ -157,6 +180,9 @@ class Profile:
         facts = sorted(self.facts, key=lambda f: (-f.confidence, -f.updated_at))[:max_facts]
         if facts:
             lines.append("Known about the user: " + "; ".join(f"{f.key}: {f.value}" for f in facts) + ".")
+        people = sorted(self.others, key=lambda f: -f.updated_at)[:max_facts // 2]
+        if people:
+            lines.append("Known about others: " + "; ".join(f"{f.subject}'s {f.key}: {f.value}" for f in people) + ".")
         if self.topics:
             lines.append("Interests: " + ", ".join(t for t, _ in self.topics[:max_topics]) + ".")
         style = self.style.describe()
@@ -168,6 +194,7 @@ class Profile:
         return {
             "name": self.name,
             "facts": [asdict(f) for f in self.facts],
+            "others": [asdict(f) for f in self.others],
             "topics": [{"topic": t, "weight": round(w, 3)} for t, w in self.topics],
             "style": asdict(self.style),
             "feedback": self.feedback,
@@ -216,10 +243,12 @@ def build_profile(vault: Vault, *, now: float | None = None) -> Profile:
     docs = vault.documents()
     interactions = vault.interactions()
     feedback = vault.feedback()
+    facts = vault.facts()
     by_id = {i.id: i for i in interactions}
     edits = [(by_id[f.interaction_id].answer, f.value or "") for f in feedback
              if f.kind == "edit" and f.interaction_id in by_id]
-    own_texts = [(d.content, d.created_at) for d in docs] + [(i.prompt, i.created_at) for i in interactions]
+    own_texts = ([(d.content, d.created_at) for d in docs if not d.speaker]  # others' words are not the user's style
+                 + [(i.prompt, i.created_at) for i in interactions])
     kinds = Counter(f.kind for f in feedback)
     ratings = [int(f.value) for f in feedback if f.kind == "rating" and f.value]
     votes = kinds["up"] + kinds["down"]
@@ -229,7 +258,8 @@ def build_profile(vault: Vault, *, now: float | None = None) -> Profile:
     recent = [i.sentiment for i in interactions if now - i.created_at < 7 * 86400]
     return Profile(
         name=vault.user_name,
-        facts=vault.facts(),
+        facts=[f for f in facts if not f.subject],
+        others=[f for f in facts if f.subject],
         topics=_topics(own_texts, now),
         style=_style([t for t, _ in own_texts], edits),
         feedback={

@@ -1,38 +1,49 @@
-"""Retrieval: the user's items most relevant to a request, fused from BM25, embeddings and recency.
+"""Retrieval: the user's items most relevant to a request, by relevance first (BM25 and embeddings, fused).
 
-Relevance decides which items are candidates (a BM25 hit, or an embedding close enough); recency only re-ranks
-among them, so "what is the capital of France?" pulls in no personal notes at all. Ranks are fused with
-reciprocal-rank fusion, then packed into a token budget. The index lives in memory, rebuilt from the vault per
-process: nothing plaintext is written to disk. Embedding vectors are stored inside the (encrypted) vault.
+Relevance decides: an item is a candidate only when BM25 or the embeddings (close enough) find it, and the rankers'
+ranks are fused with reciprocal-rank fusion. Recency is a tie-break, and a real signal only for questions that ask
+about the present ("what is my current job?", "where do I live now?"). Documents are indexed as passages that fit
+the prompt budget, so a long text is found by its relevant part. The assistant's own answers are memory only where
+the user accepted or edited them, never when degenerate, and then below the user's own documents. The index lives
+in memory, rebuilt from the vault per process: nothing plaintext is written to disk. Embedding vectors are stored
+inside the (encrypted) vault.
 
     retriever = Retriever.from_vault(vault)
-    retriever.search("What is my cat called?", k=3)
+    retriever.search("What is my cat called?", RetrievalConfig(k=3))
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pllm.personal.text import STOPWORDS, LightStemmer
+from pllm.personal.ingest import chunk_text
+from pllm.personal.text import STOPWORDS, LightStemmer, is_degenerate
 from pllm.personal.vault import Vault, approx_tokens
 
 if TYPE_CHECKING:
     from pllm.lm.embeddings import Embedder
 
 RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
+PASSAGE_TOKENS = 160  # a document is indexed as passages of about this size (three fit the default budget)
+EXCHANGE_SHARE = 0.5  # an accepted exchange scores this share of a document ranked the same: the user's words first
+CUE_RECENCY = 0.5  # the recency rank's share in the fused score for a question about the present
+PRESENT_CUES = re.compile(r"\b(current(ly)?|now|latest|last|recent(ly)?|newest|still|anymore|these days|"
+                          r"at the moment|nowadays|most recent)\b", re.I)
 
 
 @dataclass(frozen=True)
 class Item:
     """One retrievable piece of the user's data."""
 
-    key: str  # "document:12", "interaction:7"
+    key: str  # "document:12", "document:12#2" (its second passage), "interaction:7"
     text: str
     created_at: float
+    weight: float = 1.0  # multiplies the relevance rankers' share (accepted exchanges: EXCHANGE_SHARE)
 
     @property
     def tokens(self) -> int:
@@ -43,7 +54,7 @@ class Item:
 class Hit:
     item: Item
     score: float
-    why: tuple[str, ...]  # which rankers found it: bm25, embedding, recency
+    why: tuple[str, ...]  # which rankers found it: bm25, embedding
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,17 @@ class RetrievalConfig:
     k: int = 3  # items at most
     budget_tokens: int = 384  # their total size at most
     min_similarity: float = 0.35  # embedding cosine below this is not a candidate
-    recency_weight: float = 0.5  # share of the recency rank in the fused score
+    recency_weight: float | None = None  # share of the recency rank; None: CUE_RECENCY for questions about the
+    # present, else 0 (recency then only breaks ties)
 
     def __post_init__(self) -> None:
         if self.k < 0 or self.budget_tokens < 0:
             raise ValueError("k and budget_tokens must be >= 0")
+
+    def recency_for(self, query: str) -> float:
+        if self.recency_weight is not None:
+            return self.recency_weight
+        return CUE_RECENCY if PRESENT_CUES.search(query) else 0.0
 
 
 def _bm25s() -> Any:
@@ -85,11 +102,12 @@ class Retriever:
             self._bm25.index(_tokenize([i.text for i in self.items]), show_progress=False)  # type: ignore[attr-defined]
 
     @classmethod
-    def from_vault(cls, vault: Vault, *, embedder: Embedder | None = None, interactions: int = 200) -> Retriever:
-        """Index the user's documents and recent exchanges (forgotten items are already gone from the vault)."""
-        items = [Item(f"document:{d.id}", d.content, d.created_at) for d in vault.documents()]
-        items += [Item(f"interaction:{i.id}", f"Q: {i.prompt}\nA: {i.answer}", i.created_at)
-                  for i in vault.interactions(limit=interactions)]
+    def from_vault(cls, vault: Vault, *, embedder: Embedder | None = None) -> Retriever:
+        """Index the user's documents (as passages) and the exchanges they accepted (forgotten items are already
+        gone from the vault)."""
+        items = document_passages(vault)
+        items += [Item(f"interaction:{i.id}", f"Q: {i.prompt}\nA: {answer}", i.created_at, EXCHANGE_SHARE)
+                  for i, answer in vault.accepted_answers() if not is_degenerate(answer)]
         vectors = None
         if embedder is not None and items:
             vectors = _vectors_for(vault, embedder, items)
@@ -116,17 +134,18 @@ class Retriever:
         candidates = {i for ranking in rankings.values() for i, _ in ranking}
         if not candidates:
             return []
-        rankings["recency"] = _ranks(np.array([self.items[i].created_at if i in candidates else -np.inf
-                                               for i in range(len(self.items))]), above=-np.inf)
         fused: dict[int, float] = {}
         why: dict[int, list[str]] = {}
         for name, ranking in rankings.items():
-            weight = config.recency_weight if name == "recency" else 1.0
             for i, rank in ranking:
-                fused[i] = fused.get(i, 0.0) + weight / (RRF_K + rank + 1)
-                if name != "recency":
-                    why.setdefault(i, []).append(name)
-        ordered = sorted(fused, key=lambda i: -fused[i])
+                fused[i] = fused.get(i, 0.0) + self.items[i].weight / (RRF_K + rank + 1)
+                why.setdefault(i, []).append(name)
+        recency = config.recency_for(query)
+        if recency:
+            dates = np.array([self.items[i].created_at if i in candidates else -np.inf for i in range(len(self.items))])
+            for i, rank in _ranks(dates, above=-np.inf):
+                fused[i] += recency / (RRF_K + rank + 1)
+        ordered = sorted(fused, key=lambda i: (-fused[i], -self.items[i].created_at))  # ties: the newer item
         hits: list[Hit] = []
         used = 0
         for i in ordered:
@@ -136,8 +155,18 @@ class Retriever:
             if used + item.tokens > config.budget_tokens:
                 continue
             used += item.tokens
-            hits.append(Hit(item, round(fused[i], 5), tuple(why.get(i, ()))))
+            hits.append(Hit(item, round(fused[i], 5), tuple(why[i])))
         return hits
+
+
+def document_passages(vault: Vault) -> list[Item]:
+    """Every document as passages of about PASSAGE_TOKENS, each dated like its document."""
+    items = []
+    for d in vault.documents():
+        parts = chunk_text(d.content, PASSAGE_TOKENS) or [d.content]
+        items += [Item(f"document:{d.id}" if len(parts) == 1 else f"document:{d.id}#{n}", part, d.created_at)
+                  for n, part in enumerate(parts, start=1)]
+    return items
 
 
 def _ranks(scores: np.ndarray, *, above: float) -> list[tuple[int, int]]:
@@ -150,21 +179,33 @@ def _ranks(scores: np.ndarray, *, above: float) -> list[tuple[int, int]]:
     return ranked
 
 
-def _vectors_for(vault: Vault, embedder: Embedder, items: list[Item]) -> np.ndarray:
-    """Embeddings of documents are cached inside the vault; interactions are embedded on the fly."""
-    stored = vault.embeddings(embedder.name)
-    doc_ids = {n: int(item.key.split(":")[1]) for n, item in enumerate(items) if item.key.startswith("document:")}
-    missing = [n for n, doc_id in doc_ids.items() if doc_id not in stored]
-    if missing:
-        fresh = embedder.encode([items[n].text for n in missing])
-        vault.put_embeddings(embedder.name, {doc_ids[n]: fresh[j].tobytes() for j, n in enumerate(missing)})
-        stored.update({doc_ids[n]: fresh[j].tobytes() for j, n in enumerate(missing)})
-    others = [n for n in range(len(items)) if n not in doc_ids]
-    other_vecs = embedder.encode([items[n].text for n in others]) if others else None
-    out = np.zeros((len(items), embedder.dim), dtype=np.float32)
-    for n, doc_id in doc_ids.items():
-        out[n] = np.frombuffer(stored[doc_id], dtype=np.float32)
-    for j, n in enumerate(others):
-        out[n] = other_vecs[j]  # type: ignore[index]
-    return out
+def _document_id(key: str) -> int | None:
+    kind, _, rest = key.partition(":")
+    return int(rest.split("#")[0]) if kind == "document" else None
 
+
+def _vectors_for(vault: Vault, embedder: Embedder, items: list[Item]) -> np.ndarray:
+    """Passage embeddings are cached inside the vault, one blob of rows per document; exchanges are embedded on
+    the fly."""
+    cache = f"{embedder.name}#passages{PASSAGE_TOKENS}"
+    stored = vault.embeddings(cache)
+    rows: dict[int, list[int]] = {}
+    for n, item in enumerate(items):
+        doc_id = _document_id(item.key)
+        if doc_id is not None:
+            rows.setdefault(doc_id, []).append(n)
+    out = np.zeros((len(items), embedder.dim), dtype=np.float32)
+    fresh: dict[int, bytes] = {}
+    for doc_id, positions in rows.items():
+        blob = stored.get(doc_id)
+        vectors = np.frombuffer(blob, dtype=np.float32).reshape(-1, embedder.dim) if blob else None
+        if vectors is None or len(vectors) != len(positions):
+            vectors = np.asarray(embedder.encode([items[n].text for n in positions]), dtype=np.float32)
+            fresh[doc_id] = vectors.tobytes()
+        out[positions] = vectors
+    if fresh:
+        vault.put_embeddings(cache, fresh)
+    others = [n for n, item in enumerate(items) if _document_id(item.key) is None]
+    if others:
+        out[others] = embedder.encode([items[n].text for n in others])
+    return out

@@ -37,3 +37,23 @@ class LightStemmer:
 
     def stemWords(self, words: list[str]) -> list[str]:
         return [light_stem(w) for w in words]
+
+
+def is_degenerate(text: str) -> bool:
+    """An answer that is no memory of anything: empty, or mostly one phrase repeated ("A: A: A: A:").
+
+    A small model sometimes loops; such an answer must never be retrieved as what the user said.
+    """
+    tokens = text.split()
+    if not any(ch.isalnum() for ch in text):
+        return True
+    if len(tokens) < 6:
+        return len(tokens) >= 3 and len(set(tokens)) == 1  # "no no no"
+    if len(set(tokens)) / len(tokens) < 0.3:
+        return True
+    for n in (1, 2, 3, 4):  # a repeated n-gram covering most of the text
+        grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+        top = max(grams.count(g) for g in set(grams))
+        if top >= 3 and top * n / len(tokens) > 0.5:
+            return True
+    return False

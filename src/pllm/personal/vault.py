@@ -54,6 +54,7 @@ class Document:
     content: str
     content_hash: str
     tokens: int
+    speaker: str = ""  # '' the user; else who said it in an imported conversation
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,31 @@ class Feedback:
     created_at: float
 
 
+def accepts(feedback: Feedback) -> bool:
+    """Feedback that accepts the answer as it was: a thumbs-up or a rating of 4 or 5."""
+    return feedback.kind == "up" or (feedback.kind == "rating" and feedback.value in ("4", "5"))
+
+
 @dataclass(frozen=True)
 class Fact:
     key: str
     value: str
     source: str
     confidence: float
-    updated_at: float
+    updated_at: float  # when it was stated
+    subject: str = ""  # '' the user; else who said it about themselves in an imported conversation
+
+
+@dataclass(frozen=True)
+class PastFact:
+    """A value a fact had before a newer statement replaced it."""
+
+    subject: str
+    key: str
+    value: str
+    source: str
+    stated_at: float
+    replaced_at: float
 
 
 @dataclass(frozen=True)
@@ -190,16 +209,18 @@ class Vault:
         return self.get_meta("name")
 
     # -- documents -------------------------------------------------------------------------------------------
-    def add_documents(self, docs: list[tuple[str, str, str, float]]) -> tuple[int, int]:
-        """Add (source, kind, content, created_at) records in one transaction; returns (added, duplicates)."""
+    def add_documents(self, docs: list[tuple[Any, ...]]) -> tuple[int, int]:
+        """Add (source, kind, content, created_at[, speaker]) records in one transaction; returns (added,
+        duplicates). The speaker is '' (the default) for the user's own texts."""
         added = 0
         now = time.time()
         with self.transaction() as tx:
-            for source, kind, content, created_at in docs:
+            for source, kind, content, created_at, *speaker in docs:
                 cur = tx.execute(
                     "INSERT OR IGNORE INTO documents (source, kind, created_at, ingested_at, content, content_hash,"
-                    " tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (source, kind, created_at, now, content, content_hash(content), approx_tokens(content)),
+                    " tokens, speaker) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (source, kind, created_at, now, content, content_hash(content), approx_tokens(content),
+                     speaker[0] if speaker else ""),
                 )
                 added += cur.rowcount
         return added, len(docs) - added
@@ -209,8 +230,8 @@ class Vault:
         return added == 1
 
     def documents(self) -> list[Document]:
-        rows = self.conn.execute("SELECT id, source, kind, created_at, content, content_hash, tokens FROM documents"
-                                 " ORDER BY created_at, id")
+        rows = self.conn.execute("SELECT id, source, kind, created_at, content, content_hash, tokens, speaker"
+                                 " FROM documents ORDER BY created_at, id")
         return [Document(*row) for row in rows]
 
     def count(self, table: str) -> int:
@@ -257,23 +278,61 @@ class Vault:
         rows = self.conn.execute("SELECT id, interaction_id, kind, value, created_at FROM feedback ORDER BY id")
         return [Feedback(*row) for row in rows]
 
+    def accepted_answers(self) -> list[tuple[Interaction, str]]:
+        """Interactions whose answer the user accepted or edited (and did not reject later), with the answer as the
+        user left it (the latest edit, else the model's own answer), oldest first."""
+        final: dict[int, str | None] = {}
+        for f in self.feedback():
+            if f.kind == "edit" and f.value:
+                final[f.interaction_id] = f.value
+            elif accepts(f) and final.get(f.interaction_id) is None:
+                final[f.interaction_id] = None
+            elif f.kind == "down" or (f.kind == "rating" and not accepts(f)):  # the user's latest word counts
+                final.pop(f.interaction_id, None)
+        return [(i, final[i.id] or i.answer) for i in self.interactions() if i.id in final]
+
     # -- profile facts ---------------------------------------------------------------------------------------
-    def upsert_fact(self, key: str, value: str, *, source: str, confidence: float) -> None:
-        """Keep one value per key; a newer statement replaces an older one unless it is much less certain."""
+    def upsert_fact(self, key: str, value: str, *, source: str, confidence: float, subject: str = "",
+                    stated_at: float | None = None) -> None:
+        """Keep one value per (subject, key): the most recently stated, unless it is much less certain. A replaced
+        value goes to the fact's history; a statement older than the current value goes there directly."""
+        stated = time.time() if stated_at is None else stated_at
         with self.transaction() as tx:
-            row = tx.execute("SELECT confidence FROM profile_facts WHERE key = ?", (key,)).fetchone()
-            if row is not None and confidence < row[0] - 0.3:
-                return
+            row = tx.execute("SELECT value, source, confidence, updated_at FROM profile_facts WHERE subject = ? AND "
+                             "key = ?", (subject, key)).fetchone()
+            if row is not None:
+                old_value, old_source, old_confidence, old_stated = row
+                if old_value.lower() == value.lower():
+                    if stated >= old_stated:
+                        tx.execute("UPDATE profile_facts SET source = ?, confidence = max(confidence, ?), "
+                                   "updated_at = ? WHERE subject = ? AND key = ?",
+                                   (source, confidence, stated, subject, key))
+                    return
+                if confidence < old_confidence - 0.3:
+                    return
+                if stated < old_stated:  # already superseded when it arrives (files ingested out of order)
+                    tx.execute("INSERT INTO fact_history (subject, key, value, source, stated_at, replaced_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (subject, key, value, source, stated, old_stated))
+                    return
+                tx.execute("INSERT INTO fact_history (subject, key, value, source, stated_at, replaced_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (subject, key, old_value, old_source, old_stated, stated))
             tx.execute(
-                "INSERT INTO profile_facts (key, value, source, confidence, updated_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value, source = excluded.source,"
-                " confidence = excluded.confidence, updated_at = excluded.updated_at",
-                (key, value, source, confidence, time.time()),
+                "INSERT INTO profile_facts (subject, key, value, source, confidence, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(subject, key) DO UPDATE SET value = excluded.value, "
+                "source = excluded.source, confidence = excluded.confidence, updated_at = excluded.updated_at",
+                (subject, key, value, source, confidence, stated),
             )
 
     def facts(self) -> list[Fact]:
-        rows = self.conn.execute("SELECT key, value, source, confidence, updated_at FROM profile_facts ORDER BY key")
+        """Every current fact: the user's (subject '') and those others stated about themselves."""
+        rows = self.conn.execute("SELECT key, value, source, confidence, updated_at, subject FROM profile_facts "
+                                 "ORDER BY subject, key")
         return [Fact(*row) for row in rows]
+
+    def fact_history(self) -> list[PastFact]:
+        rows = self.conn.execute("SELECT subject, key, value, source, stated_at, replaced_at FROM fact_history "
+                                 "ORDER BY subject, key, stated_at")
+        return [PastFact(*row) for row in rows]
 
     # -- egress log (the privacy gate writes it) -------------------------------------------------------------
     def log_egress(self, *, destination: str, purpose: str, redacted_text: str, placeholders: int) -> None:
@@ -306,6 +365,7 @@ class Vault:
             "interactions": [asdict(i) for i in self.interactions()],
             "feedback": [asdict(f) for f in self.feedback()],
             "facts": [asdict(f) for f in self.facts()],
+            "fact_history": [asdict(f) for f in self.fact_history()],
             "egress": [dict(zip(("created_at", "destination", "purpose", "redacted_text", "placeholders", "bytes"),
                                 row, strict=True)) for row in egress],
             "forgotten": self.conn.execute("SELECT count(*) FROM forgotten").fetchone()[0],
@@ -350,18 +410,22 @@ class Vault:
             facts = tx.execute(f"SELECT id, key, value FROM profile_facts WHERE "
                                f"{clause.replace('created_at', 'updated_at')}{matches('key', 'value')}",
                                params(2)).fetchall()
+            past = tx.execute(f"SELECT id, key, value FROM fact_history WHERE "
+                              f"{clause.replace('created_at', 'stated_at')}{matches('key', 'value')}",
+                              params(2)).fetchall()
             forgotten = ([(h, "document") for _, h in docs]
                          + [(content_hash(t), "interaction") for _, p, a in inters for t in (p, a)]
-                         + [(fact_hash(k, v), "fact") for _, k, v in facts])
+                         + [(fact_hash(k, v), "fact") for _, k, v in facts + past])
             tx.executemany("INSERT INTO forgotten (content_hash, kind, forgotten_at, reason) VALUES (?, ?, ?, ?)",
                            [(h, kind, now, reason) for h, kind in forgotten])
             tx.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i, _ in docs])
             tx.executemany("DELETE FROM interactions WHERE id = ?", [(i,) for i, _, _ in inters])
             tx.executemany("DELETE FROM profile_facts WHERE id = ?", [(i,) for i, _, _ in facts])
+            tx.executemany("DELETE FROM fact_history WHERE id = ?", [(i,) for i, _, _ in past])
             if everything:
                 tx.execute("DELETE FROM egress_log")
         self.scrub()
-        return ForgetReport(len(docs), len(inters), len(facts), frozenset(h for h, _ in forgotten))
+        return ForgetReport(len(docs), len(inters), len(facts) + len(past), frozenset(h for h, _ in forgotten))
 
     def scrub(self) -> None:
         """Rewrite the file so deleted pages and free-list leftovers are gone, then empty the WAL."""

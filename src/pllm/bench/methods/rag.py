@@ -48,7 +48,8 @@ def _created(item: dict[str, Any], position: int) -> float:
 def neighbours(task: Any, q: Question, k: int) -> list[tuple[dict[str, Any], float]]:
     """The k profile items most relevant to q with their fused retrieval scores, most relevant first."""
     items = [Item(str(n), task.item_content(item), _created(item, n)) for n, item in enumerate(q.profile)]
-    hits = Retriever(items).search(task.content(q), RetrievalConfig(k=k, budget_tokens=10_000))
+    # LaMP's profiles are a user's habits over time: the latest items count more (recency fused as a signal).
+    hits = Retriever(items).search(task.content(q), RetrievalConfig(k=k, budget_tokens=10_000, recency_weight=0.5))
     return [(q.profile[int(h.item.key)], h.score) for h in hits]
 
 

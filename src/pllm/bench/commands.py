@@ -9,6 +9,8 @@ from rich.table import Table
 
 from pllm.console import console, err_console, print_json, progress_bar, settings_of
 
+DEFAULT_METHODS = "stats,none,rag,profile"
+
 
 def bench(
     ctx: typer.Context,
@@ -95,12 +97,12 @@ def _print_training(t: dict[str, object]) -> None:
 def eval_command(
     ctx: typer.Context,
     task_name: str = typer.Option(..., "--task", help="lamp1, lamp2, lamp3, lamp4, lamp5, lamp7, movielens-rating, "
-                                  "movielens-tag."),
+                                  "movielens-tag, memory (a long chat history in LongMemEval's format, --data FILE)."),
     data: Path = typer.Option(None, "--data", help="A folder of LaMP files (or the MovieLens folder)."),
     synthetic: str = typer.Option(None, "--synthetic", help="Synthetic users: small, medium or large."),
-    methods: str = typer.Option("stats,none,rag,profile", "--methods",
+    methods: str = typer.Option(DEFAULT_METHODS, "--methods",
                                 help="Comma-separated: stats, majority, none, rag, profile, router, task, peft, "
-                                "rag+peft, cdcda, continual."),
+                                "rag+peft, cdcda, continual (memory: bm25, pllm, hybrid, answers; all by default)."),
     users: int = typer.Option(None, "--users", min=1, help="Evaluate this many users (sampled with --seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed for synthetic users and user sampling."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
@@ -113,8 +115,11 @@ def eval_command(
     from pllm.bench.tasks.base import get_task
     from pllm.errors import UsageError
 
+    if task_name == "memory":
+        _memory(ctx, data, methods, json_out, report)
+        return
     if task_name not in TASK_NAMES:
-        raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}")
+        raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory")
     settings = settings_of(ctx)
     task = get_task(task_name)
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -151,6 +156,48 @@ def eval_command(
     console.print(result.protocol)
     if report is not None:
         console.print(f"report: {report / 'report.md'}")
+
+
+def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool, report: Path | None) -> None:
+    """`pllm eval --task memory`: retrieval recall and answers over a long history, beside plain BM25."""
+    from pllm.bench.memory import METHODS, load_histories, run_memory, write_memory_report
+    from pllm.errors import UsageError
+
+    if data is None:
+        raise UsageError("the memory task needs --data FILE: a JSON file in LongMemEval's format")
+    asked = [m.strip() for m in methods.split(",") if m.strip()]
+    if methods == DEFAULT_METHODS:  # the LaMP default means nothing here: everything
+        asked = [*METHODS, "answers"]
+    unknown = [m for m in asked if m not in (*METHODS, "answers")]
+    if unknown:
+        raise UsageError(f"unknown memory method {', '.join(unknown)}; choose from {', '.join(METHODS)}, answers")
+    answer = "answers" in asked
+    histories = load_histories(data)
+    settings = settings_of(ctx)
+    progress = progress_bar()
+    with progress:
+        bar = progress.add_task("memory", total=sum(len(h.questions) for h in histories))
+        result = run_memory(histories, settings, methods=[m for m in asked if m != "answers"], answer=answer,
+                            tick=lambda done, _: progress.update(bar, completed=done))
+    if report is not None:
+        command = f"pllm eval --task memory --data {data} --methods {','.join(asked)} --report {report}"
+        write_memory_report(result, report, command=command)
+    if json_out:
+        print_json(result.as_json())
+        return
+    table = Table(title=f"memory: {len(result.results)} questions (95% bootstrap intervals)")
+    for col in ("method", "recall@3", "recall@10", "recall@3 vs bm25"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    rows = result.table()
+    for m in result.methods:
+        r = rows[m]
+        table.add_row(m, *[f"{r[f'recall@{k}']:.3f} [{r[f'recall@{k}_interval'][0]:.3f}, "
+                           f"{r[f'recall@{k}_interval'][1]:.3f}]" for k in (3, 10)],
+                      "" if m == "bm25" else f"[{r['recall@3_vs_bm25'][0]:+.3f}, {r['recall@3_vs_bm25'][1]:+.3f}]")
+    console.print(table)
+    if result.answered:
+        p = rows["pllm"]
+        console.print(f"answers: token F1 {p['answer_f1']:.3f}, {p['seconds_per_question']:.1f} s per question")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,328 @@
+"""The memory task: a long chat history ingested into a fresh vault, then its questions asked one after another
+through the assistant, as `pllm ask` asks them (so the log of earlier answers is there when later ones are asked).
+
+Scored on what retrieval found (recall@k: a retrieved item comes from a session that answers the question), on the
+answer itself (token F1 against the gold answer, SQuAD's normalisation) and on seconds per question. Every number
+has a 95% bootstrap interval over questions, and each method a paired interval against plain BM25.
+
+Methods, all in one run over the same vault:
+- bm25: a plain BM25 over the turns (bm25s, its English stopwords, no stemming, no recency): the floor.
+- pllm: the assistant's own retrieval as configured (PLLM_EMBEDDINGS decides whether embeddings join BM25).
+- hybrid: pllm's retrieval with the packaged MiniLM embeddings fused in, whatever the setting.
+The answers are the assistant's (retrieval as configured). A full-history baseline runs only where the history
+fits the model's context; the report says when it does not.
+
+Data: LongMemEval's format (Wu et al. 2024; MIT licence): a JSON list of records with `question` (or a list,
+`questions`), `answer` (`answers`), `answer_session_ids`, `haystack_session_ids`, `haystack_dates` and
+`haystack_sessions` (lists of {"role", "content"} turns).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pllm.bench.lamp import FormatError, _load_json
+from pllm.bench.metrics import Bootstrap
+from pllm.config import Settings
+from pllm.lm.runtime import GenerationConfig
+from pllm.personal.retrieve import RetrievalConfig, Retriever
+from pllm.personal.vault import Vault, approx_tokens, create_vault
+
+METHODS = ("bm25", "pllm", "hybrid")
+KS = (3, 10)
+BASELINE = "bm25"
+ANSWER = GenerationConfig(max_tokens=64)  # the gold answers are a phrase or two
+
+
+@dataclass(frozen=True)
+class MemoryQuestion:
+    id: str
+    question: str
+    answer: str
+    answer_sessions: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Turn:
+    session: str
+    role: str  # user | assistant
+    content: str
+    created_at: float
+
+
+@dataclass
+class History:
+    id: str
+    turns: list[Turn]
+    questions: list[MemoryQuestion]
+
+    @property
+    def tokens(self) -> int:
+        return sum(approx_tokens(t.content) for t in self.turns)
+
+
+def _date(value: Any, where: str) -> float:
+    """LongMemEval's '2023/05/20 (Sat) 02:21', or ISO-8601."""
+    text = re.sub(r"\s*\(\w+\)\s*", " ", str(value)).strip().replace("/", "-")
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise FormatError(f"{where}: date {value!r} is neither LongMemEval's nor ISO-8601") from None
+
+
+def load_histories(path: Path) -> list[History]:
+    data = _load_json(path)
+    if not isinstance(data, list) or not data:
+        raise FormatError(f"{path}: a memory file is a non-empty JSON list of LongMemEval records")
+    out = []
+    for n, record in enumerate(data):
+        where = f"{path}: record {n}"
+        keys = ("haystack_sessions", "haystack_session_ids", "haystack_dates", "answer_session_ids")
+        if not isinstance(record, dict) or any(k not in record for k in keys):
+            raise FormatError(f"{where}: needs fields {', '.join(keys)} and question/answer")
+        many = "questions" in record
+        questions = record["questions"] if many else [record.get("question")]
+        answers = record["answers"] if many else [record.get("answer")]
+        sessions = record["answer_session_ids"] if many else [record["answer_session_ids"]]
+        if not (len(questions) == len(answers) == len(sessions)) or not all(isinstance(q, str) for q in questions):
+            raise FormatError(f"{where}: questions, answers and answer_session_ids do not line up")
+        turns = []
+        for sid, date, session in zip(record["haystack_session_ids"], record["haystack_dates"],
+                                      record["haystack_sessions"], strict=True):
+            start = _date(date, f"{where}, session {sid}")
+            for m, turn in enumerate(session):
+                if not isinstance(turn, dict) or not isinstance(turn.get("content"), str):
+                    raise FormatError(f"{where}, session {sid}, turn {m}: needs a 'content' string")
+                turns.append(Turn(str(sid), str(turn.get("role", "user")), turn["content"], start + m))
+        rid = str(record.get("question_id", n))
+        out.append(History(rid, turns, [MemoryQuestion(f"{rid}:{k}", q, str(a), frozenset(map(str, s)))
+                                        for k, (q, a, s) in enumerate(zip(questions, answers, sessions, strict=True))]))
+    return out
+
+
+# -- answer scoring (SQuAD's normalisation) -------------------------------------------------------------------------
+def _normal_tokens(text: str) -> list[str]:
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return [w for w in text.split() if w not in ("a", "an", "the")]
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    pred, ref = _normal_tokens(prediction), _normal_tokens(gold)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if not pred or not ref or not common:
+        return float(pred == ref)
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+# -- the run ---------------------------------------------------------------------------------------------------------
+@dataclass
+class QuestionResult:
+    question: MemoryQuestion
+    found: dict[str, list[str]]  # method -> sessions of its ranked items, best first
+    answer: str = ""
+    seconds: float = 0.0  # retrieval + answer through the assistant
+    context_sessions: list[str] = field(default_factory=list)  # what actually went into the prompt
+
+    def recall(self, method: str, k: int) -> float:
+        return float(any(s in self.question.answer_sessions for s in self.found[method][:k]))
+
+
+@dataclass
+class MemoryResult:
+    results: list[QuestionResult]
+    methods: list[str]
+    answered: bool
+    machine: dict[str, Any]
+    history_tokens: list[int]
+    context_tokens: int
+    embeddings_setting: bool
+
+    def table(self) -> dict[str, dict[str, Any]]:
+        """Per method: recall@k with intervals, the paired interval against bm25; answers for pllm."""
+        boot = Bootstrap(len(self.results), seed=0)
+        rows: dict[str, dict[str, Any]] = {}
+        for method in self.methods:
+            row: dict[str, Any] = {}
+            for k in KS:
+                hits = np.array([r.recall(method, k) for r in self.results])
+                base = np.array([r.recall(BASELINE, k) for r in self.results])
+                row[f"recall@{k}"] = round(float(hits.mean()), 4)
+                row[f"recall@{k}_interval"] = [round(v, 4) for v in boot.interval(lambda i, h=hits: h[i].mean())]
+                if method != BASELINE:
+                    row[f"recall@{k}_vs_bm25"] = [round(v, 4) for v in boot.improvement_interval(
+                        lambda i, h=hits: h[i].mean(), lambda i, b=base: b[i].mean(), f"recall@{k}")]
+                    row[f"recall@{k}_relative_gain"] = (round(float(hits.mean() / base.mean() - 1), 4)
+                                                        if base.mean() else None)
+            rows[method] = row
+        if self.answered:
+            f1 = np.array([token_f1(r.answer, r.question.answer) for r in self.results])
+            secs = np.array([r.seconds for r in self.results])
+            in_prompt = np.array([float(any(s in r.question.answer_sessions for s in r.context_sessions))
+                                  for r in self.results])
+            rows["pllm"].update({
+                "answer_f1": round(float(f1.mean()), 4),
+                "answer_f1_interval": [round(v, 4) for v in boot.interval(lambda i: f1[i].mean())],
+                "answer_in_prompt": round(float(in_prompt.mean()), 4),
+                "seconds_per_question": round(float(secs.mean()), 3),
+            })
+        return rows
+
+    def as_json(self) -> dict[str, Any]:
+        return {"task": "memory", "questions": len(self.results), "histories": len(self.history_tokens),
+                "history_tokens": self.history_tokens, "context_tokens": self.context_tokens,
+                "full_history_fits": max(self.history_tokens) <= self.context_tokens,
+                "embeddings_setting": self.embeddings_setting, "machine": self.machine, "methods": self.table(),
+                "answers": [{"id": r.question.id, "question": r.question.question, "gold": r.question.answer,
+                             "answer": r.answer} for r in self.results] if self.answered else []}
+
+
+def _plain_bm25(turns: list[Turn]) -> Callable[[str, int], list[int]]:
+    import bm25s
+
+    index = bm25s.BM25()
+    index.index(bm25s.tokenize([t.content for t in turns], stopwords="en", show_progress=False), show_progress=False)
+
+    def search(query: str, k: int) -> list[int]:
+        tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
+        if not tokens.vocab:
+            return []
+        found, scores = index.retrieve(tokens, k=min(k, len(turns)), show_progress=False)
+        return [int(i) for i, s in zip(found[0], scores[0], strict=True) if s > 0]
+
+    return search
+
+
+def _ingest(vault: Vault, history: History) -> dict[int, str]:
+    """The history's turns as documents (the assistant's turns as spoken by 'assistant'); document id -> session."""
+    vault.add_documents([(f"session:{t.session}", "turn", t.content, t.created_at,
+                          "" if t.role == "user" else "assistant") for t in history.turns])
+    return {d.id: d.source.split(":", 1)[1] for d in vault.documents()}
+
+
+def _sessions_of(hits: list[Any], sessions: dict[int, str]) -> list[str]:
+    out = []
+    for h in hits:
+        kind, _, rest = h.item.key.partition(":")
+        out.append(sessions[int(rest.split("#")[0])] if kind == "document" else f"({kind})")
+    return out
+
+
+Tick = Callable[[int, int], None]
+
+
+def run_memory(histories: list[History], settings: Settings, *, methods: list[str], answer: bool = True,
+               tick: Tick = lambda *_: None) -> MemoryResult:
+    from pllm.lm.embeddings import load_embedder
+    from pllm.lm.hardware import cpu_info
+    from pllm.lm.runtime import Runtime
+    from pllm.personal.assistant import Assistant
+
+    methods = [BASELINE, *[m for m in methods if m != BASELINE]]
+    embedder = load_embedder() if "hybrid" in methods or settings.embeddings else None
+    runtime = Runtime.from_settings(settings) if answer else None
+    config = RetrievalConfig(k=settings.retrieval_k, budget_tokens=settings.context_tokens)
+    ranking = RetrievalConfig(k=max(KS), budget_tokens=10**9)  # recall@k judges the order, not the budget
+    results: list[QuestionResult] = []
+    total = sum(len(h.questions) for h in histories)
+    try:
+        for history in histories:
+            with tempfile.TemporaryDirectory(prefix="pllm-memory-") as tmp:
+                vault = create_vault(Path(tmp) / "vault.db", secrets.token_hex(16))
+                sessions = _ingest(vault, history)
+                plain = _plain_bm25(history.turns)
+                assistant = Assistant(runtime, vault=vault, retrieval=config,  # type: ignore[arg-type]
+                                      embedder=embedder if settings.embeddings else None, client="eval")
+                for q in history.questions:
+                    found = {BASELINE: [history.turns[i].session for i in plain(q.question, max(KS))]}
+                    started = time.perf_counter()
+                    if "pllm" in methods:
+                        found["pllm"] = _sessions_of(assistant.retriever().search(q.question, ranking), sessions)
+                    result = QuestionResult(q, found)
+                    if answer:
+                        assistant.reset()  # each question is its own `pllm ask`; the vault's log persists
+                        result.answer = assistant.answer(q.question, ANSWER).text.strip()
+                        assert assistant.last_context is not None
+                        result.context_sessions = _sessions_of(assistant.last_context.hits, sessions)
+                    result.seconds = time.perf_counter() - started
+                    if "hybrid" in methods and embedder is not None:
+                        hybrid = Retriever.from_vault(vault, embedder=embedder)
+                        found["hybrid"] = _sessions_of(hybrid.search(q.question, ranking), sessions)
+                    results.append(result)
+                    tick(len(results), total)
+                vault.close()
+    finally:
+        if runtime is not None:
+            runtime.close()
+    used = [m for m in methods if all(m in r.found for r in results)]
+    return MemoryResult(results, used, answer, {"cpu": cpu_info().as_dict()}, [h.tokens for h in histories],
+                        settings.n_ctx, settings.embeddings)
+
+
+def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> Path:
+    """report.md with the table, a recall plot, and the answers beside their golds."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pllm.bench.report import improvement_text, with_interval
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = result.table()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for offset, k in ((-0.2, KS[0]), (0.2, KS[1])):
+        values = [table[m][f"recall@{k}"] for m in result.methods]
+        lows = [v - table[m][f"recall@{k}_interval"][0] for v, m in zip(values, result.methods, strict=True)]
+        highs = [table[m][f"recall@{k}_interval"][1] - v for v, m in zip(values, result.methods, strict=True)]
+        ax.bar([n + offset for n in range(len(values))], values, width=0.4, yerr=[lows, highs], capsize=3,
+               label=f"recall@{k}")
+    ax.set_xticks(range(len(result.methods)), result.methods)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("memory: answering session retrieved (95% bootstrap CI)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "recall.png", dpi=120)
+    plt.close(fig)
+    head = ["method", *[f"recall@{k} [95% CI]" for k in KS], f"recall@{KS[0]} vs bm25 [95% CI]"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in result.methods:
+        row = table[m]
+        versus = "(baseline)" if m == BASELINE else improvement_text(*row[f"recall@{KS[0]}_vs_bm25"])
+        lines.append("| " + " | ".join([m, *[with_interval(row[f"recall@{k}"], row[f"recall@{k}_interval"])
+                                             for k in KS], versus]) + " |")
+    data = result.as_json()
+    cpu = result.machine["cpu"]
+    text = ["# pllm eval: memory", "", f"{len(result.results)} questions over {len(result.history_tokens)} "
+            f"histories of {', '.join(str(t) for t in result.history_tokens)} tokens, asked in sequence. Reproduce "
+            "with:", "", f"    {command}", "",
+            f"Measured on {cpu['model']} ({cpu['cores']} cores). Embeddings in pllm's own retrieval: "
+            f"{'on' if result.embeddings_setting else 'off'} (PLLM_EMBEDDINGS).", "", *lines, ""]
+    if result.answered:
+        pllm = table["pllm"]
+        text += [f"Answers through the assistant (SmolLM2 with the retrieved items in its prompt): token F1 "
+                 f"{with_interval(pllm['answer_f1'], pllm['answer_f1_interval'])}; an answering session was in "
+                 f"the prompt for {pllm['answer_in_prompt']:.0%} of the questions; {pllm['seconds_per_question']:.1f}"
+                 " s per question.", ""]
+    if not data["full_history_fits"]:
+        text += [f"Full history in the prompt: not run, no history fits the {result.context_tokens}-token context.",
+                 ""]
+    text += ["![recall](recall.png)", ""]
+    (folder / "memory.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    path = folder / "report.md"
+    path.write_text("\n".join(text), encoding="utf-8")
+    return path

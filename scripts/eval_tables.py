@@ -49,6 +49,9 @@ def main() -> None:
         if not path.is_file():
             continue
         data = json.loads(path.read_text())
+        if "protocol" not in data:  # written before the evaluation protocol: not comparable, not shown
+            sys.stdout.write(f"### {task}: not regenerated under the current protocol yet\n\n")
+            continue
         head = f"### {task}: {data['users']} users, {data['queries']} queries (primary: {data['primary_metric']})"
         sys.stdout.write(head + "\n\n" + data["protocol"] + "\n\n")
         sys.stdout.write(table(data) + f"\n\nReport and plots: [docs/eval/{task}/report.md](eval/{task}/report.md)\n\n")

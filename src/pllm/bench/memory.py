@@ -36,7 +36,7 @@ import numpy as np
 from pllm.bench.lamp import FormatError, _load_json
 from pllm.bench.metrics import Bootstrap
 from pllm.config import Settings
-from pllm.lm.runtime import GenerationConfig
+from pllm.lm.runtime import GenerationConfig, Runtime
 from pllm.personal.retrieve import RetrievalConfig, Retriever
 from pllm.personal.vault import Vault, approx_tokens, create_vault
 
@@ -227,7 +227,6 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
                tick: Tick = lambda *_: None) -> MemoryResult:
     from pllm.lm.embeddings import load_embedder
     from pllm.lm.hardware import cpu_info
-    from pllm.lm.runtime import Runtime
     from pllm.personal.assistant import Assistant
 
     methods = [BASELINE, *[m for m in methods if m != BASELINE]]
@@ -245,6 +244,8 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
                 plain = _plain_bm25(history.turns)
                 assistant = Assistant(runtime, vault=vault, retrieval=config,  # type: ignore[arg-type]
                                       embedder=embedder if settings.embeddings else None, client="eval")
+                # No answer is accepted here, so the log never joins the index: one hybrid index per history.
+                hybrid = Retriever.from_vault(vault, embedder=embedder) if "hybrid" in methods and embedder else None
                 for q in history.questions:
                     found = {BASELINE: [history.turns[i].session for i in plain(q.question, max(KS))]}
                     started = time.perf_counter()
@@ -257,8 +258,7 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
                         assert assistant.last_context is not None
                         result.context_sessions = _sessions_of(assistant.last_context.hits, sessions)
                     result.seconds = time.perf_counter() - started
-                    if "hybrid" in methods and embedder is not None:
-                        hybrid = Retriever.from_vault(vault, embedder=embedder)
+                    if hybrid is not None:
                         found["hybrid"] = _sessions_of(hybrid.search(q.question, ranking), sessions)
                     results.append(result)
                     tick(len(results), total)

@@ -161,6 +161,7 @@ def eval_command(
 def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool, report: Path | None) -> None:
     """`pllm eval --task memory`: retrieval recall and answers over a long history, beside plain BM25."""
     from pllm.bench.memory import METHODS, load_histories, run_memory, write_memory_report
+    from pllm.bench.report import improvement_text, with_interval
     from pllm.errors import UsageError
 
     if data is None:
@@ -191,9 +192,8 @@ def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool,
     rows = result.table()
     for m in result.methods:
         r = rows[m]
-        table.add_row(m, *[f"{r[f'recall@{k}']:.3f} [{r[f'recall@{k}_interval'][0]:.3f}, "
-                           f"{r[f'recall@{k}_interval'][1]:.3f}]" for k in (3, 10)],
-                      "" if m == "bm25" else f"[{r['recall@3_vs_bm25'][0]:+.3f}, {r['recall@3_vs_bm25'][1]:+.3f}]")
+        table.add_row(m, *[with_interval(r[f"recall@{k}"], r[f"recall@{k}_interval"]) for k in (3, 10)],
+                      "" if m == "bm25" else improvement_text(*r["recall@3_vs_bm25"]))
     console.print(table)
     if result.answered:
         p = rows["pllm"]

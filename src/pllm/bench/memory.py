@@ -37,7 +37,7 @@ from pllm.bench.lamp import FormatError, _load_json
 from pllm.bench.metrics import Bootstrap
 from pllm.config import Settings
 from pllm.lm.runtime import GenerationConfig, Runtime
-from pllm.personal.retrieve import RetrievalConfig, Retriever
+from pllm.personal.retrieve import RetrievalConfig, Retriever, document_id
 from pllm.personal.vault import Vault, approx_tokens, create_vault
 
 METHODS = ("bm25", "pllm", "hybrid")
@@ -213,11 +213,8 @@ def _ingest(vault: Vault, history: History) -> dict[int, str]:
 
 
 def _sessions_of(hits: list[Any], sessions: dict[int, str]) -> list[str]:
-    out = []
-    for h in hits:
-        kind, _, rest = h.item.key.partition(":")
-        out.append(sessions[int(rest.split("#")[0])] if kind == "document" else f"({kind})")
-    return out
+    """The session of each hit's document; "(exchange)" for a logged answer the user accepted."""
+    return [sessions[doc] if (doc := document_id(h.item.key)) is not None else "(exchange)" for h in hits]
 
 
 Tick = Callable[[int, int], None]
@@ -283,7 +280,8 @@ def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> 
     from pllm.bench.report import improvement_text, with_interval
 
     folder.mkdir(parents=True, exist_ok=True)
-    table = result.table()
+    data = result.as_json()
+    table = data["methods"]
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for offset, k in ((-0.2, KS[0]), (0.2, KS[1])):
         values = [table[m][f"recall@{k}"] for m in result.methods]
@@ -305,7 +303,6 @@ def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> 
         versus = "(baseline)" if m == BASELINE else improvement_text(*row[f"recall@{KS[0]}_vs_bm25"])
         lines.append("| " + " | ".join([m, *[with_interval(row[f"recall@{k}"], row[f"recall@{k}_interval"])
                                              for k in KS], versus]) + " |")
-    data = result.as_json()
     cpu = result.machine["cpu"]
     text = ["# pllm eval: memory", "", f"{len(result.results)} questions over {len(result.history_tokens)} "
             f"histories of {', '.join(str(t) for t in result.history_tokens)} tokens, asked in sequence. Reproduce "

@@ -179,7 +179,8 @@ def _ranks(scores: np.ndarray, *, above: float) -> list[tuple[int, int]]:
     return ranked
 
 
-def _document_id(key: str) -> int | None:
+def document_id(key: str) -> int | None:
+    """The vault document an item key names ("document:12", "document:12#2"), or None (an exchange)."""
     kind, _, rest = key.partition(":")
     return int(rest.split("#")[0]) if kind == "document" else None
 
@@ -191,7 +192,7 @@ def _vectors_for(vault: Vault, embedder: Embedder, items: list[Item]) -> np.ndar
     stored = vault.embeddings(cache)
     rows: dict[int, list[int]] = {}
     for n, item in enumerate(items):
-        doc_id = _document_id(item.key)
+        doc_id = document_id(item.key)
         if doc_id is not None:
             rows.setdefault(doc_id, []).append(n)
     out = np.zeros((len(items), embedder.dim), dtype=np.float32)
@@ -205,7 +206,7 @@ def _vectors_for(vault: Vault, embedder: Embedder, items: list[Item]) -> np.ndar
         out[positions] = vectors
     if fresh:
         vault.put_embeddings(cache, fresh)
-    others = [n for n, item in enumerate(items) if _document_id(item.key) is None]
+    others = [n for n, item in enumerate(items) if document_id(item.key) is None]
     if others:
         out[others] = embedder.encode([items[n].text for n in others])
     return out

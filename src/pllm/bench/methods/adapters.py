@@ -93,6 +93,13 @@ class AdapterMethod(Method):
             self._user_mb = len(user_adapter) / 1e6
         runtime.set_adapters(scales)
 
+    def train_user_adapter(self, q: Question, history: list[dict[str, Any]]) -> bytes:
+        """The user's own adapter on their history, on top of the task adapter, applied; its GGUF bytes."""
+        examples = _examples(self.task, q, history)
+        gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
+        self.apply(gguf)
+        return gguf
+
     def answer(self, q: Question, items: list[dict[str, Any]]) -> str:
         if self.task.kind == "generation":
             return write_answer(self.env, q, items)
@@ -129,9 +136,7 @@ class PerUserPEFT(AdapterMethod):
 
     def predict(self, q: Question) -> str:
         if self._gguf is None:  # trained at the first query (its instruction frames the items); every query shares it
-            examples = _examples(self.task, q, self._history)
-            self._gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
-            self.apply(self._gguf)
+            self._gguf = self.train_user_adapter(q, self._history)
         return self.answer(q, prompt_items(self.task, q) if self.with_rag else [])
 
 

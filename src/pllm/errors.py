@@ -81,3 +81,24 @@ class PassphraseRequiredError(PllmError):
 
 class IngestError(UsageError):
     """A file to ingest is missing, unreadable or malformed (names the file and the line)."""
+
+
+class ConsentError(PllmError):
+    """The user's consent policy forbids sending anything to this destination."""
+
+    exit_code = 2
+    http_status = 403
+
+
+class CloudUnavailableError(PllmError):
+    """The T-tier service cannot be reached (not configured, down, or timing out)."""
+
+    exit_code = 2
+    http_status = 503
+
+
+class CloudError(PllmError):
+    """The T-tier service answered with an error (a refused key, a rate limit, a request too large)."""
+
+    exit_code = 2
+    http_status = 502

@@ -219,3 +219,21 @@ def m005_speakers_and_fact_history(conn: Connection) -> None:
             replaced_at REAL NOT NULL      -- when a newer value took its place
         )"""
     )
+
+
+@migration
+def m006_privacy_gate(conn: Connection) -> None:
+    # The privacy gate records, for every request that left the device, the consent it went under and how many
+    # entities of each type it replaced (JSON: {"PERSON": 2, "EMAIL_ADDRESS": 1}); and it keeps the names, places
+    # and organisations found in each document, so a name is redacted everywhere once it was found anywhere.
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS document_entities (
+            document_id INTEGER PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,  -- one row a scan
+            entities TEXT NOT NULL             -- JSON [[text, type], ...]
+        )"""
+    )
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(egress_log)")}
+    if "entities" not in columns:
+        conn.execute("ALTER TABLE egress_log ADD COLUMN entities TEXT NOT NULL DEFAULT '{}'")
+    if "consent" not in columns:
+        conn.execute("ALTER TABLE egress_log ADD COLUMN consent TEXT NOT NULL DEFAULT 'redacted'")

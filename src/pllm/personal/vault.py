@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,21 @@ class PastFact:
     source: str
     stated_at: float
     replaced_at: float
+
+
+@dataclass(frozen=True)
+class Egress:
+    """One request that left the device, as the privacy gate logged it (the text is the redacted body)."""
+
+    id: int
+    created_at: float
+    destination: str
+    purpose: str
+    consent: str  # none (refused, never sent), redacted, full
+    redacted_text: str
+    placeholders: int
+    bytes: int
+    entities: dict[str, int] = field(default_factory=dict)  # entity type -> how many were replaced
 
 
 @dataclass(frozen=True)
@@ -335,12 +350,28 @@ class Vault:
         return [PastFact(*row) for row in rows]
 
     # -- egress log (the privacy gate writes it) -------------------------------------------------------------
-    def log_egress(self, *, destination: str, purpose: str, redacted_text: str, placeholders: int) -> None:
+    def log_egress(self, *, destination: str, purpose: str, redacted_text: str, placeholders: int,
+                   entities: dict[str, int] | None = None, consent: str = "redacted") -> None:
         with self.transaction() as tx:
-            tx.execute("INSERT INTO egress_log (created_at, destination, purpose, redacted_text, placeholders, bytes)"
-                       " VALUES (?, ?, ?, ?, ?, ?)",
+            tx.execute("INSERT INTO egress_log (created_at, destination, purpose, redacted_text, placeholders, bytes,"
+                       " entities, consent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (time.time(), destination, purpose, redacted_text, placeholders,
-                        len(redacted_text.encode("utf-8"))))
+                        len(redacted_text.encode("utf-8")), json.dumps(entities or {}, sort_keys=True), consent))
+
+    def egress(self) -> list[Egress]:
+        rows = self.conn.execute("SELECT id, created_at, destination, purpose, consent, redacted_text, placeholders,"
+                                 " bytes, entities FROM egress_log ORDER BY id")
+        return [Egress(*row[:8], entities=json.loads(row[8] or "{}")) for row in rows]
+
+    def document_entities(self) -> dict[int, list[tuple[str, str]]]:
+        """Personal entities (text, type) the gate found in each document it has scanned."""
+        rows = self.conn.execute("SELECT document_id, entities FROM document_entities")
+        return {int(doc_id): [(str(t), str(k)) for t, k in json.loads(found)] for doc_id, found in rows}
+
+    def put_document_entities(self, found: dict[int, list[tuple[str, str]]]) -> None:
+        with self.transaction() as tx:
+            tx.executemany("INSERT OR REPLACE INTO document_entities (document_id, entities) VALUES (?, ?)",
+                           [(doc_id, json.dumps(items)) for doc_id, items in found.items()])
 
     # -- embeddings ------------------------------------------------------------------------------------------
     def embeddings(self, model: str) -> dict[int, bytes]:
@@ -355,8 +386,6 @@ class Vault:
     # -- export, forget, rekey -------------------------------------------------------------------------------
     def export(self) -> dict[str, Any]:
         """Everything the vault holds about the user, as plain JSON-ready data."""
-        egress = self.conn.execute("SELECT created_at, destination, purpose, redacted_text, placeholders, bytes"
-                                   " FROM egress_log ORDER BY id")
         return {
             "format": "pllm-vault-export/1",
             "exported_at": time.time(),
@@ -366,8 +395,7 @@ class Vault:
             "feedback": [asdict(f) for f in self.feedback()],
             "facts": [asdict(f) for f in self.facts()],
             "fact_history": [asdict(f) for f in self.fact_history()],
-            "egress": [dict(zip(("created_at", "destination", "purpose", "redacted_text", "placeholders", "bytes"),
-                                row, strict=True)) for row in egress],
+            "egress": [asdict(e) for e in self.egress()],
             "forgotten": self.conn.execute("SELECT count(*) FROM forgotten").fetchone()[0],
         }
 

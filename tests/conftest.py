@@ -49,6 +49,16 @@ def runtime(model_path: Path) -> Iterator[Runtime]:
     rt.close()
 
 
+@pytest.fixture(scope="session")
+def foundation() -> Iterator[object]:
+    """The T-tier's embedded model: the real packaged Gemma 3 270M (a base model), loaded once."""
+    from pllm.cloud.foundation import EmbeddedFoundation
+
+    model = EmbeddedFoundation.from_settings(Settings(threads=2))
+    yield model
+    model.runtime.close()
+
+
 @pytest.fixture
 def random_lora(tmp_path: Path) -> Callable[..., Path]:
     """Make a random LoRA on q and v of every SmolLM2 layer, written as a real GGUF adapter file."""

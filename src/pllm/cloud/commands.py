@@ -1,0 +1,110 @@
+"""T-tier commands: `pllm cloud serve` and `pllm cloud keys add|list|revoke`. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from pllm.config import Settings, get_settings
+from pllm.console import console, err_console, print_json
+
+if TYPE_CHECKING:
+    from pllm.cloud.devices import DeviceRegistry
+
+cloud_app = typer.Typer(help="The T-tier service (embedded default model, or proxy an OpenAI-compatible server).",
+                        no_args_is_help=True)
+keys_app = typer.Typer(help="Device API keys the cloud service accepts.", no_args_is_help=True)
+cloud_app.add_typer(keys_app, name="keys")
+
+STATE_HELP = "Folder for the service's own state (device keys). Default: <home>/cloud."
+
+
+def _settings(ctx: typer.Context, **extra: object) -> Settings:
+    root = ctx.find_root()
+    return get_settings(**{**(root.obj or {}), **extra})
+
+
+def _registry(settings: Settings, state: Path | None) -> DeviceRegistry:
+    from pllm.cloud.devices import DeviceRegistry
+
+    return DeviceRegistry((state or settings.paths.cloud) / "cloud.db")
+
+
+@cloud_app.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to listen on."),
+    upstream: str = typer.Option(None, "--upstream", help="Forward to this OpenAI-compatible server instead of the "
+                                 "embedded model (vLLM, Ollama, llama-server, a hosted API). Env: PLLM_UPSTREAM_URL."),
+    upstream_model: str = typer.Option(None, "--upstream-model", help="Model name to ask the upstream for."),
+    state: Path = typer.Option(None, "--state", help=STATE_HELP),
+) -> None:
+    """Run the T-tier service: OpenAI-compatible chat and completions, and CDCDA augmentation, for devices."""
+    import uvicorn
+
+    from pllm.cloud.server import create_app
+
+    settings = _settings(ctx, upstream_url=upstream, upstream_model=upstream_model)
+    app = create_app(settings, state_dir=state)
+    if not app.state.devices.devices():
+        err_console.print("note: no device is registered yet, so every request gets 401; "
+                          "add one with `pllm cloud keys add DEVICE`")
+    backend = f"upstream {settings.upstream_url}" if settings.upstream_url else "the embedded model"
+    err_console.print(f"pllm cloud: serving {backend} on http://{host}:{port}")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@keys_app.command("add")
+def keys_add(
+    ctx: typer.Context,
+    device: str = typer.Argument(..., help="A name for the device, e.g. maras-laptop."),
+    state: Path = typer.Option(None, "--state", help=STATE_HELP),
+) -> None:
+    """Register a device (or give it a new key) and print its key once; only a hash of it is stored."""
+    key = _registry(_settings(ctx), state).add(device)
+    console.print(key, markup=False)
+    err_console.print("give it to the device as PLLM_CLOUD_KEY; it is not shown again")
+
+
+@keys_app.command("list")
+def keys_list(
+    ctx: typer.Context,
+    state: Path = typer.Option(None, "--state", help=STATE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """The registered devices (never their keys)."""
+    devices = _registry(_settings(ctx), state).devices()
+    if json_out:
+        print_json([{"id": d.id, "created_at": d.created_at, "revoked": d.revoked} for d in devices])
+        return
+    table = Table(title="devices")
+    for col in ("device", "registered", "status"):
+        table.add_column(col)
+    from datetime import datetime
+
+    for d in devices:
+        table.add_row(d.id, datetime.fromtimestamp(d.created_at).strftime("%Y-%m-%d %H:%M"),
+                      "revoked" if d.revoked else "active")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    device: str = typer.Argument(..., help="The device to refuse from now on."),
+    state: Path = typer.Option(None, "--state", help=STATE_HELP),
+) -> None:
+    """Refuse a device's key from the next request on."""
+    from pllm.errors import UsageError
+
+    if not _registry(_settings(ctx), state).revoke(device):
+        raise UsageError(f"no device {device!r} (see `pllm cloud keys list`)")
+    console.print(f"revoked {device}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cloud_app, name="cloud")

@@ -19,9 +19,10 @@ from typer.core import TyperGroup
 
 from pllm import __version__
 from pllm.bench import commands as bench_commands
+from pllm.cloud import commands as cloud_commands
 from pllm.console import err_console
 from pllm.errors import FileAccessError, PllmError
-from pllm.personal import adapt_commands
+from pllm.personal import adapt_commands, privacy_commands
 from pllm.personal import commands as personal_commands
 
 
@@ -81,6 +82,8 @@ def root(
 
 personal_commands.register(app)
 adapt_commands.register(app)
+privacy_commands.register(app)
+cloud_commands.register(app)
 bench_commands.register(app)
 
 

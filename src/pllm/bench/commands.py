@@ -97,7 +97,8 @@ def _print_training(t: dict[str, object]) -> None:
 def eval_command(
     ctx: typer.Context,
     task_name: str = typer.Option(..., "--task", help="lamp1, lamp2, lamp3, lamp4, lamp5, lamp7, movielens-rating, "
-                                  "movielens-tag, memory (a long chat history in LongMemEval's format, --data FILE)."),
+                                  "movielens-tag, memory (a long chat history in LongMemEval's format, --data FILE), "
+                                  "privacy (redaction and a leak test against a local T-tier)."),
     data: Path = typer.Option(None, "--data", help="A folder of LaMP files (or the MovieLens folder)."),
     synthetic: str = typer.Option(None, "--synthetic", help="Synthetic users: small, medium or large."),
     methods: str = typer.Option(DEFAULT_METHODS, "--methods",
@@ -118,8 +119,11 @@ def eval_command(
     if task_name == "memory":
         _memory(ctx, data, methods, json_out, report)
         return
+    if task_name == "privacy":
+        _privacy(ctx, data, json_out, report)
+        return
     if task_name not in TASK_NAMES:
-        raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory")
+        raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory, privacy")
     settings = settings_of(ctx)
     task = get_task(task_name)
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -198,6 +202,38 @@ def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool,
     if result.answered:
         p = rows["pllm"]
         console.print(f"answers: token F1 {p['answer_f1']:.3f}, {p['seconds_per_question']:.1f} s per question")
+
+
+def _privacy(ctx: typer.Context, data: Path | None, json_out: bool, report: Path | None) -> None:
+    """`pllm eval --task privacy`: redaction recall and precision, and the leak test against a loopback T-tier."""
+    from pllm.bench.privacy import DEFAULT_DATA, load_sentences, run_privacy, write_privacy_report
+    from pllm.bench.report import with_interval
+    from pllm.lm.hardware import cpu_info
+
+    sentences = load_sentences(data or DEFAULT_DATA)
+    progress = progress_bar()
+    with progress:
+        bar = progress.add_task("privacy leak test", total=None)
+        result = run_privacy(sentences, settings_of(ctx),
+                             tick=lambda done, total: progress.update(bar, completed=done, total=total))
+    if report is not None:
+        cpu = cpu_info()
+        command = f"pllm eval --task privacy{f' --data {data}' if data else ''} --report {report}"
+        write_privacy_report(result, report, command=command, machine=f"{cpu.model} ({cpu.cores} cores)")
+    if json_out:
+        print_json(result.as_json())
+        return
+    table = Table(title=f"privacy: {result.sentences} labelled sentences, {result.alone.gold} personal values")
+    for col in ("gate", "recall", "precision"):
+        table.add_column(col, justify="left" if col == "gate" else "right")
+    for name, score in (("patterns + NER", result.alone), ("with the vault", result.with_vault)):
+        table.add_row(name, with_interval(score.recall, score.recall_interval),
+                      with_interval(score.precision, score.precision_interval))
+    console.print(table)
+    if result.leak is not None:
+        leak = result.leak
+        console.print(f"leak test: {len(leak.leaked)} of {leak.canaries} canaries in {leak.requests} request bodies; "
+                      f"egress log: {leak.logged} requests")
 
 
 def register(app: typer.Typer) -> None:

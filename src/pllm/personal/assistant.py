@@ -24,6 +24,7 @@ from pllm.personal.vault import Vault
 
 if TYPE_CHECKING:
     from pllm.lm.embeddings import Embedder
+    from pllm.personal.remote import CloudClient
 
 SYSTEM_PROMPT = "You are a helpful personal assistant. Answer briefly and accurately."
 
@@ -120,11 +121,24 @@ class Assistant:
         text = "".join(p.text for p in self.stream(prompt, config, stats))
         return Completion.from_stats(text, stats, self.runtime.active_adapters)
 
-    def _remember(self, prompt: str, answer: str, stats: StreamStats) -> None:
+    def answer_remote(self, prompt: str, cloud: CloudClient, config: GenerationConfig | None = None) -> Completion:
+        """The same request, answered by the T-tier: it leaves through the privacy gate (redacted, logged), the
+        answer comes back restored, and the exchange is remembered like a local one."""
+        config = config or GenerationConfig()
+        self.last_context = self.context(prompt)
+        reply = cloud.chat(self.messages(prompt, self.last_context), purpose="ask", max_tokens=config.max_tokens,
+                           temperature=config.temperature)
+        stats = StreamStats(prompt_tokens=reply.prompt_tokens, tokens=reply.completion_tokens, finish_reason="stop")
+        stats.ended_at = stats.started_at + reply.seconds
+        self._remember(prompt, reply.text, stats, adapters={})
+        return Completion.from_stats(reply.text, stats, {})
+
+    def _remember(self, prompt: str, answer: str, stats: StreamStats, adapters: dict[str, float] | None = None
+                  ) -> None:
         self.history.append(Turn(prompt, answer))
         if self.vault is None:
             return
-        adapters = self.runtime.active_adapters
+        adapters = self.runtime.active_adapters if adapters is None else adapters
         self.last_interaction = self.vault.log_interaction(
             prompt=prompt, answer=answer, latency_s=stats.seconds, tokens=stats.tokens,
             personal=self.personalised, client=self.client, sentiment=sentiment(prompt),

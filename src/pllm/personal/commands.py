@@ -133,6 +133,8 @@ def ask(
     temperature: float = typer.Option(None, "--temperature", min=0.0, help="0 = greedy (default)."),
     seed: int = typer.Option(None, "--seed", help="Sampling seed."),
     stats: bool = typer.Option(False, "--stats", help="After the answer, print tokens, seconds and tokens/s."),
+    cloud: bool = typer.Option(False, "--cloud", help="Ask the T-tier (PLLM_CLOUD_URL) through the privacy gate; "
+                               "answered on the device when it is down."),
 ) -> None:
     """Ask one question; the answer is personalised from your vault and streamed."""
     if not prompt.strip():
@@ -141,6 +143,8 @@ def ask(
     config = GenerationConfig.from_settings(settings, max_tokens=max_tokens, temperature=temperature, seed=seed)
     assistant = _assistant(settings, personal=personal, client="cli", context=context)
     try:
+        if cloud and _ask_cloud(settings, assistant, prompt, config, json_out=json_out, show_context=show_context):
+            return
         if json_out:
             record = answer_record(assistant.answer(prompt, config))
             if show_context:
@@ -164,6 +168,32 @@ def ask(
     finally:
         if assistant.vault is not None:
             assistant.vault.close()
+
+
+def _ask_cloud(settings: Settings, assistant: Assistant, prompt: str, config: GenerationConfig, *, json_out: bool,
+               show_context: bool) -> bool:
+    """Answer through the T-tier; False (after one line on stderr) when it is down and the device should answer."""
+    from pllm.errors import CloudUnavailableError
+    from pllm.personal.privacy import PrivacyGate
+    from pllm.personal.remote import CloudClient
+
+    try:
+        completion = assistant.answer_remote(prompt, CloudClient(settings, PrivacyGate(settings, assistant.vault)),
+                                             config)
+    except CloudUnavailableError as exc:
+        err_console.print(f"note: {exc}; answering on the device", markup=False)
+        return False
+    context = assistant.last_context.render() if assistant.last_context else None
+    if json_out:
+        record = {**answer_record(completion), "tier": "cloud"}
+        if show_context:
+            record["context"] = context
+        print_json(record)
+    else:
+        sys.stdout.write(completion.text + "\n")
+        if show_context:
+            err_console.print(context or "(not personalised)", markup=False)
+    return True
 
 
 def _chat_command(assistant: Assistant, line: str) -> bool:

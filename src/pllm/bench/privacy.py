@@ -1,0 +1,299 @@
+"""The privacy task: how well the gate redacts, and whether anything personal reaches the cloud.
+
+1. Redaction, on a labelled set of sentences (`data/privacy/pii-sentences.jsonl`, written for this project:
+   people, places, organisations, e-mails, phones, cards, IBANs, street addresses, URLs with secrets, dates of birth,
+   and sentences with none). Recall: a gold value is entirely replaced (by any placeholder type). Precision: a
+   replaced span overlaps a gold value. Both by the gate alone (patterns and NER) and with what the vault knows once
+   the sentences are ingested (a name found in any document is replaced everywhere), with 95% bootstrap intervals
+   over sentences.
+2. Leak test: the sentences in a fresh vault, the T-tier service on loopback recording every request body as it
+   arrives. Questions are asked through the assistant's cloud path (retrieval puts the sentences into the prompt),
+   and one augmentation sends every sentence as a seed. Every gold value is a canary: any body that contains one
+   (as written, or its digits alone) is a leak. The vault's egress log must account for every request.
+
+    pllm eval --task privacy --report docs/eval/privacy
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pllm.bench.lamp import FormatError
+from pllm.bench.metrics import Bootstrap
+from pllm.config import Settings
+from pllm.personal.privacy import Redactor, Span, known_entities
+
+if TYPE_CHECKING:
+    from pllm.personal.vault import Vault
+
+LEAK_QUESTIONS = 20  # asked through the cloud path; the augmentation sends every sentence besides
+
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "data" / "privacy" / "pii-sentences.jsonl"
+
+
+@dataclass(frozen=True)
+class PiiSentence:
+    text: str
+    pii: list[tuple[str, str]]  # (value as it appears in the text, type)
+
+    def spans(self) -> list[tuple[int, int, str]]:
+        out = []
+        for value, kind in self.pii:
+            start = self.text.index(value)
+            out.append((start, start + len(value), kind))
+        return out
+
+
+def load_sentences(path: Path) -> list[PiiSentence]:
+    """A JSON-lines file of {"text", "pii": [[value, type], ...]}; every value must occur in its text."""
+    sentences = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{path}: cannot read it ({exc})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            sentence = PiiSentence(str(row["text"]), [(str(v), str(k)) for v, k in row["pii"]])
+        except (ValueError, KeyError, TypeError):
+            raise FormatError(f"{path}:{n}: expected {{\"text\": ..., \"pii\": [[value, type], ...]}}") from None
+        missing = [v for v, _ in sentence.pii if v not in sentence.text]
+        if missing:
+            raise FormatError(f"{path}:{n}: {missing[0]!r} is not in the text")
+        sentences.append(sentence)
+    if not sentences:
+        raise FormatError(f"{path}: no sentences")
+    return sentences
+
+
+def add_sentences(vault: Vault, sentences: list[PiiSentence]) -> None:
+    """The sentences as the user's own notes, a day apart, the last one an hour ago."""
+    now = time.time()
+    vault.add_documents([("privacy-set.txt", "txt", s.text, now - 3600 - 86400 * (len(sentences) - i))
+                         for i, s in enumerate(sentences)])
+
+
+# -- 1. redaction quality ----------------------------------------------------------------------------------------
+@dataclass
+class RedactionScore:
+    recall: float
+    recall_interval: tuple[float, float]
+    precision: float
+    precision_interval: tuple[float, float]
+    recall_by_type: dict[str, tuple[int, int]]  # type -> (hidden, total)
+    gold: int
+    predicted: int
+    misses: list[str] = field(default_factory=list)  # "TYPE value" not fully hidden
+    false_positives: list[str] = field(default_factory=list)
+
+
+def _hidden(start: int, end: int, spans: list[Span]) -> bool:
+    covered = sum(min(s.end, end) - max(s.start, start) for s in spans if s.start < end and s.end > start)
+    return covered >= end - start
+
+
+def score_redaction(sentences: list[PiiSentence], redactor: Redactor, *, seed: int = 0) -> RedactionScore:
+    hits = []  # per sentence: (gold hidden, gold total, predicted overlapping gold, predicted)
+    by_type: dict[str, list[int]] = {}
+    misses, false_positives = [], []
+    for sentence in sentences:
+        spans = redactor.spans(sentence.text)
+        gold = sentence.spans()
+        hidden = 0
+        for start, end, kind in gold:
+            ok = _hidden(start, end, spans)
+            hidden += ok
+            by_type.setdefault(kind, [0, 0])
+            by_type[kind][0] += ok
+            by_type[kind][1] += 1
+            if not ok:
+                misses.append(f"{kind} {sentence.text[start:end]!r}")
+        true = 0
+        for s in spans:
+            if any(s.start < end and s.end > start for start, end, _ in gold):
+                true += 1
+            else:
+                false_positives.append(f"{s.kind} {sentence.text[s.start:s.end]!r}")
+        hits.append((hidden, len(gold), true, len(spans)))
+    table = np.array(hits, dtype=float)
+    boot = Bootstrap(len(sentences), seed=seed)
+
+    def ratio(num: int, den: int) -> Callable[[Any], float]:
+        return lambda idx: float(table[idx, num].sum() / max(1.0, table[idx, den].sum()))
+
+    everything = np.arange(len(sentences))
+    return RedactionScore(
+        recall=ratio(0, 1)(everything), recall_interval=boot.interval(ratio(0, 1)),
+        precision=ratio(2, 3)(everything), precision_interval=boot.interval(ratio(2, 3)),
+        recall_by_type={k: (v[0], v[1]) for k, v in sorted(by_type.items())},
+        gold=int(table[:, 1].sum()), predicted=int(table[:, 3].sum()), misses=misses,
+        false_positives=false_positives)
+
+
+# -- 2. the leak test --------------------------------------------------------------------------------------------
+@dataclass
+class LeakResult:
+    canaries: int
+    requests: int  # bodies the cloud received on /v1
+    logged: int  # requests in the vault's egress log
+    leaked: list[str]  # canaries seen in any body
+    entities: dict[str, int]  # replaced, by type, over all logged requests
+    answers: list[tuple[str, str]]  # (question, restored answer), a sample for the report
+    synthetic: int  # items the augmentation returned
+
+
+def _canary_forms(value: str) -> list[str]:
+    digits = re.sub(r"\D", "", value)
+    return [value.lower()] + ([digits] if len(digits) >= 6 else [])
+
+
+def _question_for(sentence: PiiSentence) -> str:
+    """The sentence with its personal values taken out: a question that retrieval answers with that sentence."""
+    text = sentence.text
+    for value, _ in sentence.pii:
+        text = text.replace(value, "")
+    return "What do my notes say about this: " + " ".join(text.split())
+
+
+def leak_test(sentences: list[PiiSentence], settings: Settings, *, questions: int | None = None,
+              max_tokens: int = 24, tick: Callable[[int, int], None] | None = None) -> LeakResult:
+    """Questions and one augmentation against a recording T-tier on loopback; count canaries in what it received."""
+    from pllm.cloud.server import create_app, serve_background
+    from pllm.lm.runtime import GenerationConfig, Runtime
+    from pllm.personal.assistant import Assistant
+    from pllm.personal.privacy import PrivacyGate
+    from pllm.personal.remote import CloudClient
+    from pllm.personal.retrieve import RetrievalConfig
+    from pllm.personal.vault import create_vault
+
+    with_pii = [s for s in sentences if s.pii]
+    asked = with_pii[: questions if questions is not None else len(with_pii)]
+    recorded: list[tuple[str, bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="pllm-privacy-") as tmp:
+        home = Path(tmp)
+        vault = create_vault(home / "vault.db", secrets.token_hex(16), name="Alex Morgan")
+        add_sentences(vault, sentences)
+        app = create_app(settings.model_copy(update={"home": home}), state_dir=home / "cloud", record=recorded)
+        key = app.state.devices.add("leak-test")
+        answers: list[tuple[str, str]] = []
+        with serve_background(app) as url:
+            device = settings.model_copy(update={"home": home, "cloud_url": url, "cloud_key": key,
+                                                 "consent": {"cloud": "redacted"}})
+            client = CloudClient(device, PrivacyGate(device, vault))
+            runtime = Runtime.from_settings(device)
+            assistant = Assistant(runtime, vault=vault, retrieval=RetrievalConfig(k=3, budget_tokens=256))
+            config = GenerationConfig(max_tokens=max_tokens)
+            total = len(asked) + 1
+            for i, sentence in enumerate(asked):
+                question = _question_for(sentence)
+                answers.append((question, assistant.answer_remote(question, client, config).text))
+                assistant.reset()
+                if tick:
+                    tick(i + 1, total)
+            items, _ = client.augment("notes a person keeps", [(s.text, None) for s in sentences], n=1,
+                                      max_tokens=max_tokens)
+            if tick:
+                tick(total, total)
+            runtime.close()
+        egress = vault.egress()
+        vault.close()
+    bodies = [json.dumps(json.loads(body), ensure_ascii=False).lower() for path, body in recorded
+              if path.startswith("/v1/")]
+    canaries = [value for s in with_pii for value, _ in s.pii]
+    leaked = [value for value in canaries if any(form in body for form in _canary_forms(value) for body in bodies)]
+    entities: Counter[str] = Counter()
+    for e in egress:
+        entities.update(e.entities)
+    return LeakResult(len(canaries), len(bodies), len(egress), leaked, dict(entities.most_common()), answers[:5],
+                      len(items))
+
+
+# -- both, and the report ----------------------------------------------------------------------------------------
+@dataclass
+class PrivacyResult:
+    sentences: int
+    alone: RedactionScore
+    with_vault: RedactionScore
+    leak: LeakResult | None
+
+    def as_json(self) -> dict[str, Any]:
+        def score(s: RedactionScore) -> dict[str, Any]:
+            return {"recall": round(s.recall, 4), "recall_interval": [round(v, 4) for v in s.recall_interval],
+                    "precision": round(s.precision, 4),
+                    "precision_interval": [round(v, 4) for v in s.precision_interval],
+                    "recall_by_type": {k: {"hidden": h, "total": t} for k, (h, t) in s.recall_by_type.items()},
+                    "gold": s.gold, "predicted": s.predicted, "misses": s.misses,
+                    "false_positives": s.false_positives}
+
+        out: dict[str, Any] = {"task": "privacy", "sentences": self.sentences, "gate_alone": score(self.alone),
+                               "gate_with_vault": score(self.with_vault)}
+        if self.leak is not None:
+            leak = self.leak
+            out["leak_test"] = {"canaries": leak.canaries, "requests": leak.requests, "logged": leak.logged,
+                                "leaked": leak.leaked, "entities_replaced": leak.entities,
+                                "synthetic_items": leak.synthetic}
+        return out
+
+
+def redaction_with_vault(sentences: list[PiiSentence]) -> Redactor:
+    """The redactor a device would have once these sentences are in its vault."""
+    from pllm.personal.vault import create_vault
+
+    with tempfile.TemporaryDirectory(prefix="pllm-privacy-") as tmp:
+        vault = create_vault(Path(tmp) / "vault.db", secrets.token_hex(16), name="Alex Morgan")
+        add_sentences(vault, sentences)
+        known = known_entities(vault)
+        vault.close()
+    return Redactor(known)
+
+
+def run_privacy(sentences: list[PiiSentence], settings: Settings, *, leak: bool = True,
+                tick: Callable[[int, int], None] | None = None) -> PrivacyResult:
+    return PrivacyResult(
+        sentences=len(sentences),
+        alone=score_redaction(sentences, Redactor([])),
+        with_vault=score_redaction(sentences, redaction_with_vault(sentences)),
+        leak=leak_test(sentences, settings, questions=LEAK_QUESTIONS, tick=tick) if leak else None)
+
+
+def write_privacy_report(result: PrivacyResult, folder: Path, *, command: str, machine: str) -> None:
+    from pllm.bench.report import with_interval
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "privacy.json").write_text(json.dumps(result.as_json(), indent=2, ensure_ascii=False) + "\n")
+    lines = ["# Privacy gate: redaction and the leak test", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
+             f"{result.sentences} labelled sentences ({result.alone.gold} personal values); 95% bootstrap intervals "
+             "over sentences.", "", "| gate | recall | precision | values | replaced spans |", "|---|---|---|---|---|"]
+    for name, s in (("patterns + NER", result.alone), ("with the vault's knowledge", result.with_vault)):
+        lines.append(f"| {name} | {with_interval(s.recall, s.recall_interval)} | "
+                     f"{with_interval(s.precision, s.precision_interval)} | {s.gold} | {s.predicted} |")
+    lines += ["", "Recall by type (with the vault's knowledge):", "", "| type | hidden | of |", "|---|---|---|"]
+    lines += [f"| {k} | {h} | {t} |" for k, (h, t) in result.with_vault.recall_by_type.items()]
+    for title, items in (("Missed (with the vault)", result.with_vault.misses),
+                         ("Replaced but not personal (with the vault)", result.with_vault.false_positives)):
+        lines += ["", f"{title}: " + ("; ".join(items) if items else "none")]
+    if result.leak is not None:
+        leak = result.leak
+        lines += ["", "## Leak test", "",
+                  f"{leak.canaries} canaries in the vault; the T-tier received {leak.requests} requests; the vault's "
+                  f"egress log holds {leak.logged}. Canaries seen in any request body: **{len(leak.leaked)}**"
+                  + (f" ({', '.join(leak.leaked)})" if leak.leaked else "") + ".", "",
+                  "Entities replaced over all requests: "
+                  + ", ".join(f"{k} {v}" for k, v in leak.entities.items()) + ".", "",
+                  f"The augmentation returned {leak.synthetic} synthetic items. A sample of questions and the "
+                  "answers as restored on the device:", ""]
+        lines += [f"- {q} -> {' '.join(a.split())[:160]}" for q, a in leak.answers]
+    (folder / "report.md").write_text("\n".join(lines) + "\n")

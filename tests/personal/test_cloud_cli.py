@@ -1,0 +1,88 @@
+"""The device and the T-tier end to end: the real `pllm` script, the real vault, the real service on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pllm.bench.privacy import DEFAULT_DATA, leak_test, load_sentences
+from pllm.cloud.server import create_app, serve_background
+from pllm.config import Settings
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+PASS = {"PLLM_PASSPHRASE": "s3cret"}
+
+
+@pytest.fixture
+def home(pllm: Run, pllm_home: Path) -> Path:
+    assert pllm("init", "--name", "Mara Lindqvist", env=PASS).returncode == 0
+    return pllm_home
+
+
+@pytest.fixture
+def recording_cloud(foundation: object, tmp_path: Path) -> Iterator[tuple[dict[str, str], list[tuple[str, bytes]]]]:
+    """The service on loopback, recording every request body it receives; yields the device's environment."""
+    recorded: list[tuple[str, bytes]] = []
+    app = create_app(Settings(home=tmp_path / "cloud"), foundation=foundation,  # type: ignore[arg-type]
+                     state_dir=tmp_path / "cloud", record=recorded)
+    key = app.state.devices.add("test-device")
+    with serve_background(app) as url:
+        yield {**PASS, "PLLM_CLOUD_URL": url, "PLLM_CLOUD_KEY": key}, recorded
+
+
+def test_ask_cloud_sends_only_redacted_text_and_the_report_accounts_for_it(
+        pllm: Run, home: Path, tmp_path: Path, recording_cloud: tuple[dict[str, str], list[tuple[str, bytes]]]) -> None:
+    env, recorded = recording_cloud
+    note = tmp_path / "note.txt"
+    note.write_text("My dentist is Dr. Okafor, reach her at okafor.dental@example.org or 415-555-0198.")
+    assert pllm("ingest", str(note), env=env).returncode == 0
+    asked = pllm("ask", "--cloud", "--json", "How do I reach my dentist?", env=env)
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["tier"] == "cloud"
+    bodies = [body.decode() for path, body in recorded if path.startswith("/v1/")]
+    assert len(bodies) == 1
+    for secret in ("Okafor", "okafor.dental@example.org", "415-555-0198", "Mara", "Lindqvist"):
+        assert secret not in bodies[0]
+    assert "[EMAIL_ADDRESS_1]" in bodies[0], bodies[0]
+    report = pllm("privacy", "report", "--json", env=env)
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert data["requests"] == 1 and data["by_destination"] == {"cloud": 1}
+    assert data["egress"][0]["redacted_text"] == bodies[0]
+    assert {"EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON"} <= set(data["entities"])
+    shown = pllm("privacy", "report", "--show", env=env)
+    assert "[EMAIL_ADDRESS_1]" in shown.stdout and "okafor.dental" not in shown.stdout
+
+
+def test_with_the_cloud_down_ask_answers_on_the_device(pllm: Run, home: Path) -> None:
+    env = {**PASS, "PLLM_CLOUD_URL": "http://127.0.0.1:9", "PLLM_CLOUD_RETRIES": "1"}
+    asked = pllm("ask", "--cloud", "Say hello.", env=env)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.strip()
+    notes = [line for line in asked.stderr.splitlines() if line.strip()]
+    assert len(notes) == 1 and "unreachable" in notes[0] and "Traceback" not in asked.stderr
+    assert pllm("ask", "Say hello.", env=env).returncode == 0
+
+
+def test_consent_none_refuses_the_cloud_in_one_line(pllm: Run, home: Path,
+                                                    recording_cloud: tuple[dict[str, str], list]) -> None:
+    env, recorded = recording_cloud
+    asked = pllm("ask", "--cloud", "Say hello.", env={**env, "PLLM_CONSENT": '{"cloud": "none"}'})
+    assert asked.returncode == 2
+    assert asked.stderr.startswith("error: nothing may leave the device") and "Traceback" not in asked.stderr
+    assert recorded == []
+
+
+def test_no_canary_of_the_labelled_set_reaches_the_cloud() -> None:
+    """The leak test: every personal value of the labelled set is a canary in the vault; questions and an
+    augmentation go to a recording T-tier; no body may contain one, and the egress log must list every request."""
+    sentences = [s for s in load_sentences(DEFAULT_DATA) if s.pii]
+    result = leak_test(sentences, Settings(threads=2), questions=4, max_tokens=8)
+    assert result.canaries >= 50
+    assert result.leaked == []
+    assert result.requests == result.logged >= 4 + len(sentences) // 8
+    assert result.entities["PERSON"] >= 20

@@ -86,3 +86,43 @@ def test_no_canary_of_the_labelled_set_reaches_the_cloud() -> None:
     assert result.leaked == []
     assert result.requests == result.logged >= 4 + len(sentences) // 8
     assert result.entities["PERSON"] >= 20
+
+
+NOTES = ["Went running along the canal before work, legs heavy but the light was worth it.",
+         "Tried a new recipe tonight: lentil soup with too much cumin. Will halve it next time.",
+         "Finished the chapter on tide pools; I keep thinking about the anemones.",
+         "Long call with Jonas about the garden plot. We agreed on tomatoes and beans."]
+
+
+def _ingest_notes(pllm: Run, tmp_path: Path, env: dict[str, str]) -> None:
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("\n".join(json.dumps({"text": t, "timestamp": 1_700_000_000 + n * 86400})
+                               for n, t in enumerate(NOTES)))
+    assert pllm("ingest", str(notes), env=env).returncode == 0
+
+
+def test_augment_stores_synthetic_items_apart_through_the_gate(
+        pllm: Run, home: Path, tmp_path: Path, recording_cloud: tuple[dict[str, str], list[tuple[str, bytes]]]) -> None:
+    env, recorded = recording_cloud
+    _ingest_notes(pllm, tmp_path, env)
+    done = pllm("augment", "--per-seed", "3", "--no-adapt", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["seeds"] == 4 and figures["proposed"] > 0 and figures["usage"]["requests"] == 12
+    assert figures["kept"] == figures["stored"] == figures["proposed"] - sum(
+        figures[k] for k in ("empty", "length", "duplicate", "near_duplicate", "label", "too_similar", "too_far"))
+    bodies = [body.decode() for path, body in recorded if path == "/v1/augment"]
+    assert len(bodies) == 2  # 4 seeds x 3 new items, at most 8 new items a request
+    assert not any("Jonas" in body for body in bodies) and any("[PERSON_1]" in body for body in bodies)
+    exported = json.loads(pllm("profile", "export", env=env).stdout)
+    assert len(exported["documents"]) == 4  # the user's own words, untouched
+    assert len(exported["synthetic"]) == figures["stored"]
+    assert exported["egress"][-1]["purpose"] == "augment"
+
+
+def test_augment_with_the_cloud_down_exits_2_in_one_line(pllm: Run, home: Path, tmp_path: Path) -> None:
+    _ingest_notes(pllm, tmp_path, PASS)
+    done = pllm("augment", env={**PASS, "PLLM_CLOUD_URL": "http://127.0.0.1:9", "PLLM_CLOUD_RETRIES": "0"})
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: the T-tier at http://127.0.0.1:9 is unreachable")
+    assert done.stderr.count("\n") == 1

@@ -171,9 +171,10 @@ def _question_for(sentence: PiiSentence) -> str:
 def leak_test(sentences: list[PiiSentence], settings: Settings, *, questions: int | None = None,
               max_tokens: int = 24, tick: Callable[[int, int], None] | None = None) -> LeakResult:
     """Questions and one augmentation against a recording T-tier on loopback; count canaries in what it received."""
-    from pllm.cloud.server import create_app, serve_background
+    from pllm.cloud.server import serve_loopback
     from pllm.lm.runtime import GenerationConfig, Runtime
     from pllm.personal.assistant import Assistant
+    from pllm.personal.augment import AugmentConfig, augment_vault
     from pllm.personal.privacy import PrivacyGate
     from pllm.personal.remote import CloudClient
     from pllm.personal.retrieve import RetrievalConfig
@@ -186,10 +187,9 @@ def leak_test(sentences: list[PiiSentence], settings: Settings, *, questions: in
         home = Path(tmp)
         vault = create_vault(home / "vault.db", secrets.token_hex(16), name="Alex Morgan")
         add_sentences(vault, sentences)
-        app = create_app(settings.model_copy(update={"home": home}), state_dir=home / "cloud", record=recorded)
-        key = app.state.devices.add("leak-test")
         answers: list[tuple[str, str]] = []
-        with serve_background(app) as url:
+        with serve_loopback(settings.model_copy(update={"home": home}), home / "cloud", device="leak-test",
+                            record=recorded) as (url, key):
             device = settings.model_copy(update={"home": home, "cloud_url": url, "cloud_key": key,
                                                  "consent": {"cloud": "redacted"}})
             client = CloudClient(device, PrivacyGate(device, vault))
@@ -203,8 +203,9 @@ def leak_test(sentences: list[PiiSentence], settings: Settings, *, questions: in
                 assistant.reset()
                 if tick:
                     tick(i + 1, total)
-            items, _ = client.augment("notes a person keeps", [(s.text, None) for s in sentences], n=1,
-                                      max_tokens=max_tokens)
+            # `pllm augment`'s own path, every sentence a seed.
+            augmented = augment_vault(device, vault, "texts", AugmentConfig(per_seed=1, seeds=len(sentences),
+                                                                            max_tokens=max_tokens))
             if tick:
                 tick(total, total)
             runtime.close()
@@ -218,7 +219,7 @@ def leak_test(sentences: list[PiiSentence], settings: Settings, *, questions: in
     for e in egress:
         entities.update(e.entities)
     return LeakResult(len(canaries), len(bodies), len(egress), leaked, dict(entities.most_common()), answers[:5],
-                      len(items))
+                      augmented.outcome.report.proposed)
 
 
 # -- both, and the report ----------------------------------------------------------------------------------------

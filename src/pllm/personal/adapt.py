@@ -113,14 +113,16 @@ def _held_out(key: str) -> bool:
     return int(hashlib.sha256(key.encode()).hexdigest(), 16) % 7 == 0
 
 
-def collect(vault: Vault) -> TrainingSet:
+def collect(vault: Vault, synthetic_ratio: float = 0.0) -> TrainingSet:
+    """The training set from the vault. Synthetic items (CDCDA, `pllm augment`) join the training examples, newest
+    first, at most `synthetic_ratio` per text of the user's own; never the held-out sets the gate judges on."""
     forgotten = vault.forgotten_hashes()
     examples: list[Example] = []
     held: list[Example] = []
     facts = [(f, qa) for f in build_profile(vault).facts if (qa := fact_examples(f.key, f.value))]
     # A held-out text must be new to the adapter in every form: one that states a trained fact trains instead.
     trained_values = [f.value.lower() for f, _ in facts]
-    counts = {"texts": 0, "accepted": 0, "edits": 0, "facts": 0, "pairs": 0, "replay": 0}
+    counts = {"texts": 0, "accepted": 0, "edits": 0, "facts": 0, "pairs": 0, "replay": 0, "synthetic": 0}
     sources: set[str] = set()
 
     def add(group: str, items: list[Example], kind: str) -> None:
@@ -134,6 +136,12 @@ def collect(vault: Vault) -> TrainingSet:
         sources.add(doc.content_hash)
         add(doc.content_hash, [Example.of(_chat(f"Write, in my words, about {_topic(doc.content)}."), doc.content)],
             "texts")
+    allowed = int(synthetic_ratio * counts["texts"])
+    synthetic = [s for s in reversed(vault.synthetic_items()) if s.content_hash not in forgotten][:allowed]
+    for item in synthetic:
+        sources.add(item.content_hash)  # forgetting it (or its seed) retires the versions that trained on it
+        examples.append(Example.of(_chat(f"Write, in my words, about {_topic(item.content)}."), item.content))
+    counts["synthetic"] = len(synthetic)
     interactions = {i.id: i for i in vault.interactions()}
     pairs: list[Preference] = []
     feedback = vault.feedback()
@@ -265,7 +273,7 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     job = EncryptedStorage(store, JOB)
     snapshot = job.read("data")
     if snapshot is None:  # a fresh run: freeze its data first, so a killed run resumes with exactly this set
-        training = training or collect(vault)
+        training = training or collect(vault, settings.synthetic_ratio)
         steps, lr = policy.plan(len(training.examples))
         config = TrainConfig(lora=policy.lora, steps=steps, lr=lr, batch_size=policy.batch_size,
                              threads=settings.threads, dtype=choose_train_dtype(settings.train_dtype).dtype)

@@ -29,7 +29,8 @@ def adapt(
     with unlock(settings) as vault:
         training = None
         if not pending_job(AdapterStore(vault, settings.paths.adapters)):
-            training = collect(vault)  # collected once: the policy decides on it, the run trains on it
+            # Collected once: the policy decides on it, the run trains on it.
+            training = collect(vault, settings.synthetic_ratio)
             decision = AdaptationPolicy().decide(vault, len(training.examples), force=not auto)
             if not decision.train:
                 if json_out:
@@ -51,6 +52,45 @@ def adapt(
                   f"({report.train_tokens_per_second:.0f} tokens/s, peak {report.peak_rss_mb:.0f} MB)"
                   + (f", resumed at step {report.resumed_from}" if report.resumed_from else ""))
     console.print(("promoted: " if report.promoted else "not promoted: ") + report.reason)
+
+
+def augment(
+    ctx: typer.Context,
+    task: str = typer.Option("texts", "--task", help="What to write more of: texts (your own notes and messages)."),
+    per_seed: int = typer.Option(None, "--per-seed", min=1, max=16,
+                                 help="New items asked for per seed item (PLLM_AUGMENT_PER_SEED, default 4)."),
+    seeds: int = typer.Option(8, "--seeds", min=1, max=64, help="Seed items: diverse (clusters) and recent."),
+    then_adapt: bool = typer.Option(True, "--adapt/--no-adapt",
+                                    help="Then train your adapter on real + synthetic (PLLM_SYNTHETIC_RATIO)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """CDCDA: the T-tier writes new items from your own (through the privacy gate); the device keeps what passes
+    its filters, stores them marked synthetic, and adapts on real + synthetic."""
+    from pllm.personal.adapt import run_adaptation
+    from pllm.personal.augment import AugmentConfig, augment_vault
+
+    settings = settings_of(ctx)
+    config = AugmentConfig(per_seed=per_seed or settings.augment_per_seed, seeds=seeds)
+    with unlock(settings) as vault:
+        with console.status("asking the T-tier for new items (redacted) ..."):
+            done = augment_vault(settings, vault, task, config)
+        adapted = None
+        if then_adapt and done.stored:
+            with StepProgress("adapt") as progress:
+                adapted = run_adaptation(settings, vault, on_step=progress.step, on_phase=progress.note)
+    outcome = done.outcome
+    figures = {"task": task, "seeds": len(outcome.seeds), **outcome.report.as_dict(), "stored": done.stored,
+               "model": outcome.model, "usage": outcome.usage, "seconds": round(outcome.seconds, 2),
+               "adapted": adapted.as_json() if adapted else None}
+    if json_out:
+        print_json(figures)
+        return
+    dropped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in outcome.report.dropped.items() if v) or "none"
+    console.print(f"{len(outcome.seeds)} seeds -> {outcome.report.proposed} new items from {outcome.model} in "
+                  f"{outcome.seconds:.0f} s; kept {outcome.report.kept} (dropped: {dropped}); {done.stored} stored")
+    if adapted:
+        console.print(f"{adapted.version}: " + ("promoted: " if adapted.promoted else "not promoted: ")
+                      + adapted.reason)
 
 
 @adapters_app.command("list")
@@ -120,5 +160,6 @@ def adapters_export(
 
 
 def register(app: typer.Typer) -> None:
+    app.command("augment")(augment)
     app.command()(adapt)
     app.add_typer(adapters_app, name="adapters")

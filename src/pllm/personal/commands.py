@@ -355,7 +355,8 @@ def profile_forget(
         return
     report = outcome.vault
     console.print(f"forgot {report.documents} documents, {report.interactions} interactions and "
-                  f"{report.facts} facts")
+                  f"{report.facts} facts" + (f", and {report.synthetic} synthetic items written from them"
+                                            if report.synthetic else ""))
     console.print(f"retired adapter versions (files deleted): {', '.join(outcome.retired)}" if outcome.retired
                   else "no adapter version trained on them")
     if outcome.discarded_pending_run:

@@ -31,6 +31,7 @@ class ForgetOutcome:
 
     def as_json(self) -> dict[str, object]:
         return {"documents": self.vault.documents, "interactions": self.vault.interactions, "facts": self.vault.facts,
+                "synthetic": self.vault.synthetic,
                 "retired_adapters": self.retired, "discarded_pending_run": self.discarded_pending_run,
                 "retrained": self.retrained.as_json() if self.retrained else None,
                 "retrain_skipped": self.retrain_skipped}
@@ -55,7 +56,7 @@ def forget_everywhere(settings: Settings, vault: Vault, *, query: str | None = N
     elif was_active not in outcome.retired:
         outcome.retrain_skipped = "the active adapter never trained on these items"
     else:
-        training = collect(vault)
+        training = collect(vault, settings.synthetic_ratio)
         if not training.sources:
             outcome.retrain_skipped = "nothing personal left to train on"
         else:

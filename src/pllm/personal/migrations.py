@@ -237,3 +237,23 @@ def m006_privacy_gate(conn: Connection) -> None:
         conn.execute("ALTER TABLE egress_log ADD COLUMN entities TEXT NOT NULL DEFAULT '{}'")
     if "consent" not in columns:
         conn.execute("ALTER TABLE egress_log ADD COLUMN consent TEXT NOT NULL DEFAULT 'redacted'")
+
+
+@migration
+def m007_synthetic_items(conn: Connection) -> None:
+    # CDCDA's synthetic items: written by the T-tier from the user's seed items, kept apart from the user's own
+    # words (retrieval, the profile and the export's documents never see them), trained on at a ratio, and
+    # forgotten with their seed or by their own text.
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS synthetic_items (
+            id INTEGER PRIMARY KEY,
+            task TEXT NOT NULL,                -- what the items are (pllm augment --task)
+            content TEXT NOT NULL,
+            content_hash TEXT NOT NULL UNIQUE,
+            label TEXT,                        -- the seed's label, for label tasks
+            seed_hash TEXT NOT NULL,           -- content_hash of the document it was written from
+            model TEXT NOT NULL,               -- the T-model that wrote it
+            created_at REAL NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS synthetic_items_seed ON synthetic_items (seed_hash)")

@@ -25,7 +25,9 @@ from pllm.lm.runtime import Message
 from pllm.personal.privacy import Egress, PrivacyGate
 
 BACKOFF_SECONDS = 0.5  # first retry after this, doubling
-SEEDS_PER_REQUEST = 8  # keeps one request well inside the timeout on a small T-model
+# New items one augmentation request may ask for (seeds x per seed): ~10 s on the embedded 270M T-model on two
+# cores, well inside the timeout even on a busy machine; a retry then repeats little work.
+ITEMS_PER_REQUEST = 8
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,16 @@ class CloudClient:
                             int(usage.get("completion_tokens", 0)), time.perf_counter() - started)
 
     def augment(self, task: str, seeds: Sequence[tuple[str, str | None]], *, n: int = 3, max_tokens: int = 96,
-                temperature: float = 0.9, seed: int = 0) -> tuple[list[RemoteItem], dict[str, int]]:
-        """New items written by the T-model from the user's seeds (text, label), returned restored; sent in
-        requests of at most SEEDS_PER_REQUEST seeds, each with its own placeholders."""
+                temperature: float = 0.9, seed: int = 0) -> tuple[list[RemoteItem], dict[str, int], str]:
+        """New items written by the T-model from the user's seeds (text, label), returned restored, with the usage
+        and the model's name; sent in requests of at most ITEMS_PER_REQUEST new items, each request with its own
+        placeholders."""
         items: list[RemoteItem] = []
         usage: Counter[str] = Counter()
-        for first in range(0, len(seeds), SEEDS_PER_REQUEST):
-            batch = seeds[first:first + SEEDS_PER_REQUEST]
+        model = ""
+        per_request = max(1, ITEMS_PER_REQUEST // n)
+        for first in range(0, len(seeds), per_request):
+            batch = seeds[first:first + per_request]
             egress = self.gate.open(self.destination, "augment")
             payload = {"task": task, "n": n, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
                        "seeds": [{"text": egress.redact(text), "label": egress.redact(label) if label else label}
@@ -121,7 +126,8 @@ class CloudClient:
                       for i in reply.get("items", []) if isinstance(i, dict) and "text" in i and "seed" in i]
             usage.update({k: int(v) for k, v in reply.get("usage", {}).items()})
             usage["requests"] += int(reply.get("requests", 0))
-        return items, dict(usage)
+            model = str(reply.get("model", model))
+        return items, dict(usage), model
 
 
 def _message(response: Any) -> str:

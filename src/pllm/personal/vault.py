@@ -124,15 +124,30 @@ class Egress:
 
 
 @dataclass(frozen=True)
+class SyntheticItem:
+    """An item the T-tier wrote from one of the user's (CDCDA): never the user's own words."""
+
+    id: int
+    task: str
+    content: str
+    content_hash: str
+    label: str | None
+    seed_hash: str
+    model: str
+    created_at: float
+
+
+@dataclass(frozen=True)
 class ForgetReport:
     documents: int
     interactions: int
     facts: int
     hashes: frozenset[str] = frozenset()  # content hashes of everything forgotten: the adapters' provenance keys
+    synthetic: int = 0  # items written from a forgotten one, or matching the query themselves
 
     @property
     def total(self) -> int:
-        return self.documents + self.interactions + self.facts
+        return self.documents + self.interactions + self.facts + self.synthetic
 
 
 def _connect(path: Path, passphrase: str) -> Any:
@@ -251,7 +266,7 @@ class Vault:
 
     def count(self, table: str) -> int:
         if table not in ("documents", "interactions", "feedback", "profile_facts", "egress_log", "forgotten",
-                         "embeddings"):
+                         "embeddings", "synthetic_items"):
             raise ValueError(f"unknown table {table}")
         return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
@@ -373,6 +388,23 @@ class Vault:
             tx.executemany("INSERT OR REPLACE INTO document_entities (document_id, entities) VALUES (?, ?)",
                            [(doc_id, json.dumps(items)) for doc_id, items in found.items()])
 
+    # -- synthetic items (CDCDA) -------------------------------------------------------------------------------
+    def add_synthetic(self, items: list[tuple[str, str, str | None, str, str]]) -> int:
+        """Store (task, content, label, seed_hash, model) items in one transaction; returns how many were new."""
+        now = time.time()
+        with self.transaction() as tx:
+            before = tx.execute("SELECT count(*) FROM synthetic_items").fetchone()[0]
+            tx.executemany("INSERT OR IGNORE INTO synthetic_items (task, content, content_hash, label, seed_hash, "
+                           "model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(task, content, content_hash(content), label, seed, model, now)
+                            for task, content, label, seed, model in items])
+            return int(tx.execute("SELECT count(*) FROM synthetic_items").fetchone()[0] - before)
+
+    def synthetic_items(self) -> list[SyntheticItem]:
+        rows = self.conn.execute("SELECT id, task, content, content_hash, label, seed_hash, model, created_at "
+                                 "FROM synthetic_items ORDER BY id")
+        return [SyntheticItem(*row) for row in rows]
+
     # -- embeddings ------------------------------------------------------------------------------------------
     def embeddings(self, model: str) -> dict[int, bytes]:
         rows = self.conn.execute("SELECT document_id, vector FROM embeddings WHERE model = ?", (model,))
@@ -396,6 +428,8 @@ class Vault:
             "facts": [asdict(f) for f in self.facts()],
             "fact_history": [asdict(f) for f in self.fact_history()],
             "egress": [asdict(e) for e in self.egress()],
+            # Written by the T-tier from the user's items (pllm augment), kept apart: not the user's own words.
+            "synthetic": [asdict(s) for s in self.synthetic_items()],
             "forgotten": self.conn.execute("SELECT count(*) FROM forgotten").fetchone()[0],
         }
 
@@ -441,19 +475,26 @@ class Vault:
             past = tx.execute(f"SELECT id, key, value FROM fact_history WHERE "
                               f"{clause.replace('created_at', 'stated_at')}{matches('key', 'value')}",
                               params(2)).fetchall()
-            forgotten = ([(h, "document") for _, h in docs]
+            # What the T-tier wrote from a forgotten document goes with it, and so does any that matches itself.
+            seeds = [h for _, h in docs]
+            synthetic = tx.execute(
+                f"SELECT id, content_hash FROM synthetic_items WHERE ({clause}{matches('content')})"
+                f" OR seed_hash IN ({', '.join('?' * len(seeds))})", (*params(1), *seeds)).fetchall()
+            forgotten = ([(h, "document") for _, h in docs] + [(h, "synthetic") for _, h in synthetic]
                          + [(content_hash(t), "interaction") for _, p, a in inters for t in (p, a)]
                          + [(fact_hash(k, v), "fact") for _, k, v in facts + past])
             tx.executemany("INSERT INTO forgotten (content_hash, kind, forgotten_at, reason) VALUES (?, ?, ?, ?)",
                            [(h, kind, now, reason) for h, kind in forgotten])
             tx.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i, _ in docs])
+            tx.executemany("DELETE FROM synthetic_items WHERE id = ?", [(i,) for i, _ in synthetic])
             tx.executemany("DELETE FROM interactions WHERE id = ?", [(i,) for i, _, _ in inters])
             tx.executemany("DELETE FROM profile_facts WHERE id = ?", [(i,) for i, _, _ in facts])
             tx.executemany("DELETE FROM fact_history WHERE id = ?", [(i,) for i, _, _ in past])
             if everything:
                 tx.execute("DELETE FROM egress_log")
         self.scrub()
-        return ForgetReport(len(docs), len(inters), len(facts) + len(past), frozenset(h for h, _ in forgotten))
+        return ForgetReport(len(docs), len(inters), len(facts) + len(past), frozenset(h for h, _ in forgotten),
+                            synthetic=len(synthetic))
 
     def scrub(self) -> None:
         """Rewrite the file so deleted pages and free-list leftovers are gone, then empty the WAL."""

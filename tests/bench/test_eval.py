@@ -54,7 +54,7 @@ def test_bad_names_and_files_exit_2_with_one_line(tmp_path: Path) -> None:
         (["eval", "--task", "lamp2", "--synthetic", "small", "--methods", "magic"], "unknown method magic"),
         (["eval", "--task", "lamp2"], "needs exactly one of --data"),
         (["eval", "--task", "lamp2", "--synthetic", "huge"], "unknown size 'huge'"),
-        (["eval", "--task", "lamp2", "--synthetic", "small", "--methods", "cdcda"], "not available yet"),
+        (["eval", "--task", "lamp4", "--synthetic", "small", "--methods", "cdcda"], "cdcda cannot run on lamp4"),
         (["eval", "--task", "movielens-rating", "--synthetic", "small"], "drop --synthetic"),
     ]
     (tmp_path / "dev_questions.json").write_text('[{"id": "1", "input": "x", "profile": [{"tag": "t"}]}]')
@@ -79,19 +79,21 @@ def test_a_task_adapter_trained_on_other_users(tmp_path: Path) -> None:
 
 def test_methods_never_see_an_evaluated_gold() -> None:
     """Every evaluated gold replaced by a sentinel: the same predictions from every method, byte for byte (only the
-    runner scores). Adapter methods train for real, two steps each, so the test fits the suite."""
+    runner scores). Adapter methods train for real, two steps each, so the test fits the suite; cdcda asks the
+    T-tier on loopback for one new item per seed (sampled with a fixed seed, so both runs get the same items)."""
     from dataclasses import replace
 
     from pllm.bench.data import questions_for
-    from pllm.bench.methods.base import METHODS, NotAvailableYet, get_methods
+    from pllm.bench.methods.base import METHODS, get_methods
     from pllm.bench.runner import run_eval
     from pllm.config import get_settings
 
-    task, settings = get_task("lamp3"), get_settings()
+    task, settings = get_task("lamp3"), get_settings().model_copy(update={"augment_per_seed": 1})
     data = questions_for(task, settings, data=None, synthetic="small", users=1, seed=0)
     get_methods([])  # registers them all
-    methods = [n for n, cls in METHODS.items() if not issubclass(cls, NotAvailableYet) and n != "none"]
-    assert {"stats", "majority", "rag", "profile", "task", "peft", "rag+peft", "continual", "router"} <= set(methods)
+    methods = [n for n in METHODS if n != "none"]
+    assert {"stats", "majority", "rag", "profile", "task", "peft", "rag+peft", "continual", "router",
+            "cdcda"} <= set(methods)
     real = run_eval(task, data, methods, settings, max_train_steps=2)
     sentinel = replace(data, evaluated=[replace(q, gold="9") for q in data.evaluated])  # no method may answer 9
     blinded = run_eval(task, sentinel, methods, settings, max_train_steps=2)
@@ -100,3 +102,6 @@ def test_methods_never_see_an_evaluated_gold() -> None:
         assert ours.predictions == theirs.predictions, ours.name
         assert "9" not in ours.predictions.values()
     assert real.method("stats").metrics["mae"] < blinded.method("stats").metrics["mae"]  # scored on the sentinel
+    spent = real.method("cdcda").cost
+    assert spent["requests"] >= spent["proposed"] > 0  # the service drops empty texts and verbatim copies
+    assert spent["trained_on"] <= spent["kept"] <= spent["proposed"]

@@ -106,11 +106,15 @@ def eval_command(
                                 "rag+peft, cdcda, continual (memory: bm25, pllm, hybrid, answers; all by default)."),
     users: int = typer.Option(None, "--users", min=1, help="Evaluate this many users (sampled with --seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed for synthetic users and user sampling."),
+    history: int = typer.Option(None, "--history", min=1, help="Low-data users: each evaluated user keeps only "
+                                "their N most recent profile items, for every method (CDCDA's setting)."),
+    per_seed: int = typer.Option(None, "--per-seed", min=1, max=16,
+                                 help="cdcda: new items asked of the T-tier per seed item (PLLM_AUGMENT_PER_SEED)."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     report: Path = typer.Option(None, "--report", help="Write report.md, plots and predictions to this folder."),
 ) -> None:
     """Compare personalization methods on LaMP-format, synthetic or MovieLens tasks."""
-    from pllm.bench.data import TASK_NAMES, questions_for
+    from pllm.bench.data import TASK_NAMES, low_data, questions_for
     from pllm.bench.report import gain_text, improvement_text, with_interval, write_report
     from pllm.bench.runner import run_eval
     from pllm.bench.tasks.base import get_task
@@ -125,9 +129,13 @@ def eval_command(
     if task_name not in TASK_NAMES:
         raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory, privacy")
     settings = settings_of(ctx)
+    if per_seed is not None:
+        settings = settings.model_copy(update={"augment_per_seed": per_seed})
     task = get_task(task_name)
     names = [m.strip() for m in methods.split(",") if m.strip()]
     eval_data = questions_for(task, settings, data=data, synthetic=synthetic, users=users, seed=seed)
+    if history is not None:
+        eval_data = low_data(eval_data, history)
     progress = progress_bar()
     bars: dict[str, object] = {}
 
@@ -142,6 +150,8 @@ def eval_command(
         source = f"--data {data}" if data else f"--synthetic {synthetic}" if synthetic else ""
         command = " ".join(filter(None, ["pllm eval --task", task_name, source, f"--methods {','.join(names)}",
                                          f"--users {users}" if users else "", f"--seed {seed}",
+                                         f"--history {history}" if history else "",
+                                         f"--per-seed {per_seed}" if per_seed else "",
                                          f"--report {report}"]))
         write_report(result, report, command=command)
     if json_out:

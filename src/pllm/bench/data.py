@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pllm.bench.lamp import Question, by_user, load_dataset
+from pllm.bench.lamp import Question, by_user, item_key, load_dataset, shared_history
 from pllm.bench.tasks.base import Task
 from pllm.bench.tasks.movielens import RealUsers
 from pllm.config import Settings
@@ -29,6 +29,20 @@ class EvalData:
     evaluated: list[Question]
     train: list[Question]  # other users: what task adapters and learned weights may fit on (golds included)
     protocol: str  # one sentence for the report: where the training data came from
+
+
+def low_data(data: EvalData, items: int) -> EvalData:
+    """Every evaluated user keeps only their `items` most recent profile items from before their earliest evaluated
+    query (the low-data users CDCDA is for); every method sees the same trimmed profiles. Training users keep theirs.
+    """
+    trimmed: list[Question] = []
+    for qs in by_user(data.evaluated).values():
+        history = shared_history(qs)
+        dated = sorted(range(len(history)), key=lambda n: (str(history[n].get("date", "")), n))
+        keep = {item_key(history[n]) for n in dated[-items:]}
+        trimmed += [replace(q, profile=[i for i in q.profile if item_key(i) in keep]) for q in qs]
+    return EvalData(trimmed, data.train, f"{data.protocol} Low-data users: each evaluated user keeps only their "
+                                         f"{items} most recent profile items, for every method.")
 
 
 def _users(questions: list[Question]) -> int:

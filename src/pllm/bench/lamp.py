@@ -53,7 +53,7 @@ def by_user(questions: list[Question]) -> dict[str, list[Question]]:
     return dict(groups)
 
 
-def _item_key(item: dict[str, Any]) -> str:
+def item_key(item: dict[str, Any]) -> str:
     return str(item["id"]) if "id" in item else json.dumps(item, sort_keys=True, ensure_ascii=False)
 
 
@@ -62,8 +62,8 @@ def shared_history(questions: list[Question]) -> list[dict[str, Any]]:
     query. Anything fitted once per user sees only these (a later query's profile may hold an earlier query's
     answer, as in MovieLens tags)."""
     first, *rest = questions
-    keys = set.intersection({_item_key(i) for i in first.profile}, *({_item_key(i) for i in q.profile} for q in rest))
-    return [item for item in first.profile if _item_key(item) in keys]
+    keys = set.intersection({item_key(i) for i in first.profile}, *({item_key(i) for i in q.profile} for q in rest))
+    return [item for item in first.profile if item_key(item) in keys]
 
 
 class FormatError(UsageError):

@@ -51,6 +51,21 @@ def learned_lines(result: EvalResult) -> list[str]:
     return [LEARNED_WHERE, "", *lines, ""] if lines else []
 
 
+def paired_lines(result: EvalResult) -> list[str]:
+    """Each method against the one it builds on (cdcda against peft), paired on the same queries."""
+    lines = [f"- `{m.name}` against `{m.builds_on}` on {result.primary}: {improvement_text(*m.over_base)}"
+             for m in result.methods if m.over_base]
+    return ["Against the method each builds on (95% paired bootstrap interval of the improvement):", "", *lines,
+            ""] if lines else []
+
+
+def cost_lines(result: EvalResult) -> list[str]:
+    """What methods spent beyond the device, per user (CDCDA's T-tier round trips)."""
+    lines = [f"- `{m.name}`: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in m.cost.items())
+             for m in result.methods if m.cost]
+    return ["Spent beyond the device, per user (mean):", "", *lines, ""] if lines else []
+
+
 def _plots(result: EvalResult, folder: Path) -> list[str]:
     import matplotlib
 
@@ -128,6 +143,8 @@ def write_report(result: EvalResult, folder: Path, *, command: str) -> Path:
         "format: `predictions-<method>.json` beside `golds.json`.",
         "",
         *learned_lines(result),
+        *paired_lines(result),
+        *cost_lines(result),
         *[f"![{name}]({name})" for name in images],
         "",
     ])

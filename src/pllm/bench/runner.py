@@ -39,9 +39,12 @@ class MethodResult:
     per_user: dict[str, float]  # user -> primary metric
     relative_gain: dict[str, float | None] = field(default_factory=dict)
     learned: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)  # per user, beyond the device (Method.cost)
     prepare_seconds: float = 0.0  # once per run: a task adapter, a weight fitted on the training users
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric -> 95% bootstrap interval
     improvement: tuple[float, float] = (0.0, 0.0)  # primary metric over the baseline, paired 95% interval
+    builds_on: str = ""  # the method it extends (Method.builds_on)
+    over_base: tuple[float, float] | None = None  # primary metric over `builds_on`, paired 95% interval
 
 
 @dataclass
@@ -73,7 +76,10 @@ class EvalResult:
                                  "improvement_interval": [round(v, 4) for v in m.improvement],
                                  "seconds_per_user": round(m.seconds_per_user, 3),
                                  "prepare_seconds": round(m.prepare_seconds, 2),
-                                 "adapter_mb": round(m.adapter_mb, 3), **m.learned}
+                                 "adapter_mb": round(m.adapter_mb, 3), **m.learned,
+                                 **({"cost_per_user": m.cost} if m.cost else {}),
+                                 **({f"improvement_over_{m.builds_on}": [round(v, 4) for v in m.over_base]}
+                                    if m.over_base else {})}
                         for m in self.methods},
         }
 
@@ -126,7 +132,8 @@ def run_eval(task: Task, data: EvalData, method_names: list[str], settings: Sett
             per_user = {u: task.evaluate([predictions[q.id] for q in qs],
                                          [gold_of[q.id] for q in qs])[PRIMARY[task.kind]] for u, qs in users.items()}
             results.append(MethodResult(method.name, metrics, predictions, statistics.mean(seconds), method.adapter_mb,
-                                        per_user, learned=method.learned, prepare_seconds=prepared))
+                                        per_user, learned=method.learned, cost=method.cost,
+                                        prepare_seconds=prepared, builds_on=method.builds_on))
     finally:
         env.close()
     _intervals(task, questions, gold_of, results, seed)
@@ -147,3 +154,7 @@ def _intervals(task: Task, questions: list[Question], gold_of: dict[str, str], r
         r.relative_gain = {k: relative_gain(v, base.metrics[k], k) for k, v in r.metrics.items()}
         r.intervals = {k: boot.interval(stat[k]) for k in r.metrics}
         r.improvement = boot.improvement_interval(stat[primary], base_stats[primary], primary)
+    by_name = {r.name: stat for r, stat in zip(results, stats, strict=True)}
+    for r in results:
+        if r.builds_on in by_name:
+            r.over_base = boot.improvement_interval(by_name[r.name][primary], by_name[r.builds_on][primary], primary)

@@ -266,3 +266,14 @@ def serve_background(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> It
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@contextmanager
+def serve_loopback(settings: Settings, state_dir: Path, *, device: str = "loopback",
+                   record: list[tuple[str, bytes]] | None = None) -> Iterator[tuple[str, str]]:
+    """The service on a free loopback port with one registered device, for benchmarks and tests that need a real
+    T-tier without a separate process; yields (URL, the device's key)."""
+    app = create_app(settings, state_dir=state_dir, record=record)
+    key = app.state.devices.add(device)
+    with serve_background(app) as url:
+        yield url, key

@@ -8,17 +8,23 @@
 - rag+peft: the user's adapter and retrieved examples in the prompt.
 - continual: ASLS-style: the user's adapter is updated as their items arrive, in time order, each update
   starting from the last.
-- cdcda: needs the T-tier's synthetic data (the cloud issue).
+- cdcda: CDCDA-PLM: the user's real items seed the T-tier (through the privacy gate), which writes new ones; the
+  device keeps those that pass its filters (personal/augment.py; for label tasks the user's real-only adapter must
+  give a new item its seed's label) and trains the user's adapter on real + synthetic (at most
+  `synthetic_ratio` synthetic per real item). Against PLLM_CLOUD_URL when set, else the service on loopback.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import asdict
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import asdict, replace
 from typing import Any
 
 from pllm.bench.lamp import Question, by_user, shared_history
-from pllm.bench.methods.base import SYSTEM, Env, Method, NotAvailableYet, choose_label, register_method, write_answer
+from pllm.bench.methods.base import SYSTEM, Env, Method, choose_label, register_method, write_answer
 from pllm.bench.methods.rag import prompt_items
 from pllm.errors import UsageError
 from pllm.lm.hardware import choose_train_dtype
@@ -169,7 +175,79 @@ class Continual(AdapterMethod):
 
 
 @register_method
-class CDCDA(NotAvailableYet):
+class CDCDA(PerUserPEFT):
     name = "cdcda"
-    needs = "the T-tier cloud service for synthetic data (the cloud issue)"
+    builds_on = "peft"  # the same adapter, with the T-tier's synthetic items added
+
+    def __init__(self, env: Env) -> None:
+        super().__init__(env)
+        if not self.task.augmentable:
+            raise UsageError(f"cdcda cannot run on {self.task.name}: the T-tier can only write items whose output is "
+                             "a label or the text itself (lamp2, lamp3, lamp7, movielens-rating, movielens-tag)")
+
+    def prepare(self, questions: list[Question]) -> None:
+        from pllm.personal.augment import AugmentConfig, need_embedder
+        from pllm.personal.privacy import PrivacyGate
+        from pllm.personal.remote import CloudClient
+
+        super().prepare(questions)
+        settings = self.env.settings
+        self._services = ExitStack()
+        if not settings.cloud_url:  # the T-tier on loopback, reached over HTTP all the same
+            import tempfile
+            from pathlib import Path
+
+            from pllm.cloud.server import serve_loopback
+
+            state = Path(self._services.enter_context(tempfile.TemporaryDirectory(prefix="pllm-cdcda-")))
+            url, key = self._services.enter_context(serve_loopback(settings, state, device="eval"))
+            settings = settings.model_copy(update={"cloud_url": url, "cloud_key": key})
+        self._cloud = CloudClient(settings, PrivacyGate(settings, None))
+        self._embedder = need_embedder()
+        self._config = AugmentConfig(per_seed=settings.augment_per_seed, seed=self.env.seed)
+        self._spent: Counter[str] = Counter()
+        self._users = 0
+
+    def predict(self, q: Question) -> str:
+        if self._gguf is None:
+            self._gguf = self._train_with_synthetic(q)
+        return self.answer(q, [])
+
+    def _train_with_synthetic(self, q: Question) -> bytes:
+        from pllm.personal.augment import RealItem, augment_items
+
+        task, history = self.task, self._history
+        labelled = task.kind != "generation"
+        real = [RealItem(task.item_content(item), task.item_output(item) if labelled else None, when=n)
+                for n, item in enumerate(sorted(history, key=lambda i: str(i.get("date", ""))))]
+        scorer = None
+        if labelled:  # the user's own scorer: their adapter on real items only
+            self.train_user_adapter(q, history)
+
+            def scorer(text: str) -> str:
+                asked, _ = task.item_as_question(task.item_from(text, None), q)
+                return choose_label(self.env, replace(q, id=f"{q.id}-synthetic", input=asked), [])
+
+        started = time.perf_counter()
+        outcome = augment_items(self._cloud, task.augmentable, real, self._embedder, self._config, scorer=scorer)
+        synthetic = [task.item_from(item.text, item.label) for item in outcome.kept]
+        synthetic = synthetic[: int(self.env.settings.synthetic_ratio * len(history))]
+        self._users += 1
+        self._spent.update({**outcome.usage, "t_tier_seconds": round(outcome.seconds, 3),
+                            "device_filter_seconds": round(time.perf_counter() - started - outcome.seconds, 3),
+                            "proposed": outcome.report.proposed, "kept": outcome.report.kept,
+                            "trained_on": len(synthetic),
+                            **{f"dropped_{k}": v for k, v in outcome.report.dropped.items()}})
+        examples = _examples(task, q, history) + _examples(task, q, synthetic)
+        gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
+        self.apply(gguf)
+        return gguf
+
+    @property
+    def cost(self) -> dict[str, float]:
+        return {k: round(v / max(1, self._users), 2) for k, v in sorted(self._spent.items())}
+
+    def finish(self) -> None:
+        super().finish()
+        self._services.close()
 

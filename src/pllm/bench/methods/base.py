@@ -65,6 +65,7 @@ class Method:
     name: ClassVar[str]
     kinds: ClassVar[tuple[str, ...]] = ("classification", "rating", "generation")
     uses_model: ClassVar[bool] = True
+    builds_on: ClassVar[str] = ""  # a method this one extends: when both run, the report pairs them too
 
     def __init__(self, env: Env) -> None:
         self.env = env
@@ -92,6 +93,11 @@ class Method:
         """What the method learned in `prepare` that a reader should see (a weight chosen on held-out data)."""
         return {}
 
+    @property
+    def cost(self) -> dict[str, float]:
+        """What the method spent beyond the device, per user (the T-tier's requests, tokens, seconds)."""
+        return {}
+
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -110,15 +116,6 @@ def get_methods(names: Sequence[str]) -> list[type[Method]]:
     if unknown:
         raise UsageError(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     return [METHODS[n] for n in names]
-
-
-class NotAvailableYet(Method):
-    """A method whose machinery lands with a later issue: says so instead of guessing."""
-
-    needs: ClassVar[str] = ""
-
-    def __init__(self, env: Env) -> None:
-        raise UsageError(f"method {self.name!r} is not available yet: it needs {self.needs}")
 
 
 # -- prompting shared by the model-based methods ---------------------------------------------------------------

@@ -28,6 +28,9 @@ class Task:
     lamp: ClassVar[str]  # the LaMP task id its files carry: LaMP_2
     kind: ClassVar[str]  # classification | rating | generation
     instruction: ClassVar[str]  # the input template's fixed text
+    # What the user's items are, for the T-tier that writes new ones (CDCDA); '' where it cannot (an output that
+    # is not the item's label or the item itself, as a headline of an article).
+    augmentable: ClassVar[str] = ""
 
     # -- what a question offers --------------------------------------------------------------------------------
     def labels(self, q: Question) -> list[str]:
@@ -66,6 +69,10 @@ class Task:
         query's own instruction (tag list and all) followed by the item's content."""
         prefix = like.input[: len(like.input) - len(self.content(like))]
         return prefix + self.item_content(item), self.item_output(item)
+
+    def item_from(self, content: str, output: str | None) -> dict[str, Any]:
+        """A profile item built from a synthetic text and its label (CDCDA), in this task's fields."""
+        raise NotImplementedError(f"{self.name} items cannot be written by the T-tier")
 
     # -- data ------------------------------------------------------------------------------------------------------
     def synthetic(self, seed: int, size: str) -> list[Question]:

@@ -67,6 +67,7 @@ class LaMP2(Task):
     lamp = "LaMP_2"
     kind = "classification"
     instruction = INSTRUCTION
+    augmentable = "movie descriptions, each with the tag this person gave the movie"
 
     def labels(self, q: Question) -> list[str]:
         match = re.search(r"(?:tags|categories): \[([^\]]*)\]", q.input)
@@ -81,6 +82,9 @@ class LaMP2(Task):
 
     def item_output(self, item: dict[str, Any]) -> str:
         return str(item.get("tag") or item.get("category") or "")
+
+    def item_from(self, content: str, output: str | None) -> dict[str, Any]:
+        return {"description": content, "tag": output}
 
     def item_text(self, item: dict[str, Any]) -> str:
         return f'the tag for the movie: "{self.item_content(item)}" is "{self.item_output(item)}"'

@@ -40,6 +40,7 @@ class LaMP3(Task):
     lamp = "LaMP_3"
     kind = "rating"
     instruction = INSTRUCTION
+    augmentable = "product reviews, each with the 1-5 score its writer gave"
 
     def labels(self, q: Question) -> list[str]:
         return ["1", "2", "3", "4", "5"]
@@ -56,6 +57,9 @@ class LaMP3(Task):
 
     def item_text(self, item: dict[str, Any]) -> str:
         return f'{self.item_output(item)} is the score for "{self.item_content(item)}"'
+
+    def item_from(self, content: str, output: str | None) -> dict[str, Any]:
+        return {"text": content, "score": output}
 
 
     def synthetic(self, seed: int, size: str) -> list[Question]:

@@ -26,6 +26,7 @@ class LaMP7(Task):
     lamp = "LaMP_7"
     kind = "generation"
     instruction = INSTRUCTION
+    augmentable = "tweets"
 
     def item_content(self, item: dict[str, Any]) -> str:
         return str(item["text"])
@@ -35,6 +36,9 @@ class LaMP7(Task):
 
     def item_text(self, item: dict[str, Any]) -> str:
         return f'"{item["text"]}"'
+
+    def item_from(self, content: str, output: str | None) -> dict[str, Any]:
+        return {"text": content}
 
     def item_as_question(self, item: dict[str, Any], like: Question) -> tuple[str, str]:
         plain = str(item.get("plain") or item["text"])

@@ -73,6 +73,7 @@ class RealUsers(Task):
 class MovieLensRating(RealUsers, LaMP3):
     name = "movielens-rating"
     lamp = "LaMP_3"
+    augmentable = "movies (title, year and genres), each with the 1-5 stars this person gave it"
 
     def load(self, folder: Path, users: int | None = None, seed: int = 0) -> list[Question]:
         movies = _movies(folder)
@@ -96,6 +97,7 @@ class MovieLensRating(RealUsers, LaMP3):
 class MovieLensTag(RealUsers, LaMP2):
     name = "movielens-tag"
     lamp = "LaMP_2"
+    augmentable = "movies (title, year and genres), each with the tag this person gave it"
 
     def load(self, folder: Path, users: int | None = None, seed: int = 0) -> list[Question]:
         movies = _movies(folder)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from pllm.bench.lamp import FormatError, _load_json
-from pllm.bench.metrics import Bootstrap
+from pllm.bench.metrics import Bootstrap, mean_of
 from pllm.config import Settings
 from pllm.lm.runtime import GenerationConfig, Runtime
 from pllm.personal.retrieve import RetrievalConfig, Retriever, document_id
@@ -160,10 +160,10 @@ class MemoryResult:
                 hits = np.array([r.recall(method, k) for r in self.results])
                 base = np.array([r.recall(BASELINE, k) for r in self.results])
                 row[f"recall@{k}"] = round(float(hits.mean()), 4)
-                row[f"recall@{k}_interval"] = [round(v, 4) for v in boot.interval(lambda i, h=hits: h[i].mean())]
+                row[f"recall@{k}_interval"] = [round(v, 4) for v in boot.interval(mean_of(hits))]
                 if method != BASELINE:
                     row[f"recall@{k}_vs_bm25"] = [round(v, 4) for v in boot.improvement_interval(
-                        lambda i, h=hits: h[i].mean(), lambda i, b=base: b[i].mean(), f"recall@{k}")]
+                        mean_of(hits), mean_of(base), f"recall@{k}")]
                     row[f"recall@{k}_relative_gain"] = (round(float(hits.mean() / base.mean() - 1), 4)
                                                         if base.mean() else None)
             rows[method] = row

@@ -99,6 +99,11 @@ def relative_gain(value: float, baseline: float, metric: str) -> float | None:
 Statistic = Callable[[np.ndarray], float]  # a metric of the queries at these (resampled) indices
 
 
+def mean_of(values: np.ndarray) -> Statistic:
+    """The mean of per-query values over a resample's indices."""
+    return lambda idx: float(values[idx].mean())
+
+
 def statistics_of(kind: str, preds: Sequence[str], golds: Sequence[str]) -> dict[str, Statistic]:
     """Each metric of `score(kind, ...)` as a function of which queries count (an index array, repeats allowed)."""
     if kind == "classification":
@@ -123,7 +128,7 @@ def statistics_of(kind: str, preds: Sequence[str], golds: Sequence[str]) -> dict
                 "rmse": lambda idx: float(np.sqrt((errors[idx] ** 2).mean()))}
     if kind == "generation":
         per_query = {name: np.array(values) for name, values in rouge_per_query(preds, golds).items()}
-        return {name: (lambda idx, v=values: float(v[idx].mean())) for name, values in per_query.items()}
+        return {name: mean_of(values) for name, values in per_query.items()}
     raise ValueError(f"unknown task kind {kind}")
 
 

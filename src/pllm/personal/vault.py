@@ -376,7 +376,9 @@ class Vault:
     def egress(self) -> list[Egress]:
         rows = self.conn.execute("SELECT id, created_at, destination, purpose, consent, redacted_text, placeholders,"
                                  " bytes, entities FROM egress_log ORDER BY id")
-        return [Egress(*row[:8], entities=json.loads(row[8] or "{}")) for row in rows]
+        return [Egress(id_, at, destination, purpose, consent, text, placeholders, size,
+                       entities=json.loads(entities or "{}"))
+                for id_, at, destination, purpose, consent, text, placeholders, size, entities in rows]
 
     def document_entities(self) -> dict[int, list[tuple[str, str]]]:
         """Personal entities (text, type) the gate found in each document it has scanned."""

@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     cloud_rate_per_minute: int = Field(default=60, ge=1, description="Requests one device may make per minute.")
     cloud_max_request_bytes: int = Field(default=256_000, ge=1024, description="Largest request body accepted.")
     augment_per_seed: int = Field(default=4, ge=1, le=16, description="CDCDA: new items asked for per seed item.")
+    augment_seeds: int = Field(default=8, ge=1, le=64, description="CDCDA: seed items per user, diverse and recent.")
     synthetic_ratio: float = Field(default=2.0, ge=0.0, le=10.0,
                                    description="CDCDA: synthetic items trained on, at most this many per real item.")
 

@@ -59,7 +59,8 @@ def augment(
     task: str = typer.Option("texts", "--task", help="What to write more of: texts (your own notes and messages)."),
     per_seed: int = typer.Option(None, "--per-seed", min=1, max=16,
                                  help="New items asked for per seed item (PLLM_AUGMENT_PER_SEED, default 4)."),
-    seeds: int = typer.Option(8, "--seeds", min=1, max=64, help="Seed items: diverse (clusters) and recent."),
+    seeds: int = typer.Option(None, "--seeds", min=1, max=64,
+                              help="Seed items: diverse (clusters) and recent (PLLM_AUGMENT_SEEDS, default 8)."),
     then_adapt: bool = typer.Option(True, "--adapt/--no-adapt",
                                     help="Then train your adapter on real + synthetic (PLLM_SYNTHETIC_RATIO)."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
@@ -70,7 +71,7 @@ def augment(
     from pllm.personal.augment import AugmentConfig, augment_vault
 
     settings = settings_of(ctx)
-    config = AugmentConfig(per_seed=per_seed or settings.augment_per_seed, seeds=seeds)
+    config = AugmentConfig(per_seed=per_seed or settings.augment_per_seed, seeds=seeds or settings.augment_seeds)
     with unlock(settings) as vault:
         with console.status("asking the T-tier for new items (redacted) ..."):
             done = augment_vault(settings, vault, task, config)

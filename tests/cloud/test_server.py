@@ -12,8 +12,9 @@ import pytest
 
 from pllm.cloud.devices import DeviceRegistry, RateLimiter
 from pllm.cloud.foundation import EmbeddedFoundation
-from pllm.cloud.server import create_app, serve_background
+from pllm.cloud.server import create_app
 from pllm.config import Settings
+from pllm.openai_http import serve_background
 
 
 @pytest.fixture(scope="module")

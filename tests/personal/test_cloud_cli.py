@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from pllm.bench.privacy import DEFAULT_DATA, leak_test, load_sentences
-from pllm.cloud.server import create_app, serve_background
+from pllm.cloud.server import create_app
 from pllm.config import Settings
+from pllm.openai_http import serve_background
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 PASS = {"PLLM_PASSPHRASE": "s3cret"}

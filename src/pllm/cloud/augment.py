@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pllm.cloud.foundation import Foundation, Usage
+from pllm.cloud.foundation import Foundation
 from pllm.lm.runtime import GenerationConfig
+from pllm.openai_http import Usage
 
 PROMPT = """Here are texts written by one person. {task_line}Each new text is on a related topic, in the same style \
 and voice, and says something new.

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 from pllm.config import Settings
 from pllm.errors import CloudError, CloudUnavailableError
 from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
+from pllm.openai_http import Usage
 
 # Shows a base model what an assistant turn looks like before the real conversation.
 FEW_SHOT = """The following are conversations between a user and a helpful, accurate assistant.
@@ -32,19 +33,6 @@ Assistant: Keep a regular bedtime, and avoid screens for an hour before sleep.
 
 """
 TURN_STOPS = ("\nUser:", "\nSystem:", "\n\n\n")
-
-
-@dataclass
-class Usage:
-    """Token counts of one request, as the OpenAI API reports them."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = "stop"
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 class Foundation(Protocol):

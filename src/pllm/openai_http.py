@@ -1,0 +1,208 @@
+"""OpenAI-compatible HTTP, shared by the two services that speak it: the T-tier (`cloud/server.py`) and the device's
+own API (`api/app.py`). Request schemas, OpenAI-shaped errors (`{"error": {"message", "type", "param", "code"}}`,
+never a traceback), the request size limit, answers as one JSON object or as server-sent events, and a helper that
+runs an app on a real loopback socket in a background thread.
+
+    app = FastAPI(...)
+    install_error_handlers(app)
+    install_size_limit(app, limit=1 << 20)
+    return respond(pieces, usage, stream, model, "chat.completion")
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pllm.errors import PllmError
+from pllm.lm.runtime import GenerationConfig
+
+MAX_TOKENS_CAP = 1024  # one answer, at most
+
+
+# -- schemas -----------------------------------------------------------------------------------------------------
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Sampling(BaseModel):
+    model: str | None = None
+    max_tokens: int = Field(default=256, ge=1, le=MAX_TOKENS_CAP)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    seed: int = 0
+    stop: str | list[str] | None = None
+    stream: bool = False
+
+    def config(self) -> GenerationConfig:
+        stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        return GenerationConfig(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
+                                seed=self.seed, stop=tuple(stop))
+
+
+class ChatCompletionCreate(Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class CompletionCreate(Sampling):
+    prompt: str
+
+
+@dataclass
+class Usage:
+    """Token counts of one answer, filled in while it streams."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens}
+
+
+# -- errors ------------------------------------------------------------------------------------------------------
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers
+
+
+def error_response(status: int, message: str, type_: str, code: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": code}},
+                        status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error as OpenAI-shaped JSON, by exception type: ours, validation (400), HTTP, and PllmError."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.type, exc.code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error_response(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}",
+                              "invalid_request_error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
+
+    @app.exception_handler(PllmError)
+    async def pllm_error(_: Request, exc: PllmError) -> JSONResponse:
+        return error_response(exc.http_status, str(exc), type(exc).__name__)
+
+
+def install_size_limit(app: FastAPI, limit: int, record: list[tuple[str, bytes]] | None = None) -> None:
+    """413 for a body over `limit` bytes, declared or (chunked) counted. With `record`, every POST's path and body is
+    appended to it as received (the leak test reads what a server would see)."""
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next: Any) -> Any:
+        declared = request.headers.get("content-length")
+        too_big = declared is not None and declared.isdigit() and int(declared) > limit
+        if not too_big and request.method == "POST" and declared is None:
+            too_big = len(await request.body()) > limit
+        if record is not None and request.method == "POST":
+            record.append((request.url.path, await request.body()))
+        if too_big:
+            return error_response(413, f"request body over {limit} bytes", "invalid_request_error",
+                                  "request_too_large")
+        return await call_next(request)
+
+
+def bearer(request: Request) -> str:
+    """The token of an `Authorization: Bearer ...` header, or ''."""
+    auth = request.headers.get("authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+
+
+# -- answers -----------------------------------------------------------------------------------------------------
+def respond(pieces: Iterator[str], usage: Usage, stream: bool, model: str, kind: str) -> Any:
+    """The whole answer as one JSON object, or server-sent event chunks ending in `data: [DONE]`.
+
+    A stream's first piece is taken before the headers go out, so what fails before the first token (an unknown
+    model, a prompt too long) is a plain HTTP error; a later error goes in the stream, as OpenAI does."""
+    ident = ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + uuid.uuid4().hex[:24]
+    created = int(time.time())
+
+    def choice(text: str, finish: str | None, final: bool) -> dict[str, Any]:
+        if kind == "chat.completion":
+            key = "message" if final else "delta"
+            return {"index": 0, key: {"role": "assistant", "content": text}, "finish_reason": finish}
+        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+
+    if not stream:
+        text = "".join(pieces)  # a PllmError raised here becomes its JSON error
+        return {"id": ident, "object": kind, "created": created, "model": model,
+                "choices": [choice(text, usage.finish_reason, True)], "usage": usage.as_dict()}
+
+    chunk_kind = kind + ".chunk" if kind == "chat.completion" else kind
+    pieces = iter(pieces)
+    first = next(pieces, None)
+
+    def events() -> Iterator[str]:
+        def event(payload: dict[str, Any]) -> str:
+            return f"data: {json.dumps(payload)}\n\n"
+
+        base = {"id": ident, "object": chunk_kind, "created": created, "model": model}
+        try:
+            for text in itertools.chain([] if first is None else [first], pieces):
+                yield event({**base, "choices": [choice(text, None, False)]})
+        except PllmError as exc:
+            yield event({"error": {"message": str(exc), "type": type(exc).__name__, "param": None, "code": None}})
+            return
+        yield event({**base, "choices": [choice("", usage.finish_reason, False)], "usage": usage.as_dict()})
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+# -- running -----------------------------------------------------------------------------------------------------
+@contextmanager
+def serve_background(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run `app` on a real socket in a background thread (port 0: a free one); yields its base URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{app.title} did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

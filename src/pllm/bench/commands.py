@@ -115,11 +115,13 @@ def eval_command(
 ) -> None:
     """Compare personalization methods on LaMP-format, synthetic or MovieLens tasks."""
     from pllm.bench.data import TASK_NAMES, low_data, questions_for
-    from pllm.bench.report import gain_text, improvement_text, with_interval, write_report
+    from pllm.bench.report import gain_text, improvement_text, ready_folder, with_interval, write_report
     from pllm.bench.runner import run_eval
     from pllm.bench.tasks.base import get_task
     from pllm.errors import UsageError
 
+    if report is not None:
+        ready_folder(report)
     if task_name == "memory":
         _memory(ctx, data, methods, json_out, report)
         return

@@ -116,6 +116,15 @@ def machine_line(result: EvalResult) -> str:
             f"{' '.join(cpu.get('flags', []))}), adapters trained in {result.machine.get('train_dtype', '?')}.")
 
 
+def ready_folder(folder: Path) -> None:
+    """Create the report folder and prove it writable, before an evaluation spends its minutes (an OSError names
+    the path in one line)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / ".pllm-write-test"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def write_report(result: EvalResult, folder: Path, *, command: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lamp = result.task.lamp

@@ -22,7 +22,7 @@ COMMANDS = {
     "adapters list": [], "adapters promote": ["v0001"], "adapters rollback": [],
     "adapters export": ["v0001", "out"], "augment": ["--no-adapt"], "privacy report": [],
     "cloud serve": ["--port", "8799"], "cloud keys add": ["phone"], "cloud keys list": [],
-    "cloud keys revoke": ["phone"],
+    "cloud keys revoke": ["phone"], "serve": ["--port", "8798"],
 }
 
 

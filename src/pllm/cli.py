@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from pllm import __version__
+from pllm.api import commands as api_commands
 from pllm.bench import commands as bench_commands
 from pllm.cloud import commands as cloud_commands
 from pllm.console import err_console
@@ -85,6 +86,7 @@ adapt_commands.register(app)
 privacy_commands.register(app)
 cloud_commands.register(app)
 bench_commands.register(app)
+api_commands.register(app)
 
 
 @app.command()

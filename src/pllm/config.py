@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     upstream_key: str = Field(default="", description="Bearer token for the upstream server, if it needs one.")
     cloud_rate_per_minute: int = Field(default=60, ge=1, description="Requests one device may make per minute.")
     cloud_max_request_bytes: int = Field(default=256_000, ge=1024, description="Largest request body accepted.")
+    api_token: str = Field(default="", description="Bearer token `pllm serve` requires on /v1 (required when it "
+                           "binds beyond loopback).")
+    api_max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body `pllm serve` "
+                                       "accepts.")
     augment_per_seed: int = Field(default=4, ge=1, le=16, description="CDCDA: new items asked for per seed item.")
     augment_seeds: int = Field(default=8, ge=1, le=64, description="CDCDA: seed items per user, diverse and recent.")
     synthetic_ratio: float = Field(default=2.0, ge=0.0, le=10.0,

@@ -1,0 +1,50 @@
+"""`pllm serve`: the device API on loopback (or beyond, with a token). Thin: unlock, build the app, run it."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import typer
+
+from pllm.console import err_console, settings_of
+from pllm.errors import UsageError
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default; anything else "
+                             "needs PLLM_API_TOKEN)."),
+    port: int = typer.Option(8766, "--port", min=1, max=65535, help="Port to listen on."),
+) -> None:
+    """Serve your model to apps on this device: OpenAI-compatible chat (plain and streamed) and the model list."""
+    import uvicorn
+
+    from pllm.api.app import create_app
+    from pllm.personal.commands import unlock
+
+    settings = settings_of(ctx)
+    if not _is_loopback(host) and not settings.api_token:
+        raise UsageError(f"binding {host} reaches beyond this device: set PLLM_API_TOKEN first")
+    vault = unlock(settings) if settings.paths.vault.is_file() else None
+    if vault is None:
+        err_console.print("note: no vault yet, so only the base model is served (create one with `pllm init`)")
+    app = create_app(settings, vault)
+    err_console.print(f"pllm serve: http://{host}:{port}/v1 (models: GET /v1/models)")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        if vault is not None:
+            vault.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,128 @@
+"""The user's model as the device API serves it: one runtime, one request at a time, the newest promoted adapter.
+
+    served = ServedModel(runtime, vault, settings)
+    served.models()                                   # "pllm", "pllm:v0002", ..., and the base model by name
+    for text in served.chat(messages, config, usage, model="pllm"):
+        ...
+
+Model names, as vLLM and LoRAX let a request pick an adapter by its `model` field:
+- `pllm` (or none): personalised, as `pllm ask` answers: the profile and retrieved items in the prompt, and the
+  user's active adapter. The active version is read from the vault at every request, so a version that
+  `pllm adapt` (another process) promotes is served from the next request on, with no restart.
+- `pllm:<version>`: the same, with that adapter version.
+- the base model's name: the plain base model, nothing from the vault.
+
+llama.cpp's context is not re-entrant: a lock is held from the first token of a request to its last, so a request
+for another adapter waits and never changes the adapter under one in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pllm.errors import UsageError
+from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
+
+if TYPE_CHECKING:
+    from pllm.config import Settings
+    from pllm.openai_http import Usage
+    from pllm.personal.adapters import AdapterStore
+    from pllm.personal.vault import Vault
+
+PERSONAL = "pllm"
+
+
+class ModelNotServedError(UsageError):
+    """The request names a model this server does not have."""
+
+    http_status = 404
+
+
+@dataclass(frozen=True)
+class ServedModelInfo:
+    id: str
+    kind: str  # "personal", "adapter" or "base"
+    active: bool = False
+
+
+class ServedModel:
+    def __init__(self, runtime: Runtime, vault: Vault | None, settings: Settings, base_name: str) -> None:
+        self.runtime, self.vault, self.settings, self.base_name = runtime, vault, settings, base_name
+        self.lock = threading.Lock()
+        self._store: AdapterStore | None = None
+        if vault is not None:
+            from pllm.personal.adapters import AdapterStore
+
+            self._store = AdapterStore(vault, settings.paths.adapters)
+
+    # -- what can be asked for -----------------------------------------------------------------------------------
+    def models(self) -> list[ServedModelInfo]:
+        out = [ServedModelInfo(PERSONAL, "personal")] if self.vault is not None else []
+        if self._store is not None:
+            with self.lock:
+                active = self._store.active()
+                out += [ServedModelInfo(f"{PERSONAL}:{v.version}", "adapter", v.version == active)
+                        for v in self._store.versions() if v.status != "retired"]
+        return [*out, ServedModelInfo(self.base_name, "base")]
+
+    def _adapter_for(self, model: str) -> tuple[bool, str | None]:
+        """(personalised, adapter version) for a model name; raises ModelNotServedError."""
+        if model == self.base_name or (model == PERSONAL and self.vault is None):
+            return False, None
+        if model == PERSONAL:
+            return True, self._store.active() if self._store is not None else None
+        if model.startswith(PERSONAL + ":") and self._store is not None:
+            version = model.split(":", 1)[1]
+            found = [v for v in self._store.versions() if v.version == version and v.status != "retired"]
+            if found:
+                return True, version
+        raise ModelNotServedError(f"no model {model!r} here (GET /v1/models lists them)")
+
+    def _apply(self, version: str | None) -> None:
+        """Make `version` (None: no adapter) the one applied, loading it from the encrypted store if needed."""
+        wanted = {version: 1.0} if version else {}
+        if self.runtime.active_adapters == wanted:
+            return  # set_adapters clears the KV cache: only when something changes
+        if version and version not in self.runtime.adapters:
+            assert self._store is not None
+            for loaded in self.runtime.adapters:  # one user adapter in memory at a time is enough
+                self.runtime.unload_adapter(loaded)
+            self.runtime.load_adapter(version, self._store.gguf(version))
+        self.runtime.set_adapters(wanted)
+
+    # -- answering -----------------------------------------------------------------------------------------------
+    def chat(self, messages: Sequence[Message], config: GenerationConfig, usage: Usage,
+             model: str | None = None) -> Iterator[str]:
+        """The answer's pieces; holds the runtime from the first piece to the last (or until the stream is closed).
+        A personalised answer is built and logged as `pllm ask` does it."""
+        from pllm.personal.assistant import Assistant, Turn
+
+        if not messages or messages[-1]["role"] != "user":
+            raise UsageError("the last message must be the user's")
+        with self.lock:
+            personal, version = self._adapter_for(model or PERSONAL)
+            self._apply(version)
+            stats = StreamStats()
+            if personal:
+                assistant = Assistant(self.runtime, vault=self.vault, client="api")
+                system = [m["content"] for m in messages if m["role"] == "system"]
+                if system:
+                    assistant.system_prompt += "\n\n" + "\n".join(system)
+                dialogue = [m for m in messages[:-1] if m["role"] != "system"]
+                assistant.history = [Turn(u["content"], a["content"]) for u, a in zip(dialogue[::2], dialogue[1::2],
+                                                                                    strict=False)
+                                     if u["role"] == "user" and a["role"] == "assistant"]
+                pieces = (p.text for p in assistant.stream(messages[-1]["content"], config, stats))
+            else:
+                pieces = (p.text for p in self.runtime.stream(self.runtime.chat_prompt(messages), config, stats))
+            yield from pieces
+            usage.prompt_tokens, usage.completion_tokens = stats.prompt_tokens, stats.tokens
+            usage.finish_reason = stats.finish_reason or "stop"
+
+    def close(self) -> None:
+        """Free the runtime (the vault is its opener's to close)."""
+        with self.lock:
+            self.runtime.close()

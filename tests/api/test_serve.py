@@ -1,0 +1,131 @@
+"""`pllm serve` against the real packaged model, a real vault and real encrypted adapters, on a loopback socket:
+the `openai` client unchanged, a promoted adapter served without a restart, concurrent requests for different
+adapters each answered by their own, and bad requests answered 4xx in OpenAI's shape."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from pllm.api.app import create_app
+from pllm.config import Settings
+from pllm.openai_http import serve_background
+from pllm.personal.adapters import AdapterStore
+from pllm.personal.vault import Vault, create_vault
+
+PASSPHRASE = "s3cret"
+HELLO = [{"role": "user", "content": "Say hello to me."}]
+Run = Callable[..., subprocess.CompletedProcess[str]]
+NOTE = "My boat is called Seabird and I sail it on Sundays."
+
+
+@pytest.fixture
+def vault(pllm_home: Path) -> Iterator[Vault]:
+    v = create_vault(pllm_home / "vault.db", PASSPHRASE, name="Mara")
+    v.add_document(source="note.md", kind="md", content=NOTE)
+    yield v
+    v.close()
+
+
+def _store_adapter(store: AdapterStore, path: Path) -> str:
+    return store.save(gguf=path.read_bytes(), peft=b"", base_model="SmolLM2",
+                      lora={"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+                      stats={})
+
+
+@pytest.fixture
+def served(vault: Vault, pllm_home: Path, random_lora: Callable[..., Path]) -> Iterator[tuple[str, AdapterStore]]:
+    store = AdapterStore(vault, pllm_home / "adapters")
+    for seed in (1, 2):
+        _store_adapter(store, random_lora(seed=seed))
+    store.promote("v0001")
+    with serve_background(create_app(Settings(threads=2), vault)) as url:
+        yield url, store
+
+
+def _ask(client: OpenAI, model: str, **kw: object) -> str:
+    out = client.chat.completions.create(model=model, messages=HELLO, max_tokens=12, **kw)  # type: ignore[call-overload]
+    return str(out.choices[0].message.content)
+
+
+def test_the_openai_client_talks_to_it_unchanged(served: tuple[str, AdapterStore], vault: Vault) -> None:
+    url, _ = served
+    client = OpenAI(base_url=url + "/v1", api_key="unused-on-loopback")
+    ids = [m.id for m in client.models.list().data]
+    assert ids[0] == "pllm" and {"pllm:v0001", "pllm:v0002"} <= set(ids) and len(ids) == 4  # + the base model
+    whole = client.chat.completions.create(model="pllm", messages=[{"role": "user", "content": "What is my boat "
+                                                                    "called?"}], max_tokens=16)
+    assert whole.choices[0].message.content and whole.usage and whole.usage.prompt_tokens > 20  # the note is in it
+    chunks = list(client.chat.completions.create(model="pllm", messages=HELLO, max_tokens=12, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(chunks) > 3 and streamed == _ask(client, "pllm")  # the same answer, piece by piece
+    logged = vault.conn.execute("SELECT client, adapter_version FROM interactions").fetchall()
+    assert len(logged) == 3 and {tuple(row) for row in logged} == {("api", "v0001")}
+
+
+def test_a_promoted_adapter_is_served_on_the_next_request(served: tuple[str, AdapterStore], pllm: Run) -> None:
+    url, _ = served
+    client = OpenAI(base_url=url + "/v1", api_key="x")
+    base_model = next(m.id for m in client.models.list().data if getattr(m, "kind", "") == "base")
+    one, two, base = _ask(client, "pllm:v0001"), _ask(client, "pllm:v0002"), _ask(client, base_model)
+    assert len({one, two, base}) == 3  # each adapter changes the answer
+    assert _ask(client, "pllm") == one
+    # Another process promotes, as `pllm adapt` does at the end of a run; the server is not restarted.
+    promoted = pllm("adapters", "promote", "v0002", env={"PLLM_PASSPHRASE": PASSPHRASE})
+    assert promoted.returncode == 0, promoted.stderr
+    assert _ask(client, "pllm") == two
+    assert [m.id for m in client.models.list().data if getattr(m, "active", False)] == ["pllm:v0002"]
+
+
+def test_concurrent_requests_for_different_adapters_each_get_their_own(served: tuple[str, AdapterStore]) -> None:
+    url, _ = served
+    client = OpenAI(base_url=url + "/v1", api_key="x")
+    alone = {m: _ask(client, m) for m in ("pllm:v0001", "pllm:v0002")}
+    got: dict[str, list[str]] = {m: [] for m in alone}
+
+    def stream(model: str) -> None:
+        for _ in range(2):
+            chunks = client.chat.completions.create(model=model, messages=HELLO, max_tokens=12, stream=True)
+            got[model].append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+
+    threads = [threading.Thread(target=stream, args=(m,)) for m in alone]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert got == {m: [text, text] for m, text in alone.items()}
+
+
+def test_bad_requests_get_4xx_in_openais_shape(served: tuple[str, AdapterStore]) -> None:
+    url, _ = served
+    cases = [({"messages": []}, 400), ({"model": "pllm"}, 400), ({"messages": HELLO, "max_tokens": 0}, 400),
+             ({"messages": HELLO, "model": "nope"}, 404), ({"messages": HELLO, "model": "pllm:v0042"}, 404),
+             ({"messages": [{"role": "user", "content": "word " * 5000}], "model": "pllm"}, 413),
+             ({"messages": [{"role": "user", "content": "x" * 2_000_000}]}, 413),
+             ({"messages": [{"role": "assistant", "content": "hi"}]}, 400)]
+    for body, status in cases:
+        for stream in (False, True):
+            got = httpx.post(url + "/v1/chat/completions", json={**body, "stream": stream}, timeout=60)
+            assert got.status_code == status, (body.get("model"), stream, got.text[:200])
+            assert set(got.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_token_is_required_once_set(vault: Vault) -> None:
+    with serve_background(create_app(Settings(threads=2, api_token="t0ken"), vault)) as url:
+        assert httpx.get(url + "/healthz").status_code == 200
+        assert httpx.get(url + "/v1/models").status_code == 401
+        assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        client = OpenAI(base_url=url + "/v1", api_key="t0ken")
+        assert client.models.list().data
+
+
+def test_binding_beyond_loopback_needs_a_token(pllm: Run) -> None:
+    refused = pllm("serve", "--host", "0.0.0.0", "--port", "8798", env={"PLLM_API_TOKEN": ""})
+    assert refused.returncode == 2 and refused.stderr.startswith("error: binding 0.0.0.0")
+    assert "Traceback" not in refused.stderr

@@ -5,8 +5,8 @@ adapters each answered by their own, and bad requests answered 4xx in OpenAI's s
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -87,18 +87,16 @@ def test_concurrent_requests_for_different_adapters_each_get_their_own(served: t
     url, _ = served
     client = OpenAI(base_url=url + "/v1", api_key="x")
     alone = {m: _ask(client, m) for m in ("pllm:v0001", "pllm:v0002")}
-    got: dict[str, list[str]] = {m: [] for m in alone}
 
-    def stream(model: str) -> None:
+    def stream(model: str) -> list[str]:
+        out = []
         for _ in range(2):
             chunks = client.chat.completions.create(model=model, messages=HELLO, max_tokens=12, stream=True)
-            got[model].append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+            out.append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+        return out
 
-    threads = [threading.Thread(target=stream, args=(m,)) for m in alone]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # a thread's exception comes back through its future
+        got = dict(zip(alone, pool.map(stream, alone), strict=True))
     assert got == {m: [text, text] for m, text in alone.items()}
 
 

@@ -13,6 +13,9 @@ from pllm.bench.memory import load_histories, token_f1
 from pllm.cli import app
 
 SMALL = Path(__file__).resolve().parents[1] / "data" / "memory-small.json"
+# LoCoMo's format (a two-person conversation, evidence by turn), with a made-up conversation: LoCoMo itself is
+# CC BY-NC and is not shipped
+LOCOMO = Path(__file__).resolve().parents[1] / "data" / "locomo-small.json"
 
 
 def test_token_f1_is_squads() -> None:
@@ -24,12 +27,36 @@ def test_token_f1_is_squads() -> None:
 def test_histories_load_with_sessions_dates_and_questions(tmp_path: Path) -> None:
     (history,) = load_histories(SMALL)
     assert len(history.questions) == 3 and len({t.session for t in history.turns}) == 9
-    assert all(q.answer_sessions <= {t.session for t in history.turns} for q in history.questions)
+    assert all(q.evidence <= {t.session for t in history.turns} for q in history.questions)
     assert all(t.created_at > 1.6e9 for t in history.turns)  # dated from LongMemEval's session dates
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"question": "q"}]))
     with pytest.raises(FormatError, match="record 0: needs fields"):
         load_histories(bad)
+
+
+def test_locomo_conversations_load_with_speakers_and_evidence_by_turn() -> None:
+    (history,) = load_histories(LOCOMO)
+    assert history.unit == "turn" and len(history.turns) == 8
+    first = history.turns[0]
+    assert (first.unit, first.speaker) == ("D1:1", "")
+    assert first.content == "Ana: Hi Ben! What did you paint for the gallery show?"
+    assert history.turns[1].speaker == "Ben"  # speaker_a is the user; the other person keeps their name
+    assert history.turns[2].content.endswith("[shares a photo of a wooden fence]")
+    assert history.turns[4].created_at - first.created_at > 30 * 86400  # sessions keep their dates
+    evidence = [set(q.evidence) for q in history.questions]
+    assert evidence == [{"D1:2"}, {"D2:2"}, {"D1:3", "D1:4"}]  # 'D2:02' and 'D1:3; D1:4' read as LoCoMo meant them
+    assert history.left_out == 2  # the adversarial question, and one naming a turn that does not exist
+
+
+def test_a_conversation_is_scored_by_its_answering_turns(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", "--task", "memory", "--data", str(LOCOMO), "--methods", "bm25,pllm",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["unit"], data["questions"], data["left_out"]) == ("turn", 3, 2)
+    # Ben's answer never says 'paint': only pllm, which indexes a turn with the one it answers, ranks it in the top 3
+    assert data["methods"]["pllm"]["recall@3"] == 1.0 > data["methods"]["bm25"]["recall@3"]
 
 
 def test_questions_asked_in_sequence_through_the_assistant(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -103,4 +104,29 @@ def test_only_accepted_exchanges_are_memory_and_never_degenerate_ones(pllm_home:
     assert texts[f"interaction:{said[2]}"].endswith("The boat is called Seagull, since 2021.")  # the user's edit
     hits = retriever.search("What is the boat called?", RetrievalConfig(k=2))
     assert [h.item.key for h in hits] == ["document:1", f"interaction:{said[2]}"]  # the user's own words first
+    vault.close()
+
+
+def test_a_conversation_turn_is_found_by_the_question_it_answers(pllm_home: Path) -> None:
+    vault = create_vault(pllm_home / "vault.db", "s3cret")
+    vault.add_documents([
+        ("chat.jsonl", "jsonl", "Ana: What did you paint for the gallery show?", NOW - 60, "Ana"),
+        ("chat.jsonl", "jsonl", "Ben: A lake at sunrise. Took me all of last spring.", NOW - 50, "Ben"),
+        ("chat.jsonl", "jsonl", "Ana: Lovely. I finished the garden fence today.", NOW - 40, "Ana"),
+        ("chat.jsonl", "jsonl", "Ben: The fence looks great, and the gallery show is on Friday.", NOW - 30, "Ben"),
+        # a different conversation, days later: not the answer to anything said above
+        ("notes.jsonl", "jsonl", "Bought new brushes.", NOW + 3 * 86400, ""),
+    ])
+    retriever = Retriever.from_vault(vault)
+    context = {i.text: i.context for i in retriever.items}
+    answer = "Ben: A lake at sunrise. Took me all of last spring."
+    assert context[answer] == "Ana: What did you paint for the gallery show?"
+    assert context["Bought new brushes."] == ""  # another source, another day
+    question = "What did Ben paint for the gallery show?"
+    found = [h.item.text for h in retriever.search(question, RetrievalConfig(k=2))]
+    assert found[1].startswith("Ben: A lake at sunrise")  # its own words never say 'paint' or 'gallery'
+    alone = Retriever([dataclasses.replace(i, context="") for i in retriever.items])
+    assert not any(h.item.text.startswith("Ben: A lake") for h in alone.search(question, RetrievalConfig(k=2)))
+    vault.forget(query="What did you paint")  # the question goes: nobody's context keeps it
+    assert all("paint" not in i.context for i in Retriever.from_vault(vault).items)
     vault.close()

@@ -97,7 +97,8 @@ def _print_training(t: dict[str, object]) -> None:
 def eval_command(
     ctx: typer.Context,
     task_name: str = typer.Option(..., "--task", help="lamp1, lamp2, lamp3, lamp4, lamp5, lamp7, movielens-rating, "
-                                  "movielens-tag, memory (a long chat history in LongMemEval's format, --data FILE), "
+                                  "movielens-tag, memory (a long chat history in LongMemEval's or LoCoMo's format, "
+                                  "--data FILE), "
                                   "privacy (redaction and a leak test against a local T-tier)."),
     data: Path = typer.Option(None, "--data", help="A folder of LaMP files (or the MovieLens folder)."),
     synthetic: str = typer.Option(None, "--synthetic", help="Synthetic users: small, medium or large."),
@@ -181,7 +182,7 @@ def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool,
     from pllm.errors import UsageError
 
     if data is None:
-        raise UsageError("the memory task needs --data FILE: a JSON file in LongMemEval's format")
+        raise UsageError("the memory task needs --data FILE: a JSON file in LongMemEval's or LoCoMo's format")
     asked = [m.strip() for m in methods.split(",") if m.strip()]
     if methods == DEFAULT_METHODS:  # the LaMP default means nothing here: everything
         asked = [*METHODS, "answers"]

@@ -1,7 +1,8 @@
 """The memory task: a long chat history ingested into a fresh vault, then its questions asked one after another
 through the assistant, as `pllm ask` asks them (so the log of earlier answers is there when later ones are asked).
 
-Scored on what retrieval found (recall@k: a retrieved item comes from a session that answers the question), on the
+Scored on what retrieval found (recall@k: a retrieved item comes from a session, or is a turn, that answers the
+question), on the
 answer itself (token F1 against the gold answer, SQuAD's normalisation) and on seconds per question. Every number
 has a 95% bootstrap interval over questions, and each method a paired interval against plain BM25.
 
@@ -14,7 +15,10 @@ fits the model's context; the report says when it does not.
 
 Data: LongMemEval's format (Wu et al. 2024; MIT licence): a JSON list of records with `question` (or a list,
 `questions`), `answer` (`answers`), `answer_session_ids`, `haystack_session_ids`, `haystack_dates` and
-`haystack_sessions` (lists of {"role", "content"} turns).
+`haystack_sessions` (lists of {"role", "content"} turns). Or LoCoMo's (Maharana et al. 2024, `locomo10.json`,
+CC BY-NC 4.0, not shipped): records with a two-person `conversation` (`session_N` lists of {"speaker", "dia_id",
+"text"}, `session_N_date_time`) and `qa` ({"question", "answer", "evidence": ["D1:3"], "category"}); evidence is by
+turn, and the adversarial category (no answer in the history) is left out.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pllm.bench.lamp import FormatError, _load_json
 from pllm.bench.metrics import Bootstrap, mean_of
 from pllm.config import Settings
 from pllm.lm.runtime import GenerationConfig, Runtime
+from pllm.personal.ingest import CONVERSATION_KIND
 from pllm.personal.retrieve import RetrievalConfig, Retriever, document_id
 from pllm.personal.vault import Vault, approx_tokens, create_vault
 
@@ -51,15 +56,16 @@ class MemoryQuestion:
     id: str
     question: str
     answer: str
-    answer_sessions: frozenset[str]
+    evidence: frozenset[str]  # the units that answer it: sessions (LongMemEval) or turns (LoCoMo)
 
 
 @dataclass(frozen=True)
 class Turn:
     session: str
-    role: str  # user | assistant
-    content: str
+    speaker: str  # '' the user; else "assistant" or the other person's name
+    content: str  # as the vault stores it: an imported conversation's turns read "Name: text", as `pllm ingest` has it
     created_at: float
+    unit: str  # the evidence unit it belongs to: its session, or its own id where questions name turns
 
 
 @dataclass
@@ -67,49 +73,98 @@ class History:
     id: str
     turns: list[Turn]
     questions: list[MemoryQuestion]
+    unit: str = "session"  # what the evidence names: "session" or "turn"
+    left_out: int = 0  # questions not asked: adversarial ones (no answer in the history) or naming no known turn
 
     @property
     def tokens(self) -> int:
         return sum(approx_tokens(t.content) for t in self.turns)
 
 
+LOCOMO_DATE = "%I:%M %p on %d %B, %Y"  # "1:56 pm on 8 May, 2023"
+LOCOMO_ADVERSARIAL = 5  # LoCoMo's category of questions whose answer is not in the history
+
+
 def _date(value: Any, where: str) -> float:
-    """LongMemEval's '2023/05/20 (Sat) 02:21', or ISO-8601."""
+    """LongMemEval's '2023/05/20 (Sat) 02:21', LoCoMo's '1:56 pm on 8 May, 2023', or ISO-8601."""
     text = re.sub(r"\s*\(\w+\)\s*", " ", str(value)).strip().replace("/", "-")
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise FormatError(f"{where}: date {value!r} is neither LongMemEval's nor ISO-8601") from None
+    for parse in (datetime.fromisoformat, lambda t: datetime.strptime(t, LOCOMO_DATE)):
+        try:
+            return parse(text).timestamp()
+        except ValueError:
+            pass
+    raise FormatError(f"{where}: date {value!r} is neither LongMemEval's, LoCoMo's nor ISO-8601")
 
 
 def load_histories(path: Path) -> list[History]:
+    """LongMemEval records (sessions of user/assistant turns, evidence by session) or LoCoMo conversations (two
+    people, evidence by turn: `D3:12`), told apart by their fields."""
     data = _load_json(path)
     if not isinstance(data, list) or not data:
-        raise FormatError(f"{path}: a memory file is a non-empty JSON list of LongMemEval records")
-    out = []
-    for n, record in enumerate(data):
-        where = f"{path}: record {n}"
-        keys = ("haystack_sessions", "haystack_session_ids", "haystack_dates", "answer_session_ids")
-        if not isinstance(record, dict) or any(k not in record for k in keys):
-            raise FormatError(f"{where}: needs fields {', '.join(keys)} and question/answer")
-        many = "questions" in record
-        questions = record["questions"] if many else [record.get("question")]
-        answers = record["answers"] if many else [record.get("answer")]
-        sessions = record["answer_session_ids"] if many else [record["answer_session_ids"]]
-        if not (len(questions) == len(answers) == len(sessions)) or not all(isinstance(q, str) for q in questions):
-            raise FormatError(f"{where}: questions, answers and answer_session_ids do not line up")
-        turns = []
-        for sid, date, session in zip(record["haystack_session_ids"], record["haystack_dates"],
-                                      record["haystack_sessions"], strict=True):
-            start = _date(date, f"{where}, session {sid}")
-            for m, turn in enumerate(session):
-                if not isinstance(turn, dict) or not isinstance(turn.get("content"), str):
-                    raise FormatError(f"{where}, session {sid}, turn {m}: needs a 'content' string")
-                turns.append(Turn(str(sid), str(turn.get("role", "user")), turn["content"], start + m))
-        rid = str(record.get("question_id", n))
-        out.append(History(rid, turns, [MemoryQuestion(f"{rid}:{k}", q, str(a), frozenset(map(str, s)))
-                                        for k, (q, a, s) in enumerate(zip(questions, answers, sessions, strict=True))]))
-    return out
+        raise FormatError(f"{path}: a memory file is a non-empty JSON list of LongMemEval or LoCoMo records")
+    return [_locomo(record, f"{path}: record {n}", n) if isinstance(record, dict) and "conversation" in record
+            else _longmemeval(record, f"{path}: record {n}", n) for n, record in enumerate(data)]
+
+
+def _longmemeval(record: Any, where: str, n: int) -> History:
+    keys = ("haystack_sessions", "haystack_session_ids", "haystack_dates", "answer_session_ids")
+    if not isinstance(record, dict) or any(k not in record for k in keys):
+        raise FormatError(f"{where}: needs fields {', '.join(keys)} and question/answer (LongMemEval), or "
+                          "conversation and qa (LoCoMo)")
+    many = "questions" in record
+    questions = record["questions"] if many else [record.get("question")]
+    answers = record["answers"] if many else [record.get("answer")]
+    sessions = record["answer_session_ids"] if many else [record["answer_session_ids"]]
+    if not (len(questions) == len(answers) == len(sessions)) or not all(isinstance(q, str) for q in questions):
+        raise FormatError(f"{where}: questions, answers and answer_session_ids do not line up")
+    turns = []
+    for sid, date, session in zip(record["haystack_session_ids"], record["haystack_dates"],
+                                  record["haystack_sessions"], strict=True):
+        start = _date(date, f"{where}, session {sid}")
+        for m, turn in enumerate(session):
+            if not isinstance(turn, dict) or not isinstance(turn.get("content"), str):
+                raise FormatError(f"{where}, session {sid}, turn {m}: needs a 'content' string")
+            speaker = "" if turn.get("role", "user") == "user" else "assistant"
+            turns.append(Turn(str(sid), speaker, turn["content"], start + m, str(sid)))
+    rid = str(record.get("question_id", n))
+    return History(rid, turns, [MemoryQuestion(f"{rid}:{k}", q, str(a), frozenset(map(str, s)))
+                                for k, (q, a, s) in enumerate(zip(questions, answers, sessions, strict=True))])
+
+
+def _locomo(record: dict[str, Any], where: str, n: int) -> History:
+    conversation, qa = record["conversation"], record.get("qa")
+    if not isinstance(conversation, dict) or not isinstance(qa, list) or "session_1" not in conversation:
+        raise FormatError(f"{where}: a LoCoMo record needs a conversation with session_1, session_2, ... and a qa list")
+    me = conversation.get("speaker_a")  # the history is read as speaker_a's: `pllm ingest --me speaker_a`
+    turns = []
+    s = 1
+    while f"session_{s}" in conversation:
+        start = _date(conversation.get(f"session_{s}_date_time"), f"{where}, session_{s}_date_time")
+        for m, turn in enumerate(conversation[f"session_{s}"]):
+            if not isinstance(turn, dict) or not all(isinstance(turn.get(k), str) for k in ("speaker", "text",
+                                                                                             "dia_id")):
+                raise FormatError(f"{where}, session_{s}, turn {m}: needs 'speaker', 'text' and 'dia_id' strings")
+            text = turn["text"] + (f" [shares {turn['blip_caption']}]" if turn.get("blip_caption") else "")
+            turns.append(Turn(str(s), "" if turn["speaker"] == me else turn["speaker"],
+                              f"{turn['speaker']}: {text}", start + m, _dia_id(turn["dia_id"])))
+        s += 1
+    known = {t.unit for t in turns}
+    rid = str(record.get("sample_id", n))
+    questions = []
+    for k, q in enumerate(qa):
+        if not isinstance(q, dict) or not isinstance(q.get("question"), str) or "evidence" not in q:
+            raise FormatError(f"{where}, qa {k}: needs 'question', 'answer' and 'evidence'")
+        named = re.split(r"[;,\s]+", " ".join(map(str, q["evidence"])))  # some list "D8:6; D9:17" as one
+        evidence = frozenset(e for e in map(_dia_id, named) if e in known)
+        if q.get("category") != LOCOMO_ADVERSARIAL and evidence and "answer" in q:
+            questions.append(MemoryQuestion(f"{rid}:{k}", q["question"], str(q["answer"]), evidence))
+    return History(rid, turns, questions, unit="turn", left_out=len(qa) - len(questions))
+
+
+def _dia_id(text: str) -> str:
+    """LoCoMo's turn id, with its typos mended: 'D30:05' and 'D:30:5' are 'D30:5'."""
+    found = re.fullmatch(r"D:?(\d+):0*(\d+)", text.strip())
+    return f"D{found[1]}:{found[2]}" if found else text.strip()
 
 
 # -- answer scoring (SQuAD's normalisation) -------------------------------------------------------------------------
@@ -131,13 +186,13 @@ def token_f1(prediction: str, gold: str) -> float:
 @dataclass
 class QuestionResult:
     question: MemoryQuestion
-    found: dict[str, list[str]]  # method -> sessions of its ranked items, best first
+    found: dict[str, list[str]]  # method -> evidence units of its ranked items, best first
     answer: str = ""
     seconds: float = 0.0  # retrieval + answer through the assistant
-    context_sessions: list[str] = field(default_factory=list)  # what actually went into the prompt
+    in_prompt: list[str] = field(default_factory=list)  # the units of what actually went into the prompt
 
     def recall(self, method: str, k: int) -> float:
-        return float(any(s in self.question.answer_sessions for s in self.found[method][:k]))
+        return float(any(u in self.question.evidence for u in self.found[method][:k]))
 
 
 @dataclass
@@ -149,6 +204,8 @@ class MemoryResult:
     history_tokens: list[int]
     context_tokens: int
     embeddings_setting: bool
+    unit: str = "session"  # what recall counts: an item from an answering session, or an answering turn itself
+    left_out: int = 0  # questions of the data not asked (see History.left_out)
 
     def table(self) -> dict[str, dict[str, Any]]:
         """Per method: recall@k with intervals, the paired interval against bm25; answers for pllm."""
@@ -170,7 +227,7 @@ class MemoryResult:
         if self.answered:
             f1 = np.array([token_f1(r.answer, r.question.answer) for r in self.results])
             secs = np.array([r.seconds for r in self.results])
-            in_prompt = np.array([float(any(s in r.question.answer_sessions for s in r.context_sessions))
+            in_prompt = np.array([float(any(u in r.question.evidence for u in r.in_prompt))
                                   for r in self.results])
             rows["pllm"].update({
                 "answer_f1": round(float(f1.mean()), 4),
@@ -181,7 +238,8 @@ class MemoryResult:
         return rows
 
     def as_json(self) -> dict[str, Any]:
-        return {"task": "memory", "questions": len(self.results), "histories": len(self.history_tokens),
+        return {"task": "memory", "questions": len(self.results), "left_out": self.left_out, "unit": self.unit,
+                "histories": len(self.history_tokens),
                 "history_tokens": self.history_tokens, "context_tokens": self.context_tokens,
                 "full_history_fits": max(self.history_tokens) <= self.context_tokens,
                 "embeddings_setting": self.embeddings_setting, "machine": self.machine, "methods": self.table(),
@@ -206,15 +264,19 @@ def _plain_bm25(turns: list[Turn]) -> Callable[[str, int], list[int]]:
 
 
 def _ingest(vault: Vault, history: History) -> dict[int, str]:
-    """The history's turns as documents (the assistant's turns as spoken by 'assistant'); document id -> session."""
-    vault.add_documents([(f"session:{t.session}", "turn", t.content, t.created_at,
-                          "" if t.role == "user" else "assistant") for t in history.turns])
-    return {d.id: d.source.split(":", 1)[1] for d in vault.documents()}
+    """The history's turns as conversation documents, as `pllm ingest` stores a .jsonl conversation; document id ->
+    evidence unit (a turn the vault already holds word for word is stored once, under its first unit)."""
+    vault.add_documents([(f"session:{t.session}", CONVERSATION_KIND, t.content, t.created_at, t.speaker)
+                         for t in history.turns])
+    first: dict[tuple[str, str], str] = {}
+    for t in history.turns:
+        first.setdefault((f"session:{t.session}", t.content), t.unit)
+    return {d.id: first[(d.source, d.content)] for d in vault.documents()}
 
 
-def _sessions_of(hits: list[Any], sessions: dict[int, str]) -> list[str]:
-    """The session of each hit's document; "(exchange)" for a logged answer the user accepted."""
-    return [sessions[doc] if (doc := document_id(h.item.key)) is not None else "(exchange)" for h in hits]
+def _units_of(hits: list[Any], units: dict[int, str]) -> list[str]:
+    """The evidence unit of each hit's document; "(exchange)" for a logged answer the user accepted."""
+    return [units[doc] if (doc := document_id(h.item.key)) is not None else "(exchange)" for h in hits]
 
 
 Tick = Callable[[int, int], None]
@@ -237,26 +299,26 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
         for history in histories:
             with tempfile.TemporaryDirectory(prefix="pllm-memory-") as tmp:
                 vault = create_vault(Path(tmp) / "vault.db", secrets.token_hex(16))
-                sessions = _ingest(vault, history)
+                units = _ingest(vault, history)
                 plain = _plain_bm25(history.turns)
                 assistant = Assistant(runtime, vault=vault, retrieval=config,  # type: ignore[arg-type]
                                       embedder=embedder if settings.embeddings else None, client="eval")
                 # No answer is accepted here, so the log never joins the index: one hybrid index per history.
                 hybrid = Retriever.from_vault(vault, embedder=embedder) if "hybrid" in methods and embedder else None
                 for q in history.questions:
-                    found = {BASELINE: [history.turns[i].session for i in plain(q.question, max(KS))]}
+                    found = {BASELINE: [history.turns[i].unit for i in plain(q.question, max(KS))]}
                     started = time.perf_counter()
                     if "pllm" in methods:
-                        found["pllm"] = _sessions_of(assistant.retriever().search(q.question, ranking), sessions)
+                        found["pllm"] = _units_of(assistant.retriever().search(q.question, ranking), units)
                     result = QuestionResult(q, found)
                     if answer:
                         assistant.reset()  # each question is its own `pllm ask`; the vault's log persists
                         result.answer = assistant.answer(q.question, ANSWER).text.strip()
                         assert assistant.last_context is not None
-                        result.context_sessions = _sessions_of(assistant.last_context.hits, sessions)
+                        result.in_prompt = _units_of(assistant.last_context.hits, units)
                     result.seconds = time.perf_counter() - started
                     if hybrid is not None:
-                        found["hybrid"] = _sessions_of(hybrid.search(q.question, ranking), sessions)
+                        found["hybrid"] = _units_of(hybrid.search(q.question, ranking), units)
                     results.append(result)
                     tick(len(results), total)
                 vault.close()
@@ -264,8 +326,9 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
         if runtime is not None:
             runtime.close()
     used = [m for m in methods if all(m in r.found for r in results)]
+    unit = " or ".join(sorted({h.unit for h in histories}))
     return MemoryResult(results, used, answer, {"cpu": cpu_info().as_dict()}, [h.tokens for h in histories],
-                        settings.n_ctx, settings.embeddings)
+                        settings.n_ctx, settings.embeddings, unit, sum(h.left_out for h in histories))
 
 
 def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> Path:
@@ -291,7 +354,7 @@ def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> 
                label=f"recall@{k}")
     ax.set_xticks(range(len(result.methods)), result.methods)
     ax.set_ylim(0, 1.05)
-    ax.set_title("memory: answering session retrieved (95% bootstrap CI)", fontsize=10)
+    ax.set_title(f"memory: answering {result.unit} retrieved (95% bootstrap CI)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "recall.png", dpi=120)
@@ -305,14 +368,19 @@ def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> 
                                              for k in KS], versus]) + " |")
     cpu = result.machine["cpu"]
     text = ["# pllm eval: memory", "", f"{len(result.results)} questions over {len(result.history_tokens)} "
-            f"histories of {', '.join(str(t) for t in result.history_tokens)} tokens, asked in sequence. Reproduce "
-            "with:", "", f"    {command}", "",
+            f"histories of {', '.join(str(t) for t in result.history_tokens)} tokens, "
+            + ("asked in sequence through the assistant" if result.answered else "retrieval only (no answers)")
+            + (f" ({result.left_out} questions of the data left out: no answer in the history, or no known "
+               "evidence turn)" if result.left_out else "")
+            + f". recall@k: one of the k best items is an answering {result.unit}"
+            + (" or comes from one" if "session" in result.unit else "") + ". Reproduce with:", "",
+            f"    {command}", "",
             f"Measured on {cpu['model']} ({cpu['cores']} cores). Embeddings in pllm's own retrieval: "
             f"{'on' if result.embeddings_setting else 'off'} (PLLM_EMBEDDINGS).", "", *lines, ""]
     if result.answered:
         pllm = table["pllm"]
         text += [f"Answers through the assistant (SmolLM2 with the retrieved items in its prompt): token F1 "
-                 f"{with_interval(pllm['answer_f1'], pllm['answer_f1_interval'])}; an answering session was in "
+                 f"{with_interval(pllm['answer_f1'], pllm['answer_f1_interval'])}; an answering {result.unit} was in "
                  f"the prompt for {pllm['answer_in_prompt']:.0%} of the questions; {pllm['seconds_per_question']:.1f}"
                  " s per question.", ""]
     if not data["full_history_fits"]:

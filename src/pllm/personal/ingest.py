@@ -24,6 +24,7 @@ from pllm.errors import IngestError
 from pllm.personal.vault import approx_tokens
 
 SUFFIXES = (".txt", ".md", ".jsonl", ".json")
+CONVERSATION_KIND = "jsonl"  # a document of this kind is a line of a .jsonl file: a turn or a dated note
 # LaMP profile fields, in the order they read best as one text.
 LAMP_FIELDS = ("title", "description", "abstract", "text", "tag", "category", "score")
 
@@ -114,7 +115,8 @@ def _jsonl(path: Path) -> list[Record]:
         if not isinstance(speaker, str):
             raise IngestError(f'{where}: "speaker" must be a string')
         text, speaker = obj["text"].strip(), " ".join(speaker.split())
-        records.append(Record(str(path), "jsonl", f"{speaker}: {text}" if speaker else text, created, speaker, text))
+        content = f"{speaker}: {text}" if speaker else text
+        records.append(Record(str(path), CONVERSATION_KIND, content, created, speaker, text))
     return records
 
 

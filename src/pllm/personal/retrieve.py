@@ -3,7 +3,9 @@
 Relevance decides: an item is a candidate only when BM25 or the embeddings (close enough) find it, and the rankers'
 ranks are fused with reciprocal-rank fusion. Recency is a tie-break, and a real signal only for questions that ask
 about the present ("what is my current job?", "where do I live now?"). Documents are indexed as passages that fit
-the prompt budget, so a long text is found by its relevant part. The assistant's own answers are memory only where
+the prompt budget, so a long text is found by its relevant part; a turn of a conversation is indexed with the end of
+the turn before it, which is often the question it answers ("What did you paint?" / "A sunrise, last year"). The
+assistant's own answers are memory only where
 the user accepted or edited them, never when degenerate, and then below the user's own documents. The index lives
 in memory, rebuilt from the vault per process: nothing plaintext is written to disk. Embedding vectors are stored
 inside the (encrypted) vault.
@@ -21,15 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pllm.personal.ingest import chunk_text
+from pllm.personal.ingest import CONVERSATION_KIND, chunk_text
 from pllm.personal.text import STOPWORDS, LightStemmer, is_degenerate
-from pllm.personal.vault import Vault, approx_tokens
+from pllm.personal.vault import Document, Vault, approx_tokens
 
 if TYPE_CHECKING:
     from pllm.lm.embeddings import Embedder
 
 RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
 PASSAGE_TOKENS = 160  # a document is indexed as passages of about this size (three fit the default budget)
+CONTEXT_TOKENS = 60  # of the turn before, indexed with a conversation turn
+SESSION_GAP_S = 3600  # turns further apart than this are not one exchange
 EXCHANGE_SHARE = 0.5  # an accepted exchange scores this share of a document ranked the same: the user's words first
 CUE_RECENCY = 0.5  # the recency rank's share in the fused score for a question about the present
 PRESENT_CUES = re.compile(r"\b(current(ly)?|now|latest|last|recent(ly)?|newest|still|anymore|these days|"
@@ -44,6 +48,7 @@ class Item:
     text: str
     created_at: float
     weight: float = 1.0  # multiplies the relevance rankers' share (accepted exchanges: EXCHANGE_SHARE)
+    context: str = ""  # indexed with the text, not shown: the end of the conversation turn before this one
 
     @property
     def tokens(self) -> int:
@@ -99,7 +104,7 @@ class Retriever:
     def __post_init__(self) -> None:
         if self.items:
             self._bm25 = _bm25s().BM25()
-            self._bm25.index(_tokenize([i.text for i in self.items]), show_progress=False)  # type: ignore[attr-defined]
+            self._bm25.index(_tokenize([f"{i.context}\n{i.text}" for i in self.items]), show_progress=False)  # type: ignore[attr-defined]
 
     @classmethod
     def from_vault(cls, vault: Vault, *, embedder: Embedder | None = None) -> Retriever:
@@ -160,13 +165,33 @@ class Retriever:
 
 
 def document_passages(vault: Vault) -> list[Item]:
-    """Every document as passages of about PASSAGE_TOKENS, each dated like its document."""
+    """Every document as passages of about PASSAGE_TOKENS, each dated like its document; a conversation turn's first
+    passage carries the end of the turn before as context."""
     items = []
+    before: Document | None = None
     for d in vault.documents():
         parts = chunk_text(d.content, PASSAGE_TOKENS) or [d.content]
-        items += [Item(f"document:{d.id}" if len(parts) == 1 else f"document:{d.id}#{n}", part, d.created_at)
+        context = _turn_before(before, d)
+        items += [Item(f"document:{d.id}" if len(parts) == 1 else f"document:{d.id}#{n}", part, d.created_at,
+                       context=context if n == 1 else "")
                   for n, part in enumerate(parts, start=1)]
+        before = d
     return items
+
+
+def _turn_before(before: Document | None, turn: Document) -> str:
+    """The last CONTEXT_TOKENS or so of the previous turn of the same conversation and session, else ''. The vault
+    lists documents by date, so a forgotten turn is simply not there to be anyone's context."""
+    if (before is None or not before.kind == turn.kind == CONVERSATION_KIND or before.source != turn.source
+            or not 0 <= turn.created_at - before.created_at <= SESSION_GAP_S):
+        return ""
+    sentences = re.split(r"(?<=[.!?])\s+", before.content.strip())
+    tail = sentences.pop()
+    while sentences and approx_tokens(f"{sentences[-1]} {tail}") <= CONTEXT_TOKENS:
+        tail = f"{sentences.pop()} {tail}"
+    if approx_tokens(tail) > CONTEXT_TOKENS:  # one long sentence: its last words
+        tail = tail[-4 * CONTEXT_TOKENS:].partition(" ")[2]
+    return tail
 
 
 def _ranks(scores: np.ndarray, *, above: float) -> list[tuple[int, int]]:

@@ -140,12 +140,17 @@ def bearer(request: Request) -> str:
 
 
 # -- answers -----------------------------------------------------------------------------------------------------
-def respond(pieces: Iterator[str], usage: Usage, stream: bool, model: str, kind: str) -> Any:
+def completion_id(kind: str) -> str:
+    return ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + uuid.uuid4().hex[:24]
+
+
+def respond(pieces: Iterator[str], usage: Usage, stream: bool, model: str, kind: str, ident: str | None = None
+            ) -> Any:
     """The whole answer as one JSON object, or server-sent event chunks ending in `data: [DONE]`.
 
     A stream's first piece is taken before the headers go out, so what fails before the first token (an unknown
     model, a prompt too long) is a plain HTTP error; a later error goes in the stream, as OpenAI does."""
-    ident = ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + uuid.uuid4().hex[:24]
+    ident = ident or completion_id(kind)
     created = int(time.time())
 
     def choice(text: str, finish: str | None, final: bool) -> dict[str, Any]:

@@ -17,20 +17,12 @@ from pllm.api.app import create_app
 from pllm.config import Settings
 from pllm.openai_http import serve_background
 from pllm.personal.adapters import AdapterStore
-from pllm.personal.vault import Vault, create_vault
+from pllm.personal.vault import Vault
 
-PASSPHRASE = "s3cret"
 HELLO = [{"role": "user", "content": "Say hello to me."}]
 Run = Callable[..., subprocess.CompletedProcess[str]]
+PASSPHRASE = "s3cret"
 NOTE = "My boat is called Seabird and I sail it on Sundays."
-
-
-@pytest.fixture
-def vault(pllm_home: Path) -> Iterator[Vault]:
-    v = create_vault(pllm_home / "vault.db", PASSPHRASE, name="Mara")
-    v.add_document(source="note.md", kind="md", content=NOTE)
-    yield v
-    v.close()
 
 
 def _store_adapter(store: AdapterStore, path: Path) -> str:

@@ -1,6 +1,6 @@
 """The device API's app: `create_app(settings, vault)`; the runtime loads in the lifespan handler.
 
-    app = create_app(settings, vault)          # vault None: the base model only
+    app = create_app(settings, vault, passphrase)  # vault None: the base model only; passphrase None: no /v1/adapt
     uvicorn.run(app, host="127.0.0.1", port=8766)
 """
 
@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from pllm.api.routers import chat, models
+from pllm.api.routers import adapt, chat, feedback, models, profile
 from pllm.config import Settings
 from pllm.openai_http import install_error_handlers, install_size_limit
+from pllm.personal.adapt_job import AdaptJob
 
 if TYPE_CHECKING:
     from pllm.personal.vault import Vault
 
 
-def create_app(settings: Settings, vault: Vault | None = None) -> FastAPI:
+def create_app(settings: Settings, vault: Vault | None = None, passphrase: str | None = None) -> FastAPI:
+    """The passphrase goes only to the environment of the training processes /v1/adapt starts."""
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from pllm.lm.models import resolve_model
@@ -32,10 +34,12 @@ def create_app(settings: Settings, vault: Vault | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.adapt_job.close()
             app.state.served.close()
 
     app = FastAPI(title="pllm serve (device API)", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    app.state.adapt_job = AdaptJob(settings, passphrase)
     install_error_handlers(app)
     install_size_limit(app, settings.api_max_request_bytes)
 
@@ -43,6 +47,6 @@ def create_app(settings: Settings, vault: Vault | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(models.router)
-    app.include_router(chat.router)
+    for router in (models.router, chat.router, feedback.router, profile.router, adapt.router):
+        app.include_router(router)
     return app

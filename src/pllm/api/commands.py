@@ -25,19 +25,22 @@ def serve(
                              "needs PLLM_API_TOKEN)."),
     port: int = typer.Option(8766, "--port", min=1, max=65535, help="Port to listen on."),
 ) -> None:
-    """Serve your model to apps on this device: OpenAI-compatible chat (plain and streamed) and the model list."""
+    """Serve your model to apps on this device: OpenAI-compatible chat (plain and streamed), the model list,
+    feedback, your profile (show, export, forget) and adaptation in a separate process."""
     import uvicorn
 
     from pllm.api.app import create_app
-    from pllm.personal.commands import unlock
+    from pllm.personal.commands import passphrase_for
+    from pllm.personal.vault import open_vault
 
     settings = settings_of(ctx)
     if not _is_loopback(host) and not settings.api_token:
         raise UsageError(f"binding {host} reaches beyond this device: set PLLM_API_TOKEN first")
-    vault = unlock(settings) if settings.paths.vault.is_file() else None
+    passphrase = passphrase_for(settings) if settings.paths.vault.is_file() else None
+    vault = open_vault(settings.paths.vault, passphrase) if passphrase is not None else None
     if vault is None:
         err_console.print("note: no vault yet, so only the base model is served (create one with `pllm init`)")
-    app = create_app(settings, vault)
+    app = create_app(settings, vault, passphrase)
     err_console.print(f"pllm serve: http://{host}:{port}/v1 (models: GET /v1/models)")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")

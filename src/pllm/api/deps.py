@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from pllm.openai_http import ApiError, bearer
+from pllm.personal.adapt_job import AdaptJob
 from pllm.personal.serving import ServedModel
 
 
@@ -23,5 +24,20 @@ def authorised(request: Request) -> None:
                        "invalid_api_key")
 
 
+def token_holder(request: Request) -> None:
+    """The profile, export, forget and adapt routes hand out or change everything the vault holds: a token is
+    required for them even on loopback, where any local process could otherwise ask."""
+    if not request.app.state.settings.api_token:
+        raise ApiError(403, "these routes need a bearer token: start `pllm serve` with PLLM_API_TOKEN set",
+                       "permission_error", "token_not_configured")
+    authorised(request)
+
+
+def adapt_job(request: Request) -> AdaptJob:
+    return request.app.state.adapt_job  # type: ignore[no-any-return]
+
+
 Served = Annotated[ServedModel, Depends(served)]
+Jobs = Annotated[AdaptJob, Depends(adapt_job)]
 Authorised = Depends(authorised)
+TokenHolder = Depends(token_holder)

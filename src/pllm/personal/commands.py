@@ -29,12 +29,17 @@ def _prompt(label: str) -> str:
     return str(typer.prompt(label, hide_input=True))
 
 
-def unlock(settings: Settings) -> Vault:
-    """Open the user's vault, asking for the passphrase only when there is a terminal to ask on."""
+def passphrase_for(settings: Settings) -> str:
+    """The vault's passphrase, asked for only when there is a terminal to ask on."""
     path = settings.paths.vault
     if not path.is_file():
         raise VaultMissingError(f"no vault at {path}: create one with `pllm init`")
-    return open_vault(path, resolve_passphrase(path, _prompt if sys.stdin.isatty() else None))
+    return resolve_passphrase(path, _prompt if sys.stdin.isatty() else None)
+
+
+def unlock(settings: Settings) -> Vault:
+    """Open the user's vault."""
+    return open_vault(settings.paths.vault, passphrase_for(settings))
 
 
 def _assistant(settings: Settings, *, personal: bool, client: str, context: bool = True) -> Assistant:

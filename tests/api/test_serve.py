@@ -128,3 +128,14 @@ def test_binding_beyond_loopback_needs_a_token(pllm: Run) -> None:
     refused = pllm("serve", "--host", "0.0.0.0", "--port", "8798", env={"PLLM_API_TOKEN": ""})
     assert refused.returncode == 2 and refused.stderr.startswith("error: binding 0.0.0.0")
     assert "Traceback" not in refused.stderr
+
+
+def test_adapter_versions_promoted_and_rolled_back_over_http(served: tuple[str, AdapterStore]) -> None:
+    url, store = served
+    listed = httpx.get(url + "/v1/adapters").json()["data"]
+    assert [(v["version"], v["active"]) for v in listed] == [("v0001", True), ("v0002", False)]
+    assert httpx.post(url + "/v1/adapters/v0002/promote").json() == {"active": "v0002"}
+    assert store.active() == "v0002"  # in the vault: `pllm adapters list` sees it too
+    assert httpx.post(url + "/v1/adapters/rollback").json() == {"active": "v0001"}
+    assert httpx.post(url + "/v1/adapters/v0042/promote").status_code == 400
+    assert httpx.get(url + "/v1/privacy/report").status_code == 403  # what left the device: token only

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
-from pllm.api.routers import adapt, chat, feedback, models, profile
+from pllm.api.routers import adapt, adapters, chat, feedback, models, privacy, profile
 from pllm.config import Settings
 from pllm.openai_http import install_error_handlers, install_size_limit
 from pllm.personal.adapt_job import AdaptJob
+
+WEB = Path(__file__).with_name("web")  # the page: committed static files, nothing from a CDN
 
 if TYPE_CHECKING:
     from pllm.personal.vault import Vault
@@ -47,6 +52,13 @@ def create_app(settings: Settings, vault: Vault | None = None, passphrase: str |
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (models.router, chat.router, feedback.router, profile.router, adapt.router):
+    for router in (models.router, chat.router, feedback.router, profile.router, adapt.router, adapters.router,
+                   privacy.router):
         app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB / "index.html")
+
+    app.mount("/web", StaticFiles(directory=WEB), name="web")
     return app

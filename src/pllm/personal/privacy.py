@@ -35,6 +35,7 @@ from pllm.config import Settings
 from pllm.errors import ConsentError
 
 if TYPE_CHECKING:
+    from pllm.personal.vault import Egress as LoggedEgress
     from pllm.personal.vault import Vault
 
 Consent = Literal["none", "redacted", "full"]
@@ -349,3 +350,24 @@ class PrivacyGate:
             self.vault.log_egress(destination=egress.destination, purpose=egress.purpose, redacted_text=body,
                                   placeholders=len(egress.redaction.placeholders),
                                   entities=dict(egress.redaction.counts), consent=egress.consent)
+
+
+# -- the report of what left -------------------------------------------------------------------------------------
+def summarise(egress: list[LoggedEgress]) -> dict[str, Any]:
+    """Totals over the egress log: requests and bytes per destination and purpose, entities replaced by type."""
+    entities: Counter[str] = Counter()
+    for e in egress:
+        entities.update(e.entities)
+    return {
+        "requests": len(egress),
+        "bytes": sum(e.bytes for e in egress),
+        "by_destination": dict(Counter(e.destination for e in egress)),
+        "by_purpose": dict(Counter(e.purpose for e in egress)),
+        "by_consent": dict(Counter(e.consent for e in egress)),
+        "entities": dict(entities.most_common()),
+    }
+
+
+def report_json(egress: list[LoggedEgress]) -> dict[str, Any]:
+    """The report as `--json` prints it and the device API returns it: the totals, then every logged request."""
+    return {**summarise(egress), "egress": [e.__dict__ for e in egress]}

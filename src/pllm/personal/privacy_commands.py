@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
-from typing import Any
 
 import typer
 from rich.table import Table
 
 from pllm.console import console, print_json, settings_of
-from pllm.personal.vault import Egress
+from pllm.personal.privacy import report_json, summarise
 
 privacy_app = typer.Typer(help="What left the device, redacted, and what the gate replaced.", no_args_is_help=True)
-
-
-def summarise(egress: list[Egress]) -> dict[str, Any]:
-    """Totals over the egress log: requests and bytes per destination and purpose, entities replaced by type."""
-    entities: Counter[str] = Counter()
-    for e in egress:
-        entities.update(e.entities)
-    return {
-        "requests": len(egress),
-        "bytes": sum(e.bytes for e in egress),
-        "by_destination": dict(Counter(e.destination for e in egress)),
-        "by_purpose": dict(Counter(e.purpose for e in egress)),
-        "by_consent": dict(Counter(e.consent for e in egress)),
-        "entities": dict(entities.most_common()),
-    }
 
 
 @privacy_app.command("report")
@@ -43,7 +26,7 @@ def report(
         egress = vault.egress()
     totals = summarise(egress)
     if json_out:
-        print_json({**totals, "egress": [e.__dict__ for e in egress]})
+        print_json(report_json(egress))
         return
     table = Table(title=f"what left the device: {totals['requests']} requests, {totals['bytes']} bytes")
     for col in ("when", "to", "purpose", "consent", "bytes", "replaced"):

@@ -172,6 +172,31 @@ class ServedModel:
         with self.lock:
             return self._vault().export()
 
+    def adapters(self) -> list[dict[str, object]]:
+        with self.lock:
+            store = self._adapter_store()
+            return [v.as_dict() for v in store.versions()]
+
+    def promote(self, version: str | None) -> str | None:
+        """Make `version` active, or roll back to the one before (None); the new active version, if any."""
+        with self.lock:
+            store = self._adapter_store()
+            if version is None:
+                return store.rollback()
+            store.promote(version)
+            return version
+
+    def privacy_report(self) -> dict[str, object]:
+        from pllm.personal.privacy import report_json
+
+        with self.lock:
+            return report_json(self._vault().egress())
+
+    def _adapter_store(self) -> AdapterStore:
+        self._vault()
+        assert self._store is not None
+        return self._store
+
     def forget(self, *, query: str | None = None, like: bool = False, since: float | None = None,
                until: float | None = None, everything: bool = False) -> ForgetOutcome:
         """Forget in the vault and retire every adapter that trained on it, never retraining here (training runs

@@ -1,0 +1,66 @@
+"""The page at `/`, in headless Chromium (Debian's, driven by playwright) on a phone-sized screen, against the real
+server, model and vault: a streamed answer, a thumbs-up that reaches the vault, the profile behind the token, and
+nothing fetched from anywhere but the device."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from pllm.api.app import create_app
+from pllm.config import Settings
+from pllm.openai_http import serve_background
+from pllm.personal.vault import Vault
+
+PASSPHRASE = "s3cret"
+NOTE = "My boat is called Seabird and I sail it on Sundays."
+TOKEN = "t0ken"
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def url(vault: Vault) -> Iterator[str]:
+    with serve_background(create_app(Settings(threads=2, api_token=TOKEN), vault, PASSPHRASE)) as where:
+        yield where
+
+
+def test_the_page_and_its_files_come_from_the_device(url: str) -> None:
+    page = httpx.get(url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN, works offline
+    for asset in ("/web/app.js", "/web/style.css"):
+        got = httpx.get(url + asset)
+        assert got.status_code == 200 and "https://" not in got.text
+
+
+def test_chat_feedback_and_profile_in_a_real_browser(url: str, vault: Vault) -> None:
+    chromium = shutil.which("chromium")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is installed by `make setup`")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (`make setup` installs Debian's where it runs as root)")
+    requested: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport=PHONE)
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(url + "/")
+        page.fill("#token", TOKEN)
+        page.dispatch_event("#token", "change")
+        page.wait_for_function("document.querySelector('#summary').textContent.includes('Mara')")
+        page.fill("#prompt", "What is my boat called?")
+        page.press("#prompt", "Enter")
+        answer = page.wait_for_selector("#log li.assistant .actions", timeout=120_000)
+        assert answer is not None
+        text = page.inner_text("#log li.assistant span")
+        assert text and not text.startswith("error")
+        page.click("#log li.assistant button[data-kind=up]")
+        page.wait_for_selector("#log li.assistant button[data-kind=up].chosen")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
+        browser.close()
+    logged = vault.conn.execute("SELECT i.answer, f.kind FROM feedback f JOIN interactions i ON i.id = "
+                                "f.interaction_id").fetchall()
+    assert [(a.strip(), k) for a, k in logged] == [(text.strip(), "up")]  # the thumbs-up names the answer shown
+    assert requested and all(r.startswith(url) for r in requested)

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from pllm.api.deps import Jobs, Served, TokenHolder
-from pllm.errors import PllmError, UsageError
+from pllm.errors import PllmError
 
 router = APIRouter(prefix="/v1/profile", tags=["profile"], dependencies=[TokenHolder])
 
@@ -39,8 +39,6 @@ def export_profile(served: Served) -> dict[str, object]:
 
 @router.post("/forget")
 def forget(body: ForgetRequest, served: Served, jobs: Jobs) -> dict[str, object]:
-    if not body.all and not (body.query and body.query.strip()) and body.since is None and body.until is None:
-        raise UsageError("say what to forget: query, since/until, or all")
     outcome = served.forget(query=body.query, like=body.like, everything=body.all,
                             since=body.since.timestamp() if body.since else None,
                             until=body.until.timestamp() if body.until else None)

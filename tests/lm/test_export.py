@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 from pllm.config import Settings
-from pllm.lm.export import BaseShape, dequantize_gguf, gguf_lora_bytes, peft_to_gguf_tensors, write_gguf_lora
+from pllm.lm.export import (
+    BaseShape,
+    dequantize_gguf,
+    gguf_lora_bytes,
+    lora_tensor_name,
+    peft_to_gguf_tensors,
+    write_gguf_lora,
+)
 from pllm.lm.models import ModelFile, resolve_model
 from pllm.lm.runtime import Runtime
 from pllm.lm.train import LoraSettings, load_for_training
@@ -131,3 +138,40 @@ def test_a_task_adapter_and_a_user_adapter_compose(f32_base: Path) -> None:
     assert np.abs(hf_logits(user_model, tokenizer, prompt, True) - both).max() < TOLERANCE
     assert np.abs(hf_logits(user_model, tokenizer, prompt, False) - task_only).max() < TOLERANCE
     assert np.abs(both - task_only).max() > 20 * TOLERANCE
+
+
+def test_a_merged_adapter_answers_as_the_applied_one(tmp_path: Path) -> None:
+    """Folded into the served copy of the model (Q8_0), as `pllm serve` runs the active adapter. Every weight of a
+    merged tensor is rounded to Q8_0 again, so the logits carry that rounding's noise: they must move the way the
+    applied adapter moves them, far beyond it, and give the same answer."""
+    from pllm.lm.export import merge_lora_gguf
+    from pllm.lm.models import runtime_model
+    from pllm.lm.runtime import GenerationConfig
+
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for module, out in (("q_proj", 576), ("v_proj", 192)):
+        tensors[lora_tensor_name(3, module, "a")] = rng.normal(0, 0.1, (8, 576))
+        tensors[lora_tensor_name(3, module, "b")] = rng.normal(0, 0.1, (out, 8))
+    lora = tmp_path / "layer3.gguf"
+    write_gguf_lora(lora, arch="llama", alpha=16.0, tensors=tensors)
+    settings = Settings(threads=2, n_ctx=512)
+    served = runtime_model(settings)
+    applied = Runtime(served, n_ctx=512, threads=2)
+    merged = Runtime.from_gguf_bytes("merged", merge_lora_gguf(served.path, lora.read_bytes()), settings,
+                                     folded={"layer3": 1.0})
+    try:
+        prompt = applied.chat_prompt([{"role": "user", "content": "What is the capital of France?"}])
+        base = applied.next_token_logits(prompt)
+        applied.load_adapter("layer3", lora)
+        applied.set_adapters({"layer3": 1.0})
+        with_adapter, folded = applied.next_token_logits(prompt), merged.next_token_logits(prompt)
+        effect, error = np.abs(with_adapter - base).max(), np.abs(folded - with_adapter).max()
+        assert effect > 2.0 and error < 0.35 * effect, (effect, error)
+        assert np.corrcoef(with_adapter - base, folded - base)[0, 1] > 0.9
+        config = GenerationConfig(max_tokens=16)
+        answer = merged.complete(prompt, config)
+        assert answer.text == applied.complete(prompt, config).text and answer.adapters == {"layer3": 1.0}
+    finally:
+        applied.close()
+        merged.close()

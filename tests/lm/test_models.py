@@ -39,3 +39,24 @@ def test_not_a_gguf(tmp_path: Path) -> None:
 def test_a_directory_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="not a file"):
         resolve_model(Settings(model=tmp_path))
+
+
+def test_the_runtime_loads_a_q8_0_copy_made_once(model_path: Path) -> None:
+    from pllm.lm.models import SLOW_PREFILL_TYPES, gguf_file_type, runtime_model
+
+    assert SLOW_PREFILL_TYPES.get(gguf_file_type(model_path) or -1) == "Q4_1"  # the packaged model: slow prefill
+    copy = runtime_model(Settings())
+    assert copy.path != model_path and gguf_file_type(copy.path) == 7 and copy.name == DEFAULT_MODEL.name
+    made = copy.path.stat().st_mtime_ns
+    assert runtime_model(Settings()).path == copy.path and copy.path.stat().st_mtime_ns == made  # reused
+    assert runtime_model(Settings(fast_prefill=False)).path == model_path
+    assert runtime_model(Settings(model=copy.path)).path == copy.path  # already fast: loaded as it is
+
+
+def test_the_file_type_is_read_from_the_header_as_gguf_reads_it(model_path: Path) -> None:
+    from gguf import GGUFReader
+
+    from pllm.lm.models import gguf_file_type
+
+    field = GGUFReader(model_path).fields["general.file_type"]
+    assert gguf_file_type(model_path) == int(field.parts[field.data[0]][0])

@@ -137,3 +137,43 @@ def test_options_are_scored_by_likelihood(runtime: Runtime) -> None:
     assert scores[0] == max(scores) and all(s < 0 for s in scores)
     assert runtime.score_options(prompt, ["Paris", "London", "a banana"]) == scores  # no state leaks between calls
     assert runtime.chat(messages, GenerationConfig(max_tokens=8)).text == before  # nor into generation
+
+
+# -- the kept prefix: the system turn's KV state survives requests, adapter switches and scoring -------------
+def test_chat_prefix_is_where_the_next_user_turn_begins(runtime: Runtime) -> None:
+    system = [{"role": "system", "content": "You help Kari. Her cat is Pixel."}]
+    prefix = runtime.chat_prefix(system)
+    whole = runtime.chat_prompt([*system, {"role": "user", "content": "What is my cat called?"}])
+    assert whole.startswith(prefix) and "Pixel" in prefix and "What is my cat" not in prefix
+    assert prefix.endswith(whole[len(prefix) - 5:len(prefix)])
+
+
+def test_a_kept_prefix_changes_no_answer_and_survives_switches(fresh_runtime: Runtime,
+                                                               random_lora: Callable[..., Path]) -> None:
+    rt = fresh_runtime
+    system = [{"role": "system", "content": "You are a helpful assistant. The user is Kari; her cat is Pixel, her "
+                                            "boat is Seabird and she lives in Tromso."}]
+    prefix = rt.chat_prefix(system)
+    questions = ["What is my cat called?", "Where do I live?", "What is my boat called?"]
+    config = GenerationConfig(max_tokens=12)
+
+    def answers(cached: bool) -> list[str]:
+        out = []
+        for q in questions:
+            prompt = rt.chat_prompt([*system, {"role": "user", "content": q}])
+            rt.llm.reset()  # each from an empty cache unless the kept prefix is used
+            out.append("".join(p.text for p in rt.stream(prompt, config, cached_prefix=prefix if cached else "")))
+        return out
+
+    plain = answers(cached=False)
+    hits = rt.prefix_hits
+    assert answers(cached=True) == plain  # the first builds the state, the next two restore it
+    assert rt.prefix_hits == hits + 2
+    rt.load_adapter("one", random_lora(seed=1))
+    rt.set_adapters({"one": 1.0})  # clears the KV cache; the base model's saved state must not be used for it
+    with_adapter = answers(cached=False)
+    assert with_adapter != plain and answers(cached=True) == with_adapter
+    rt.set_adapters({})
+    rt.score_options(rt.chat_prompt(system), ["yes", "no"])  # scoring resets the cache too
+    before = rt.prefix_hits
+    assert answers(cached=True) == plain and rt.prefix_hits == before + 3  # every one from the saved state

@@ -89,3 +89,21 @@ def test_profile_from_texts_interactions_and_feedback(vault: Vault) -> None:
     assert "Mara" in summary and "cat name: Pixel" in summary and "hiking" in summary
     assert "prefers answers of about 4 words" in summary
     assert profile.as_dict()["summary"] == summary
+
+
+def test_the_prompt_summary_holds_for_the_hour_but_facts_change_it_at_once(vault: Vault) -> None:
+    from pllm.personal.profile import PROMPT_PROFILE_REFRESH_S, prompt_summary
+
+    hour = (time.time() // PROMPT_PROFILE_REFRESH_S) * PROMPT_PROFILE_REFRESH_S
+    for n in range(4):
+        vault.log_interaction(prompt="How do I tune my violin strings?", answer="...", latency_s=1.0, tokens=5,
+                              personal=True, client="cli", sentiment=0.0, created_at=hour - 7200 + n)
+    before = prompt_summary(vault, now=hour + 60)
+    assert "violin" in before
+    for n in range(6):  # a burst of messages on something else within the hour: the system turn stays the same
+        vault.log_interaction(prompt="Which glaze suits stoneware pottery?", answer="...", latency_s=1.0, tokens=5,
+                              personal=True, client="cli", sentiment=0.0, created_at=hour + 120 + n)
+    assert prompt_summary(vault, now=hour + 600) == before
+    assert "pottery" in prompt_summary(vault, now=hour + PROMPT_PROFILE_REFRESH_S + 1)  # the next hour has it
+    learn_facts(vault, "My cat is called Pixel.", source="test")
+    assert "Pixel" in prompt_summary(vault, now=hour + 600)  # what the user states counts at once

@@ -130,3 +130,37 @@ def test_a_conversation_turn_is_found_by_the_question_it_answers(pllm_home: Path
     vault.forget(query="What did you paint")  # the question goes: nobody's context keeps it
     assert all("paint" not in i.context for i in Retriever.from_vault(vault).items)
     vault.close()
+
+
+# -- what of an item goes into the prompt ---------------------------------------------------------------------
+SPEC = ("Here are the specifications for the unisex heavy cotton tee. It is made of 100% cotton. The fabric weight "
+        "is 180 g/m2, a medium fabric. In conclusion, the unisex heavy cotton tee is a versatile choice for anyone "
+        "looking to elevate their wardrobe, and the unisex heavy cotton tee washes well.")
+
+
+def test_an_item_that_fits_goes_in_whole() -> None:
+    from pllm.personal.retrieve import relevant_excerpt
+
+    assert relevant_excerpt("My cat is called Pixel.\n  She is  grey.", "cat name?", 48) == \
+        "My cat is called Pixel. She is grey."
+    assert relevant_excerpt(SPEC, "fabric weight", 0) == " ".join(SPEC.split())  # 0: whole items
+
+
+def test_the_excerpt_holds_the_sentence_that_names_what_was_asked() -> None:
+    from pllm.personal.retrieve import relevant_excerpt
+
+    excerpt = relevant_excerpt(SPEC, "What is the fabric weight of the unisex heavy cotton tee?", 24)
+    assert "180 g/m2" in excerpt  # the subject's words are in every sentence: 'fabric weight' decides
+    assert "In conclusion" not in excerpt and excerpt.startswith("... ")  # a gap is marked
+
+
+def test_no_sentence_is_shown_twice_and_a_long_one_is_cut_around_the_question() -> None:
+    from pllm.personal.retrieve import relevant_excerpt
+
+    shown: set[str] = set()
+    first = relevant_excerpt(SPEC, "fabric weight", 24, shown=shown)
+    assert relevant_excerpt(SPEC, "fabric weight", 24, shown=shown) != first
+    long = " ".join(["we walked along the shore"] * 20 + ["and the ferry to Kvaloya left at nine"]
+                    + ["then we talked for hours"] * 20)
+    cut = relevant_excerpt(long, "When did the ferry to Kvaloya leave?", 24)
+    assert "ferry to Kvaloya left at nine" in cut and cut.startswith("... ") and cut.endswith(" ...")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
+from pllm.config import Settings
 from pllm.console import console, err_console, print_json, progress_bar, settings_of
 
 DEFAULT_METHODS = "stats,none,rag,profile"
@@ -22,14 +24,26 @@ def bench(
                                   help="Add the training rows: an ablation against the naive loop and the full "
                                   "100-item update (~5 min on 2 cores)."),
     train_items: int = typer.Option(100, "--train-items", min=8, help="Items in the standard update."),
+    latency: bool = typer.Option(False, "--latency", help="Instead: time to first token of a personalised request "
+                                 "against raw llama-cpp-python on the whole-item prompt (~3 min)."),
+    load: bool = typer.Option(False, "--load", help="Instead: concurrent streaming clients against `pllm serve` and "
+                              "llama-cpp-python's server on loopback; p50/p99 latency and first token (~3 min)."),
+    clients: int = typer.Option(20, "--clients", min=1, max=200, help="--load: concurrent clients."),
+    seconds: float = typer.Option(30.0, "--seconds", min=1.0, max=600.0, help="--load: seconds of load per server."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Speed and memory: pllm against raw llama-cpp-python (and transformers), and LoRA training, same run."""
-    from pllm.bench.speed import run_speed_bench
+    from pllm.bench.speed import run_speed_bench, timed_engines
     from pllm.bench.training import run_training_bench
 
     settings = settings_of(ctx)
-    total = reps * (3 if transformers else 2)
+    if latency:
+        _latency(settings, json_out)
+        return
+    if load:
+        _load(settings, clients, seconds, json_out)
+        return
+    total = reps * timed_engines(settings, transformers=transformers)
     progress = progress_bar("bench")
     with progress:
         task = progress.add_task("bench", total=total)
@@ -41,21 +55,60 @@ def bench(
                 settings, items=train_items, reps=reps,
                 tick=lambda label: status.update(f"training bench: {label}") if err_console.is_terminal
                 else err_console.print(f"training bench: {label}"))
-    if json_out:
-        print_json(result)
+    if _show(result, json_out, f"{result['model']}, {result['threads']} threads, {result['reps']} reps, "
+             f"{result['prompt_tokens']} prompt tokens, up to {result['max_tokens']} generated",
+             ("engine", "decode tok/s", "first token s", "tok/s incl. prompt", "tokens"),
+             [(str(row["engine"]), f"{row['decode_tokens_per_second']:.1f}", f"{row['first_token_seconds']:.3f}",
+               f"{row['tokens_per_second']:.1f}", str(row["tokens"])) for row in result["rows"]]):
         return
-    table = Table(title=f"{result['model']}, {result['threads']} threads, {result['reps']} reps, "
-                        f"{result['prompt_tokens']} prompt tokens, up to {result['max_tokens']} generated")
-    for col in ("engine", "decode tok/s", "first token s", "tok/s incl. prompt", "tokens"):
-        table.add_column(col, justify="right" if col != "engine" else "left")
-    for row in result["rows"]:
-        table.add_row(str(row["engine"]), f"{row['decode_tokens_per_second']:.1f}",
-                      f"{row['first_token_seconds']:.3f}", f"{row['tokens_per_second']:.1f}", str(row["tokens"]))
-    console.print(table)
     console.print(f"decode ratio pllm / llama-cpp-python: {result['decode_ratio']:.3f}   "
                   f"first-token ratio: {result['first_token_ratio']:.3f}")
     if training:
         _print_training(result["training"])
+
+
+def _show(result: dict[str, Any], json_out: bool, title: str, columns: tuple[str, ...],
+          rows: list[tuple[str, ...]]) -> bool:
+    """Print the figures as JSON, or as a table (the first column names the row); True when it was JSON."""
+    if json_out:
+        print_json(result)
+        return True
+    table = Table(title=title)
+    for n, col in enumerate(columns):
+        table.add_column(col, justify="left" if n == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    return False
+
+
+def _latency(settings: Settings, json_out: bool) -> None:
+    from pllm.bench.latency import QUESTIONS, run_latency_bench
+
+    progress = progress_bar("latency")
+    with progress:
+        task = progress.add_task("latency", total=QUESTIONS * 3)
+        result = run_latency_bench(settings, tick=lambda: progress.advance(task))
+    _show(result, json_out, f"time to first token, {result['model']}, {result['threads']} threads, "
+          f"{result['questions']} personalised questions, k={result['k']}",
+          ("engine", "first token s (median)", "min .. max", "prompt tokens", "x raw, cold"),
+          [(row["engine"], f"{row['first_token_seconds']:.3f}",
+            f"{row['first_token_min']:.2f} .. {row['first_token_max']:.2f}", str(row["prompt_tokens"]),
+            f"{result['ratio_to_raw_cold'][row['engine']]:.3f}") for row in result["rows"]])
+
+
+def _load(settings: Settings, clients: int, seconds: float, json_out: bool) -> None:
+    from pllm.bench.load import run_load_bench
+
+    with err_console.status("load bench") as status:
+        result = run_load_bench(settings, clients=clients, seconds=seconds,
+                                tick=lambda name: status.update(f"load bench: {name}"))
+    _show(result, json_out, f"{clients} streaming clients for {seconds:.0f} s each, {result['model']}, "
+          f"up to {result['max_tokens']} tokens per answer",
+          ("server", "requests", "errors", "latency p50 / p99 s", "first token p50 / p99 s", "tok/s served"),
+          [(row["server"], str(row["requests"]), str(row["errors"]), f"{row['latency_p50']} / {row['latency_p99']}",
+            f"{row['first_token_p50']} / {row['first_token_p99']}", f"{row['tokens_per_second']:.1f}")
+           for row in result["rows"]])
 
 
 def _print_training(t: dict[str, object]) -> None:
@@ -86,12 +139,16 @@ def _print_training(t: dict[str, object]) -> None:
                      f"{r['peak_rss_mb']:.0f}", f"{r['facts_recalled']}/{t['facts_held_out']} "
                      f"(base {t['facts_recalled_base']})", f"{r['general_after'] / r['general_before']:.3f}")
     console.print(full)
-    d = t["decode_tokens_per_second"]
-    assert isinstance(d, dict)
+    d, m = t["decode_tokens_per_second"], t["merged"]
+    assert isinstance(d, dict) and isinstance(m, dict)
     console.print(f"update {t['update_speedup']:.2f}x faster than the naive loop's "
                   f"{t['naive_update_seconds_projected']} s (projected from its measured steps); adapter "
                   f"{update['adapter_mb']:.2f} MB; decode with / without adapter {d['with_adapter']:.1f} / "
-                  f"{d['without_adapter']:.1f} tok/s = {t['adapter_decode_ratio']:.3f}")
+                  f"{d['without_adapter']:.1f} tok/s = {t['adapter_decode_ratio']:.3f}\n"
+                  f"merged into a copy of the model (as pllm serve runs the active adapter): decode "
+                  f"{d['with_adapter_merged']:.1f} tok/s = {t['merged_decode_ratio']:.3f} of the base; facts "
+                  f"{m['facts_recalled']}/{t['facts_held_out']} (applied: {m['facts_recalled_applied']}); merge "
+                  f"{m['merge_seconds']:.1f} s, load {m['load_seconds']:.2f} s, {m['model_mb']:.0f} MB")
 
 
 def eval_command(

@@ -291,7 +291,7 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
     methods = [BASELINE, *[m for m in methods if m != BASELINE]]
     embedder = load_embedder() if "hybrid" in methods or settings.embeddings else None
     runtime = Runtime.from_settings(settings) if answer else None
-    config = RetrievalConfig(k=settings.retrieval_k, budget_tokens=settings.context_tokens)
+    config = RetrievalConfig.from_settings(settings)
     ranking = RetrievalConfig(k=max(KS), budget_tokens=10**9)  # recall@k judges the order, not the budget
     results: list[QuestionResult] = []
     total = sum(len(h.questions) for h in histories)

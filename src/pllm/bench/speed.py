@@ -9,6 +9,7 @@ machine is shared and noisy, so only same-run ratios mean anything). The transfo
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -107,24 +108,34 @@ def _time_transformers(settings: Settings, prompt: str, max_tokens: int, reps: i
 
 def run_speed_bench(settings: Settings, *, reps: int = 5, max_tokens: int = 128, prompt: str = BENCH_PROMPT,
                     transformers: bool = True, tick: Callable[[], None] = lambda: None) -> dict[str, Any]:
-    """Run the A/B comparison; `tick` is called after every timed generation (progress bars)."""
+    """Run the A/B comparison; `tick` is called after every timed generation (progress bars).
+
+    Raw llama-cpp-python loads the model file as it is packaged. Where pllm runs another file (its Q8_0 copy,
+    `fast_prefill`), a third engine is raw llama-cpp-python on that same file, so the file's share and the engine's
+    share of any difference are apart."""
     runtime = Runtime.from_settings(settings)
-    raw = load_llama(runtime.model.path, n_ctx=settings.n_ctx, n_threads=settings.threads,
-                     n_threads_batch=settings.threads, seed=settings.seed, verbose=False)
+    kwargs = {"n_ctx": settings.n_ctx, "n_threads": settings.threads, "n_threads_batch": settings.threads,
+              "seed": settings.seed, "verbose": False}
+    packaged = resolve_model(settings).path
+    engines = {"llama-cpp-python": load_llama(packaged, **kwargs)}
+    if runtime.model.path != packaged:
+        engines["llama-cpp-python, pllm's file"] = load_llama(runtime.model.path, **kwargs)
     text = runtime.chat_prompt([{"role": "user", "content": prompt}])
     prompt_tokens = len(runtime.tokenize(text))
     config = GenerationConfig(max_tokens=max_tokens, temperature=0.0)
-    ours, theirs = Row("pllm"), Row("llama-cpp-python")
-    _time_pllm(runtime, text, config), _time_raw(raw, text, max_tokens)  # warm-up: page in the weights
+    timed: list[tuple[Row, Callable[[], Sample]]] = [(Row("pllm"), lambda: _time_pllm(runtime, text, config))]
+    timed += [(Row(name), functools.partial(_time_raw, llm, text, max_tokens)) for name, llm in engines.items()]
+    for _, run in timed:  # warm-up: page in the weights
+        run()
     for i in range(reps):
-        # Alternate which engine goes first, so drift in machine load hits both alike.
-        order = [(ours, lambda: _time_pllm(runtime, text, config)), (theirs, lambda: _time_raw(raw, text, max_tokens))]
-        for row, run in order if i % 2 == 0 else reversed(order):
+        # Rotate which engine goes first, so drift in machine load hits all alike.
+        for row, run in timed[i % len(timed):] + timed[:i % len(timed)]:
             row.samples.append(run())
             tick()
-    raw.close()
+    for llm in engines.values():
+        llm.close()
     runtime.close()
-    rows = [ours.summary(), theirs.summary()]
+    rows = [row.summary() for row, _ in timed]
     if transformers:
         rows.append(_time_transformers(settings, text, max_tokens, reps, tick).summary())
     by_engine = {r["engine"]: r for r in rows}
@@ -141,5 +152,15 @@ def run_speed_bench(settings: Settings, *, reps: int = 5, max_tokens: int = 128,
         "rows": rows,
         "decode_ratio": round(ratio, 3),
         "first_token_ratio": round(ttft_ratio, 3),
+        **({"decode_ratio_same_file": round(float(by_engine["pllm"]["decode_tokens_per_second"]) / float(
+            by_engine["llama-cpp-python, pllm's file"]["decode_tokens_per_second"]), 3)}
+           if "llama-cpp-python, pllm's file" in by_engine else {}),
     }
+
+
+def timed_engines(settings: Settings, *, transformers: bool) -> int:
+    """How many engines `run_speed_bench` times (for a progress bar's total)."""
+    from pllm.lm.models import runtime_model
+
+    return 2 + (runtime_model(settings).path != resolve_model(settings).path) + transformers
 

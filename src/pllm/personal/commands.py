@@ -55,7 +55,7 @@ def _assistant(settings: Settings, *, personal: bool, client: str, context: bool
     if vault is not None:
         activate(runtime, vault, settings.paths.adapters)
     return Assistant(runtime, vault=vault, personal=personal, client=client, use_context=context,
-                     retrieval=RetrievalConfig(k=settings.retrieval_k, budget_tokens=settings.context_tokens),
+                     retrieval=RetrievalConfig.from_settings(settings),
                      embedder=embedder)
 
 

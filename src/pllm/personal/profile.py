@@ -238,10 +238,14 @@ def _style(messages: list[str], edits: list[tuple[str, str]]) -> Style:
     return style
 
 
-def build_profile(vault: Vault, *, now: float | None = None) -> Profile:
+def build_profile(vault: Vault, *, now: float | None = None, texts_before: float | None = None) -> Profile:
+    """The profile as of `now`; `texts_before` leaves later documents and messages out of interests and style."""
     now = now if now is not None else time.time()
     docs = vault.documents()
     interactions = vault.interactions()
+    if texts_before is not None:
+        docs = [d for d in docs if d.created_at < texts_before]
+        interactions = [i for i in interactions if i.created_at < texts_before]
     feedback = vault.feedback()
     facts = vault.facts()
     by_id = {i.id: i for i in interactions}
@@ -273,3 +277,15 @@ def build_profile(vault: Vault, *, now: float | None = None) -> Profile:
         },
         counts={"documents": len(docs), "interactions": len(interactions), "feedback": len(feedback)},
     )
+
+
+PROMPT_PROFILE_REFRESH_S = 3600
+
+
+def prompt_summary(vault: Vault, *, now: float | None = None) -> str:
+    """The profile summary as prompts carry it: facts as they are now, interests and style as of the start of the
+    hour. A message changes the topic counts, and the summary heads every prompt: were it rebuilt per message, the
+    runtime could never reuse the system turn's KV state (seconds of prompt processing per request)."""
+    now = now if now is not None else time.time()
+    as_of = now - now % PROMPT_PROFILE_REFRESH_S
+    return build_profile(vault, now=as_of, texts_before=as_of).summary()

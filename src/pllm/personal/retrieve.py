@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pllm.personal.ingest import CONVERSATION_KIND, chunk_text
-from pllm.personal.text import STOPWORDS, LightStemmer, is_degenerate
+from pllm.personal.text import STOPWORDS, LightStemmer, content_words, is_degenerate, light_stem
 from pllm.personal.vault import Document, Vault, approx_tokens
 
 if TYPE_CHECKING:
+    from pllm.config import Settings
     from pllm.lm.embeddings import Embedder
 
 RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
@@ -69,12 +71,19 @@ class RetrievalConfig:
     k: int = 3  # items at most
     budget_tokens: int = 384  # their total size at most
     min_similarity: float = 0.35  # embedding cosine below this is not a candidate
+    excerpt_tokens: int = 48  # of each item the prompt shows the sentences most like the request, about this many
+    # tokens (0: whole items); prompt tokens are most of the time to the first token
     recency_weight: float | None = None  # share of the recency rank; None: CUE_RECENCY for questions about the
     # present, else 0 (recency then only breaks ties)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrievalConfig:
+        return cls(k=settings.retrieval_k, budget_tokens=settings.context_tokens,
+                   excerpt_tokens=settings.excerpt_tokens)
+
     def __post_init__(self) -> None:
-        if self.k < 0 or self.budget_tokens < 0:
-            raise ValueError("k and budget_tokens must be >= 0")
+        if self.k < 0 or self.budget_tokens < 0 or self.excerpt_tokens < 0:
+            raise ValueError("k, budget_tokens and excerpt_tokens must be >= 0")
 
     def recency_for(self, query: str) -> float:
         if self.recency_weight is not None:
@@ -162,6 +171,70 @@ class Retriever:
             used += item.tokens
             hits.append(Hit(item, round(fused[i], 5), tuple(why[i])))
         return hits
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def relevant_excerpt(text: str, query: str, max_tokens: int, *, shown: set[str] | None = None) -> str:
+    """The sentences of `text` that bear on `query`, best first, kept in their own order within about `max_tokens`
+    (gaps marked "..."); the whole text when it fits or `max_tokens` is 0.
+
+    A sentence scores the query words it shares, each weighted by 1 / the number of the item's sentences that have
+    it: the words every sentence repeats (the item's subject) say less than the one that names what was asked. The
+    best sentence goes in first, then the others by score per token while they fit. A
+    sentence already in `shown` (those of earlier notes of the same prompt; the set is updated) is not repeated: ""
+    when the item has nothing new. A sentence too long alone is cut to the words around the query's.
+    """
+    flat = " ".join(text.split())
+    fits = not max_tokens or approx_tokens(flat) <= max_tokens
+    sentences = [flat] if fits else [" ".join(s.split()) for s in SENTENCE_END.split(text) if s.strip()]
+    seen = shown if shown is not None else set()
+    fresh = [i for i, s in enumerate(sentences) if s.lower() not in seen]
+    if not fresh:
+        return ""
+    if fits:
+        seen.add(flat.lower())
+        return flat
+    terms = {light_stem(w) for w in content_words(query)}
+    shared = [{light_stem(w) for w in content_words(s)} & terms for s in sentences]
+    spread = Counter(t for words in shared for t in words)
+    score = [sum(1 / spread[t] for t in words) for words in shared]
+    relevant = [i for i in fresh if score[i]] if any(score) else fresh  # none bears on it: found by meaning
+    if not relevant:
+        return ""
+    chosen: list[int] = []
+    used = 0
+    # The best sentence first, then the rest by score per token: the budget holds the most that bears on the query.
+    best = min(relevant, key=lambda i: (-score[i], i))
+    rest = sorted((i for i in relevant if i != best), key=lambda i: (-score[i] / approx_tokens(sentences[i]), i))
+    for i in [best, *rest]:
+        cost = approx_tokens(sentences[i])
+        if used + cost <= max_tokens:
+            chosen.append(i)
+            used += cost
+        elif not chosen:  # the best sentence alone is too long: the words around the query's
+            seen.add(sentences[i].lower())
+            return _window(sentences[i], terms, max_tokens)
+    seen.update(sentences[i].lower() for i in chosen)
+    parts, last = [], -1
+    for i in sorted(chosen):
+        parts.append(("... " if i > last + 1 else "") + sentences[i])
+        last = i
+    return " ".join(parts) + (" ..." if last < len(sentences) - 1 else "")
+
+
+def _window(sentence: str, terms: set[str], max_tokens: int) -> str:
+    """The run of words of `sentence` within about `max_tokens` that holds the most of `terms`."""
+    words = sentence.split()
+    size = len(words)
+    while size > 1 and approx_tokens(" ".join(words[:size])) > max_tokens:
+        size = size * 4 // 5
+    hits = [int(bool({light_stem(w) for w in content_words(word)} & terms)) for word in words]
+    counts = [sum(hits[start:start + size]) for start in range(len(words) - size + 1)]
+    tops = [start for start, count in enumerate(counts) if count == max(counts)]
+    best = tops[len(tops) // 2]  # of the windows holding the most, the middle one: the query's words centred
+    return ("... " if best else "") + " ".join(words[best:best + size]) + (" ..." if best + size < len(words) else "")
 
 
 def document_passages(vault: Vault) -> list[Item]:

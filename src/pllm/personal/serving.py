@@ -13,8 +13,8 @@ Model names, as vLLM and LoRAX let a request pick an adapter by its `model` fiel
 - the base model's name: the plain base model, nothing from the vault.
 
 llama.cpp's context is not re-entrant: a lock is held from the first token of a request to its last, so a request
-for another adapter waits and never changes the adapter under one in flight. The vault's connection is shared, so
-the profile, feedback and forget calls take the same lock.
+for another adapter waits and never changes the adapter under one in flight; requests get it in the order they
+came. The vault's connection is shared, so the profile, feedback and forget calls take the same lock.
 
 A personalised answer is logged in the vault as `pllm ask` logs it, under the completion id the client got back;
 feedback names that id (the newest COMPLETIONS_KEPT are remembered).
@@ -22,6 +22,7 @@ feedback names that id (the newest COMPLETIONS_KEPT are remembered).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from pllm.personal.forget import ForgetOutcome
     from pllm.personal.vault import Vault
 
+log = logging.getLogger(__name__)
 PERSONAL = "pllm"
 COMPLETIONS_KEPT = 1000
 
@@ -60,6 +62,28 @@ class NoVaultError(PllmError):
     http_status = 409
 
 
+class FifoLock:
+    """A lock granted in the order it was asked for. threading.Lock wakes any waiter, so under load a request
+    could wait behind ones that came after it (p99 latency several times p50); here each waits for its turn.
+    No thread owns it: a streamed answer's pieces may run on different worker threads."""
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._issued = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._turns:
+            ticket = self._issued
+            self._issued += 1
+            self._turns.wait_for(lambda: self._serving == ticket)
+
+    def __exit__(self, *_: object) -> None:
+        with self._turns:
+            self._serving += 1
+            self._turns.notify_all()
+
+
 @dataclass(frozen=True)
 class ServedModelInfo:
     id: str
@@ -70,9 +94,11 @@ class ServedModelInfo:
 class ServedModel:
     def __init__(self, runtime: Runtime, vault: Vault | None, settings: Settings, base_name: str) -> None:
         self.runtime, self.vault, self.settings, self.base_name = runtime, vault, settings, base_name
-        self.lock = threading.Lock()
+        self.lock = FifoLock()
         self._logged: OrderedDict[str, int] = OrderedDict()  # completion id -> interaction id
         self._store: AdapterStore | None = None
+        self._merged: tuple[str, Runtime] | None = None  # the active version folded into a copy of the model
+        self._unmergeable: set[str] = set()  # versions whose merge the model's weight type does not allow
         if vault is not None:
             from pllm.personal.adapters import AdapterStore
 
@@ -101,6 +127,32 @@ class ServedModel:
                 return True, version
         raise ModelNotServedError(f"no model {model!r} here (GET /v1/models lists them)")
 
+    def _runtime_for(self, version: str | None) -> Runtime:
+        """The runtime that answers with `version`: the active version runs folded into its per-user copy of the
+        model (`merge_adapters`: decode as fast as the base), any other version applies unmerged to the base."""
+        if version is None or not self.settings.merge_adapters or self._store is None \
+                or version != self._store.active() or version in self._unmergeable:
+            self._apply(version)
+            return self.runtime
+        if self._merged is None or self._merged[0] != version:
+            from pllm.personal.adapters import MergeUnsupportedError
+
+            self._close_merged()
+            try:
+                data = self._store.merged_model(version, self.runtime.model.path)
+            except MergeUnsupportedError as exc:
+                log.warning("%s; it is applied unmerged", exc)
+                self._unmergeable.add(version)
+                return self._runtime_for(version)
+            self._merged = (version, Runtime.from_gguf_bytes(f"{self.base_name}+{version}", data, self.settings,
+                                                             folded={version: 1.0}))
+        return self._merged[1]
+
+    def _close_merged(self) -> None:
+        if self._merged is not None:
+            self._merged[1].close()
+            self._merged = None
+
     def _apply(self, version: str | None) -> None:
         """Make `version` (None: no adapter) the one applied, loading it from the encrypted store if needed."""
         wanted = {version: 1.0} if version else {}
@@ -119,15 +171,17 @@ class ServedModel:
         """The answer's pieces; holds the runtime from the first piece to the last (or until the stream is closed).
         A personalised answer is built and logged as `pllm ask` does it."""
         from pllm.personal.assistant import Assistant, Turn
+        from pllm.personal.retrieve import RetrievalConfig
 
         if not messages or messages[-1]["role"] != "user":
             raise UsageError("the last message must be the user's")
         with self.lock:
             personal, version = self._adapter_for(model or PERSONAL)
-            self._apply(version)
+            runtime = self._runtime_for(version)
             stats = StreamStats()
             if personal:
-                assistant = Assistant(self.runtime, vault=self.vault, client="api")
+                assistant = Assistant(runtime, vault=self.vault, client="api",
+                                      retrieval=RetrievalConfig.from_settings(self.settings))
                 system = [m["content"] for m in messages if m["role"] == "system"]
                 if system:
                     assistant.system_prompt += "\n\n" + "\n".join(system)
@@ -137,7 +191,9 @@ class ServedModel:
                                      if u["role"] == "user" and a["role"] == "assistant"]
                 pieces = (p.text for p in assistant.stream(messages[-1]["content"], config, stats))
             else:
-                pieces = (p.text for p in self.runtime.stream(self.runtime.chat_prompt(messages), config, stats))
+                leading = [m for m in messages[:1] if m["role"] == "system"]  # an app's fixed system turn: kept too
+                pieces = (p.text for p in runtime.stream(runtime.chat_prompt(messages), config, stats,
+                                                         cached_prefix=runtime.chat_prefix(leading) if leading else ""))
             yield from pieces
             if personal and completion_id and assistant.last_interaction is not None:
                 self._logged[completion_id] = assistant.last_interaction
@@ -208,6 +264,8 @@ class ServedModel:
                                         until=until, everything=everything, retrain=False)
             if any(v in self.runtime.active_adapters for v in outcome.retired):
                 self.runtime.set_adapters({})
+            if self._merged is not None and self._merged[0] in outcome.retired:
+                self._close_merged()
             for version in outcome.retired:
                 if version in self.runtime.adapters:
                     self.runtime.unload_adapter(version)
@@ -216,4 +274,5 @@ class ServedModel:
     def close(self) -> None:
         """Free the runtime (the vault is its opener's to close)."""
         with self.lock:
+            self._close_merged()
             self.runtime.close()

@@ -441,7 +441,6 @@ class Runtime:
 
         if name in self._adapters:
             self.unload_adapter(name)
-        self._forget_prefixes(name)  # states saved under an earlier adapter of this name are not this one's
         with _adapter_path(source) as path:
             handle = C.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
         if not handle:

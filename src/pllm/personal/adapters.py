@@ -25,14 +25,12 @@ from pllm.errors import AdapterError, UsageError
 from pllm.personal.vault import Vault
 
 MAGIC = b"PLLMAES1"
+KEY_META = "adapter_data_key"
+STACK_META = "adapter_stack"
 
 
 class MergeUnsupportedError(AdapterError):
     """The model's weights are not of a type an adapter can be folded into (it is then applied unmerged)."""
-
-
-KEY_META = "adapter_data_key"
-STACK_META = "adapter_stack"
 
 
 @dataclass(frozen=True)

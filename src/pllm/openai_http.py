@@ -1,7 +1,7 @@
 """OpenAI-compatible HTTP, shared by the two services that speak it: the T-tier (`cloud/server.py`) and the device's
 own API (`api/app.py`). Request schemas, OpenAI-shaped errors (`{"error": {"message", "type", "param", "code"}}`,
-never a traceback), the request size limit, answers as one JSON object or as server-sent events, and a helper that
-runs an app on a real loopback socket in a background thread.
+never a traceback), the request size limit, answers as one JSON object or as server-sent events, and helpers
+that run a server on loopback: an app in a background thread, or a command as its own process.
 
     app = FastAPI(...)
     install_error_handlers(app)
@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -30,6 +33,10 @@ from pllm.errors import PllmError
 from pllm.lm.runtime import GenerationConfig
 
 MAX_TOKENS_CAP = 1024  # one answer, at most
+
+
+class ServerStartError(PllmError):
+    """A server started as its own process did not come up."""
 
 
 # -- schemas -----------------------------------------------------------------------------------------------------
@@ -189,7 +196,6 @@ def respond(pieces: Iterator[str], usage: Usage, stream: bool, model: str, kind:
 @contextmanager
 def serve_background(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run `app` on a real socket in a background thread (port 0: a free one); yields its base URL."""
-    import socket
     import threading
 
     import uvicorn
@@ -211,3 +217,44 @@ def serve_background(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> It
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_process(command: list[str], port: int, env: dict[str, str], log: Path, ready_path: str = "/v1/models",
+                  timeout_s: float = 120.0) -> Iterator[str]:
+    """Start a server as its own process (its output into `log`), wait until GET `ready_path` answers 200 on
+    loopback, yield its base URL, stop it. ServerStartError, with the log's last line, when it exits or stays
+    silent."""
+    import httpx
+
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+                raise ServerStartError(f"{Path(command[0]).name} exited with {process.returncode}: {tail[0]}")
+            try:
+                if httpx.get(base + ready_path, timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"the server on port {port} did not answer within {timeout_s:.0f} s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import openai
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from pllm.openai_http import free_port, serve_process
 
 
 def test_pllm_cloud_serve_answers_the_openai_client(pllm: Callable[..., subprocess.CompletedProcess[str]],
@@ -29,22 +23,9 @@ def test_pllm_cloud_serve_answers_the_openai_client(pllm: Callable[..., subproce
     listed = pllm("cloud", "keys", "list", "--json")
     assert "laptop" in listed.stdout and key not in listed.stdout
 
-    port = _free_port()
-    script = Path(sys.executable).with_name("pllm")
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen([str(script), "cloud", "serve", "--port", str(port)], stdout=log,
-                              stderr=subprocess.STDOUT, env=os.environ.copy())
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError((tmp_path / "serve.log").read_text())
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("pllm")), "cloud", "serve", "--port", str(port)]
+    with serve_process(command, port, os.environ.copy(), tmp_path / "serve.log", ready_path="/healthz") as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
         reply = client.chat.completions.create(model="pllm-foundation", max_tokens=8,
                                                messages=[{"role": "user", "content": "Name a colour."}])
@@ -58,7 +39,3 @@ def test_pllm_cloud_serve_answers_the_openai_client(pllm: Callable[..., subproce
             raise AssertionError("a revoked key was accepted")
         except openai.AuthenticationError:
             pass
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()

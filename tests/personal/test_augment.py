@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pllm.lm.embeddings import need_embedder
 from pllm.personal.adapt import collect
-from pllm.personal.augment import AugmentConfig, RealItem, filter_items, need_embedder, pick_seeds
+from pllm.personal.augment import AugmentConfig, RealItem, filter_items, pick_seeds
 from pllm.personal.remote import RemoteItem
 from pllm.personal.vault import content_hash, create_vault
 
@@ -21,7 +22,7 @@ REAL = ["I cycled to the lake this morning and swam before breakfast.",
 
 @pytest.fixture(scope="module")
 def embedder():  # type: ignore[no-untyped-def]
-    return need_embedder()
+    return need_embedder("augmentation")
 
 
 def test_seeds_cover_the_clusters_and_prefer_the_recent() -> None:

@@ -19,27 +19,23 @@ import contextlib
 import functools
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pllm.config import Settings
-from pllm.errors import PllmError
 from pllm.lm.models import resolve_model
+from pllm.openai_http import free_port, serve_process
 
 QUESTIONS = ["What should I cook tonight?", "Give me one tip for running in the cold.", "Why is the sky blue?",
              "How do I keep a sourdough starter alive?", "Suggest a name for a small sailing boat.",
              "What is a good stretch after a night shift?", "How long should rye dough prove?",
              "Tell me a fact about cats."]
-START_TIMEOUT_S = 120.0
 ROUNDS = 3  # slices of each server's load, interleaved
 PASSPHRASE = "load-bench"  # the made-up user's throwaway vault, deleted with its folder
 
@@ -57,10 +53,6 @@ C.llama_model_default_params = plain_buffers
 sys.argv = ["llama_cpp.server", *sys.argv[1:]]
 runpy.run_module("llama_cpp.server", run_name="__main__")
 """
-
-
-class LoadBenchError(PllmError):
-    """A server of the load bench did not start."""
 
 
 @dataclass
@@ -87,44 +79,6 @@ class Outcome:
                 "first_token_p50": pct(self.first_tokens, 0.5), "first_token_p99": pct(self.first_tokens, 0.99),
                 "tokens_per_second": round(self.tokens / self.seconds, 2) if self.seconds else 0.0,
                 "mean_first_token": round(statistics.mean(self.first_tokens), 3) if self.first_tokens else None}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running(command: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[str]:
-    """Start a server process, wait until it answers on loopback, yield its base URL, stop it."""
-    import httpx
-
-    with log.open("w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-                raise LoadBenchError(f"{command[0]} exited with {process.returncode}: {tail[0]}")
-            try:
-                if httpx.get(base + "/v1/models", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise LoadBenchError(f"the server on port {port} did not answer within {START_TIMEOUT_S:.0f} s")
-            time.sleep(0.5)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def _client(n: int, base: str, model: str, max_tokens: int, until: float, outcome: Outcome,
@@ -205,7 +159,7 @@ def run_load_bench(settings: Settings, *, clients: int = 20, seconds: float = 30
         targets: list[tuple[str, str, str]] = []  # (name, base URL, model asked for)
         if {"base", "personal"} & set(servers):
             port = free_port()
-            url = stack.enter_context(running([sys.executable, "-m", "pllm", "serve", "--port", str(port)], port,
+            url = stack.enter_context(serve_process([sys.executable, "-m", "pllm", "serve", "--port", str(port)], port,
                                               env, Path(folder) / "pllm-serve.log"))
             targets += [(name, url, served) for kind, name, served in (
                 ("base", "pllm serve, base model", model.name), ("personal", "pllm serve, personalised", "pllm"))
@@ -218,7 +172,7 @@ def run_load_bench(settings: Settings, *, clients: int = 20, seconds: float = 30
                        # Its default lets a new request interrupt the one streaming (every client but one would
                        # see its answer cut off): queue them instead, as pllm does.
                        "--interrupt_requests", "False"]
-            url = stack.enter_context(running(command, port, env, Path(folder) / "llama-cpp-server.log"))
+            url = stack.enter_context(serve_process(command, port, env, Path(folder) / "llama-cpp-server.log"))
             targets.append(("llama_cpp.server (llama-cpp-python)", url, model.name))
         outcomes = {name: Outcome(name) for name, _, _ in targets}
         for n in range(ROUNDS):

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+from pllm import stats
+from pllm.stats import Statistic, mean_of
 
 RATINGS = (1, 2, 3, 4, 5)
 
@@ -96,14 +99,6 @@ def relative_gain(value: float, baseline: float, metric: str) -> float | None:
     return (baseline - value) / baseline if metric in LOWER_IS_BETTER else (value - baseline) / baseline
 
 
-Statistic = Callable[[np.ndarray], float]  # a metric of the queries at these (resampled) indices
-
-
-def mean_of(values: np.ndarray) -> Statistic:
-    """The mean of per-query values over a resample's indices."""
-    return lambda idx: float(values[idx].mean())
-
-
 def statistics_of(kind: str, preds: Sequence[str], golds: Sequence[str]) -> dict[str, Statistic]:
     """Each metric of `score(kind, ...)` as a function of which queries count (an index array, repeats allowed)."""
     if kind == "classification":
@@ -132,19 +127,12 @@ def statistics_of(kind: str, preds: Sequence[str], golds: Sequence[str]) -> dict
     raise ValueError(f"unknown task kind {kind}")
 
 
-class Bootstrap:
-    """Percentile bootstrap over queries: `reps` resamples drawn once, shared by every method scored with it."""
-
-    def __init__(self, queries: int, reps: int = 1000, seed: int = 0) -> None:
-        self.samples = np.random.default_rng(seed).integers(0, queries, size=(reps, queries))
-
-    def interval(self, statistic: Statistic) -> tuple[float, float]:
-        values = np.array([statistic(idx) for idx in self.samples])
-        low, high = np.percentile(values, [2.5, 97.5])
-        return float(low), float(high)
+class Bootstrap(stats.Bootstrap):
+    """The shared bootstrap, with improvements in a metric's own direction."""
 
     def improvement_interval(self, method: Statistic, baseline: Statistic, metric: str) -> tuple[float, float]:
         """The method's improvement over the baseline in the metric's units (positive is better, for error metrics
         too), on paired resamples: an interval that excludes 0 is a difference these queries can tell apart."""
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-        return self.interval(lambda idx: sign * (method(idx) - baseline(idx)))
+        if metric in LOWER_IS_BETTER:
+            return self.difference_interval(baseline, method)
+        return self.difference_interval(method, baseline)

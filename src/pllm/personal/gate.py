@@ -43,12 +43,8 @@ class GateEvidence:
 def _perplexity(runtime: Runtime, examples: Sequence[Example]) -> float:
     if not examples:
         return float("nan")
-    logprob, tokens = 0.0, 0
-    for e in examples:
-        prompt = runtime.chat_prompt(e.message_list())
-        logprob += runtime.score_options(prompt, [e.target])[0]
-        tokens += len(runtime.option_tokens(runtime.tokenize(prompt), prompt, e.target))
-    return math.exp(-logprob / max(1, tokens))
+    scored = [runtime.answer_logprob(e.message_list(), e.target) for e in examples]
+    return math.exp(-sum(lp for lp, _ in scored) / max(1, sum(n for _, n in scored)))
 
 
 def facts_answered(runtime: Runtime, facts: Sequence[tuple[Example, str]], *, max_tokens: int = 32) -> int:

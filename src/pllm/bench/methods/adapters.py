@@ -189,7 +189,8 @@ class CDCDA(PerUserPEFT):
                              "a label or the text itself (lamp2, lamp3, lamp7, movielens-rating, movielens-tag)")
 
     def prepare(self, questions: list[Question]) -> None:
-        from pllm.personal.augment import AugmentConfig, need_embedder
+        from pllm.lm.embeddings import need_embedder
+        from pllm.personal.augment import AugmentConfig
         from pllm.personal.privacy import PrivacyGate
         from pllm.personal.remote import CloudClient
 
@@ -206,7 +207,7 @@ class CDCDA(PerUserPEFT):
             url, key = self._services.enter_context(serve_loopback(settings, state, device="eval"))
             settings = settings.model_copy(update={"cloud_url": url, "cloud_key": key})
         self._cloud = CloudClient(settings, PrivacyGate(settings, None))
-        self._embedder = need_embedder()
+        self._embedder = need_embedder("augmentation")
         self._config = AugmentConfig(per_seed=settings.augment_per_seed, seeds=settings.augment_seeds,
                                      seed=self.env.seed)
         self._spent: Counter[str] = Counter()

@@ -91,3 +91,17 @@ def run_pllm(*args: str, env: dict[str, str] | None = None, stdin: str | None = 
 def pllm() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the installed `pllm` script: pllm("ask", "hi", env={...}, stdin="...")."""
     return run_pllm
+
+
+@pytest.fixture(scope="session")
+def cooking_expert(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """A cooking expert trained once on the real packaged model (6 steps on tests/data/cooking-corpus.jsonl) and
+    examined, not registered: each test registers it in its own home (`ExpertRegistry.register`)."""
+    from pllm.expert.distill import DistillReport
+    from pllm.expert.domains import load_domain, read_qa_jsonl
+    from pllm.expert.train import ExpertTrainConfig, train_expert
+
+    settings = Settings(home=tmp_path_factory.mktemp("expert-home"), threads=2)
+    pairs = read_qa_jsonl(Path(__file__).parent / "data" / "cooking-corpus.jsonl")
+    return train_expert(settings, load_domain("cooking"), pairs, DistillReport(t_model="corpus"),
+                        ExpertTrainConfig(steps=6), register=False)

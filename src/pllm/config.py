@@ -126,6 +126,32 @@ class Settings(BaseSettings):
     synthetic_ratio: float = Field(default=2.0, ge=0.0, le=10.0,
                                    description="CDCDA: synthetic items trained on, at most this many per real item.")
 
+    # -- the ledger: what calls cost and contributions earn, in credits ---------------------------------------
+    ledger_price_in: float = Field(default=1.0, ge=0, description="Credits per 1,000 prompt tokens sent to the "
+                                   "T-model or an expert.")
+    ledger_price_out: float = Field(default=2.0, ge=0, description="Credits per 1,000 tokens they answer with.")
+    ledger_item_price: float = Field(default=0.5, ge=0, description="Credits per synthetic item (augmentation).")
+    ledger_feedback_credit: float = Field(default=0.2, ge=0, description="Credits a device earns per feedback item "
+                                          "it shares (with the user's consent).")
+    ledger_opening_grant: float = Field(default=100.0, ge=0, description="Credits a newly registered device starts "
+                                        "with.")
+    ledger_credit_limit: float = Field(default=0.0, ge=0, description="How far below zero a device's balance may "
+                                       "go before the cloud refuses it (HTTP 402).")
+
+    # -- the router: answer locally, ask an expert, or ask the T-model -------------------------------------------
+    route_domain_threshold: float = Field(
+        default=0.5, ge=-1.0, le=1.0, description="Router: a question goes to an expert when its embedding cosine to "
+        "the expert's description or example questions reaches this.")
+    route_personal_threshold: float = Field(
+        default=0.5, ge=-1.0, le=1.0, description="Router: a first-person question this close (cosine) to one of "
+        "the user's own items is about the user and stays local.")
+    route_confidence_threshold: float = Field(
+        default=-1.0, le=0.0, description="Router: a general question goes to the T-model when the local model's "
+        "draft answer has a mean token log-probability below this.")
+    route_expert_voice: Literal["assistant", "expert"] = Field(
+        default="expert", description="Router: show an expert's answer as the expert's, or have the local model "
+        "retell it in the assistant's voice.")
+
     @field_validator("home", "cache_dir", "model", "foundation_model", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -176,6 +202,10 @@ class Paths:
         """The T-tier service's own state (device keys, ledger): the cloud's, not the user's."""
         return self.home / "cloud"
 
+    @property
+    def experts(self) -> Path:
+        """The E-tier's registered experts (an adapter and a card each), served by the cloud service."""
+        return self.cloud / "experts"
 
 @cache
 def get_settings(**overrides: Any) -> Settings:

@@ -102,3 +102,10 @@ class CloudError(PllmError):
 
     exit_code = 2
     http_status = 502
+
+
+class ExpertError(PllmError):
+    """An expert is unknown, not trained yet, or its domain files cannot be read."""
+
+    exit_code = 2
+    http_status = 404

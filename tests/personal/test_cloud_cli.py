@@ -127,3 +127,27 @@ def test_augment_with_the_cloud_down_exits_2_in_one_line(pllm: Run, home: Path, 
     assert done.returncode == 2
     assert done.stderr.startswith("error: the T-tier at http://127.0.0.1:9 is unreachable")
     assert done.stderr.count("\n") == 1
+
+
+def test_a_signing_device_keeps_the_clouds_signed_receipts(pllm: Run, home: Path, foundation: object,
+                                                           tmp_path: Path) -> None:
+    public = pllm("privacy", "device-key", env=PASS)
+    assert public.returncode == 0, public.stderr
+    assert pllm("privacy", "device-key", env=PASS).stdout == public.stdout  # made once, kept in the vault
+    state = tmp_path / "cloud"
+    app = create_app(Settings(home=state), foundation=foundation, state_dir=state)  # type: ignore[arg-type]
+    key = app.state.devices.add("maras-laptop", public.stdout.strip())
+    with serve_background(app) as url:
+        env = {**PASS, "PLLM_CLOUD_URL": url, "PLLM_CLOUD_KEY": key}
+        asked = pllm("ask", "--cloud", "--json", "Name a colour.", "-n", "4", env=env)
+        assert asked.returncode == 0 and json.loads(asked.stdout)["tier"] == "cloud", asked.stderr
+        receipts = pllm("privacy", "receipts", "--json", env=env)
+        assert receipts.returncode == 0, receipts.stderr
+    kept = json.loads(receipts.stdout)
+    assert [r["kind"] for r in kept["receipts"]] == ["grant", "charge"]
+    assert all(r["signature_ok"] for r in kept["receipts"]) and kept["cloud_key"] == app.state.ledger.public_key
+    shown = pllm("ledger", "show", "--json", "--state", str(state))
+    assert shown.returncode == 0, shown.stderr
+    ledger = json.loads(shown.stdout)
+    assert ledger["chain"]["ok"] and ledger["entries"][-1]["device_signature"]
+    assert ledger["balances"]["providers"]["t-model"] > 0

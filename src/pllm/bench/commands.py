@@ -156,7 +156,9 @@ def eval_command(
     task_name: str = typer.Option(..., "--task", help="lamp1, lamp2, lamp3, lamp4, lamp5, lamp7, movielens-rating, "
                                   "movielens-tag, memory (a long chat history in LongMemEval's or LoCoMo's format, "
                                   "--data FILE), "
-                                  "privacy (redaction and a leak test against a local T-tier)."),
+                                  "privacy (redaction and a leak test against a local T-tier), "
+                                  "routing (the router on personal, domain and general questions), "
+                                  "experts (every registered expert on every domain's exam)."),
     data: Path = typer.Option(None, "--data", help="A folder of LaMP files (or the MovieLens folder)."),
     synthetic: str = typer.Option(None, "--synthetic", help="Synthetic users: small, medium or large."),
     methods: str = typer.Option(DEFAULT_METHODS, "--methods",
@@ -186,8 +188,15 @@ def eval_command(
     if task_name == "privacy":
         _privacy(ctx, data, json_out, report)
         return
+    if task_name == "routing":
+        _routing(ctx, json_out, report)
+        return
+    if task_name == "experts":
+        _experts(ctx, json_out)
+        return
     if task_name not in TASK_NAMES:
-        raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory, privacy")
+        raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory, privacy, "
+                         "routing, experts")
     settings = settings_of(ctx)
     if per_seed is not None:
         settings = settings.model_copy(update={"augment_per_seed": per_seed})
@@ -230,6 +239,58 @@ def eval_command(
     console.print(result.protocol)
     if report is not None:
         console.print(f"report: {report / 'report.md'}")
+
+
+def _routing(ctx: typer.Context, json_out: bool, report: Path | None) -> None:
+    """`pllm eval --task routing`: where the router sends each question, and what that does to the answers."""
+    from pllm.bench.report import improvement_text, with_interval
+    from pllm.bench.routing import run_routing, write_routing_report
+
+    settings = settings_of(ctx)
+    with progress_bar() as progress:
+        bar = progress.add_task("routing", total=None)
+        result = run_routing(settings, tick=lambda: progress.advance(bar),
+                             on_total=lambda n: progress.update(bar, total=n))
+    if report is not None:
+        write_routing_report(result, report, command=f"pllm eval --task routing --report {report}")
+    if json_out:
+        print_json({k: v for k, v in result.items() if k != "rows"})
+        return
+    table = Table(title="routing (95% bootstrap intervals; ROUGE-L against the references)")
+    for col in ("category", "questions", "correct route", "routes", "ROUGE-L routed", "all local", "gain",
+                "left the device"):
+        table.add_column(col)
+    for name, v in result["categories"].items():
+        table.add_row(name, str(v["questions"]), with_interval(v["correct_route"], v["correct_route_interval"]),
+                      ", ".join(f"{k} {n}" for k, n in v["routes"].items()), f"{v['rougeL_routed']:.3f}",
+                      f"{v['rougeL_all_local']:.3f}", improvement_text(*v["rougeL_gain_interval"]),
+                      str(v["left_the_device"]))
+    console.print(table)
+    console.print("latency per route (median): " + ", ".join(f"{k} {v['median_seconds']} s"
+                                                             for k, v in result["latency"].items()))
+    if report is not None:
+        console.print(f"report: {report / 'report.md'}")
+
+
+def _experts(ctx: typer.Context, json_out: bool) -> None:
+    """`pllm eval --task experts`: each expert on each exam; own-domain gains beside any adapter's."""
+    from pllm.bench.experts import run_expert_matrix
+    from pllm.bench.report import improvement_text
+
+    result = run_expert_matrix(settings_of(ctx))
+    if json_out:
+        print_json(result)
+        return
+    names = result["experts"]
+    table = Table(title="exam scores (mean log-probability per token of the reference answers; 95% intervals)")
+    for col in ("exam", "base", *names, "own - base", "own - best other"):
+        table.add_column(col)
+    for exam, v in result["exams"].items():
+        table.add_row(exam, f"{v['scores']['base']:.3f}", *[f"{v['scores'][n]:.3f}" for n in names],
+                      improvement_text(*v["own_over_base"]),
+                      improvement_text(*v["own_over_best_other"]) + f" ({v['best_other']})"
+                      if "best_other" in v else "")
+    console.print(table)
 
 
 def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool, report: Path | None) -> None:

@@ -62,10 +62,13 @@ def serve(
 def keys_add(
     ctx: typer.Context,
     device: str = typer.Argument(..., help="A name for the device, e.g. maras-laptop."),
+    public_key: str = typer.Option("", "--public-key", help="The device's signing key (`pllm privacy device-key` "
+                                   "on the device): its requests must then be signed, and the ledger keeps each "
+                                   "signature."),
     state: Path = typer.Option(None, "--state", help=STATE_HELP),
 ) -> None:
     """Register a device (or give it a new key) and print its key once; only a hash of it is stored."""
-    key = _registry(_settings(ctx), state).add(device)
+    key = _registry(_settings(ctx), state).add(device, public_key)
     console.print(key, markup=False)
     err_console.print("give it to the device as PLLM_CLOUD_KEY; it is not shown again")
 
@@ -106,5 +109,54 @@ def keys_revoke(
     console.print(f"revoked {device}")
 
 
+ledger_app = typer.Typer(help="The cloud's ledger: calls metered, charges and credits, signed and hash-chained.",
+                         no_args_is_help=True)
+
+
+@ledger_app.command("show")
+def ledger_show(
+    ctx: typer.Context,
+    state: Path = typer.Option(None, "--state", help=STATE_HELP),
+    device: str = typer.Option(None, "--device", help="Only this device's entries."),
+    limit: int = typer.Option(20, "--limit", min=1, help="Entries shown (the latest)."),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Balances per device and per provider, the latest entries, and whether the chain and every signature hold.
+    Exit 1 when they do not."""
+    from pllm.cloud.ledger import Ledger
+
+    settings = _settings(ctx)
+    folder = state or settings.paths.cloud
+    ledger = Ledger.in_folder(folder)
+    keys = _registry(settings, state).public_keys()
+    check = ledger.verify(keys)
+    if json_out:
+        data = ledger.as_json(keys, limit=limit)
+        if device:
+            data["entries"] = [e for e in data["entries"] if e["device"] == device]
+        print_json(data)
+    else:
+        balances = ledger.balances()
+        table = Table(title="balances (credits)")
+        for col in ("who", "kind", "balance"):
+            table.add_column(col)
+        for who, amount in sorted(balances["devices"].items()):
+            table.add_row(who, "device", f"{amount:.3f}")
+        for who, amount in sorted(balances["providers"].items()):
+            table.add_row(who, "provider (earned)", f"{amount:.3f}")
+        console.print(table)
+        entries = Table(title=f"latest entries ({check.entries} in all)")
+        for col in ("#", "kind", "device", "for", "tokens in/out", "credits", "signed by device"):
+            entries.add_column(col)
+        for e in ledger.entries(device, limit=limit):
+            entries.add_row(str(e.seq), e.kind, e.device, e.provider, f"{e.tokens_in}/{e.tokens_out}",
+                            f"{e.amount:+.3f}", "yes" if e.device_signature else "-")
+        console.print(entries)
+        console.print(f"chain: {'intact' if check.ok else 'BROKEN: ' + check.problem} ({check.entries} entries)")
+    if not check.ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(cloud_app, name="cloud")
+    app.add_typer(ledger_app, name="ledger")

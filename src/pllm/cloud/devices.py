@@ -46,17 +46,34 @@ class DeviceRegistry:
         self.lock = threading.Lock()
         self.conn.execute("CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, "
                           "created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)")
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(devices)")}
+        if "public_key" not in columns:  # the device's Ed25519 key for signed requests (ledger); '' = unsigned
+            self.conn.execute("ALTER TABLE devices ADD COLUMN public_key TEXT NOT NULL DEFAULT ''")
 
-    def add(self, device_id: str) -> str:
-        """Register a device (or give it a new key) and return its key; the key itself is not kept."""
+    def add(self, device_id: str, public_key: str = "") -> str:
+        """Register a device (or give it a new key) and return its key; the key itself is not kept. With
+        `public_key` (the device's Ed25519 key, base64), every request it sends must carry its signature."""
         if not DEVICE_ID.match(device_id):
             raise UsageError(f"bad device id {device_id!r}: letters, digits, '.', '_' and '-', at most 64")
+        if public_key:
+            from pllm.signing import public_key_from_b64
+
+            try:
+                public_key_from_b64(public_key)
+            except ValueError:
+                raise UsageError("the public key is not a base64 Ed25519 key (`pllm privacy device-key` prints "
+                                 "the device's)") from None
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.lock:
-            self.conn.execute("INSERT INTO devices (id, key_hash, created_at) VALUES (?, ?, ?) ON CONFLICT(id) DO "
-                              "UPDATE SET key_hash = excluded.key_hash, revoked = 0", (device_id, key_hash(key),
-                                                                                        time.time()))
+            self.conn.execute("INSERT INTO devices (id, key_hash, created_at, public_key) VALUES (?, ?, ?, ?) "
+                              "ON CONFLICT(id) DO UPDATE SET key_hash = excluded.key_hash, revoked = 0, "
+                              "public_key = excluded.public_key", (device_id, key_hash(key), time.time(), public_key))
         return key
+
+    def public_keys(self) -> dict[str, str]:
+        """Each device's registered signing key (devices without one are left out)."""
+        with self.lock:
+            return dict(self.conn.execute("SELECT id, public_key FROM devices WHERE public_key != ''").fetchall())
 
     def verify(self, key: str) -> str | None:
         """The device a key belongs to, or None (unknown or revoked)."""

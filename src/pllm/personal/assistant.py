@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from pllm.lm.runtime import Completion, GenerationConfig, Message, Piece, Runtime, StreamStats
@@ -25,6 +25,7 @@ from pllm.personal.vault import Vault
 if TYPE_CHECKING:
     from pllm.lm.embeddings import Embedder
     from pllm.personal.remote import CloudClient
+    from pllm.personal.router import Route, Router
 
 SYSTEM_PROMPT = "You are a helpful personal assistant. Answer briefly and accurately."
 
@@ -115,15 +116,18 @@ class Assistant:
                ) -> Iterator[Piece]:
         """Stream the answer; once the stream is exhausted the turn is in the history and logged in the vault."""
         stats = stats if stats is not None else StreamStats()
-        self.last_context = self.context(prompt)
-        messages = self.messages(prompt, self.last_context)
-        rendered = self.runtime.chat_prompt(messages)
         pieces: list[str] = []
-        # The system turn (with the profile) is the same from one request to the next: its KV state is kept.
-        for piece in self.runtime.stream(rendered, config, stats, cached_prefix=self.runtime.chat_prefix(messages[:1])):
+        for piece in self._generate(prompt, config, stats):
             pieces.append(piece.text)
             yield piece
         self._remember(prompt, "".join(pieces), stats)
+
+    def _generate(self, prompt: str, config: GenerationConfig | None, stats: StreamStats) -> Iterator[Piece]:
+        self.last_context = self.context(prompt)
+        messages = self.messages(prompt, self.last_context)
+        rendered = self.runtime.chat_prompt(messages)
+        # The system turn (with the profile) is the same from one request to the next: its KV state is kept.
+        yield from self.runtime.stream(rendered, config, stats, cached_prefix=self.runtime.chat_prefix(messages[:1]))
 
     def answer(self, prompt: str, config: GenerationConfig | None = None) -> Completion:
         stats = StreamStats()
@@ -141,6 +145,61 @@ class Assistant:
         stats.ended_at = stats.started_at + reply.seconds
         self._remember(prompt, reply.text, stats, adapters={})
         return Completion.from_stats(reply.text, stats, {})
+
+    def answer_routed(self, prompt: str, router: Router, cloud: CloudClient, config: GenerationConfig | None = None,
+                      *, voice: str = "expert") -> tuple[Completion, Route]:
+        """Answer where the router sends the question: here (personal questions always), a domain expert, or the
+        T-model. A general question is first drafted here; the draft is the answer unless the local model is unsure
+        of it. An expert's answer is shown as the expert's, or retold here in the assistant's voice
+        (`voice="assistant"`). When the expert or the T-model cannot be reached, the device answers and the
+        route says so. The decision is logged in the vault with the interaction."""
+        from pllm.errors import CloudError
+        from pllm.personal.router import draft_confidence
+
+        config = config or GenerationConfig()
+        drafts: list[tuple[str, StreamStats]] = []
+
+        def confidence() -> float:
+            stats = StreamStats()
+            text = "".join(p.text for p in self._generate(prompt, config, stats))
+            drafts.append((text, stats))
+            return draft_confidence(*self.runtime.answer_logprob(self.messages(prompt, self.last_context), text))
+
+        route = router.route(prompt, confidence)
+        completion: Completion | None = None
+        try:
+            if route.target == "expert" and route.expert:
+                completion = self._answer_expert(prompt, route.expert, cloud, config, voice)
+            elif route.target == "cloud":
+                completion = self.answer_remote(prompt, cloud, config)
+        except CloudError as exc:
+            route = replace(route, target="local", reason=f"{route.reason}; unreachable ({exc}), answered here")
+        if completion is None:
+            if drafts:
+                text, stats = drafts[0]
+                self._remember(prompt, text, stats)
+                completion = Completion.from_stats(text, stats, self.runtime.active_adapters)
+            else:
+                completion = self.answer(prompt, config)
+        if self.vault is not None and self.last_interaction is not None:
+            self.vault.log_route(self.last_interaction, route.destination, route.reason, route.scores)
+        return completion, route
+
+    def _answer_expert(self, prompt: str, expert: str, cloud: CloudClient, config: GenerationConfig,
+                       voice: str) -> Completion:
+        """Only the question goes to the expert (redacted by the gate): no profile, no notes."""
+        reply = cloud.ask_expert(expert, [{"role": "user", "content": prompt}], max_tokens=config.max_tokens,
+                                 temperature=config.temperature)
+        text = reply.text
+        stats = StreamStats(prompt_tokens=reply.prompt_tokens, tokens=reply.completion_tokens, finish_reason="stop")
+        stats.ended_at = stats.started_at + reply.seconds
+        if voice == "assistant":
+            retell = [{"role": "system", "content": self.system_prompt},
+                      {"role": "user", "content": f"{prompt}\n\nAn expert on {expert} answered: {text}\n\n"
+                                                  "Give me that answer in your own words, briefly."}]
+            text = self.runtime.chat(retell, config).text
+        self._remember(prompt, text, stats, adapters={})
+        return Completion.from_stats(text, stats, {})
 
     def _remember(self, prompt: str, answer: str, stats: StreamStats, adapters: dict[str, float] | None = None
                   ) -> None:

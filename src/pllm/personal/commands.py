@@ -140,6 +140,10 @@ def ask(
     stats: bool = typer.Option(False, "--stats", help="After the answer, print tokens, seconds and tokens/s."),
     cloud: bool = typer.Option(False, "--cloud", help="Ask the T-tier (PLLM_CLOUD_URL) through the privacy gate; "
                                "answered on the device when it is down."),
+    route: bool = typer.Option(False, "--route", help="Let the router decide: here (always for questions about "
+                               "you), a domain expert, or the T-tier; through the privacy gate."),
+    explain_route: bool = typer.Option(False, "--explain-route", help="Route (as --route) and print where the "
+                                       "question went and why."),
 ) -> None:
     """Ask one question; the answer is personalised from your vault and streamed."""
     if not prompt.strip():
@@ -149,6 +153,9 @@ def ask(
     assistant = _assistant(settings, personal=personal, client="cli", context=context)
     try:
         if cloud and _ask_cloud(settings, assistant, prompt, config, json_out=json_out, show_context=show_context):
+            return
+        if route or explain_route:
+            _ask_routed(settings, assistant, prompt, config, json_out=json_out, explain=explain_route)
             return
         if json_out:
             record = answer_record(assistant.answer(prompt, config))
@@ -199,6 +206,38 @@ def _ask_cloud(settings: Settings, assistant: Assistant, prompt: str, config: Ge
         if show_context:
             err_console.print(context or "(not personalised)", markup=False)
     return True
+
+
+def _ask_routed(settings: Settings, assistant: Assistant, prompt: str, config: GenerationConfig, *, json_out: bool,
+                explain: bool) -> None:
+    from pllm.errors import CloudError
+    from pllm.lm.embeddings import need_embedder
+    from pllm.personal.privacy import PrivacyGate
+    from pllm.personal.remote import CloudClient
+    from pllm.personal.router import ExpertInfo, Router
+
+    cloud = CloudClient(settings, PrivacyGate(settings, assistant.vault))
+    experts: list[ExpertInfo] = []
+    reachable = bool(settings.cloud_url)
+    if reachable:
+        try:
+            experts = [ExpertInfo.from_catalog(e)
+                       for e in cloud.experts()]
+        except CloudError as exc:
+            err_console.print(f"note: {exc}; answering on the device", markup=False)
+            reachable = False
+    router = Router.for_vault(settings, assistant.vault, assistant.embedder or need_embedder("routing"), experts,
+                              cloud=reachable)
+    completion, decision = assistant.answer_routed(prompt, router, cloud, config, voice=settings.route_expert_voice)
+    if json_out:
+        print_json({**answer_record(completion), "route": decision.as_dict()})
+    else:
+        shown = completion.text
+        if decision.target == "expert" and settings.route_expert_voice == "expert":
+            shown = f"[{decision.expert} expert] {shown}"
+        sys.stdout.write(shown + "\n")
+    if explain:
+        err_console.print(f"route: {decision.destination}: {decision.reason}", markup=False)
 
 
 def _chat_command(assistant: Assistant, line: str) -> bool:

@@ -257,3 +257,34 @@ def m007_synthetic_items(conn: Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX IF NOT EXISTS synthetic_items_seed ON synthetic_items (seed_hash)")
+
+
+@migration
+def m008_routes(conn: Connection) -> None:
+    # The router's decision for each answered question: where it went and why (the question itself stays in
+    # `interactions`, so forgetting the interaction forgets its route).
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS routes (
+            interaction_id INTEGER PRIMARY KEY REFERENCES interactions(id) ON DELETE CASCADE,
+            destination TEXT NOT NULL,         -- local, cloud, or expert:NAME
+            reason TEXT NOT NULL,              -- the rule that decided, with its figures
+            scores TEXT NOT NULL DEFAULT '{}'  -- JSON: similarity per expert, personal closeness, confidence
+        )"""
+    )
+
+
+@migration
+def m009_receipts(conn: Connection) -> None:
+    # The cloud's signed receipts for what this device was charged or credited (its ledger entries, as the cloud
+    # signed them): the device's proof of what it paid. The request digest in each is the one the device signed.
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS receipts (
+            id INTEGER PRIMARY KEY,
+            received_at REAL NOT NULL,
+            service TEXT NOT NULL,             -- the cloud's URL
+            seq INTEGER NOT NULL,              -- the entry's number in the cloud's ledger
+            amount REAL NOT NULL,              -- credits gained (negative: paid)
+            receipt TEXT NOT NULL,             -- the signed entry, JSON
+            UNIQUE (service, seq)
+        )"""
+    )

@@ -43,5 +43,48 @@ def report(
             console.print(f"\n[{e.id}] {e.destination} {e.purpose}:\n{e.redacted_text}", markup=False)
 
 
+@privacy_app.command("device-key")
+def device_key_command(ctx: typer.Context) -> None:
+    """This device's public signing key (made on first use; the private half stays in the vault). Give it to the
+    cloud's operator: `pllm cloud keys add DEVICE --public-key KEY`, and the cloud's ledger holds your signature on
+    every request you were charged for."""
+    from pllm.personal.commands import unlock
+    from pllm.personal.remote import device_key
+    from pllm.signing import public_key_b64
+
+    with unlock(settings_of(ctx)) as vault:
+        console.print(public_key_b64(device_key(vault)), markup=False)
+
+
+@privacy_app.command("receipts")
+def receipts(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """The cloud's signed receipts for what this device paid and earned, checked against the cloud's key."""
+    from pllm.personal.commands import unlock
+    from pllm.signing import verify_signature
+
+    settings = settings_of(ctx)
+    with unlock(settings) as vault:
+        if settings.cloud_url:  # the receipts of streamed answers, and the cloud's key, come from its ledger
+            from pllm.personal.privacy import PrivacyGate
+            from pllm.personal.remote import CloudClient
+
+            CloudClient(settings, PrivacyGate(settings, vault, ner=False)).sync_ledger()
+        kept = vault.receipts()
+        key = vault.get_meta("cloud_ledger_key")
+    rows = [{**r, "signature_ok": bool(key) and verify_signature(key, r["service_signature"], r["hash"])}
+            for r in kept]
+    if json_out:
+        print_json({"cloud_key": key or None, "receipts": rows, "total": round(sum(r["amount"] for r in rows), 6)})
+        return
+    table = Table(title=f"receipts: {len(rows)}, {sum(r['amount'] for r in rows):+.3f} credits in all")
+    for col in ("#", "when", "for", "tokens in/out", "credits", "signed"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["seq"]), datetime.fromtimestamp(r["at"]).strftime("%Y-%m-%d %H:%M:%S"), r["provider"],
+                      f"{r['tokens_in']}/{r['tokens_out']}", f"{r['amount']:+.3f}",
+                      "yes" if r["signature_ok"] else "unchecked" if not key else "NO")
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(privacy_app, name="privacy")

@@ -12,17 +12,33 @@ callers that can work offline do so.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pllm.config import Settings
 from pllm.errors import CloudError, CloudUnavailableError
 from pllm.lm.runtime import Message
 from pllm.personal.privacy import Egress, PrivacyGate
+from pllm.signing import (
+    RECEIPT_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    entry_hash,
+    private_key_from_b64,
+    private_key_to_b64,
+    request_digest,
+    sign,
+)
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pllm.personal.vault import Vault
 
 BACKOFF_SECONDS = 0.5  # first retry after this, doubling
 # New items one augmentation request may ask for (seeds x per seed): ~10 s on the embedded 270M T-model on two
@@ -56,8 +72,8 @@ class CloudClient:
         self.gate = gate
         self.url = settings.cloud_url.rstrip("/")
 
-    def _post(self, path: str, payload: dict[str, Any], egress: Egress) -> dict[str, Any]:
-        """Send a redacted payload; each attempt is written to the egress log before it leaves."""
+    def _post(self, path: str, payload: dict[str, Any] | None, egress: Egress) -> dict[str, Any]:
+        """Send a redacted payload (None: a GET); each attempt is written to the egress log before it leaves."""
         import httpx
 
         if not self.url:
@@ -65,15 +81,17 @@ class CloudClient:
         headers = {"Content-Type": "application/json"}
         if self.settings.cloud_key:
             headers["Authorization"] = f"Bearer {self.settings.cloud_key}"
-        body = json.dumps(payload, ensure_ascii=False)
+        body = "" if payload is None else json.dumps(payload, ensure_ascii=False)
+        method = "GET" if payload is None else "POST"
         problem = ""
         for attempt in range(self.settings.cloud_retries + 1):
             if attempt:
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
             self.gate.record(egress, body)
+            digest = self._sign(method, path, body, headers)
             try:
-                response = httpx.post(self.url + path, content=body.encode("utf-8"), headers=headers,
-                                      timeout=self.settings.cloud_timeout)
+                response = httpx.request(method, self.url + path, content=body.encode("utf-8") if body else None,
+                                         headers=headers, timeout=self.settings.cloud_timeout)
             except httpx.HTTPError as exc:
                 problem = type(exc).__name__ if not str(exc) else str(exc)
                 continue
@@ -82,6 +100,7 @@ class CloudClient:
                 continue
             if response.status_code >= 400:
                 raise CloudError(f"the T-tier refused the request (HTTP {response.status_code}): {_message(response)}")
+            self._keep_receipt(response.headers.get(RECEIPT_HEADER), digest)
             try:
                 return dict(response.json())
             except ValueError:
@@ -89,14 +108,63 @@ class CloudClient:
         raise CloudUnavailableError(f"the T-tier at {self.url} is unreachable ({problem}); "
                                     "everything but augmentation works offline")
 
+    def _sign(self, method: str, path: str, body: str, headers: dict[str, str]) -> str:
+        """Sign the request with this device's key (kept in the vault), so the cloud's ledger can show the device
+        asked; returns the digest signed ("" without a vault: nothing to keep a key in)."""
+        from urllib.parse import urlsplit
+
+        key = device_key(self.gate.vault) if self.gate.vault is not None else None
+        if key is None:
+            return ""
+        stamp = f"{time.time():.3f}"
+        digest = request_digest(method, urlsplit(self.url + path).path, body.encode("utf-8"), stamp)
+        headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER] = stamp, sign(key, digest)
+        return digest
+
+    def _keep_receipt(self, header: str | None, digest: str) -> None:
+        """Keep the cloud's signed receipt for this request in the vault, if it is for the request this device
+        signed and its hash covers its fields (the signature is checked against the cloud's key by `pllm privacy
+        receipts`)."""
+        if not header or self.gate.vault is None:
+            return
+        try:
+            entry = json.loads(base64.b64decode(header))
+        except ValueError:
+            return
+        if isinstance(entry, dict) and entry.get("hash") == entry_hash(entry) \
+                and entry.get("request_digest") == digest:
+            self.gate.vault.add_receipt(self.url, entry)
+
+    def sync_ledger(self) -> float:
+        """Fetch this device's receipts from the cloud's ledger (streamed answers' too) into the vault, and pin the
+        cloud's ledger key on first use (a different key later is an error: someone else is signing). Returns the
+        balance the cloud reports."""
+        vault = self.gate.vault
+        reply = self._post("/v1/ledger", None, self.gate.open(self.destination, "ledger"))
+        key = str(reply.get("service_public_key", ""))
+        if vault is not None:
+            pinned = vault.get_meta("cloud_ledger_key")
+            if pinned and key != pinned:
+                raise CloudError("the cloud signs its ledger with a different key than before; not trusting it")
+            vault.set_meta("cloud_ledger_key", key)
+            for receipt in reply.get("receipts", []):
+                entry = json.loads(base64.b64decode(receipt))
+                if entry.get("hash") == entry_hash(entry):
+                    vault.add_receipt(self.url, entry)
+        return float(reply.get("balance", 0.0))
+
     def chat(self, messages: Sequence[Message], *, purpose: str, max_tokens: int = 256,
              temperature: float = 0.0) -> RemoteAnswer:
         """One answer from the T-model; the messages leave redacted, the answer comes back restored."""
-        egress = self.gate.open(self.destination, purpose)
+        return self._ask("/v1/chat/completions", self.destination, purpose, messages, max_tokens, temperature)
+
+    def _ask(self, path: str, destination: str, purpose: str, messages: Sequence[Message], max_tokens: int,
+             temperature: float) -> RemoteAnswer:
+        egress = self.gate.open(destination, purpose)
         payload = {"messages": [{"role": m["role"], "content": egress.redact(m["content"])} for m in messages],
                    "max_tokens": max_tokens, "temperature": temperature}
         started = time.perf_counter()
-        reply = self._post("/v1/chat/completions", payload, egress)
+        reply = self._post(path, payload, egress)
         try:
             text = reply["choices"][0]["message"]["content"] or ""
             usage = reply.get("usage", {})
@@ -104,6 +172,18 @@ class CloudClient:
             raise CloudError("the T-tier's answer has no choices[0].message.content") from None
         return RemoteAnswer(egress.restore(text), str(reply.get("model", "")), int(usage.get("prompt_tokens", 0)),
                             int(usage.get("completion_tokens", 0)), time.perf_counter() - started)
+
+    def experts(self) -> list[dict[str, Any]]:
+        """The E-tier's catalog: each expert's name, description, example questions and exam scores. Nothing of
+        the user's goes out (the request has no body); it is logged like every request."""
+        reply = self._post("/v1/experts", None, self.gate.open(self.destination, "experts"))
+        return [e for e in reply.get("data", []) if isinstance(e, dict) and "name" in e]
+
+    def ask_expert(self, name: str, messages: Sequence[Message], *, max_tokens: int = 256,
+                   temperature: float = 0.0) -> RemoteAnswer:
+        """One answer from a domain expert; out redacted (destination expert:NAME), back restored."""
+        return self._ask(f"/v1/experts/{name}/chat/completions", f"expert:{name}", "ask", messages, max_tokens,
+                         temperature)
 
     def augment(self, task: str, seeds: Sequence[tuple[str, str | None]], *, n: int = 3, max_tokens: int = 96,
                 temperature: float = 0.9, seed: int = 0) -> tuple[list[RemoteItem], dict[str, int], str]:
@@ -135,3 +215,15 @@ def _message(response: Any) -> str:
         return str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return response.text[:200] or response.reason_phrase
+
+
+def device_key(vault: Vault) -> Ed25519PrivateKey:
+    """This device's Ed25519 signing key, made on first use and kept in the (encrypted) vault."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    stored = vault.get_meta("device_signing_key")
+    if stored:
+        return private_key_from_b64(stored)
+    key = Ed25519PrivateKey.generate()
+    vault.set_meta("device_signing_key", private_key_to_b64(key))
+    return key

@@ -284,6 +284,28 @@ class Vault:
             )
             return int(cur.lastrowid)
 
+    def log_route(self, interaction_id: int, destination: str, reason: str, scores: dict[str, float]) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO routes (interaction_id, destination, reason, scores)"
+                       " VALUES (?, ?, ?, ?)",
+                       (interaction_id, destination, reason, json.dumps({k: round(v, 4) for k, v in scores.items()})))
+
+    def routes(self) -> list[tuple[int, str, str]]:
+        """(interaction id, destination, reason) of every routed answer, oldest first."""
+        rows = self.conn.execute("SELECT interaction_id, destination, reason FROM routes ORDER BY interaction_id")
+        return [(int(i), str(d), str(r)) for i, d, r in rows]
+
+    def add_receipt(self, service: str, entry: dict[str, Any]) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO receipts (received_at, service, seq, amount, receipt) "
+                       "VALUES (?, ?, ?, ?, ?)", (time.time(), service, int(entry["seq"]), float(entry["amount"]),
+                                                  json.dumps(entry, sort_keys=True)))
+
+    def receipts(self) -> list[dict[str, Any]]:
+        """The cloud's signed ledger entries this device received, in the ledger's order."""
+        rows = self.conn.execute("SELECT service, receipt FROM receipts ORDER BY service, seq")
+        return [{"service": service, **json.loads(receipt)} for service, receipt in rows]
+
     def interactions(self, limit: int | None = None) -> list[Interaction]:
         sql = ("SELECT id, created_at, prompt, answer, adapter_version, latency_s, tokens, personal, client, hour,"
                " sentiment FROM interactions ORDER BY created_at DESC, id DESC")
@@ -430,6 +452,8 @@ class Vault:
             "facts": [asdict(f) for f in self.facts()],
             "fact_history": [asdict(f) for f in self.fact_history()],
             "egress": [asdict(e) for e in self.egress()],
+            "routes": [{"interaction_id": i, "destination": d, "reason": r} for i, d, r in self.routes()],
+            "receipts": self.receipts(),
             # Written by the T-tier from the user's items (pllm augment), kept apart: not the user's own words.
             "synthetic": [asdict(s) for s in self.synthetic_items()],
             "forgotten": self.conn.execute("SELECT count(*) FROM forgotten").fetchone()[0],

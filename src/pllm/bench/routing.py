@@ -1,0 +1,239 @@
+"""`pllm eval --task routing`: the router on a mixed question set, against answering everything on the device.
+
+The set (`data/routing.json` and the experts' exams), 190 questions:
+- personal (40): about the made-up user of `pllm bench --latency` (Kari: her facts and 40 diary notes, in a real
+  encrypted vault in a temporary folder); answerable only from her vault, so they must stay on the device;
+- domain (30 per registered expert): each expert's held-out exam, which it never trained on;
+- general (30): general-knowledge questions.
+The T-tier runs on loopback (`cloud.server.serve_loopback`) with the registered experts, and records every request
+body it receives. Each question is asked through `Assistant.answer_routed` as `pllm ask --route` does; when it went
+elsewhere, the device's own answer (personalised, as `pllm ask` gives it) is computed too, for the comparison.
+
+Reported, each with a 95% bootstrap interval over questions: the correct-route rate (personal -> local; domain ->
+that domain's expert; general -> local or the T-model, both right), ROUGE-L of the routed answers and of the
+all-local answers against the references, paired, per category; the latency per route; and the personal questions
+any of whose text reached the cloud (goal: 0), counted from what the cloud recorded, not from what the router said.
+The thresholds are the settings' defaults, set before this set was written and not tuned on it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pllm.bench.metrics import rouge_per_query
+from pllm.config import Settings
+from pllm.errors import UsageError
+from pllm.stats import Bootstrap, mean_of
+
+ROUTING_SET = Path(__file__).parents[1] / "data" / "routing.json"
+PASSPHRASE = "routing-eval"  # the made-up user's throwaway vault
+
+
+@dataclass(frozen=True)
+class MixedQuestion:
+    category: str  # personal, domain, general
+    question: str
+    reference: str
+    domain: str = ""  # the expert that should answer a domain question
+
+    def correct(self, destination: str) -> bool:
+        if self.category == "personal":
+            return destination == "local"
+        if self.category == "domain":
+            return destination == f"expert:{self.domain}"
+        return destination in ("local", "cloud")
+
+
+def mixed_set(experts: list[str]) -> list[MixedQuestion]:
+    from pllm.expert.domains import load_domain, packaged_domains
+
+    raw = json.loads(ROUTING_SET.read_text(encoding="utf-8"))
+    questions = [MixedQuestion("personal", q["question"], q["answer"]) for q in raw["personal"]]
+    for name in experts:
+        if name in packaged_domains():
+            questions += [MixedQuestion("domain", qa.question, qa.answer, name) for qa in load_domain(name).exam]
+    questions += [MixedQuestion("general", q["question"], q["answer"]) for q in raw["general"]]
+    return questions
+
+
+def run_routing(settings: Settings, *, max_tokens: int = 64, limit: int | None = None,
+                tick: Callable[[], None] = lambda: None, on_total: Callable[[int], None] = lambda _: None
+                ) -> dict[str, Any]:
+    from pllm.bench.latency import build_vault
+    from pllm.cloud.server import serve_loopback
+    from pllm.expert.registry import ExpertRegistry
+    from pllm.lm.embeddings import need_embedder
+    from pllm.lm.hardware import cpu_info
+    from pllm.lm.runtime import GenerationConfig, Runtime
+    from pllm.personal.assistant import Assistant
+    from pllm.personal.privacy import PrivacyGate
+    from pllm.personal.remote import CloudClient
+    from pllm.personal.retrieve import RetrievalConfig
+    from pllm.personal.router import ExpertInfo, Router
+
+    cards = ExpertRegistry(settings.paths.experts).cards()
+    if not cards:
+        raise UsageError(f"no registered experts in {settings.paths.experts}: train some with `pllm expert train NAME`")
+    questions = mixed_set([c.name for c in cards])
+    if limit:  # a quick run: the same share of each category
+        questions = [q for n, q in enumerate(questions) if n % max(1, len(questions) // limit) == 0]
+    on_total(len(questions))
+    embedder = need_embedder("routing")
+    config = GenerationConfig(max_tokens=max_tokens)
+    record: list[tuple[str, bytes]] = []
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="pllm-routing-") as folder:
+        vault, _ = build_vault(Path(folder) / "vault.db", PASSPHRASE, questions=0)
+        runtime = Runtime.from_settings(settings)
+        try:
+            with serve_loopback(settings, Path(folder) / "cloud", record=record) as (url, key):
+                device = settings.model_copy(update={"cloud_url": url, "cloud_key": key})
+                cloud = CloudClient(device, PrivacyGate(device, vault))
+                experts = [ExpertInfo.from_catalog(e)
+                           for e in cloud.experts()]
+                router = Router.for_vault(device, vault, embedder, experts)
+                assistant = Assistant(runtime, vault=vault, client="eval", embedder=embedder,
+                                      retrieval=RetrievalConfig.from_settings(settings))
+                for q in questions:
+                    assistant.reset()
+                    seen = len(record)
+                    started = time.perf_counter()
+                    completion, route = assistant.answer_routed(q.question, router, cloud, config)
+                    seconds = time.perf_counter() - started
+                    bodies = [body.decode("utf-8", "replace") for _, body in record[seen:]]
+                    local_text = completion.text
+                    if route.target != "local":
+                        assistant.reset()
+                        local_text = assistant.answer(q.question, config).text
+                    rows.append({"category": q.category, "domain": q.domain, "question": q.question,
+                                 "reference": q.reference, "route": route.destination, "reason": route.reason,
+                                 "correct": q.correct(route.destination), "seconds": round(seconds, 3),
+                                 "answer": completion.text, "local_answer": local_text,
+                                 "left_the_device": bool(bodies)})
+                    tick()
+        finally:
+            runtime.close()
+            vault.close()
+    return summarise(rows, settings, cards=[c.summary() for c in cards], cpu=cpu_info().as_dict(),
+                     max_tokens=max_tokens)
+
+
+def summarise(rows: list[dict[str, Any]], settings: Settings, **extra: Any) -> dict[str, Any]:
+    routed = rouge_per_query([r["answer"] for r in rows], [r["reference"] for r in rows])["rouge-L"]
+    local = rouge_per_query([r["local_answer"] for r in rows], [r["reference"] for r in rows])["rouge-L"]
+    for row, a, b in zip(rows, routed, local, strict=True):
+        row["rougeL"], row["rougeL_local"] = round(a, 4), round(b, 4)
+    categories: dict[str, Any] = {}
+    for category in ("personal", "domain", "general", "all"):
+        picked = [r for r in rows if category in (r["category"], "all")]
+        if not picked:
+            continue
+        boot = Bootstrap(len(picked), seed=settings.seed)
+        correct = np.array([float(r["correct"]) for r in picked])
+        ours = np.array([r["rougeL"] for r in picked])
+        theirs = np.array([r["rougeL_local"] for r in picked])
+        routes: dict[str, int] = {}
+        for r in picked:
+            routes[r["route"]] = routes.get(r["route"], 0) + 1
+        categories[category] = {
+            "questions": len(picked), "correct_route": round(float(correct.mean()), 4),
+            "correct_route_interval": [round(v, 4) for v in boot.interval(mean_of(correct))],
+            "routes": routes, "rougeL_routed": round(float(ours.mean()), 4),
+            "rougeL_all_local": round(float(theirs.mean()), 4),
+            "rougeL_gain_interval": [round(v, 4) for v in boot.difference_interval(mean_of(ours), mean_of(theirs))],
+            "left_the_device": sum(r["left_the_device"] for r in picked)}
+    latency: dict[str, Any] = {}
+    for destination in sorted({r["route"] for r in rows}):
+        seconds = [r["seconds"] for r in rows if r["route"] == destination]
+        latency[destination] = {"questions": len(seconds), "median_seconds": round(statistics.median(seconds), 3)}
+    thresholds = {"domain": settings.route_domain_threshold, "personal": settings.route_personal_threshold,
+                  "confidence": settings.route_confidence_threshold}
+    return {"categories": categories, "latency": latency, "thresholds": thresholds,
+            "personal_left_the_device": categories.get("personal", {}).get("left_the_device", 0),
+            "rows": rows, **extra}
+
+
+def write_routing_report(result: dict[str, Any], folder: Path, *, command: str) -> Path:
+    """report.md, results.json and a plot of correct routes and answer quality per category."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    cats = [c for c in ("personal", "domain", "general") if c in result["categories"]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for axis, key, title in ((left, "correct_route", "correct route"), (right, None, "ROUGE-L")):
+        if key:
+            values = [result["categories"][c][key] for c in cats]
+            low = [result["categories"][c][key] - result["categories"][c][f"{key}_interval"][0] for c in cats]
+            high = [result["categories"][c][f"{key}_interval"][1] - result["categories"][c][key] for c in cats]
+            axis.bar(cats, values, yerr=[low, high], color="#4a7", capsize=4)
+            axis.set_ylim(0, 1.05)
+        else:
+            x = np.arange(len(cats))
+            axis.bar(x - 0.2, [result["categories"][c]["rougeL_routed"] for c in cats], 0.4, label="routed")
+            axis.bar(x + 0.2, [result["categories"][c]["rougeL_all_local"] for c in cats], 0.4, label="all local")
+            axis.set_xticks(x, cats)
+            axis.legend()
+        axis.set_title(title)
+    fig.tight_layout()
+    fig.savefig(folder / "routing.png", dpi=120)
+    plt.close(fig)
+    lines = [f"# Routing: {result['categories']['all']['questions']} questions", "", f"`{command}`", "",
+             f"CPU: {result['cpu'].get('model', '?')}. Thresholds: {result['thresholds']}.", "",
+             "| category | questions | correct route [95%] | routes | ROUGE-L routed | all local | gain [95%] | "
+             "left the device |", "|---|---|---|---|---|---|---|---|"]
+    for c, v in result["categories"].items():
+        lines.append(f"| {c} | {v['questions']} | {v['correct_route']:.3f} {v['correct_route_interval']} | "
+                     f"{v['routes']} | {v['rougeL_routed']:.3f} | {v['rougeL_all_local']:.3f} | "
+                     f"{v['rougeL_gain_interval']} | {v['left_the_device']} |")
+    lines += ["", "Latency per route (median seconds): " + ", ".join(
+        f"{k} {v['median_seconds']} s ({v['questions']})" for k, v in result["latency"].items()), "",
+        "![routing](routing.png)", ""]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def tune_domain_threshold(settings: Settings) -> dict[str, Any]:
+    """The domain threshold that best separates, on a tuning set never evaluated, domain questions (each
+    registered expert's own example questions, compared with the other texts of the catalog only) from general
+    ones (`tuning_general` in data/routing.json). Returns the accuracy per threshold and the middle of the best
+    range."""
+    from pllm.expert.registry import ExpertRegistry
+    from pllm.lm.embeddings import need_embedder
+
+    embedder = need_embedder("router tuning")
+    registry = ExpertRegistry(settings.paths.experts)
+    cards = registry.cards()
+    if not cards:
+        raise UsageError(f"no registered experts in {settings.paths.experts}")
+    references = {c.name: embedder.encode([c.description, *registry.questions(c.name)]) for c in cards}
+    positives = [(c.name, v) for c in cards for v in embedder.encode(c.examples)]
+    negatives = embedder.encode(json.loads(ROUTING_SET.read_text(encoding="utf-8"))["tuning_general"])
+
+    def best(vector: np.ndarray) -> tuple[str, float]:
+        scores = {name: float((refs @ vector).max()) for name, refs in references.items()}
+        name = max(scores, key=lambda n: scores[n])
+        return name, scores[name]
+
+    pos = [(name, *best(v)) for name, v in positives]
+    neg = [best(v)[1] for v in negatives]
+    grid = [round(t, 2) for t in np.arange(0.2, 0.8, 0.01)]
+    accuracy = {t: (sum(got == want and s >= t for want, got, s in pos) + sum(s < t for s in neg))
+                / (len(pos) + len(neg)) for t in grid}
+    top = max(accuracy.values())
+    best_range = [t for t in grid if accuracy[t] == top]
+    return {"threshold": round(statistics.median(best_range), 2), "accuracy": round(top, 4),
+            "positives": len(pos), "negatives": len(neg), "by_threshold": accuracy}

@@ -1,0 +1,163 @@
+"""T -> E distillation, its first half: the T-model writes question/answer pairs about a domain's topics, and the
+pairs that pass the filters become the expert's training data.
+
+    pairs, report = distil_pairs(t_model, domain, DistillConfig(per_topic=4), embedder)
+
+The T-model is anything with `complete_stream` (the cloud's embedded Gemma 3 270M, a base model, or an upstream
+OpenAI-compatible server): it continues a few-shot page of a guide ("Topic: ... Q: ... A: ..."), so a base model
+needs no chat template. Filters, cheap first: malformed (no question mark, too short or long, an answer that only
+repeats the question), exact duplicates, near duplicates (embedding cosine to a kept question), and leaks: a pair
+whose question is close to one of the exam's is dropped, so the exam stays unseen.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from pllm.expert.domains import QA, Domain
+from pllm.lm.runtime import GenerationConfig
+from pllm.openai_http import Usage
+
+if TYPE_CHECKING:
+    from pllm.lm.embeddings import Embedder
+
+PAIR = re.compile(r"Q:\s*(?P<q>[^\n]+?)\s*\nA:\s*(?P<a>[^\n]+)")
+FILTERS = ("malformed", "duplicate", "near_duplicate", "exam_leak")
+
+
+class TextModel(Protocol):
+    """What distillation needs of the T-model (the cloud's `Foundation` is one)."""
+
+    name: str
+
+    def complete_stream(self, prompt: str, config: GenerationConfig, usage: Usage) -> Iterator[str]: ...
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    per_topic: int = 4  # T-model calls per topic (each writes one or more pairs)
+    max_tokens: int = 160
+    temperature: float = 0.8
+    near_duplicate: float = 0.9  # question cosine to a kept question at or above this: a near duplicate
+    exam_leak: float = 0.8  # question cosine to an exam question at or above this: dropped
+    question_words: tuple[int, int] = (3, 30)
+    answer_words: tuple[int, int] = (4, 70)
+    seed: int = 0
+
+
+@dataclass
+class DistillReport:
+    t_model: str = ""
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    proposed: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"t_model": self.t_model, "requests": self.requests, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 1),
+                "proposed": self.proposed, "kept": self.kept, **{f: self.dropped[f] for f in FILTERS}}
+
+
+def guide_prompt(domain: Domain, topic: str) -> str:
+    """A page of a guide the T-model continues: the domain's demonstrations, then the topic and an open question."""
+    lines = [f"The following are questions and answers from a reliable guide to {domain.title.lower()}. "
+             "Each answer is one or two clear, correct sentences.\n"]
+    for demo in domain.demonstrations:
+        lines.append(f"Q: {demo.question}\nA: {demo.answer}\n")
+    lines.append(f"Topic: {topic}\nQ:")
+    return "\n".join(lines)
+
+
+def parse_pairs(text: str) -> list[QA]:
+    """The pairs in a continuation that starts right after "Q:"."""
+    return [QA(m["q"].strip(), m["a"].strip()) for m in PAIR.finditer("Q:" + text)]
+
+
+def write_pairs(t_model: TextModel, domain: Domain, config: DistillConfig, report: DistillReport,
+                tick: Callable[[], None] = lambda: None) -> list[QA]:
+    """Ask the T-model `per_topic` times per topic (seeds differ); every pair it wrote, unfiltered."""
+    pairs: list[QA] = []
+    report.t_model = t_model.name
+    started = time.perf_counter()
+    for t, topic in enumerate(domain.topics):
+        for k in range(config.per_topic):
+            usage = Usage()
+            sampling = GenerationConfig(max_tokens=config.max_tokens, temperature=config.temperature,
+                                        seed=config.seed + 1000 * t + k, stop=("\nTopic:", "\n\n\n"))
+            text = "".join(t_model.complete_stream(guide_prompt(domain, topic), sampling, usage))
+            report.requests += 1
+            report.prompt_tokens += usage.prompt_tokens
+            report.completion_tokens += usage.completion_tokens
+            pairs.extend(parse_pairs(text))
+            tick()
+    report.seconds += time.perf_counter() - started
+    return pairs
+
+
+def _well_formed(pair: QA, config: DistillConfig) -> bool:
+    q_words, a_words = len(pair.question.split()), len(pair.answer.split())
+    low_q, high_q = config.question_words
+    low_a, high_a = config.answer_words
+    if not pair.question.endswith("?") or not low_q <= q_words <= high_q or not low_a <= a_words <= high_a:
+        return False
+    return _normal(pair.answer) != _normal(pair.question) and _normal(pair.question) not in _normal(pair.answer)
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def filter_pairs(pairs: Sequence[QA], domain: Domain, embedder: Embedder, config: DistillConfig,
+                 report: DistillReport) -> list[QA]:
+    """The filters of the module docstring, in order; counts what each dropped into `report`."""
+    report.proposed += len(pairs)
+    exam = {_normal(qa.question) for qa in domain.exam}
+    candidates: list[QA] = []
+    seen: set[str] = set()
+    for pair in pairs:
+        key = _normal(pair.question)
+        if not _well_formed(pair, config):
+            report.dropped["malformed"] += 1
+        elif key in exam:
+            report.dropped["exam_leak"] += 1
+        elif key in seen:
+            report.dropped["duplicate"] += 1
+        else:
+            seen.add(key)
+            candidates.append(pair)
+    if not candidates:
+        return []
+    vectors = embedder.encode([p.question for p in candidates])
+    exam_vectors = embedder.encode([qa.question for qa in domain.exam])
+    leak = (vectors @ exam_vectors.T).max(axis=1) >= config.exam_leak
+    kept: list[QA] = []
+    kept_vectors: list[np.ndarray] = []
+    for pair, vector, leaked in zip(candidates, vectors, leak, strict=True):
+        if leaked:
+            report.dropped["exam_leak"] += 1
+        elif kept_vectors and float(np.max(np.stack(kept_vectors) @ vector)) >= config.near_duplicate:
+            report.dropped["near_duplicate"] += 1
+        else:
+            kept.append(pair)
+            kept_vectors.append(vector)
+    report.kept += len(kept)
+    return kept
+
+
+def distil_pairs(t_model: TextModel, domain: Domain, config: DistillConfig, embedder: Embedder,
+                 tick: Callable[[], None] = lambda: None) -> tuple[list[QA], DistillReport]:
+    """The T-model's pairs for `domain` that passed the filters, and the report of what it cost and dropped."""
+    report = DistillReport()
+    written = write_pairs(t_model, domain, config, report, tick)
+    return filter_pairs(written, domain, embedder, config, report), report

@@ -1,0 +1,167 @@
+"""The router: answer on the device, ask a domain expert (E-tier), or ask the T-model, and say why.
+
+    router = Router.for_vault(settings, vault, embedder, experts=cloud.experts())
+    route = router.route("How long should bread dough prove?", confidence=lambda: draft_confidence(...))
+    route.target, route.expert, route.reason        # "expert", "cooking", "domain cooking: cosine 0.71 >= 0.50"
+
+In order, first match wins:
+1. about the user -> local. The question names something the vault knows (a person, place or organisation from the
+   user's facts and documents), holds personal data a pattern finds (an e-mail, a phone number, ...), asks about the
+   user's own life in the first person ("did I", "my sister", "my favourite"), or is in the first person and close
+   (embedding cosine) to one of the user's own items. Such a question never leaves the device.
+2. a domain -> that expert: the question's best cosine to an expert's description and example questions.
+3. a general question -> the T-model when the local model is unsure of its own draft answer (mean token
+   log-probability below a threshold), else local.
+With no cloud configured, or experts unknown, the routes that need them fall back to local, saying so.
+Thresholds are settings (`route_*`); every decision carries its reason and the figures it rests on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from pllm.config import Settings
+
+if TYPE_CHECKING:
+    from pllm.lm.embeddings import Embedder
+    from pllm.personal.privacy import Redactor
+    from pllm.personal.vault import Vault
+
+Target = Literal["local", "expert", "cloud"]
+
+FIRST_PERSON = re.compile(r"\b(i|me|my|mine|myself|we|us|our|ours|i'm|i've|i'd)\b", re.I)
+# The user's own life, in the first person: what only the user's own data can answer.
+ABOUT_ME = re.compile(
+    r"\b(did|have|had|was|were|am) (i|we)\b|\bremind me\b|\bwhat('s| is) my\b|\bwho is my\b|\bwhen is my\b"
+    r"|\b(my|our) (name|birthday|age|address|partner|wife|husband|girlfriend|boyfriend|sister|brother|mother|father|"
+    r"mum|mom|dad|son|daughter|kids?|children|family|friends?|cat|dog|pets?|boss|colleagues?|appointments?|plans|"
+    r"schedule|favou?rite|neighbou?rs?|home|house|flat|trip|holiday)\b",
+    re.I)
+
+
+@dataclass(frozen=True)
+class ExpertInfo:
+    """What the router knows of an expert: its name and the texts that say what it covers."""
+
+    name: str
+    texts: tuple[str, ...]
+
+    @classmethod
+    def from_catalog(cls, entry: dict[str, Any]) -> ExpertInfo:
+        """From an entry of the cloud's `/v1/experts`: its description, example questions and a sample of the
+        questions it trained on."""
+        texts = [entry.get("description", ""), *entry.get("examples", []), *entry.get("questions", [])]
+        return cls(str(entry["name"]), tuple(str(t) for t in texts if t))
+
+
+@dataclass(frozen=True)
+class Route:
+    target: Target
+    reason: str
+    expert: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def destination(self) -> str:
+        """Where the question goes: local, cloud, or expert:NAME (the privacy gate's destination names)."""
+        return f"expert:{self.expert}" if self.target == "expert" else self.target
+
+    def as_dict(self) -> dict[str, object]:
+        return {"target": self.target, "expert": self.expert, "reason": self.reason,
+                "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    domain_threshold: float = 0.5
+    personal_threshold: float = 0.5
+    confidence_threshold: float = -1.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RouterConfig:
+        return cls(settings.route_domain_threshold, settings.route_personal_threshold,
+                   settings.route_confidence_threshold)
+
+
+class Router:
+    def __init__(self, config: RouterConfig, embedder: Embedder, experts: Sequence[ExpertInfo], *,
+                 redactor: Redactor | None = None, personal_vectors: np.ndarray | None = None,
+                 cloud: bool = True) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.experts = list(experts)
+        self.redactor = redactor
+        self.personal_vectors = personal_vectors if personal_vectors is not None and len(personal_vectors) else None
+        self.cloud = cloud
+        texts = [t for e in self.experts for t in e.texts]
+        self._owner = np.array([i for i, e in enumerate(self.experts) for _ in e.texts], dtype=int)
+        self._expert_vectors = embedder.encode(texts) if texts else None
+
+    @classmethod
+    def for_vault(cls, settings: Settings, vault: Vault | None, embedder: Embedder, experts: Sequence[ExpertInfo],
+                  *, cloud: bool = True) -> Router:
+        """A router that knows this user's entities and items (none without a vault)."""
+        from pllm.personal.privacy import Redactor, known_entities
+        from pllm.personal.retrieve import Retriever
+
+        redactor = Redactor(known_entities(vault) if vault is not None else [], ner=False)
+        vectors = Retriever.from_vault(vault, embedder=embedder).vectors if vault is not None else None
+        return cls(RouterConfig.from_settings(settings), embedder, experts, redactor=redactor,
+                   personal_vectors=vectors, cloud=cloud)
+
+    def route(self, question: str, confidence: Callable[[], float] | None = None) -> Route:
+        personal = self._about_the_user(question)
+        if personal is not None:
+            return personal
+        vector = self.embedder.encode([question])[0]
+        scores: dict[str, float] = {}
+        if self._expert_vectors is not None:
+            sims = self._expert_vectors @ vector
+            for i, expert in enumerate(self.experts):
+                scores[expert.name] = float(sims[self._owner == i].max())
+            best = max(scores, key=lambda name: scores[name])
+            if scores[best] >= self.config.domain_threshold:
+                reason = f"domain {best}: cosine {scores[best]:.2f} >= {self.config.domain_threshold:.2f}"
+                if not self.cloud:
+                    return Route("local", f"{reason}, but no cloud is configured", scores=scores)
+                return Route("expert", reason, best, scores)
+        closest = (f"closest domain {max(scores, key=lambda n: scores[n])} at {max(scores.values()):.2f} < "
+                   f"{self.config.domain_threshold:.2f}") if scores else "no experts known"
+        if confidence is None or not self.cloud:
+            why = "no cloud is configured" if not self.cloud else "the local model's confidence was not asked"
+            return Route("local", f"general question ({closest}); {why}", scores=scores)
+        sure = confidence()
+        scores["confidence"] = sure
+        if sure < self.config.confidence_threshold:
+            return Route("cloud", f"general question ({closest}); the local draft's mean token log-probability "
+                                  f"{sure:.2f} < {self.config.confidence_threshold:.2f}", scores=scores)
+        return Route("local", f"general question ({closest}); the local model is sure enough ({sure:.2f} >= "
+                              f"{self.config.confidence_threshold:.2f})", scores=scores)
+
+    def _about_the_user(self, question: str) -> Route | None:
+        if self.redactor is not None:
+            spans = self.redactor.spans(question)
+            if spans:
+                kinds = sorted({s.kind for s in spans})
+                return Route("local", f"about the user: it names {', '.join(kinds)} the vault knows or a pattern "
+                                      "finds")
+        if not FIRST_PERSON.search(question):
+            return None
+        if ABOUT_ME.search(question):
+            return Route("local", "about the user: asks about their own life in the first person")
+        if self.personal_vectors is not None:
+            closest = float((self.personal_vectors @ self.embedder.encode([question])[0]).max())
+            if closest >= self.config.personal_threshold:
+                return Route("local", f"about the user: first person, cosine {closest:.2f} to one of their items >= "
+                                      f"{self.config.personal_threshold:.2f}", scores={"personal": closest})
+        return None
+
+
+def draft_confidence(logprob: float, tokens: int) -> float:
+    """A draft answer's mean token log-probability (0 for an empty draft: nothing to be unsure of)."""
+    return logprob / tokens if tokens else 0.0

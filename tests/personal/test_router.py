@@ -1,0 +1,65 @@
+"""The router on a real encrypted vault (the latency bench's made-up user) and the real embedder: personal
+questions stay on the device, domain questions go to their expert, general ones follow the local model's
+confidence; no cloud means local, said so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pllm.bench.latency import build_vault
+from pllm.config import get_settings
+from pllm.expert.domains import load_domain, packaged_domains
+from pllm.lm.embeddings import Embedder, need_embedder
+from pllm.personal.router import ExpertInfo, Router
+from pllm.personal.vault import Vault
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return need_embedder("the router tests")
+
+
+@pytest.fixture(scope="module")
+def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
+    made_up, _ = build_vault(tmp_path_factory.mktemp("router") / "vault.db", "router-test", questions=0)
+    yield made_up
+    made_up.close()
+
+
+def experts() -> list[ExpertInfo]:
+    return [ExpertInfo(name, tuple(load_domain(name).profile_texts())) for name in packaged_domains()]
+
+
+def test_personal_questions_stay_and_domain_questions_go_to_their_expert(vault: Vault, embedder: Embedder) -> None:
+    # The experts here carry only their description and examples (a registered one also carries the questions it
+    # trained on, which the default threshold is tuned with): a lower threshold for these shorter lists.
+    router = Router.for_vault(get_settings(route_domain_threshold=0.35), vault, embedder, experts())
+    for question in ("What is my cat called?", "What am I allergic to?", "Did I renew my certificate?",
+                     "Send the plan to kari.nordmann@example.com please"):
+        route = router.route(question)
+        assert route.target == "local" and route.reason.startswith("about the user"), (question, route)
+    for question, expert in (("How long should bread dough prove before baking?", "cooking"),
+                             ("My laptop keeps freezing, what should I do?", "it"),
+                             ("Should savings go into an index fund or pay off a loan early?", "finance"),
+                             ("How much vitamin C should an adult take when they have a cold?", "health")):
+        route = router.route(question)
+        assert (route.target, route.expert) == ("expert", expert), (question, route)
+        assert route.destination == f"expert:{expert}" and route.scores[expert] >= 0.35
+
+
+def test_general_questions_follow_the_local_models_confidence(vault: Vault, embedder: Embedder) -> None:
+    router = Router.for_vault(get_settings(), vault, embedder, experts())
+    sure = router.route("Who painted the Mona Lisa?", confidence=lambda: -0.3)
+    unsure = router.route("Who painted the Mona Lisa?", confidence=lambda: -2.5)
+    assert sure.target == "local" and unsure.target == "cloud"
+    assert "-2.50 < -1.00" in unsure.reason and unsure.scores["confidence"] == -2.5
+
+
+def test_with_no_cloud_everything_is_answered_here_and_the_reason_says_why(vault: Vault, embedder: Embedder
+                                                                           ) -> None:
+    router = Router.for_vault(get_settings(), vault, embedder, experts(), cloud=False)
+    route = router.route("How can someone sleep better after night shifts?", confidence=lambda: -5.0)
+    assert route.target == "local" and route.reason.endswith("but no cloud is configured")
+    assert router.route("Who painted the Mona Lisa?", confidence=lambda: -5.0).target == "local"

@@ -140,8 +140,9 @@ class Settings(BaseSettings):
 
     # -- the router: answer locally, ask an expert, or ask the T-model -------------------------------------------
     route_domain_threshold: float = Field(
-        default=0.5, ge=-1.0, le=1.0, description="Router: a question goes to an expert when its embedding cosine to "
-        "the expert's description or example questions reaches this.")
+        default=0.4, ge=-1.0, le=1.0, description="Router: a question goes to an expert when its similarity to "
+        "the expert (mean of its 3 best cosines to the description, examples and training questions) reaches this "
+        "(0.4: tuned on questions never evaluated, `bench.routing.tune_domain_threshold`).")
     route_personal_threshold: float = Field(
         default=0.5, ge=-1.0, le=1.0, description="Router: a first-person question this close (cosine) to one of "
         "the user's own items is about the user and stays local.")

@@ -208,32 +208,29 @@ def write_routing_report(result: dict[str, Any], folder: Path, *, command: str) 
 
 def tune_domain_threshold(settings: Settings) -> dict[str, Any]:
     """The domain threshold that best separates, on a tuning set never evaluated, domain questions (each
-    registered expert's own example questions, compared with the other texts of the catalog only) from general
-    ones (`tuning_general` in data/routing.json). Returns the accuracy per threshold and the middle of the best
-    range."""
+    registered expert's own example questions, scored by the router against the rest of the catalog: the
+    description and the training questions) from general ones (`tuning_general` in data/routing.json). Returns the
+    accuracy per threshold and the middle of the best range."""
     from pllm.expert.registry import ExpertRegistry
     from pllm.lm.embeddings import need_embedder
+    from pllm.personal.router import ExpertInfo, Router, RouterConfig
 
     embedder = need_embedder("router tuning")
     registry = ExpertRegistry(settings.paths.experts)
     cards = registry.cards()
     if not cards:
         raise UsageError(f"no registered experts in {settings.paths.experts}")
-    references = {c.name: embedder.encode([c.description, *registry.questions(c.name)]) for c in cards}
-    positives = [(c.name, v) for c in cards for v in embedder.encode(c.examples)]
-    negatives = embedder.encode(json.loads(ROUTING_SET.read_text(encoding="utf-8"))["tuning_general"])
-
-    def best(vector: np.ndarray) -> tuple[str, float]:
-        scores = {name: float((refs @ vector).max()) for name, refs in references.items()}
-        name = max(scores, key=lambda n: scores[n])
-        return name, scores[name]
-
-    pos = [(name, *best(v)) for name, v in positives]
-    neg = [best(v)[1] for v in negatives]
-    grid = [round(t, 2) for t in np.arange(0.2, 0.8, 0.01)]
-    accuracy = {t: (sum(got == want and s >= t for want, got, s in pos) + sum(s < t for s in neg))
+    router = Router(RouterConfig(), embedder, [ExpertInfo(c.name, (c.description, *registry.questions(c.name)))
+                                               for c in cards])
+    positives = [(c.name, router.domain_scores(v)) for c in cards for v in embedder.encode(c.examples)]
+    negatives = [router.domain_scores(v) for v in embedder.encode(
+        json.loads(ROUTING_SET.read_text(encoding="utf-8"))["tuning_general"])]
+    pos = [(want, max(s, key=lambda n: s[n]), max(s.values())) for want, s in positives]
+    neg = [max(s.values()) for s in negatives]
+    grid = [round(float(t), 2) for t in np.arange(0.2, 0.8, 0.01)]
+    accuracy = {t: (sum(got == want and score >= t for want, got, score in pos) + sum(score < t for score in neg))
                 / (len(pos) + len(neg)) for t in grid}
     top = max(accuracy.values())
     best_range = [t for t in grid if accuracy[t] == top]
-    return {"threshold": round(statistics.median(best_range), 2), "accuracy": round(top, 4),
+    return {"threshold": round(float(statistics.median(best_range)), 2), "accuracy": round(float(top), 4),
             "positives": len(pos), "negatives": len(neg), "by_threshold": accuracy}

@@ -7,9 +7,11 @@
 In order, first match wins:
 1. about the user -> local. The question names something the vault knows (a person, place or organisation from the
    user's facts and documents), holds personal data a pattern finds (an e-mail, a phone number, ...), asks about the
-   user's own life in the first person ("did I", "my sister", "my favourite"), or is in the first person and close
-   (embedding cosine) to one of the user's own items. Such a question never leaves the device.
-2. a domain -> that expert: the question's best cosine to an expert's description and example questions.
+   user's own life in the first person ("did I", "my sister", "my favourite"), calls something theirs that their
+   own items mention ("my knee" when a note speaks of the knee), or is in the first person and close (embedding
+   cosine) to one of the user's own items. Such a question never leaves the device.
+2. a domain -> that expert: the question's similarity to an expert (the mean of its TOP_K best cosines to the
+   expert's description, example questions and training questions: one look-alike pair is not a domain).
 3. a general question -> the T-model when the local model is unsure of its own draft answer (mean token
    log-probability below a threshold), else local.
 With no cloud configured, or experts unknown, the routes that need them fall back to local, saying so.
@@ -30,9 +32,11 @@ from pllm.config import Settings
 if TYPE_CHECKING:
     from pllm.lm.embeddings import Embedder
     from pllm.personal.privacy import Redactor
+    from pllm.personal.retrieve import Retriever
     from pllm.personal.vault import Vault
 
 Target = Literal["local", "expert", "cloud"]
+TOP_K = 3  # an expert's similarity to a question: the mean of its best TOP_K cosines
 
 FIRST_PERSON = re.compile(r"\b(i|me|my|mine|myself|we|us|our|ours|i'm|i've|i'd)\b", re.I)
 # The user's own life, in the first person: what only the user's own data can answer.
@@ -42,6 +46,7 @@ ABOUT_ME = re.compile(
     r"mum|mom|dad|son|daughter|kids?|children|family|friends?|cat|dog|pets?|boss|colleagues?|appointments?|plans|"
     r"schedule|favou?rite|neighbou?rs?|home|house|flat|trip|holiday)\b",
     re.I)
+MINE = re.compile(r"\b(?:my|our)\s+(\w+)(?:\s+(\w+))?", re.I)  # what the user calls theirs: "my last run"
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class Route:
 
 @dataclass(frozen=True)
 class RouterConfig:
-    domain_threshold: float = 0.5
+    domain_threshold: float = 0.4
     personal_threshold: float = 0.5
     confidence_threshold: float = -1.0
 
@@ -90,13 +95,12 @@ class RouterConfig:
 
 class Router:
     def __init__(self, config: RouterConfig, embedder: Embedder, experts: Sequence[ExpertInfo], *,
-                 redactor: Redactor | None = None, personal_vectors: np.ndarray | None = None,
-                 cloud: bool = True) -> None:
+                 redactor: Redactor | None = None, retriever: Retriever | None = None, cloud: bool = True) -> None:
         self.config = config
         self.embedder = embedder
         self.experts = list(experts)
         self.redactor = redactor
-        self.personal_vectors = personal_vectors if personal_vectors is not None and len(personal_vectors) else None
+        self.retriever = retriever if retriever is not None and retriever.items else None
         self.cloud = cloud
         texts = [t for e in self.experts for t in e.texts]
         self._owner = np.array([i for i, e in enumerate(self.experts) for _ in e.texts], dtype=int)
@@ -110,20 +114,24 @@ class Router:
         from pllm.personal.retrieve import Retriever
 
         redactor = Redactor(known_entities(vault) if vault is not None else [], ner=False)
-        vectors = Retriever.from_vault(vault, embedder=embedder).vectors if vault is not None else None
-        return cls(RouterConfig.from_settings(settings), embedder, experts, redactor=redactor,
-                   personal_vectors=vectors, cloud=cloud)
+        retriever = Retriever.from_vault(vault, embedder=embedder) if vault is not None else None
+        return cls(RouterConfig.from_settings(settings), embedder, experts, redactor=redactor, retriever=retriever,
+                   cloud=cloud)
+
+    def domain_scores(self, vector: np.ndarray) -> dict[str, float]:
+        """Each expert's similarity to a question's (normalised) embedding."""
+        if self._expert_vectors is None:
+            return {}
+        sims = self._expert_vectors @ vector
+        return {expert.name: float(np.sort(sims[self._owner == i])[-TOP_K:].mean())
+                for i, expert in enumerate(self.experts)}
 
     def route(self, question: str, confidence: Callable[[], float] | None = None) -> Route:
         personal = self._about_the_user(question)
         if personal is not None:
             return personal
-        vector = self.embedder.encode([question])[0]
-        scores: dict[str, float] = {}
-        if self._expert_vectors is not None:
-            sims = self._expert_vectors @ vector
-            for i, expert in enumerate(self.experts):
-                scores[expert.name] = float(sims[self._owner == i].max())
+        scores = self.domain_scores(self.embedder.encode([question])[0])
+        if scores:
             best = max(scores, key=lambda name: scores[name])
             if scores[best] >= self.config.domain_threshold:
                 reason = f"domain {best}: cosine {scores[best]:.2f} >= {self.config.domain_threshold:.2f}"
@@ -154,8 +162,15 @@ class Router:
             return None
         if ABOUT_ME.search(question):
             return Route("local", "about the user: asks about their own life in the first person")
-        if self.personal_vectors is not None:
-            closest = float((self.personal_vectors @ self.embedder.encode([question])[0]).max())
+        if self.retriever is None:
+            return None
+        for match in MINE.finditer(question):
+            for word in filter(None, match.groups()):
+                if (self.retriever.bm25_scores(word) > 0).any():
+                    return Route("local", f"about the user: calls {match.group(0)!r} theirs, and their own items "
+                                          f"mention {word!r}")
+        if self.retriever.vectors is not None:
+            closest = float((self.retriever.vectors @ self.embedder.encode([question])[0]).max())
             if closest >= self.config.personal_threshold:
                 return Route("local", f"about the user: first person, cosine {closest:.2f} to one of their items >= "
                                       f"{self.config.personal_threshold:.2f}", scores={"personal": closest})

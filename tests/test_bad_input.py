@@ -22,7 +22,9 @@ COMMANDS = {
     "adapters list": [], "adapters promote": ["v0001"], "adapters rollback": [],
     "adapters export": ["v0001", "out"], "augment": ["--no-adapt"], "privacy report": [],
     "cloud serve": ["--port", "8799"], "cloud keys add": ["phone"], "cloud keys list": [],
-    "cloud keys revoke": ["phone"], "serve": ["--port", "8798"],
+    "cloud keys revoke": ["phone"], "serve": ["--port", "8798"], "ledger show": [],
+    "expert train": ["cooking", "--steps", "1"], "expert list": [], "expert ask": ["cooking", "hi"],
+    "privacy device-key": [], "privacy receipts": [],
 }
 
 
@@ -88,6 +90,8 @@ def test_an_unwritable_output_is_one_line(args: list[str], vault_with_a_version:
     (["ingest", "/no/such/notes.md"], "/no/such/notes.md"),
     (["eval", "--task", "lamp2", "--data", "/no/such/lamp", "--methods", "stats"], "/no/such/lamp"),
     (["--model", "/no/such/model.gguf", "ask", "hi"], "/no/such/model.gguf"),
+    (["expert", "train", "cooking", "--corpus", "/no/such/pairs.jsonl"], "/no/such/pairs.jsonl"),
+    (["expert", "train", "cooking", "--topics", "/no/such/topics.txt"], "/no/such/topics.txt"),
 ])
 def test_a_missing_input_is_one_line(args: list[str], says: str, vault_with_a_version: Path) -> None:
     one_error_line(runner.invoke(app, args, env=PASS), contains=says)

@@ -89,7 +89,7 @@ class Ledger:
         self.key = load_or_create_key(key_path)
         self.public_key = public_key_b64(self.key)
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         columns = ", ".join(f"{name} {kind}" for name, kind in (
             ("seq", "INTEGER PRIMARY KEY"), ("at", "REAL NOT NULL"), ("kind", "TEXT NOT NULL"),
             ("device", "TEXT NOT NULL"), ("provider", "TEXT NOT NULL"), ("tokens_in", "INTEGER NOT NULL"),
@@ -118,14 +118,25 @@ class Ledger:
             self.conn.execute(f"INSERT INTO entries VALUES ({', '.join('?' * 14)})", tuple(asdict(entry).values()))
         return entry
 
+    def grant_once(self, device: str, amount: float) -> None:
+        """A device's opening balance, the first time it is seen (once, however many requests arrive together)."""
+        with self.lock:
+            if not self.conn.execute("SELECT 1 FROM entries WHERE device = ? LIMIT 1", (device,)).fetchone():
+                self.append("grant", device, "opening grant", amount=amount)
+
     @classmethod
     def in_folder(cls, folder: Path) -> Ledger:
         return cls(folder / "ledger.db", folder / "ledger.key")
 
     def entries(self, device: str | None = None, limit: int | None = None) -> list[Entry]:
-        sql = "SELECT * FROM entries" + (" WHERE device = ?" if device else "") + " ORDER BY seq"
-        rows = self.conn.execute(sql, (device,) if device else ()).fetchall()
-        return [Entry(*row) for row in (rows[-limit:] if limit else rows)]
+        """Oldest first; with `limit`, the latest `limit` entries."""
+        sql = "SELECT * FROM entries" + (" WHERE device = ?" if device else "") + " ORDER BY seq DESC"
+        args: tuple[object, ...] = (device,) if device else ()
+        if limit:
+            sql, args = sql + " LIMIT ?", (*args, limit)
+        with self.lock:
+            rows = self.conn.execute(sql, args).fetchall()
+        return [Entry(*row) for row in reversed(rows)]
 
     def balance(self, device: str) -> float:
         row = self.conn.execute("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE device = ?", (device,)).fetchone()

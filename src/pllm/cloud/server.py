@@ -117,8 +117,7 @@ def paying_caller(request: Request, who: Annotated[Caller, Depends(caller)]) -> 
     """A caller that may still spend: a new device gets its opening grant; one over its limit gets 402."""
     ledger: Ledger = request.app.state.ledger
     settings: Settings = request.app.state.settings
-    if not ledger.entries(who.device, limit=1):
-        ledger.append("grant", who.device, "opening grant", amount=settings.ledger_opening_grant)
+    ledger.grant_once(who.device, settings.ledger_opening_grant)
     balance = ledger.balance(who.device)
     if balance <= -settings.ledger_credit_limit:
         raise ApiError(402, f"device {who.device} has used its credits (balance {balance:.2f}); contributions "

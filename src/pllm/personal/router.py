@@ -20,9 +20,14 @@ Thresholds are settings (`route_*`); every decision carries its reason and the f
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -95,7 +100,8 @@ class RouterConfig:
 
 class Router:
     def __init__(self, config: RouterConfig, embedder: Embedder, experts: Sequence[ExpertInfo], *,
-                 redactor: Redactor | None = None, retriever: Retriever | None = None, cloud: bool = True) -> None:
+                 redactor: Redactor | None = None, retriever: Retriever | None = None, cloud: bool = True,
+                 cache: Path | None = None) -> None:
         self.config = config
         self.embedder = embedder
         self.experts = list(experts)
@@ -104,7 +110,7 @@ class Router:
         self.cloud = cloud
         texts = [t for e in self.experts for t in e.texts]
         self._owner = np.array([i for i, e in enumerate(self.experts) for _ in e.texts], dtype=int)
-        self._expert_vectors = embedder.encode(texts) if texts else None
+        self._expert_vectors = catalog_vectors(embedder, texts, cache) if texts else None
 
     @classmethod
     def for_vault(cls, settings: Settings, vault: Vault | None, embedder: Embedder, experts: Sequence[ExpertInfo],
@@ -116,7 +122,7 @@ class Router:
         redactor = Redactor(known_entities(vault) if vault is not None else [], ner=False)
         retriever = Retriever.from_vault(vault, embedder=embedder) if vault is not None else None
         return cls(RouterConfig.from_settings(settings), embedder, experts, redactor=redactor, retriever=retriever,
-                   cloud=cloud)
+                   cloud=cloud, cache=settings.paths.cache / "router")
 
     def domain_scores(self, vector: np.ndarray) -> dict[str, float]:
         """Each expert's similarity to a question's (normalised) embedding."""
@@ -127,14 +133,15 @@ class Router:
                 for i, expert in enumerate(self.experts)}
 
     def route(self, question: str, confidence: Callable[[], float] | None = None) -> Route:
-        personal = self._about_the_user(question)
+        vector = self.embedder.encode([question])[0]
+        personal = self._about_the_user(question, vector)
         if personal is not None:
             return personal
-        scores = self.domain_scores(self.embedder.encode([question])[0])
+        scores = self.domain_scores(vector)
         if scores:
             best = max(scores, key=lambda name: scores[name])
             if scores[best] >= self.config.domain_threshold:
-                reason = f"domain {best}: cosine {scores[best]:.2f} >= {self.config.domain_threshold:.2f}"
+                reason = f"domain {best}: similarity {scores[best]:.2f} >= {self.config.domain_threshold:.2f}"
                 if not self.cloud:
                     return Route("local", f"{reason}, but no cloud is configured", scores=scores)
                 return Route("expert", reason, best, scores)
@@ -151,7 +158,7 @@ class Router:
         return Route("local", f"general question ({closest}); the local model is sure enough ({sure:.2f} >= "
                               f"{self.config.confidence_threshold:.2f})", scores=scores)
 
-    def _about_the_user(self, question: str) -> Route | None:
+    def _about_the_user(self, question: str, vector: np.ndarray) -> Route | None:
         if self.redactor is not None:
             spans = self.redactor.spans(question)
             if spans:
@@ -170,11 +177,33 @@ class Router:
                     return Route("local", f"about the user: calls {match.group(0)!r} theirs, and their own items "
                                           f"mention {word!r}")
         if self.retriever.vectors is not None:
-            closest = float((self.retriever.vectors @ self.embedder.encode([question])[0]).max())
+            closest = float((self.retriever.vectors @ vector).max())
             if closest >= self.config.personal_threshold:
                 return Route("local", f"about the user: first person, cosine {closest:.2f} to one of their items >= "
                                       f"{self.config.personal_threshold:.2f}", scores={"personal": closest})
         return None
+
+
+def catalog_vectors(embedder: Embedder, texts: list[str], cache: Path | None) -> np.ndarray:
+    """The catalog's embeddings, kept in `cache` under a hash of the texts: the catalog changes only when an expert
+    is registered, and embedding its ~800 texts takes seconds on two cores. The texts are the experts', not the
+    user's."""
+    if cache is None:
+        return embedder.encode(texts)
+    digest = hashlib.sha256(json.dumps([embedder.name, texts]).encode()).hexdigest()[:32]
+    path = cache / f"{digest}.npy"
+    if path.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            vectors = np.load(path)
+            if vectors.shape[0] == len(texts):
+                return vectors
+    vectors = embedder.encode(texts)
+    with contextlib.suppress(OSError):
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(partial, vectors)
+        os.replace(partial, path)
+    return vectors
 
 
 def draft_confidence(logprob: float, tokens: int) -> float:

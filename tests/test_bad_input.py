@@ -24,7 +24,7 @@ COMMANDS = {
     "cloud serve": ["--port", "8799"], "cloud keys add": ["phone"], "cloud keys list": [],
     "cloud keys revoke": ["phone"], "serve": ["--port", "8798"], "ledger show": [],
     "expert train": ["cooking", "--steps", "1"], "expert list": [], "expert ask": ["cooking", "hi"],
-    "privacy device-key": [], "privacy receipts": [],
+    "privacy device-key": [], "privacy receipts": [], "privacy share-feedback": ["--yes"],
 }
 
 

@@ -25,8 +25,8 @@ from rich.progress import (
 from pllm.config import Settings, get_settings
 
 # soft_wrap: a message is one line however narrow the terminal (scripts and tests read them line by line).
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def progress_bar(label: str = "{task.description}") -> Progress:

@@ -151,3 +151,22 @@ def test_a_signing_device_keeps_the_clouds_signed_receipts(pllm: Run, home: Path
     ledger = json.loads(shown.stdout)
     assert ledger["chain"]["ok"] and ledger["entries"][-1]["device_signature"]
     assert ledger["balances"]["providers"]["t-model"] > 0
+
+
+def test_shared_feedback_leaves_redacted_once_and_earns_credits(
+        pllm: Run, home: Path, recording_cloud: tuple[dict[str, str], list[tuple[str, bytes]]]) -> None:
+    from pllm.personal.vault import open_vault
+
+    env, recorded = recording_cloud
+    assert pllm("ask", "Write one line to my dentist, Dr. Okafor.", "-n", "12", env=PASS).returncode == 0
+    vault = open_vault(home / "vault.db", PASS["PLLM_PASSPHRASE"])
+    vault.add_feedback(vault.interactions()[-1].id, "edit", "Dear Dr. Okafor, see you Tuesday. Mara")
+    vault.close()
+    shared = pllm("privacy", "share-feedback", "--yes", env=env)
+    assert shared.returncode == 0, shared.stderr
+    assert "shared 1 feedback items, redacted; credited 0.20" in shared.stdout
+    bodies = [body.decode() for path, body in recorded if path == "/v1/contributions"]
+    assert len(bodies) == 1 and "Okafor" not in bodies[0] and "Mara" not in bodies[0] and "[PERSON_" in bodies[0]
+    assert pllm("privacy", "share-feedback", "--yes", env=env).stdout.strip() == "no feedback to share"
+    report = json.loads(pllm("privacy", "report", "--json", env=env).stdout)
+    assert report["by_purpose"]["contribution"] == 1

@@ -86,5 +86,37 @@ def receipts(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", 
     console.print(table)
 
 
+@privacy_app.command("share-feedback")
+def share_feedback(
+    ctx: typer.Context,
+    yes: bool = typer.Option(False, "--yes", help="Share without asking (you consent to this one sharing)."),
+) -> None:
+    """Share your thumbs up, thumbs down and edits not shared yet with the cloud, redacted by the privacy gate, for
+    credits in its ledger. Nothing is shared without this command."""
+    from pllm.errors import UsageError
+    from pllm.personal.commands import unlock
+    from pllm.personal.privacy import PrivacyGate
+    from pllm.personal.remote import CloudClient
+
+    settings = settings_of(ctx)
+    verdicts = {"up": "up", "down": "down", "edit": "edit"}
+    with unlock(settings) as vault:
+        after = int(vault.get_meta("feedback_shared_through", "0") or 0)
+        asked = {i.id: i for i in vault.interactions()}
+        items = [{"prompt": asked[f.interaction_id].prompt, "answer": asked[f.interaction_id].answer,
+                  "verdict": verdicts[f.kind], "correction": f.value if f.kind == "edit" else None}
+                 for f in vault.feedback() if f.id > after and f.kind in verdicts and f.interaction_id in asked]
+        last = max((f.id for f in vault.feedback()), default=after)
+        if not items:
+            console.print("no feedback to share")
+            return
+        if not yes and not typer.confirm(f"share {len(items)} feedback items with {settings.cloud_url or 'the cloud'}"
+                                         ", redacted?", err=True):
+            raise UsageError("nothing shared")
+        credited = CloudClient(settings, PrivacyGate(settings, vault)).share_feedback(items)
+        vault.set_meta("feedback_shared_through", str(last))
+    console.print(f"shared {len(items)} feedback items, redacted; credited {credited:.2f}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(privacy_app, name="privacy")

@@ -153,6 +153,17 @@ class CloudClient:
                     vault.add_receipt(self.url, entry)
         return float(reply.get("balance", 0.0))
 
+    def share_feedback(self, items: Sequence[dict[str, str | None]]) -> float:
+        """Feedback the user chose to share ({prompt, answer, verdict, correction}), redacted like every request, to
+        the cloud's contributions; returns the credits it earned."""
+        egress = self.gate.open(self.destination, "contribution")
+        payload = {"kind": "feedback", "items": [
+            {"prompt": egress.redact(str(i["prompt"])), "answer": egress.redact(str(i["answer"])),
+             "verdict": i["verdict"],
+             "correction": egress.redact(str(i["correction"])) if i.get("correction") else None}
+            for i in items]}
+        return float(self._post("/v1/contributions", payload, egress).get("credited", 0.0))
+
     def chat(self, messages: Sequence[Message], *, purpose: str, max_tokens: int = 256,
              temperature: float = 0.0) -> RemoteAnswer:
         """One answer from the T-model; the messages leave redacted, the answer comes back restored."""

@@ -67,6 +67,10 @@ def test_with_the_cloud_down_ask_answers_on_the_device(pllm: Run, home: Path) ->
     notes = [line for line in asked.stderr.splitlines() if line.strip()]
     assert len(notes) == 1 and "unreachable" in notes[0] and "Traceback" not in asked.stderr
     assert pllm("ask", "Say hello.", env=env).returncode == 0
+    routed = pllm("ask", "--explain-route", "How long should bread dough prove?", "-n", "8", env=env)
+    assert routed.returncode == 0 and routed.stdout.strip(), routed.stderr
+    lines = [line for line in routed.stderr.splitlines() if line.strip()]
+    assert "unreachable" in lines[0] and lines[-1].startswith("route: local:") and "no cloud to ask" in lines[-1]
 
 
 def test_consent_none_refuses_the_cloud_in_one_line(pllm: Run, home: Path,

@@ -68,5 +68,5 @@ def test_with_no_cloud_everything_is_answered_here_and_the_reason_says_why(vault
                                                                            ) -> None:
     router = Router.for_vault(get_settings(route_domain_threshold=0.25), vault, embedder, experts(), cloud=False)
     route = router.route("How can someone sleep better after night shifts?", confidence=lambda: -5.0)
-    assert route.target == "local" and route.reason.endswith("but no cloud is configured")
+    assert route.target == "local" and route.reason.endswith("but there is no cloud to ask")
     assert router.route("Who painted the Mona Lisa?", confidence=lambda: -5.0).target == "local"

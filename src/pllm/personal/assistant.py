@@ -153,7 +153,7 @@ class Assistant:
         of it. An expert's answer is shown as the expert's, or retold here in the assistant's voice
         (`voice="assistant"`). When the expert or the T-model cannot be reached, the device answers and the
         route says so. The decision is logged in the vault with the interaction."""
-        from pllm.errors import CloudError
+        from pllm.errors import CloudError, CloudUnavailableError, ConsentError
         from pllm.personal.router import draft_confidence
 
         config = config or GenerationConfig()
@@ -172,8 +172,8 @@ class Assistant:
                 completion = self._answer_expert(prompt, route.expert, cloud, config, voice)
             elif route.target == "cloud":
                 completion = self.answer_remote(prompt, cloud, config)
-        except CloudError as exc:
-            route = replace(route, target="local", reason=f"{route.reason}; unreachable ({exc}), answered here")
+        except (CloudError, CloudUnavailableError, ConsentError) as exc:
+            route = replace(route, target="local", reason=f"{route.reason}; not sent ({exc}), answered here")
         if completion is None:
             if drafts:
                 text, stats = drafts[0]

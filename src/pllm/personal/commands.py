@@ -210,7 +210,7 @@ def _ask_cloud(settings: Settings, assistant: Assistant, prompt: str, config: Ge
 
 def _ask_routed(settings: Settings, assistant: Assistant, prompt: str, config: GenerationConfig, *, json_out: bool,
                 explain: bool) -> None:
-    from pllm.errors import CloudError
+    from pllm.errors import CloudError, CloudUnavailableError, ConsentError
     from pllm.lm.embeddings import need_embedder
     from pllm.personal.privacy import PrivacyGate
     from pllm.personal.remote import CloudClient
@@ -223,7 +223,7 @@ def _ask_routed(settings: Settings, assistant: Assistant, prompt: str, config: G
         try:
             experts = [ExpertInfo.from_catalog(e)
                        for e in cloud.experts()]
-        except CloudError as exc:
+        except (CloudError, CloudUnavailableError, ConsentError) as exc:
             err_console.print(f"note: {exc}; answering on the device", markup=False)
             reachable = False
     router = Router.for_vault(settings, assistant.vault, assistant.embedder or need_embedder("routing"), experts,

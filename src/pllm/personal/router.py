@@ -143,12 +143,12 @@ class Router:
             if scores[best] >= self.config.domain_threshold:
                 reason = f"domain {best}: similarity {scores[best]:.2f} >= {self.config.domain_threshold:.2f}"
                 if not self.cloud:
-                    return Route("local", f"{reason}, but no cloud is configured", scores=scores)
+                    return Route("local", f"{reason}, but there is no cloud to ask", scores=scores)
                 return Route("expert", reason, best, scores)
         closest = (f"closest domain {max(scores, key=lambda n: scores[n])} at {max(scores.values()):.2f} < "
                    f"{self.config.domain_threshold:.2f}") if scores else "no experts known"
         if confidence is None or not self.cloud:
-            why = "no cloud is configured" if not self.cloud else "the local model's confidence was not asked"
+            why = "there is no cloud to ask" if not self.cloud else "the local model's confidence was not asked"
             return Route("local", f"general question ({closest}); {why}", scores=scores)
         sure = confidence()
         scores["confidence"] = sure

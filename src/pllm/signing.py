@@ -34,6 +34,20 @@ def entry_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def encode_receipt(fields: dict[str, Any]) -> str:
+    """A signed ledger entry as one header value: base64 of its canonical JSON."""
+    return b64(json.dumps(fields, sort_keys=True).encode())
+
+
+def decode_receipt(text: str) -> dict[str, Any] | None:
+    """The entry in a receipt, or None when it is not one or its hash does not cover its fields."""
+    try:
+        entry = json.loads(base64.b64decode(text))
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and entry.get("hash") == entry_hash(entry) else None
+
+
 def public_key_b64(key: Ed25519PrivateKey) -> str:
     return b64(key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 

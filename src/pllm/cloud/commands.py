@@ -131,7 +131,7 @@ def ledger_show(
     keys = _registry(settings, state).public_keys()
     check = ledger.verify(keys)
     if json_out:
-        data = ledger.as_json(keys, limit=limit)
+        data = ledger.as_json(check, limit=limit)
         if device:
             data["entries"] = [e for e in data["entries"] if e["device"] == device]
         print_json(data)

@@ -70,6 +70,12 @@ class DeviceRegistry:
                               "public_key = excluded.public_key", (device_id, key_hash(key), time.time(), public_key))
         return key
 
+    def public_key(self, device_id: str) -> str:
+        """The device's registered signing key ('' when it does not sign)."""
+        with self.lock:
+            row = self.conn.execute("SELECT public_key FROM devices WHERE id = ?", (device_id,)).fetchone()
+        return str(row[0]) if row else ""
+
     def public_keys(self) -> dict[str, str]:
         """Each device's registered signing key (devices without one are left out)."""
         with self.lock:

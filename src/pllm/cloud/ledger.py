@@ -17,7 +17,6 @@ returns (the `X-Pllm-Receipt` header): it can show what it was charged. Prices a
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -29,7 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pllm.signing import b64, entry_hash, public_key_b64, sign, verify_signature
+from pllm.signing import encode_receipt, entry_hash, public_key_b64, sign, verify_signature
 
 GENESIS = "0" * 64
 KINDS = ("charge", "credit", "grant")
@@ -57,7 +56,7 @@ class Entry:
 
     def receipt(self) -> str:
         """The entry, signed, as one header value (base64 JSON) the device keeps."""
-        return b64(json.dumps(asdict(self), sort_keys=True).encode())
+        return encode_receipt(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -170,8 +169,8 @@ class Ledger:
             prev = entry.hash
         return Verification(True, len(entries))
 
-    def as_json(self, device_keys: dict[str, str] | None = None, limit: int = 50) -> dict[str, Any]:
-        check = self.verify(device_keys)
+    def as_json(self, check: Verification, limit: int = 50) -> dict[str, Any]:
+        """Balances, the chain's state as `check` found it (`verify`), the key, and the latest entries."""
         return {"balances": self.balances(), "chain": {"ok": check.ok, "entries": check.entries,
                                                         "problem": check.problem},
                 "service_public_key": self.public_key,

@@ -97,7 +97,7 @@ async def caller(request: Request) -> Caller:
     if wait:
         raise ApiError(429, f"rate limit of {limiter.per_minute} requests a minute reached", "rate_limit_error",
                        "rate_limit_exceeded", {"Retry-After": str(int(wait) + 1)})
-    public_key = request.app.state.devices.public_keys().get(found)
+    public_key = request.app.state.devices.public_key(found)
     if not public_key:
         return Caller(str(found))
     stamp = request.headers.get(TIMESTAMP_HEADER, "")
@@ -129,20 +129,22 @@ Device = Annotated[Caller, Depends(caller)]
 Paying = Annotated[Caller, Depends(paying_caller)]
 
 
-def cost(settings: Settings, tokens_in: int, tokens_out: int, items: int = 0) -> float:
-    return (tokens_in * settings.ledger_price_in + tokens_out * settings.ledger_price_out) / 1000 \
-        + items * settings.ledger_item_price
+def charge(request: Request, who: Caller, provider: str, usage: Usage, *, items: int = 0, memo: str = "") -> Entry:
+    """Charge the caller for one call at the settings' prices (tokens in and out, synthetic items)."""
+    settings: Settings = request.app.state.settings
+    price = (usage.prompt_tokens * settings.ledger_price_in + usage.completion_tokens * settings.ledger_price_out) \
+        / 1000 + items * settings.ledger_item_price
+    return request.app.state.ledger.append(
+        "charge", who.device, provider, amount=-price, tokens_in=usage.prompt_tokens,
+        tokens_out=usage.completion_tokens, memo=memo or request.url.path, request_digest=who.digest,
+        device_signature=who.signature)
 
 
 def metered(request: Request, who: Caller, provider: str, usage: Usage, pieces: Iterator[str],
             receipts: list[Entry]) -> Iterator[str]:
     """The answer's pieces; once they are all out, the call is charged (a stream: at its end)."""
     yield from pieces
-    settings: Settings = request.app.state.settings
-    receipts.append(request.app.state.ledger.append(
-        "charge", who.device, provider, amount=-cost(settings, usage.prompt_tokens, usage.completion_tokens),
-        tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens, memo=request.url.path,
-        request_digest=who.digest, device_signature=who.signature))
+    receipts.append(charge(request, who, provider, usage))
 
 
 def with_receipt(result: Any, response: Response, receipts: list[Entry]) -> Any:
@@ -223,16 +225,12 @@ def create_app(settings: Settings, foundation: Foundation | None = None, state_d
         result = augment(request.app.state.foundation, AugmentRequest(
             task=body.task, seeds=[Seed(s.text, s.label) for s in body.seeds], n=body.n,
             max_tokens=body.max_tokens, temperature=body.temperature, seed=body.seed))
-        usage = result.usage
-        entry = request.app.state.ledger.append(
-            "charge", who.device, "t-model", amount=-cost(settings, usage.prompt_tokens, usage.completion_tokens,
-                                                          len(result.items)),
-            tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens,
-            memo=f"/v1/augment: {len(result.items)} items", request_digest=who.digest, device_signature=who.signature)
+        entry = charge(request, who, "t-model", result.usage, items=len(result.items),
+                       memo=f"/v1/augment: {len(result.items)} items")
         return with_receipt({"object": "augmentation", "model": request.app.state.foundation.name,
                              "requests": result.requests,
                              "items": [{"seed": i.seed, "text": i.text, "label": i.label} for i in result.items],
-                             "usage": usage.as_dict()}, response, [entry])
+                             "usage": result.usage.as_dict()}, response, [entry])
 
     @app.post("/v1/contributions")
     def contributions(body: ContributionCreate, request: Request, response: Response, who: Device) -> dict[str, Any]:

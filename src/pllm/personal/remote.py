@@ -12,7 +12,6 @@ callers that can work offline do so.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from pllm.signing import (
     RECEIPT_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    entry_hash,
+    decode_receipt,
     private_key_from_b64,
     private_key_to_b64,
     request_digest,
@@ -127,12 +126,8 @@ class CloudClient:
         receipts`)."""
         if not header or self.gate.vault is None:
             return
-        try:
-            entry = json.loads(base64.b64decode(header))
-        except ValueError:
-            return
-        if isinstance(entry, dict) and entry.get("hash") == entry_hash(entry) \
-                and entry.get("request_digest") == digest:
+        entry = decode_receipt(header)
+        if entry is not None and entry.get("request_digest") == digest:
             self.gate.vault.add_receipt(self.url, entry)
 
     def sync_ledger(self) -> float:
@@ -147,10 +142,8 @@ class CloudClient:
             if pinned and key != pinned:
                 raise CloudError("the cloud signs its ledger with a different key than before; not trusting it")
             vault.set_meta("cloud_ledger_key", key)
-            for receipt in reply.get("receipts", []):
-                entry = json.loads(base64.b64decode(receipt))
-                if entry.get("hash") == entry_hash(entry):
-                    vault.add_receipt(self.url, entry)
+            for entry in filter(None, map(decode_receipt, reply.get("receipts", []))):
+                vault.add_receipt(self.url, entry)
         return float(reply.get("balance", 0.0))
 
     def share_feedback(self, items: Sequence[dict[str, str | None]]) -> float:

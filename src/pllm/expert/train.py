@@ -63,13 +63,9 @@ def exam_scores(runtime: Runtime, exam: Sequence[QA]) -> np.ndarray:
 def examine(runtime: Runtime, gguf: bytes, exam: Sequence[QA]) -> tuple[np.ndarray, np.ndarray]:
     """The exam's scores on the bare base, then with the adapter."""
     base = exam_scores(runtime, exam)
-    runtime.load_adapter("expert-candidate", gguf)
-    try:
-        runtime.set_adapters({"expert-candidate": 1.0})
+    with runtime.trying_adapter(gguf) as candidate:
+        runtime.set_adapters({candidate: 1.0})
         expert = exam_scores(runtime, exam)
-    finally:
-        runtime.set_adapters({})
-        runtime.unload_adapter("expert-candidate")
     return base, expert
 
 

@@ -463,6 +463,17 @@ class Runtime:
         self._forget_prefixes(name)
         C.llama_adapter_lora_free(handle)
 
+    @contextlib.contextmanager
+    def trying_adapter(self, source: Path | bytes, name: str = "candidate") -> Iterator[str]:
+        """Load an adapter to judge it (apply it with `set_adapters({name: 1.0})`); afterwards the runtime is back
+        on the base model with the adapter unloaded, whatever happened."""
+        self.load_adapter(name, source)
+        try:
+            yield name
+        finally:
+            self.set_adapters({})
+            self.unload_adapter(name)
+
     @property
     def adapters(self) -> list[str]:
         return list(self._adapters)

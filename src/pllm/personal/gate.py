@@ -59,17 +59,13 @@ def facts_answered(runtime: Runtime, facts: Sequence[tuple[Example, str]], *, ma
 def score_candidate(runtime: Runtime, gguf: bytes, *, facts: Sequence[tuple[Example, str]],
                     texts: Sequence[Example], general: Sequence[Example]) -> GateEvidence:
     """Everything the gate decides on, adapter off then on, on llama.cpp."""
-    runtime.load_adapter("candidate", gguf)
     scores: dict[str, Any] = {}
-    try:
-        for label, scales in (("before", {}), ("after", {"candidate": 1.0})):
+    with runtime.trying_adapter(gguf) as candidate:
+        for label, scales in (("before", {}), ("after", {candidate: 1.0})):
             runtime.set_adapters(scales)
             scores[f"facts_{label}"] = facts_answered(runtime, facts)
             scores[f"personal_{label}"] = _perplexity(runtime, texts)
             scores[f"general_{label}"] = _perplexity(runtime, general)
-    finally:
-        runtime.set_adapters({})
-        runtime.unload_adapter("candidate")
     return GateEvidence(facts=len(facts), texts=len(texts), **scores)
 
 

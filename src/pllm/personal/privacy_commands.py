@@ -99,14 +99,14 @@ def share_feedback(
     from pllm.personal.remote import CloudClient
 
     settings = settings_of(ctx)
-    verdicts = {"up": "up", "down": "down", "edit": "edit"}
     with unlock(settings) as vault:
         after = int(vault.get_meta("feedback_shared_through", "0") or 0)
         asked = {i.id: i for i in vault.interactions()}
+        feedback = vault.feedback()
         items = [{"prompt": asked[f.interaction_id].prompt, "answer": asked[f.interaction_id].answer,
-                  "verdict": verdicts[f.kind], "correction": f.value if f.kind == "edit" else None}
-                 for f in vault.feedback() if f.id > after and f.kind in verdicts and f.interaction_id in asked]
-        last = max((f.id for f in vault.feedback()), default=after)
+                  "verdict": f.kind, "correction": f.value if f.kind == "edit" else None}
+                 for f in feedback if f.id > after and f.kind in ("up", "down", "edit") and f.interaction_id in asked]
+        last = max((f.id for f in feedback), default=after)
         if not items:
             console.print("no feedback to share")
             return

@@ -143,6 +143,9 @@ class Settings(BaseSettings):
         default=0.4, ge=-1.0, le=1.0, description="Router: a question goes to an expert when its similarity to "
         "the expert (mean of its 3 best cosines to the description, examples and training questions) reaches this "
         "(0.4: tuned on questions never evaluated, `bench.routing.tune_domain_threshold`).")
+    route_domain_margin: float = Field(
+        default=0.0, ge=-1.0, le=1.0, description="Router: ... and beats its similarity to general questions no "
+        "expert is for (the same mean, over data/general_questions.txt) by this.")
     route_personal_threshold: float = Field(
         default=0.5, ge=-1.0, le=1.0, description="Router: a first-person question this close (cosine) to one of "
         "the user's own items is about the user and stays local.")

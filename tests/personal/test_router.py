@@ -70,3 +70,17 @@ def test_with_no_cloud_everything_is_answered_here_and_the_reason_says_why(vault
     route = router.route("How can someone sleep better after night shifts?", confidence=lambda: -5.0)
     assert route.target == "local" and route.reason.endswith("but there is no cloud to ask")
     assert router.route("Who painted the Mona Lisa?", confidence=lambda: -5.0).target == "local"
+
+
+def test_a_question_closer_to_general_questions_than_to_any_expert_is_no_experts(vault: Vault, embedder: Embedder
+                                                                                 ) -> None:
+    """"Who invented the computer?" is as close to the IT expert's texts as some IT questions are, and much closer
+    to the packaged general questions: the margin keeps it general; without the margin it would go to IT."""
+    question = "Who invented the computer?"
+    without = Router.for_vault(get_settings(route_domain_threshold=0.2, route_domain_margin=-1.0), vault, embedder,
+                               experts()).route(question)
+    assert (without.target, without.expert) == ("expert", "it")
+    route = Router.for_vault(get_settings(route_domain_threshold=0.2, route_domain_margin=0.0), vault, embedder,
+                             experts()).route(question, confidence=lambda: -0.2)
+    assert route.target == "local" and "margin < +0.00" in route.reason, route
+    assert route.scores["general"] > route.scores["it"] + 0.1

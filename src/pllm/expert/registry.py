@@ -1,6 +1,8 @@
 """The experts that passed their exam: one folder each under `<home>/cloud/experts/<name>/`, holding `card.json`
-(what it covers, its exam scores against the bare base, how it was made) and `adapter.gguf` (its LoRA for
-llama.cpp). An expert replaces an older one of the same name in one rename, so a reader sees the old or the new.
+(what it covers, its exam scores against the bare base, how it was made), `adapter.gguf` (its LoRA for
+llama.cpp), `pairs.jsonl` (what it trained on) and `adapter.safetensors` (the same LoRA in PEFT's naming, for
+training on from it: the federated rounds start there). An expert replaces an older one of the same name in one
+rename, so a reader sees the old or the new.
 
     registry = ExpertRegistry(settings.paths.experts)
     registry.register(card, gguf)
@@ -16,7 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pllm.errors import ExpertError
+
+Weights = dict[str, np.ndarray]  # a LoRA in PEFT's naming: "...q_proj.lora_A.weight" -> array
 
 
 @dataclass(frozen=True)
@@ -86,13 +92,26 @@ class ExpertRegistry:
         """Changes whenever an expert is registered or removed: a server reloads its adapters on a change."""
         return tuple((p.parent.name, p.stat().st_mtime_ns) for p in sorted(self.folder.glob("*/card.json")))
 
-    def register(self, card: ExpertCard, gguf: bytes, pairs: list[dict[str, str]]) -> Path:
+    def weights(self, name: str) -> Weights | None:
+        """The expert's LoRA in PEFT's naming (None for an expert registered without it)."""
+        from safetensors.numpy import load_file
+
+        path = self.folder / name / "adapter.safetensors"
+        return dict(load_file(str(path))) if path.is_file() else None
+
+    def register(self, card: ExpertCard, gguf: bytes, pairs: list[dict[str, str]], weights: Weights | None = None
+                 ) -> Path:
         """Write the expert's folder aside, then swap it in."""
         self.folder.mkdir(parents=True, exist_ok=True)
         staging = self.folder / f".{card.name}.new{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         (staging / "adapter.gguf").write_bytes(gguf)
+        if weights is not None:
+            from safetensors.numpy import save_file
+
+            save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()},
+                      str(staging / "adapter.safetensors"))
         (staging / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
         (staging / "card.json").write_text(json.dumps(asdict(card), indent=2) + "\n", encoding="utf-8")
         target = self.folder / card.name

@@ -13,7 +13,7 @@ paired by question, so a small exam still tells the two apart.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -94,7 +94,8 @@ def train_expert(settings: Settings, domain: Domain, pairs: Sequence[QA], distil
         runtime.close()
     low, high = Bootstrap(len(base), seed=settings.seed).difference_interval(mean_of(expert), mean_of(base))
     details: dict[str, Any] = {"steps": config.steps, "lr": config.lr, "lora_r": config.lora.r,
-                               "train_seconds": round(result.seconds, 1), "train_dtype": dtype,
+                               "lora": asdict(config.lora), "train_seconds": round(result.seconds, 1),
+                               "train_dtype": dtype,
                                "final_loss": round(result.losses[-1], 4), "cpu": cpu_info().model,
                                "distillation": distilled.as_dict()}
     card = ExpertCard(name=domain.name, title=domain.title, description=domain.description,
@@ -106,8 +107,9 @@ def train_expert(settings: Settings, domain: Domain, pairs: Sequence[QA], distil
     figures = (f"exam score {card.base_score:.3f} (base) -> {card.domain_score:.3f} (expert), gain 95% interval "
                f"[{low:+.3f}, {high:+.3f}] over {card.n_eval} questions")
     if better and register:
-        ExpertRegistry(settings.paths.experts).register(card, gguf, [{"question": p.question, "answer": p.answer}
-                                                                     for p in pairs])
+        ExpertRegistry(settings.paths.experts).register(
+            card, gguf, [{"question": p.question, "answer": p.answer} for p in pairs],
+            {k: v.numpy() for k, v in result.adapter.items()})
         reason = f"registered: better than the bare base outside the interval; {figures}"
     elif better:
         reason = f"better than the bare base, not registered (asked not to); {figures}"

@@ -11,7 +11,10 @@ In order, first match wins:
    own items mention ("my knee" when a note speaks of the knee), or is in the first person and close (embedding
    cosine) to one of the user's own items. Such a question never leaves the device.
 2. a domain -> that expert: the question's similarity to an expert (the mean of its TOP_K best cosines to the
-   expert's description, example questions and training questions: one look-alike pair is not a domain).
+   expert's description, example questions and training questions: one look-alike pair is not a domain) reaches a
+   threshold and beats its similarity to general questions no expert is for (`data/general_questions.txt`) by a
+   margin: "How many minutes are in an hour?" is as close to a health expert's "how many minutes of exercise" as
+   many health questions are, and closer still to the general ones.
 3. a general question -> the T-model when the local model is unsure of its own draft answer (mean token
    log-probability below a threshold), else local.
 With no cloud configured, or experts unknown, the routes that need them fall back to local, saying so.
@@ -52,6 +55,13 @@ ABOUT_ME = re.compile(
     r"schedule|favou?rite|neighbou?rs?|home|house|flat|trip|holiday)\b",
     re.I)
 MINE = re.compile(r"\b(?:my|our)\s+(\w+)(?:\s+(\w+))?", re.I)  # what the user calls theirs: "my last run"
+GENERAL_QUESTIONS = Path(__file__).parents[1] / "data" / "general_questions.txt"
+
+
+def general_questions() -> list[str]:
+    """The packaged general questions an expert's similarity is weighed against."""
+    lines = GENERAL_QUESTIONS.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 @dataclass(frozen=True)
@@ -89,12 +99,13 @@ class Route:
 @dataclass(frozen=True)
 class RouterConfig:
     domain_threshold: float = 0.4
+    domain_margin: float = 0.0
     personal_threshold: float = 0.5
     confidence_threshold: float = -1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RouterConfig:
-        return cls(settings.route_domain_threshold, settings.route_personal_threshold,
+        return cls(settings.route_domain_threshold, settings.route_domain_margin, settings.route_personal_threshold,
                    settings.route_confidence_threshold)
 
 
@@ -110,7 +121,12 @@ class Router:
         self.cloud = cloud
         texts = [t for e in self.experts for t in e.texts]
         self._owner = np.array([i for i, e in enumerate(self.experts) for _ in e.texts], dtype=int)
-        self._expert_vectors = catalog_vectors(embedder, texts, cache) if texts else None
+        self._expert_vectors: np.ndarray | None = None
+        self._general_vectors: np.ndarray | None = None
+        if texts:
+            general = general_questions()
+            vectors = catalog_vectors(embedder, texts + general, cache)
+            self._expert_vectors, self._general_vectors = vectors[:len(texts)], vectors[len(texts):]
 
     @classmethod
     def for_vault(cls, settings: Settings, vault: Vault | None, embedder: Embedder, experts: Sequence[ExpertInfo],
@@ -125,12 +141,14 @@ class Router:
                    cloud=cloud, cache=settings.paths.cache / "router")
 
     def domain_scores(self, vector: np.ndarray) -> dict[str, float]:
-        """Each expert's similarity to a question's (normalised) embedding."""
-        if self._expert_vectors is None:
+        """Each expert's similarity to a question's (normalised) embedding, and under "general" its similarity to
+        the general questions (both the mean of the TOP_K best cosines)."""
+        if self._expert_vectors is None or self._general_vectors is None:
             return {}
         sims = self._expert_vectors @ vector
-        return {expert.name: float(np.sort(sims[self._owner == i])[-TOP_K:].mean())
-                for i, expert in enumerate(self.experts)}
+        scores = {expert.name: top_mean(sims[self._owner == i]) for i, expert in enumerate(self.experts)}
+        scores["general"] = top_mean(self._general_vectors @ vector)
+        return scores
 
     def route(self, question: str, confidence: Callable[[], float] | None = None) -> Route:
         vector = self.embedder.encode([question])[0]
@@ -138,15 +156,11 @@ class Router:
         if personal is not None:
             return personal
         scores = self.domain_scores(vector)
-        if scores:
-            best = max(scores, key=lambda name: scores[name])
-            if scores[best] >= self.config.domain_threshold:
-                reason = f"domain {best}: similarity {scores[best]:.2f} >= {self.config.domain_threshold:.2f}"
-                if not self.cloud:
-                    return Route("local", f"{reason}, but there is no cloud to ask", scores=scores)
-                return Route("expert", reason, best, scores)
-        closest = (f"closest domain {max(scores, key=lambda n: scores[n])} at {max(scores.values()):.2f} < "
-                   f"{self.config.domain_threshold:.2f}") if scores else "no experts known"
+        expert, closest = pick_domain(scores, self.config)
+        if expert is not None:
+            if not self.cloud:
+                return Route("local", f"{closest}, but there is no cloud to ask", scores=scores)
+            return Route("expert", closest, expert, scores)
         if confidence is None or not self.cloud:
             why = "there is no cloud to ask" if not self.cloud else "the local model's confidence was not asked"
             return Route("local", f"general question ({closest}); {why}", scores=scores)
@@ -204,6 +218,26 @@ def catalog_vectors(embedder: Embedder, texts: list[str], cache: Path | None) ->
         np.save(partial, vectors)
         os.replace(partial, path)
     return vectors
+
+
+def pick_domain(scores: dict[str, float], config: RouterConfig) -> tuple[str | None, str]:
+    """The expert a question belongs to by its `Router.domain_scores` (None: no expert's), and why."""
+    experts = {name: score for name, score in scores.items() if name != "general"}
+    if not experts:
+        return None, "no experts known"
+    best = max(experts, key=lambda name: experts[name])
+    score, margin = experts[best], experts[best] - scores["general"]
+    figures = f"similarity {score:.2f}, {margin:+.2f} over general questions"
+    if score < config.domain_threshold:
+        return None, f"closest domain {best}: {figures}; similarity < {config.domain_threshold:.2f}"
+    if margin < config.domain_margin:
+        return None, f"closest domain {best}: {figures}; margin < {config.domain_margin:+.2f}"
+    return best, f"domain {best}: {figures} (>= {config.domain_threshold:.2f} and {config.domain_margin:+.2f})"
+
+
+def top_mean(similarities: np.ndarray) -> float:
+    """The mean of the TOP_K best cosines: one look-alike text is not a domain."""
+    return float(np.sort(similarities)[-TOP_K:].mean())
 
 
 def draft_confidence(logprob: float, tokens: int) -> float:

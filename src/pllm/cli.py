@@ -24,6 +24,7 @@ from pllm.cloud import commands as cloud_commands
 from pllm.console import err_console
 from pllm.errors import FileAccessError, PllmError
 from pllm.expert import commands as expert_commands
+from pllm.federated import commands as fed_commands
 from pllm.personal import adapt_commands, privacy_commands
 from pllm.personal import commands as personal_commands
 
@@ -87,6 +88,7 @@ adapt_commands.register(app)
 privacy_commands.register(app)
 cloud_commands.register(app)
 expert_commands.register(app)
+fed_commands.register(app)
 bench_commands.register(app)
 api_commands.register(app)
 

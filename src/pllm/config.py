@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     ledger_item_price: float = Field(default=0.5, ge=0, description="Credits per synthetic item (augmentation).")
     ledger_feedback_credit: float = Field(default=0.2, ge=0, description="Credits a device earns per feedback item "
                                           "it shares (with the user's consent).")
+    ledger_update_credit: float = Field(default=1.0, ge=0, description="Credits a device earns for each federated "
+                                        "update the server accepts into an expert (a refused one earns none).")
     ledger_opening_grant: float = Field(default=100.0, ge=0, description="Credits a newly registered device starts "
                                         "with.")
     ledger_credit_limit: float = Field(default=0.0, ge=0, description="How far below zero a device's balance may "
@@ -140,12 +142,13 @@ class Settings(BaseSettings):
 
     # -- the router: answer locally, ask an expert, or ask the T-model -------------------------------------------
     route_domain_threshold: float = Field(
-        default=0.4, ge=-1.0, le=1.0, description="Router: a question goes to an expert when its similarity to "
+        default=0.24, ge=-1.0, le=1.0, description="Router: a question goes to an expert when its similarity to "
         "the expert (mean of its 3 best cosines to the description, examples and training questions) reaches this "
-        "(0.4: tuned on questions never evaluated, `bench.routing.tune_domain_threshold`).")
+        "...")
     route_domain_margin: float = Field(
-        default=0.0, ge=-1.0, le=1.0, description="Router: ... and beats its similarity to general questions no "
-        "expert is for (the same mean, over data/general_questions.txt) by this.")
+        default=0.14, ge=-1.0, le=1.0, description="Router: ... and beats its similarity to general questions no "
+        "expert is for (the same mean, over data/general_questions.txt) by this. Both tuned on questions never "
+        "evaluated (`bench.routing.tune_domain_routing`: the experts' examples against `tuning_general`).")
     route_personal_threshold: float = Field(
         default=0.5, ge=-1.0, le=1.0, description="Router: a first-person question this close (cosine) to one of "
         "the user's own items is about the user and stays local.")

@@ -11,8 +11,11 @@ that run a server on loopback: an app in a background thread, or a command as it
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -233,8 +236,8 @@ def serve_process(command: list[str], port: int, env: dict[str, str], log: Path,
     silent."""
     import httpx
 
-    with log.open("w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    with log.open("w") as out:  # its own process group: a server that starts helpers is stopped with them
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -252,9 +255,10 @@ def serve_process(command: list[str], port: int, env: dict[str, str], log: Path,
             time.sleep(0.5)
         yield base
     finally:
-        process.terminate()
-        try:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with contextlib.suppress(ProcessLookupError):  # whatever of the group is still there
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -29,7 +29,8 @@ def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
 
 
 def router_for(vault: Vault, embedder: Embedder) -> Router:
-    return Router.for_vault(get_settings(route_domain_threshold=0.25), vault, embedder, experts())
+    return Router.for_vault(get_settings(route_domain_threshold=0.25, route_domain_margin=0.0), vault, embedder,
+                            experts())
 
 
 def experts() -> list[ExpertInfo]:
@@ -41,8 +42,8 @@ def test_personal_questions_stay_and_domain_questions_go_to_their_expert(vault: 
         "about the user: calls 'my knee' theirs")  # a note of hers mentions the knee
     assert router_for(vault, embedder).route("Why is my laptop so slow?").target == "expert"  # none mentions one
     # The experts here carry only their description and examples (a registered one also carries the questions it
-    # trained on, which the default threshold is tuned with): a lower threshold for these shorter lists.
-    router = Router.for_vault(get_settings(route_domain_threshold=0.25), vault, embedder, experts())
+    # trained on, which the default threshold and margin are tuned with): lower ones for these shorter lists.
+    router = router_for(vault, embedder)
     for question in ("What is my cat called?", "What am I allergic to?", "Did I renew my certificate?",
                      "Send the plan to kari.nordmann@example.com please"):
         route = router.route(question)
@@ -66,7 +67,8 @@ def test_general_questions_follow_the_local_models_confidence(vault: Vault, embe
 
 def test_with_no_cloud_everything_is_answered_here_and_the_reason_says_why(vault: Vault, embedder: Embedder
                                                                            ) -> None:
-    router = Router.for_vault(get_settings(route_domain_threshold=0.25), vault, embedder, experts(), cloud=False)
+    router = Router.for_vault(get_settings(route_domain_threshold=0.25, route_domain_margin=0.0), vault, embedder,
+                              experts(), cloud=False)
     route = router.route("How can someone sleep better after night shifts?", confidence=lambda: -5.0)
     assert route.target == "local" and route.reason.endswith("but there is no cloud to ask")
     assert router.route("Who painted the Mona Lisa?", confidence=lambda: -5.0).target == "local"

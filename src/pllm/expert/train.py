@@ -45,6 +45,7 @@ class ExpertResult:
     base_per_question: list[float]
     expert_per_question: list[float]
     adapter: bytes  # the GGUF LoRA, registered or not
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # the same LoRA in PEFT's naming
 
 
 def examples_of(pairs: Sequence[QA]) -> list[Example]:
@@ -85,6 +86,7 @@ def train_expert(settings: Settings, domain: Domain, pairs: Sequence[QA], distil
     result = train_lora(model_file, settings.paths, examples_of(pairs), train_config, on_step=on_step,
                         on_phase=on_phase)
     gguf = gguf_lora_bytes(result.adapter, BaseShape.of_gguf(model_file.path), alpha=config.lora.alpha)
+    weights = {k: v.numpy() for k, v in result.adapter.items()}
     result.model = None
     phase(f"exam: {len(domain.exam)} held-out questions, base then expert, on llama.cpp")
     runtime = Runtime.from_settings(settings)
@@ -108,12 +110,11 @@ def train_expert(settings: Settings, domain: Domain, pairs: Sequence[QA], distil
                f"[{low:+.3f}, {high:+.3f}] over {card.n_eval} questions")
     if better and register:
         ExpertRegistry(settings.paths.experts).register(
-            card, gguf, [{"question": p.question, "answer": p.answer} for p in pairs],
-            {k: v.numpy() for k, v in result.adapter.items()})
+            card, gguf, [{"question": p.question, "answer": p.answer} for p in pairs], weights)
         reason = f"registered: better than the bare base outside the interval; {figures}"
     elif better:
         reason = f"better than the bare base, not registered (asked not to); {figures}"
     else:
         reason = f"not registered: not better than the bare base outside the interval; {figures}"
     return ExpertResult(card=card, registered=better and register, reason=reason, base_per_question=list(base),
-                        expert_per_question=list(expert), adapter=gguf)
+                        expert_per_question=list(expert), adapter=gguf, weights=weights)

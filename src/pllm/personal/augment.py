@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pllm.errors import UsageError
-from pllm.lm.embeddings import need_embedder
+from pllm.lm.embeddings import need_embedder, spherical_kmeans
 
 if TYPE_CHECKING:
     from pllm.config import Settings
@@ -86,28 +86,13 @@ class AugmentOutcome:
         return self.seeds[item.seed]
 
 
-def pick_seeds(vectors: np.ndarray, when: Sequence[float], k: int, *, iterations: int = 10) -> list[int]:
+def pick_seeds(vectors: np.ndarray, when: Sequence[float], k: int) -> list[int]:
     """k diverse, recent items: k-means on the (normalised) vectors, started from the newest item and then the
     farthest ones; from each cluster its most recent member. Deterministic."""
     n = len(vectors)
     if n <= k:
         return list(range(n))
-    newest = max(range(n), key=lambda i: (when[i], i))
-    centres = [newest]
-    distance = 1 - vectors @ vectors[newest]
-    while len(centres) < k:
-        far = int(np.argmax(distance))
-        centres.append(far)
-        distance = np.minimum(distance, 1 - vectors @ vectors[far])
-    centroids = vectors[centres].copy()
-    for _ in range(iterations):
-        assign = np.argmax(vectors @ centroids.T, axis=1)
-        for c in range(k):
-            members = vectors[assign == c]
-            if len(members):
-                mean = members.mean(axis=0)
-                centroids[c] = mean / (np.linalg.norm(mean) or 1.0)
-    assign = np.argmax(vectors @ centroids.T, axis=1)
+    assign = spherical_kmeans(vectors, k, first=max(range(n), key=lambda i: (when[i], i)))
     picked = [max((i for i in range(n) if assign[i] == c), key=lambda i: (when[i], i))
               for c in range(k) if (assign == c).any()]
     return sorted(picked)

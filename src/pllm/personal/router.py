@@ -98,8 +98,8 @@ class Route:
 
 @dataclass(frozen=True)
 class RouterConfig:
-    domain_threshold: float = 0.4
-    domain_margin: float = 0.0
+    domain_threshold: float = 0.24
+    domain_margin: float = 0.14
     personal_threshold: float = 0.5
     confidence_threshold: float = -1.0
 

@@ -1,0 +1,237 @@
+"""The Flower ServerApp of one expert: each round it sends the expert's adapter to the clients, checks every update
+that comes back, aggregates the accepted ones LoRA-aware (aggregate.py), adds DP noise when asked, scores the new
+adapter on the expert's held-out exam, and credits each accepted contribution to its device in the ledger.
+
+    app                                    # for `flwr run` / the deployment engine: config from the run config
+    server_app(config, on_done=...)        # the same, configured in code (`pllm fed simulate`)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+
+from pllm.config import Settings
+from pllm.errors import PllmError
+from pllm.federated import dp
+from pllm.federated.aggregate import Update, Weights, aggregate, check_update, nbytes, sent_keys
+from pllm.federated.task import FedConfig, exam_scores_with, starting_adapter
+from pllm.lm.train import LoraSettings
+
+log = logging.getLogger("pllm.federated")
+
+
+def to_record(weights: Weights) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
+
+
+def from_record(record: ArrayRecord) -> Weights:
+    return {k: a.numpy() for k, a in record.items()}
+
+
+class TooFewClients(RuntimeError):
+    """A round found fewer clients than it needs within its wait: the run ends there, cleanly."""
+
+
+@dataclass
+class FedRun:
+    """What a run did, round by round: `pllm fed ... --json` prints it."""
+
+    config: FedConfig
+    score_before: float = 0.0
+    score_after: float = 0.0
+    scores: dict[int, list[float]] = field(default_factory=dict)  # round -> per exam question
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    ended: str = "completed"
+    weights: Weights = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        from pllm.stats import Bootstrap, mean_of
+
+        out: dict[str, Any] = {"expert": self.config.expert, "score_before": round(self.score_before, 4),
+                               "score_after": round(self.score_after, 4), "rounds": self.rounds,
+                               "ended": self.ended, "config": self.config.as_run_config(),
+                               "scores": {str(r): [round(x, 5) for x in v] for r, v in sorted(self.scores.items())}}
+        last = max(self.scores) if self.scores else 0
+        if last and 0 in self.scores:
+            before, after = np.array(self.scores[0]), np.array(self.scores[last])
+            low, high = Bootstrap(len(before), seed=self.config.seed).difference_interval(mean_of(after),
+                                                                                          mean_of(before))
+            out["gain_interval"] = [round(low, 4), round(high, 4)]
+        if self.config.dp:
+            out["epsilon"] = round(dp.epsilon(self.config.dp_noise, len(self.rounds)), 3)
+            out["delta"] = dp.DELTA
+        return out
+
+
+class ExpertStrategy(FedAvg):
+    """FedAvg's sampling and messaging; the checks, the LoRA-aware aggregation, DP and the ledger are pllm's."""
+
+    def __init__(self, config: FedConfig, start: Weights, lora: LoraSettings, run: FedRun,
+                 credit: Callable[[str, int, int], None] | None = None) -> None:
+        super().__init__(fraction_evaluate=0.0, min_train_nodes=config.min_clients,
+                         min_available_nodes=config.min_clients)
+        self.config = config
+        self.current = start
+        self.lora = lora
+        self.run = run
+        self.credit = credit
+        self.rng = np.random.default_rng(config.seed)
+        self.sent_down = 0
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+                        ) -> Iterable[Message]:
+        deadline = time.monotonic() + self.config.wait_seconds
+        while len(list(grid.get_node_ids())) < self.config.min_clients:
+            if time.monotonic() > deadline:
+                raise TooFewClients(f"round {server_round}: {len(list(grid.get_node_ids()))} client(s) connected "
+                                    f"within {self.config.wait_seconds:.0f} s, {self.config.min_clients} needed")
+            time.sleep(0.5)
+        self.current = from_record(arrays)
+        config["method"] = self.config.method
+        config["lora-r"], config["lora-alpha"] = self.lora.r, self.lora.alpha
+        config["lora-layers"] = self.lora.layers or 0
+        config["lora-modules"] = ",".join(self.lora.target_modules)
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        self.sent_down = len(messages) * nbytes(self.current)
+        return messages
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        accepted: list[Update] = []
+        rejected: list[dict[str, str]] = []
+        dropped = 0
+        losses = []
+        sent_up = 0
+        for reply in replies:
+            if reply.has_error():
+                dropped += 1
+                log.info("round %d: node %s dropped out: %s", server_round, reply.metadata.src_node_id,
+                         reply.error.reason)
+                continue
+            meta = reply.content.config_records.get("meta", ConfigRecord())
+            device = str(meta.get("device", f"node-{reply.metadata.src_node_id}"))
+            try:
+                weights = from_record(reply.content.array_records["arrays"])
+                examples = int(str(reply.content.metric_records["metrics"]["num-examples"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                rejected.append({"device": device, "reason": f"malformed reply: {exc}"})
+                continue
+            sent_up += nbytes(weights)
+            reason = check_update(weights, self.current, self.config.aggregation, self.config.max_norm)
+            if reason is not None:
+                log.warning("round %d: update from %s refused: %s", server_round, device, reason)
+                rejected.append({"device": device, "reason": reason})
+                continue
+            accepted.append(Update(device, weights, examples))
+            losses.append(float(str(reply.content.metric_records["metrics"].get("train-loss", 0.0))))
+        info: dict[str, Any] = {"round": server_round, "accepted": len(accepted), "rejected": rejected,
+                                "dropped": dropped, "bytes_down": self.sent_down, "bytes_up": sent_up}
+        if not accepted:
+            info["note"] = "no update accepted: the adapter stays as it was"
+            self.run.rounds.append(info)
+            return None, None
+        new, details = aggregate(self.current, accepted, self.config.aggregation, self.config.robustness,
+                                 uniform=self.config.dp)
+        if self.config.dp:
+            std = self.config.dp_noise * self.config.dp_clip / len(accepted)
+            new = dp.add_noise(new, sent_keys(self.current, "ffa"), std, self.rng)
+            info["epsilon"] = round(dp.epsilon(self.config.dp_noise, server_round), 3)
+        info.update(details, train_loss=round(float(np.mean(losses)), 4))
+        for update in accepted:
+            if self.credit is not None:
+                self.credit(update.device, server_round, update.examples)
+        self.run.rounds.append(info)
+        return to_record(new), MetricRecord({"accepted": len(accepted)})
+
+
+def run_server(grid: Grid, config: FedConfig, settings: Settings,
+               on_round: Callable[[int, float], None] | None = None) -> FedRun:
+    """Every round of one run on `grid`; the run's record, whatever ended it."""
+    from pllm.expert.domains import load_domain
+    from pllm.lm.runtime import Runtime
+
+    start, lora = starting_adapter(settings, config)
+    run = FedRun(config)
+    exam = load_domain(config.expert).exam
+    runtime = Runtime.from_settings(settings)
+    strategy = ExpertStrategy(config, start, lora, run, credit=_ledger_credit(settings, config))
+
+    def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        scores = exam_scores_with(runtime, from_record(arrays), lora, exam)
+        run.scores[server_round] = [float(s) for s in scores]
+        if server_round < len(run.rounds) + 1 and server_round > 0:
+            run.rounds[server_round - 1]["domain_score"] = round(float(scores.mean()), 4)
+        if on_round is not None:
+            on_round(server_round, float(scores.mean()))
+        return MetricRecord({"domain_score": float(scores.mean())})
+
+    try:
+        result = strategy.start(grid=grid, initial_arrays=to_record(start), num_rounds=config.rounds,
+                                evaluate_fn=evaluate, train_config=ConfigRecord({"method": config.method}))
+        run.weights = from_record(result.arrays)
+    except TooFewClients as exc:
+        run.ended = str(exc)
+        run.weights = strategy.current
+    finally:
+        runtime.close()
+    if run.scores:
+        run.score_before = float(np.mean(run.scores[0]))
+        run.score_after = float(np.mean(run.scores[max(run.scores)]))
+    return run
+
+
+def _ledger_credit(settings: Settings, config: FedConfig) -> Callable[[str, int, int], None]:
+    """Each accepted update earns its device `ledger_update_credit`; a refused one earns nothing."""
+    from pllm.cloud.ledger import Ledger
+
+    ledger = Ledger.in_folder(settings.paths.cloud)
+
+    def credit(device: str, server_round: int, examples: int) -> None:
+        ledger.append("credit", device, f"federated:{config.expert}", amount=settings.ledger_update_credit,
+                      memo=f"round {server_round}: update accepted ({examples} examples)")
+
+    return credit
+
+
+def server_app(config: FedConfig, settings: Settings | None = None,
+               on_done: Callable[[FedRun], None] | None = None,
+               on_round: Callable[[int, float], None] | None = None) -> ServerApp:
+    """A ServerApp for this run, configured in code."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run = run_server(grid, config, config.settings(settings), on_round)
+        if on_done is not None:
+            on_done(run)
+
+    return app
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """The deployment engine's entry (`[tool.flwr.app.components]`): the run config says what to do."""
+    from pllm.federated.run import save_run
+
+    config = FedConfig.from_run_config(dict(context.run_config))
+    settings = config.settings()
+    try:
+        record = run_server(grid, config, settings).as_json()
+    except PllmError as exc:  # said in the record `pllm fed server` waits for, not only in Flower's log
+        record = {"expert": config.expert, "ended": f"error: {exc}", "rounds": [], "config": config.as_run_config()}
+    path = save_run(settings, context.run_id, record)
+    log.info("federated run of %s ended (%s): %s", config.expert, record["ended"], path)
+

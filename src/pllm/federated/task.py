@@ -1,0 +1,205 @@
+"""The federated rounds' pure parts, as in Flower's own example layout: what a client trains, how the server scores
+the expert, the run's configuration. The Flower apps (server_app.py, client_app.py) stay thin around these.
+
+    config = FedConfig(expert="cooking", clients=5, rounds=3)
+    start, lora = starting_adapter(settings, config)
+    sent, examples, loss = train_update(settings, start, lora, my_pairs, config)   # on a client
+    scores = exam_scores_with(runtime, weights, lora, exam)                        # on the server
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pllm.config import Settings
+from pllm.errors import UsageError
+from pllm.expert.domains import QA
+from pllm.federated.aggregate import METHODS, ROBUST, Method, Robust, Weights, sent_keys
+from pllm.lm.runtime import Runtime
+from pllm.lm.train import LoraSettings
+
+
+@dataclass(frozen=True)
+class FedConfig:
+    """One federated run of an expert. Flat, so it travels as Flower's run config (`[tool.flwr.app.config]`)."""
+
+    expert: str = "cooking"
+    rounds: int = 3
+    clients: int = 5  # simulation: clients, each holding a different part of the domain's data
+    min_clients: int = 2  # a round waits for this many (up to wait_seconds), else the run ends cleanly
+    wait_seconds: float = 120.0
+    steps: int = 8  # local optimizer steps per round
+    batch_size: int = 4
+    lr: float = 1e-3
+    method: str = "ffa"  # fedavg, ffa, svd (aggregate.py)
+    robust: str = "mean"  # mean, median, clipped
+    max_norm: float = 20.0  # an update whose change is larger is refused
+    dp_clip: float = 0.0  # > 0: differential privacy, clients clip their change to this norm
+    dp_noise: float = 0.0  # ... and the server adds noise: this multiplier times dp_clip over the clients
+    start: str = "registered"  # registered: the expert's current adapter; fresh: a new LoRA (B = 0, the bare base)
+    seed: int = 0
+    home: str = ""  # the pllm home whose experts, models and ledger the run uses ("" : the settings' default)
+    poison: str = ""  # simulation only: "ID:scale" or "ID:flip", a client sending a poisoned update
+    drop: str = ""  # simulation only: "ID:ROUND", a client that fails in that round
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"unknown aggregation {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.robust not in ROBUST:
+            raise UsageError(f"unknown robust option {self.robust!r}; choose one of {', '.join(ROBUST)}")
+        if self.dp_clip > 0 and (self.method != "ffa" or self.robust != "mean"):
+            raise UsageError("differential privacy needs --method ffa and --robust mean (noise on B, a plain mean)")
+        if self.rounds < 1 or self.clients < 1 or self.steps < 1:
+            raise UsageError("rounds, clients and steps must be at least 1")
+
+    @property
+    def aggregation(self) -> Method:
+        return self.method  # type: ignore[return-value]
+
+    @property
+    def robustness(self) -> Robust:
+        return self.robust  # type: ignore[return-value]
+
+    @property
+    def dp(self) -> bool:
+        return self.dp_clip > 0
+
+    def as_run_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_run_config(cls, raw: dict[str, Any]) -> FedConfig:
+        """From Flower's run config (keys may use dashes, as TOML ones do); unknown keys are ignored."""
+        known = {f.name: f.type for f in fields(cls)}
+        values = {k.replace("-", "_"): v for k, v in raw.items()}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def settings(self, base: Settings | None = None) -> Settings:
+        from pllm.config import get_settings
+
+        if self.home:
+            return get_settings(home=Path(self.home))
+        return base or get_settings()
+
+
+def expert_pairs(settings: Settings, expert: str) -> list[QA]:
+    """The pairs the expert was distilled from: in a simulation, the clients' domain data."""
+    from pllm.expert.registry import ExpertRegistry
+
+    path = ExpertRegistry(settings.paths.experts).folder / expert / "pairs.jsonl"
+    if not path.is_file():
+        raise UsageError(f"no registered expert {expert!r} with training pairs in {settings.paths.experts}: "
+                         f"`pllm expert train {expert}` first")
+    return [QA(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@functools.lru_cache(maxsize=4)
+def _partitions(pairs: tuple[QA, ...], parts: int) -> tuple[tuple[QA, ...], ...]:
+    from pllm.lm.embeddings import need_embedder, spherical_kmeans
+
+    vectors = need_embedder("the clients' partitions").encode([p.question for p in pairs])
+    assign = spherical_kmeans(vectors, parts)
+    return tuple(tuple(p for p, a in zip(pairs, assign, strict=True) if a == part) for part in range(parts))
+
+
+def client_partition(pairs: Sequence[QA], part: int, parts: int) -> list[QA]:
+    """Client `part` of `parts`: one cluster of the pairs by question embedding (k-means), so each client holds a
+    different corner of the domain, as real users would, not an even shuffle."""
+    return list(_partitions(tuple(pairs), parts)[part])
+
+
+def lora_of(settings: Settings, expert: str) -> LoraSettings:
+    """The expert's adapter shape, as its card recorded it (the trainer's default for an older card)."""
+    from pllm.expert.registry import ExpertRegistry
+    from pllm.lm.train import TrainConfig
+
+    card = ExpertRegistry(settings.paths.experts).card(expert)
+    recorded = card.details.get("lora")
+    return TrainConfig.from_dict({"lora": recorded}).lora if recorded else LoraSettings()
+
+
+def starting_adapter(settings: Settings, config: FedConfig) -> tuple[Weights, LoraSettings]:
+    """Round 0's adapter: the registered expert's, or a fresh LoRA (PEFT's initialisation: A random, B = 0)."""
+    from pllm.expert.registry import ExpertRegistry
+
+    lora = lora_of(settings, config.expert)
+    if config.start == "registered":
+        weights = ExpertRegistry(settings.paths.experts).weights(config.expert)
+        if weights is None:
+            raise UsageError(f"expert {config.expert!r} was registered without its PEFT weights; use --start fresh "
+                             "or train it again")
+        return weights, lora
+    if config.start != "fresh":
+        raise UsageError(f"--start is registered or fresh, not {config.start!r}")
+    from peft import get_peft_model_state_dict
+
+    from pllm.lm.models import resolve_model
+    from pllm.lm.train import load_for_training
+
+    model, _ = load_for_training(resolve_model(settings), settings.paths, lora, config.seed)
+    return {k: v.detach().float().numpy().copy() for k, v in get_peft_model_state_dict(model).items()}, lora
+
+
+def train_update(settings: Settings, start: Weights, lora: LoraSettings, pairs: Sequence[QA], config: FedConfig,
+                 *, round_seed: int = 0) -> tuple[Weights, float]:
+    """A client's round: train from the round's adapter on its own pairs with the shared trainer; return what it
+    sends (B alone under FFA-LoRA, its change clipped when DP is on) and its last loss."""
+    import torch
+
+    from pllm.expert.train import examples_of
+    from pllm.federated.aggregate import clip_change
+    from pllm.lm.hardware import choose_train_dtype
+    from pllm.lm.models import resolve_model
+    from pllm.lm.train import TrainConfig, train_lora
+
+    train_config = TrainConfig(lora=lora, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                               warmup=1, threads=settings.threads, seed=config.seed + round_seed,
+                               dtype=choose_train_dtype(settings.train_dtype).dtype,
+                               train_a=config.method != "ffa")
+    result = train_lora(resolve_model(settings), settings.paths, examples_of(pairs), train_config,
+                        init_adapter={"weights": {k: torch.from_numpy(np.array(v)) for k, v in start.items()}})
+    result.model = None
+    trained = {k: v.numpy() for k, v in result.adapter.items()}
+    sent = {k: trained[k] for k in sent_keys(start, config.aggregation)}
+    if config.dp:
+        sent = clip_change(sent, start, config.dp_clip)
+    return sent, float(result.losses[-1])
+
+
+def poisoned(update: Weights, start: Weights, kind: str) -> Weights:
+    """A poisoned client's update: its change scaled up tenfold ("scale"), turned against the others, sign flipped
+    and fourfold ("flip"), or broken ("nan": values that are not numbers, as a corrupted upload would carry)."""
+    if kind == "nan":
+        return {k: np.full_like(v, np.nan) for k, v in update.items()}
+    factor = {"scale": 10.0, "flip": -4.0}.get(kind)
+    if factor is None:
+        raise UsageError(f"poison is scale, flip or nan, not {kind!r}")
+    return {k: (start[k] + factor * (v - start[k])).astype(np.float32) for k, v in update.items()}
+
+
+def client_fault(spec: str, client: int) -> str:
+    """The fault this simulation gives client `client` ("ID:VALUE" specs, comma-separated), "" for none."""
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        who, _, value = item.partition(":")
+        if who.strip() == str(client):
+            return value.strip()
+    return ""
+
+
+def exam_scores_with(runtime: Runtime, weights: Weights, lora: LoraSettings, exam: Sequence[QA]) -> np.ndarray:
+    """Per exam question: the mean log-probability per token of its reference answer, with this adapter on the
+    llama.cpp runtime the expert is served from."""
+    from pllm.expert.train import exam_scores
+    from pllm.lm.export import BaseShape, gguf_lora_bytes
+
+    gguf = gguf_lora_bytes(weights, BaseShape.of_gguf(runtime.model.path), alpha=lora.alpha)
+    with runtime.trying_adapter(gguf) as adapter:
+        runtime.set_adapters({adapter: 1.0})
+        return exam_scores(runtime, exam)

@@ -150,8 +150,15 @@ class Settings(BaseSettings):
         "expert is for (the same mean, over data/general_questions.txt) by this. Both tuned on questions never "
         "evaluated (`bench.routing.tune_domain_routing`: the experts' examples against `tuning_general`).")
     route_personal_threshold: float = Field(
-        default=0.5, ge=-1.0, le=1.0, description="Router: a first-person question this close (cosine) to one of "
-        "the user's own items is about the user and stays local.")
+        default=0.4, ge=-1.0, le=1.0, description="Router: a question this close (cosine) to one of the user's own "
+        "items is about the user and stays local.")
+    route_personal_words: float = Field(
+        default=1.0, ge=0.0, description="Router: ... or whose words the user's own items share this much (the best "
+        "BM25 score over them).")
+    route_personal_fact_threshold: float = Field(
+        default=0.35, ge=-1.0, le=1.0, description="Router: ... or, in the first person, this close (cosine) to one "
+        "of the user's facts. The three tuned on the first two personal sets of `pllm eval --task routing` against "
+        "the experts' examples and training questions (a domain question the user's data resembles stays local).")
     route_confidence_threshold: float = Field(
         default=-1.0, le=0.0, description="Router: a general question goes to the T-model when the local model's "
         "draft answer has a mean token log-probability below this.")

@@ -48,13 +48,16 @@ def test_personal_questions_stay_and_domain_questions_go_to_their_expert(vault: 
                      "Send the plan to kari.nordmann@example.com please"):
         route = router.route(question)
         assert route.target == "local" and route.reason.startswith("about the user"), (question, route)
-    for question, expert in (("How long should bread dough prove before baking?", "cooking"),
+    for question, expert in (("What is the best way to caramelise onions?", "cooking"),
                              ("My laptop keeps freezing, what should I do?", "it"),
                              ("Should savings go into an index fund or pay off a loan early?", "finance"),
                              ("How much vitamin C should an adult take when they have a cold?", "health")):
         route = router.route(question)
         assert (route.target, route.expert) == ("expert", expert), (question, route)
         assert route.destination == f"expert:{expert}" and route.scores[expert] >= 0.25
+    # Kari bakes rye bread and writes about it: a bread question is too close to her own notes to leave the device.
+    bread = router.route("How long should rye dough prove before baking?")
+    assert bread.target == "local" and "to one of their items" in bread.reason, bread
 
 
 def test_general_questions_follow_the_local_models_confidence(vault: Vault, embedder: Embedder) -> None:
@@ -69,7 +72,7 @@ def test_with_no_cloud_everything_is_answered_here_and_the_reason_says_why(vault
                                                                            ) -> None:
     router = Router.for_vault(get_settings(route_domain_threshold=0.25, route_domain_margin=0.0), vault, embedder,
                               experts(), cloud=False)
-    route = router.route("How can someone sleep better after night shifts?", confidence=lambda: -5.0)
+    route = router.route("How much vitamin C should an adult take when they have a cold?", confidence=lambda: -5.0)
     assert route.target == "local" and route.reason.endswith("but there is no cloud to ask")
     assert router.route("Who painted the Mona Lisa?", confidence=lambda: -5.0).target == "local"
 

@@ -1,10 +1,11 @@
 """`pllm eval --task routing`: the router on a mixed question set, against answering everything on the device.
 
-The set (`data/routing.json` and the experts' exams), 230 questions:
+The set (`data/routing.json` and the experts' exams), 270 questions:
 - personal (40): about the made-up user of `pllm bench --latency` (Kari: her facts and 40 diary notes, in a real
   encrypted vault in a temporary folder); answerable only from her vault, so they must stay on the device;
 - personal_heldout (40): more such questions, written after the first 40 had shaped the router's personal rules
-  and before any router ran on them;
+  and before any router ran on them; personal_heldout2 (40): more again, written after personal_heldout had
+  shown 7 questions leaving the device and before the rules changed for them ran on these;
 - domain (30 per registered expert): each expert's held-out exam, which it never trained on;
 - general (30): general-knowledge questions.
 The T-tier runs on loopback (`cloud.server.serve_loopback`) with the registered experts, and records every request
@@ -38,7 +39,8 @@ from pllm.stats import Bootstrap, mean_of
 
 ROUTING_SET = Path(__file__).parents[1] / "data" / "routing.json"
 PASSPHRASE = "routing-eval"  # the made-up user's throwaway vault
-PERSONAL = ("personal", "personal_heldout")  # the second set was written after the first had shaped the rules
+# Each personal set was written after the one before had shaped the rules, and before the rules were run on it.
+PERSONAL = ("personal", "personal_heldout", "personal_heldout2")
 
 
 @dataclass(frozen=True)

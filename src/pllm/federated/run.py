@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pllm.config import Settings
-from pllm.errors import UsageError
+from pllm.errors import PllmError, UsageError
 from pllm.federated.server_app import FedRun
 from pllm.federated.task import FedConfig
 
@@ -42,9 +42,9 @@ def simulate_run(config: FedConfig, settings: Settings, *, on_round: Callable[[i
     if len(expert_pairs(settings, config.expert)) < config.clients:  # fails early, with the reason
         raise UsageError(f"expert {config.expert!r} has fewer training pairs than --clients {config.clients}")
     quiet_flower(verbose)
-    done: list[FedRun] = []
+    done: list[FedRun | PllmError] = []
     cores = os.cpu_count() or 1
-    run_simulation(server_app(config, settings, on_done=done.append, on_round=on_round), client_app(config),
+    run_simulation(server_app(config, done.append, settings, on_round=on_round), client_app(config),
                    num_supernodes=config.clients,
                    backend_config={"client_resources": {"num_cpus": cores, "num_gpus": 0.0},
                                    # Ray on loopback: nothing of a run is reachable from outside this machine.
@@ -55,6 +55,8 @@ def simulate_run(config: FedConfig, settings: Settings, *, on_round: Callable[[i
                    verbose_logging=verbose)
     if not done:
         raise UsageError("the federated run did not finish (run again with --verbose to see Flower's log)")
+    if isinstance(done[0], PllmError):
+        raise done[0]
     return done[0]
 
 

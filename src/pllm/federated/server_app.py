@@ -203,17 +203,18 @@ def _ledger_credit(settings: Settings, config: FedConfig) -> Callable[[str, int,
     return credit
 
 
-def server_app(config: FedConfig, settings: Settings | None = None,
-               on_done: Callable[[FedRun], None] | None = None,
+def server_app(config: FedConfig, on_done: Callable[[FedRun | PllmError], None], settings: Settings | None = None,
                on_round: Callable[[int, float], None] | None = None) -> ServerApp:
-    """A ServerApp for this run, configured in code."""
+    """A ServerApp for this run, configured in code; `on_done` gets the run's record, or the error that ended it
+    (the simulation engine runs the app in a thread of its own and would only log it)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run = run_server(grid, config, config.settings(settings), on_round)
-        if on_done is not None:
-            on_done(run)
+        try:
+            on_done(run_server(grid, config, config.settings(settings), on_round))
+        except PllmError as exc:
+            on_done(exc)
 
     return app
 

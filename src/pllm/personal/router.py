@@ -8,8 +8,10 @@ In order, first match wins:
 1. about the user -> local. The question names something the vault knows (a person, place or organisation from the
    user's facts and documents), holds personal data a pattern finds (an e-mail, a phone number, ...), asks about the
    user's own life in the first person ("did I", "my sister", "my favourite"), calls something theirs that their
-   own items mention ("my knee" when a note speaks of the knee), or is in the first person and close (embedding
-   cosine) to one of the user's own items. Such a question never leaves the device.
+   own items mention ("my knee" when a note speaks of the knee), is close (embedding cosine) to one of the user's
+   own items or shares their rarer words (BM25), in any person ("Which knee hurt on the downhill?"), or is in the
+   first person and close to one of their facts ("What nut should I avoid?" and "allergy: walnuts"). Such a
+   question never leaves the device: when in doubt, the device answers.
 2. a domain -> that expert: the question's similarity to an expert (the mean of its TOP_K best cosines to the
    expert's description, example questions and training questions: one look-alike pair is not a domain) reaches a
    threshold and beats its similarity to general questions no expert is for (`data/general_questions.txt`) by a
@@ -100,24 +102,29 @@ class Route:
 class RouterConfig:
     domain_threshold: float = 0.24
     domain_margin: float = 0.14
-    personal_threshold: float = 0.5
+    personal_threshold: float = 0.4
+    personal_words: float = 1.0
+    personal_fact_threshold: float = 0.35
     confidence_threshold: float = -1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RouterConfig:
         return cls(settings.route_domain_threshold, settings.route_domain_margin, settings.route_personal_threshold,
+                   settings.route_personal_words, settings.route_personal_fact_threshold,
                    settings.route_confidence_threshold)
 
 
 class Router:
     def __init__(self, config: RouterConfig, embedder: Embedder, experts: Sequence[ExpertInfo], *,
-                 redactor: Redactor | None = None, retriever: Retriever | None = None, cloud: bool = True,
-                 cache: Path | None = None) -> None:
+                 redactor: Redactor | None = None, retriever: Retriever | None = None, facts: Sequence[str] = (),
+                 cloud: bool = True, cache: Path | None = None) -> None:
         self.config = config
         self.embedder = embedder
         self.experts = list(experts)
         self.redactor = redactor
         self.retriever = retriever if retriever is not None and retriever.items else None
+        self.facts = list(facts)
+        self._fact_vectors = embedder.encode(self.facts) if self.facts else None
         self.cloud = cloud
         texts = [t for e in self.experts for t in e.texts]
         self._owner = np.array([i for i, e in enumerate(self.experts) for _ in e.texts], dtype=int)
@@ -137,8 +144,9 @@ class Router:
 
         redactor = Redactor(known_entities(vault) if vault is not None else [], ner=False)
         retriever = Retriever.from_vault(vault, embedder=embedder) if vault is not None else None
+        facts = [f"{fact.key}: {fact.value}" for fact in vault.facts() if not fact.subject] if vault else []
         return cls(RouterConfig.from_settings(settings), embedder, experts, redactor=redactor, retriever=retriever,
-                   cloud=cloud, cache=settings.paths.cache / "router")
+                   facts=facts, cloud=cloud, cache=settings.paths.cache / "router")
 
     def domain_scores(self, vector: np.ndarray) -> dict[str, float]:
         """Each expert's similarity to a question's (normalised) embedding, and under "general" its similarity to
@@ -179,22 +187,32 @@ class Router:
                 kinds = sorted({s.kind for s in spans})
                 return Route("local", f"about the user: it names {', '.join(kinds)} the vault knows or a pattern "
                                       "finds")
-        if not FIRST_PERSON.search(question):
-            return None
-        if ABOUT_ME.search(question):
+        first_person = bool(FIRST_PERSON.search(question))
+        if first_person and ABOUT_ME.search(question):
             return Route("local", "about the user: asks about their own life in the first person")
-        if self.retriever is None:
-            return None
-        for match in MINE.finditer(question):
-            for word in filter(None, match.groups()):
-                if (self.retriever.bm25_scores(word) > 0).any():
-                    return Route("local", f"about the user: calls {match.group(0)!r} theirs, and their own items "
-                                          f"mention {word!r}")
-        if self.retriever.vectors is not None:
-            closest = float((self.retriever.vectors @ vector).max())
-            if closest >= self.config.personal_threshold:
-                return Route("local", f"about the user: first person, cosine {closest:.2f} to one of their items >= "
-                                      f"{self.config.personal_threshold:.2f}", scores={"personal": closest})
+        if self.retriever is not None:
+            if first_person:
+                for match in MINE.finditer(question):
+                    for word in filter(None, match.groups()):
+                        if (self.retriever.bm25_scores(word) > 0).any():
+                            return Route("local", f"about the user: calls {match.group(0)!r} theirs, and their own "
+                                                  f"items mention {word!r}")
+            if self.retriever.vectors is not None:
+                closest = float((self.retriever.vectors @ vector).max())
+                if closest >= self.config.personal_threshold:
+                    return Route("local", f"about the user: cosine {closest:.2f} to one of their items >= "
+                                          f"{self.config.personal_threshold:.2f}", scores={"personal": closest})
+            shared = float(self.retriever.bm25_scores(question).max())
+            if shared >= self.config.personal_words:
+                return Route("local", f"about the user: their own items share its words (BM25 {shared:.2f} >= "
+                                      f"{self.config.personal_words:.2f})", scores={"personal_words": shared})
+        if first_person and self._fact_vectors is not None:
+            sims = self._fact_vectors @ vector
+            best = int(np.argmax(sims))
+            if sims[best] >= self.config.personal_fact_threshold:
+                return Route("local", f"about the user: first person, cosine {sims[best]:.2f} to a fact of theirs "
+                                      f"({self.facts[best].split(':')[0]!r}) >= "
+                                      f"{self.config.personal_fact_threshold:.2f}", scores={"fact": float(sims[best])})
         return None
 
 

@@ -56,7 +56,7 @@ def test_a_simulated_round_survives_a_drop_out_and_refuses_a_broken_update(cooki
     run = simulate_run(config, settings, on_round=lambda r, s: seen.append((r, s)))
     first, second = run.rounds
     assert (first["accepted"], first["dropped"]) == (1, 1)  # client 0 trained, client 1 dropped out
-    assert [r["reason"] for r in first["rejected"]][0].startswith("values that are not finite")
+    assert len(first["rejected"]) == 1 and first["rejected"][0]["reason"].startswith("values that are not finite")
     assert (second["accepted"], second["dropped"]) == (2, 0) and len(second["rejected"]) == 1
     assert [r for r, _ in seen] == [0, 1, 2] and run.ended == "completed"
     assert first["aggregation_error"] < 1e-4  # FFA-LoRA: exact

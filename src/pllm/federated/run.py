@@ -74,7 +74,9 @@ def _tool(name: str) -> str:
 
 
 def _flower_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, "FLWR_HOME": str(flower_home(settings))}
+    """Flower's processes start others by name (the SuperLink its SuperExec): this environment's first on PATH."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "FLWR_HOME": str(flower_home(settings)), "PATH": path}
 
 
 def results_path(settings: Settings, run_id: int | str) -> Path:

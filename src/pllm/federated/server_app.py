@@ -22,7 +22,7 @@ from flwr.serverapp.strategy import FedAvg
 from pllm.config import Settings
 from pllm.errors import PllmError
 from pllm.federated import dp
-from pllm.federated.aggregate import Update, Weights, aggregate, check_update, nbytes, sent_keys
+from pllm.federated.aggregate import Update, Weights, aggregate, change_norm, check_update, nbytes, sent_keys
 from pllm.federated.task import FedConfig, exam_scores_with, starting_adapter
 from pllm.lm.train import LoraSettings
 
@@ -146,7 +146,9 @@ class ExpertStrategy(FedAvg):
             std = self.config.dp_noise * self.config.dp_clip / len(accepted)
             new = dp.add_noise(new, sent_keys(self.current, "ffa"), std, self.rng)
             info["epsilon"] = round(dp.epsilon(self.config.dp_noise, server_round), 3)
-        info.update(details, train_loss=round(float(np.mean(losses)), 4))
+        norms = [change_norm(u.weights, self.current) for u in accepted]
+        info.update(details, train_loss=round(float(np.mean(losses)), 4),
+                    change_norms=[round(n, 4) for n in norms])
         for update in accepted:
             if self.credit is not None:
                 self.credit(update.device, server_round, update.examples)

@@ -111,3 +111,12 @@ def test_a_round_with_too_few_clients_ends_cleanly(cooking_expert: ExpertResult,
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["ended"].startswith("round 1: 0 client(s) connected") and result["rounds"] == []
+
+
+def test_bad_input_to_fed_is_one_line_and_exit_2(pllm: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    for args, says in ((("--expert", "nope"), "no registered expert 'nope'"),
+                       (("--expert", "cooking", "--method", "average"), "unknown aggregation 'average'"),
+                       (("--expert", "cooking", "--dp-clip", "1", "--robust", "median"), "differential privacy needs")):
+        done = pllm("fed", "simulate", *args)
+        assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

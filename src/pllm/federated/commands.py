@@ -169,17 +169,20 @@ def write_fed_report(result: dict[str, Any], folder: Path, *, command: str) -> P
     (folder / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     scores = {int(k): np.array(v) for k, v in result.get("scores", {}).items()}
     fig, axis = plt.subplots(figsize=(5.5, 3.4))
-    if scores:
+    if 0 in scores:  # the gain over the starting adapter, paired by exam question
         rounds = sorted(scores)
-        means = [float(scores[r].mean()) for r in rounds]
-        bounds = [Bootstrap(len(scores[r]), seed=0).interval(mean_of(scores[r])) for r in rounds]
-        axis.errorbar(rounds, means, yerr=[[m - b[0] for m, b in zip(means, bounds, strict=True)],
-                                           [b[1] - m for m, b in zip(means, bounds, strict=True)]],
+        gains = [float((scores[r] - scores[0]).mean()) for r in rounds]
+        bounds = [Bootstrap(len(scores[0]), seed=0).difference_interval(mean_of(scores[r]), mean_of(scores[0]))
+                  for r in rounds]
+        axis.errorbar(rounds, gains, yerr=[[g - b[0] for g, b in zip(gains, bounds, strict=True)],
+                                           [b[1] - g for g, b in zip(gains, bounds, strict=True)]],
                       marker="o", capsize=4)
+        axis.axhline(0, color="grey", linewidth=0.8)
         axis.set_xticks(rounds)
     axis.set_xlabel("round (0: the starting adapter)")
-    axis.set_ylabel("exam: mean log-prob per token")
-    axis.set_title(f"{result['expert']}: {result['config']['method']}, {result['config']['clients']} clients")
+    axis.set_ylabel("exam gain over round 0 (nats/token)")
+    axis.set_title(f"{result['expert']}: {result['config']['method']}, {result['config']['clients']} clients "
+                   "(95% paired interval)", fontsize=9)
     fig.tight_layout()
     fig.savefig(folder / "rounds.png", dpi=120)
     plt.close(fig)

@@ -11,6 +11,7 @@ rename, so a reader sees the old or the new.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -54,6 +55,15 @@ class ExpertCard:
         return cls(**{**known, "gain_interval": tuple(known["gain_interval"])})
 
 
+@functools.lru_cache(maxsize=32)
+def _spread_questions(path: str, mtime_ns: int, limit: int) -> tuple[str, ...]:
+    """Read once per version of the file: the cloud's catalog asks on every `/v1/experts`."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    questions = [str(json.loads(line)["question"]) for line in lines if line.strip()]
+    step = max(1, len(questions) // limit)
+    return tuple(questions[::step][:limit])
+
+
 class ExpertRegistry:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -83,10 +93,7 @@ class ExpertRegistry:
         path = self.folder / name / "pairs.jsonl"
         if not path.is_file():
             return []
-        questions = [str(json.loads(line)["question"]) for line in path.read_text(encoding="utf-8").splitlines()
-                     if line.strip()]
-        step = max(1, len(questions) // limit)
-        return questions[::step][:limit]
+        return list(_spread_questions(str(path), path.stat().st_mtime_ns, limit))
 
     def version(self) -> tuple[tuple[str, int], ...]:
         """Changes whenever an expert is registered or removed: a server reloads its adapters on a change."""

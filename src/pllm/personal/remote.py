@@ -70,6 +70,7 @@ class CloudClient:
         self.settings = settings
         self.gate = gate
         self.url = settings.cloud_url.rstrip("/")
+        self._key: Ed25519PrivateKey | None = None  # read from the vault once, on the first signed request
 
     def _post(self, path: str, payload: dict[str, Any] | None, egress: Egress) -> dict[str, Any]:
         """Send a redacted payload (None: a GET); each attempt is written to the egress log before it leaves."""
@@ -112,9 +113,11 @@ class CloudClient:
         asked; returns the digest signed ("" without a vault: nothing to keep a key in)."""
         from urllib.parse import urlsplit
 
-        key = device_key(self.gate.vault) if self.gate.vault is not None else None
-        if key is None:
+        if self.gate.vault is None:
             return ""
+        if self._key is None:
+            self._key = device_key(self.gate.vault)
+        key = self._key
         stamp = f"{time.time():.3f}"
         digest = request_digest(method, urlsplit(self.url + path).path, body.encode("utf-8"), stamp)
         headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER] = stamp, sign(key, digest)

@@ -120,3 +120,22 @@ def test_bad_input_to_fed_is_one_line_and_exit_2(pllm: Callable[..., subprocess.
         done = pllm("fed", "simulate", *args)
         assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_round_under_secure_aggregation_trains_b_and_brings_a_back_unchanged(cooking_expert: ExpertResult) -> None:
+    import numpy as np
+
+    from pllm.federated.run import simulate_run
+
+    register(cooking_expert)
+    settings = get_settings()
+    run = simulate_run(FedConfig(expert="cooking", clients=3, rounds=1, steps=1, secure=True,
+                                 home=str(settings.paths.home)), settings)
+    assert run.ended == "completed" and sorted(run.scores) == [0, 1] and run.rounds[0]["secure"]
+    start = cooking_expert.weights
+    a_keys = [k for k in start if ".lora_A." in k]
+    b_keys = [k for k in start if ".lora_B." in k]
+    # A travels unchanged and comes back as the mean of equal values, up to SecAgg+'s quantisation (16 / 2^22).
+    assert max(float(np.abs(run.weights[k] - start[k]).max()) for k in a_keys) < 1e-4
+    assert max(float(np.abs(run.weights[k] - start[k]).max()) for k in b_keys) > 1e-4  # B trained

@@ -82,3 +82,35 @@ def train(msg: Message, context: Context) -> Message:
     """The deployment engine's entry (`[tool.flwr.app.components]`)."""
     return handle_train(msg, context, FedConfig.from_run_config(dict(context.run_config)))
 
+
+
+def secure_client_app(fed: FedConfig) -> ClientApp:
+    """The ClientApp under SecAgg+ (`secure_server_app`): the same training, its update masked by Flower's
+    `secaggplus_mod` before it leaves the device."""
+    import numpy as np
+    from flwr.client import NumPyClient
+    from flwr.client.mod import secaggplus_mod
+
+    class ExpertClient(NumPyClient):  # type: ignore[misc]
+        def __init__(self, context: Context) -> None:
+            self.context = context
+
+        def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict]:
+            node = dict(self.context.node_config)
+            settings = fed.settings()
+            pairs, client = local_data(settings, fed, node)
+            server_round = int(config.get("server-round", 0))
+            if client_fault(fed.drop, client) == str(server_round):
+                raise ClientDropped(f"client {client} dropped out in round {server_round}")
+            keys = str(config["keys"]).split(",")
+            start = dict(zip(keys, parameters, strict=True))
+            record = ConfigRecord({k: v for k, v in config.items() if k.startswith("lora-")})
+            sent, loss = train_update(settings, start, lora_from_config(record), pairs,
+                                      replace(fed, method="ffa"), round_seed=server_round)
+            whole = {**start, **sent}
+            return [whole[k] for k in keys], len(pairs), {"train-loss": loss}
+
+    def client_fn(context: Context) -> Any:
+        return ExpertClient(context).to_client()
+
+    return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])

@@ -35,6 +35,8 @@ def simulate(
     dp_clip: float = typer.Option(0.0, "--dp-clip", min=0.0, help="Differential privacy: clip each update's "
                                   "change to this norm (0: off)."),
     dp_noise: float = typer.Option(0.0, "--dp-noise", min=0.0, help="Differential privacy: noise multiplier."),
+    secure: bool = typer.Option(False, "--secure", help="Secure aggregation (Flower's SecAgg+): the server learns "
+                                "only the sum of the updates."),
     poison: str = typer.Option("", "--poison", help="Measure an attack: 'ID:scale', 'ID:flip' or 'ID:nan' (client "
                                "ID sends a poisoned update; comma-separated for several)."),
     drop: str = typer.Option("", "--drop", help="Measure a drop-out: 'ID:ROUND' (client ID fails in that round)."),
@@ -49,7 +51,8 @@ def simulate(
     settings = settings_of(ctx)
     config = FedConfig(expert=expert, clients=clients, rounds=rounds, method=method, robust=robust, steps=steps,
                        lr=lr, start=start, max_norm=max_norm, dp_clip=dp_clip, dp_noise=dp_noise, poison=poison,
-                       drop=drop, min_clients=min(2, clients), seed=settings.seed, home=str(settings.paths.home))
+                       drop=drop, secure=secure, min_clients=min(2, clients), seed=settings.seed,
+                       home=str(settings.paths.home))
     with progress_bar() as bar:
         task = bar.add_task(f"fed {expert}: rounds", total=rounds + 1)
 

@@ -35,8 +35,8 @@ def simulate_run(config: FedConfig, settings: Settings, *, on_round: Callable[[i
     (each trains with all of this machine's cores), the ServerApp in this process."""
     from flwr.simulation import run_simulation
 
-    from pllm.federated.client_app import client_app
-    from pllm.federated.server_app import server_app
+    from pllm.federated.client_app import client_app, secure_client_app
+    from pllm.federated.server_app import secure_server_app, server_app
     from pllm.federated.task import expert_pairs
 
     if len(expert_pairs(settings, config.expert)) < config.clients:  # fails early, with the reason
@@ -44,7 +44,11 @@ def simulate_run(config: FedConfig, settings: Settings, *, on_round: Callable[[i
     quiet_flower(verbose)
     done: list[FedRun | PllmError] = []
     cores = os.cpu_count() or 1
-    run_simulation(server_app(config, done.append, settings, on_round=on_round), client_app(config),
+    if config.secure:
+        apps = (secure_server_app(config, done.append, settings, on_round=on_round), secure_client_app(config))
+    else:
+        apps = (server_app(config, done.append, settings, on_round=on_round), client_app(config))
+    run_simulation(*apps,
                    num_supernodes=config.clients,
                    backend_config={"client_resources": {"num_cpus": cores, "num_gpus": 0.0},
                                    # Ray on loopback: nothing of a run is reachable from outside this machine.

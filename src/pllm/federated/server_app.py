@@ -20,7 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from pllm.config import Settings
-from pllm.errors import PllmError
+from pllm.errors import PllmError, UsageError
 from pllm.federated import dp
 from pllm.federated.aggregate import Update, Weights, aggregate, change_norm, check_update, nbytes, sent_keys
 from pllm.federated.task import FedConfig, exam_scores_with, starting_adapter
@@ -232,9 +232,77 @@ def main(grid: Grid, context: Context) -> None:
     config = FedConfig.from_run_config(dict(context.run_config))
     settings = config.settings()
     try:
+        if config.secure:
+            raise UsageError("--secure runs in `pllm fed simulate` only: a SuperNode's ClientApp is the plain one")
         record = run_server(grid, config, settings).as_json()
     except PllmError as exc:  # said in the record `pllm fed server` waits for, not only in Flower's log
         record = {"expert": config.expert, "ended": f"error: {exc}", "rounds": [], "config": config.as_run_config()}
     path = save_run(settings, context.run_id, record)
     log.info("federated run of %s ended (%s): %s", config.expert, record["ended"], path)
 
+
+
+def secure_server_app(config: FedConfig, on_done: Callable[[FedRun | PllmError], None],
+                      settings: Settings | None = None, on_round: Callable[[int, float], None] | None = None
+                      ) -> ServerApp:
+    """The same rounds under Flower's SecAgg+ (`--secure`): each client masks its update and the server learns
+    only their sum, so no single device's update is ever seen. The price: what needs each update apart is gone (the
+    per-update checks, median or clipping, a ledger credit per accepted update); FFA-LoRA's plain mean is what
+    remains. SecAgg+ runs on Flower's older strategy API (`LegacyContext`), which the message API has no
+    counterpart for yet. The adapter travels whole: A unchanged (the mean of equal A's is A, up to SecAgg's
+    quantisation), B trained."""
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.server import LegacyContext, ServerConfig
+    from flwr.server.strategy import FedAvg as LegacyFedAvg
+    from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        from pllm.expert.domains import load_domain
+        from pllm.lm.runtime import Runtime
+
+        try:
+            here = config.settings(settings)
+            start, lora = starting_adapter(here, config)
+            keys = sorted(start)
+            run = FedRun(config)
+            exam = load_domain(config.expert).exam
+            runtime = Runtime.from_settings(here)
+
+            def evaluate(server_round: int, parameters: Any, _: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+                weights = dict(zip(keys, parameters_to_ndarrays(parameters), strict=True))
+                scores = exam_scores_with(runtime, weights, lora, exam)
+                run.scores[server_round] = [float(s) for s in scores]
+                run.weights = weights
+                if server_round > 0:
+                    run.rounds.append({"round": server_round, "secure": True, "rejected": [], "dropped": 0,
+                                       "accepted": config.clients, "bytes_down": 0, "bytes_up": 0,
+                                       "domain_score": round(float(scores.mean()), 4)})
+                if on_round is not None:
+                    on_round(server_round, float(scores.mean()))
+                return -float(scores.mean()), {"domain_score": float(scores.mean())}
+
+            def fit_config(server_round: int) -> dict[str, Any]:
+                return {"server-round": server_round, "method": "ffa", "keys": ",".join(keys),
+                        "lora-r": lora.r, "lora-alpha": lora.alpha, "lora-layers": lora.layers or 0,
+                        "lora-modules": ",".join(lora.target_modules)}
+
+            strategy = LegacyFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=config.min_clients,
+                                    min_available_clients=config.min_clients, evaluate_fn=evaluate,
+                                    on_fit_config_fn=fit_config,
+                                    initial_parameters=ndarrays_to_parameters([start[k] for k in keys]))
+            legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=config.rounds), strategy=strategy)
+            try:
+                DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(num_shares=3, reconstruction_threshold=2))(grid,
+                                                                                                         legacy)
+            finally:
+                runtime.close()
+            run.score_before = float(np.mean(run.scores[0]))
+            run.score_after = float(np.mean(run.scores[max(run.scores)]))
+            on_done(run)
+        except PllmError as exc:
+            on_done(exc)
+
+    return app

@@ -43,6 +43,7 @@ class FedConfig:
     max_norm: float = 20.0  # an update whose change is larger is refused
     dp_clip: float = 0.0  # > 0: differential privacy, clients clip their change to this norm
     dp_noise: float = 0.0  # ... and the server adds noise: this multiplier times dp_clip over the clients
+    secure: bool = False  # SecAgg+: the server learns only the sum of the updates (simulation; ffa and mean only)
     start: str = "registered"  # registered: the expert's current adapter; fresh: a new LoRA (B = 0, the bare base)
     seed: int = 0
     home: str = ""  # the pllm home whose experts, models and ledger the run uses ("" : the settings' default)
@@ -56,6 +57,9 @@ class FedConfig:
             raise UsageError(f"unknown robust option {self.robust!r}; choose one of {', '.join(ROBUST)}")
         if self.dp_clip > 0 and (self.method != "ffa" or self.robust != "mean"):
             raise UsageError("differential privacy needs --method ffa and --robust mean (noise on B, a plain mean)")
+        if self.secure and (self.method != "ffa" or self.robust != "mean" or self.dp or self.clients < 3):
+            raise UsageError("--secure (SecAgg+) needs --method ffa, --robust mean, no DP and at least 3 clients: "
+                             "the server sees only the sum, so nothing that needs each update apart can run")
         if self.rounds < 1 or self.clients < 1 or self.steps < 1:
             raise UsageError("rounds, clients and steps must be at least 1")
 

@@ -50,7 +50,7 @@ def test_a_simulated_round_survives_a_drop_out_and_refuses_a_broken_update(cooki
 
     register(cooking_expert)
     settings = get_settings()
-    config = FedConfig(expert="cooking", clients=3, rounds=2, steps=2, drop="1:1", poison="2:nan",
+    config = FedConfig(expert="cooking", clients=3, rounds=2, steps=2, method="ffa", drop="1:1", poison="2:nan",
                        home=str(settings.paths.home))
     seen: list[tuple[int, float]] = []
     run = simulate_run(config, settings, on_round=lambda r, s: seen.append((r, s)))

@@ -26,7 +26,8 @@ def simulate(
                                "data, split by topic; its exam scores every round)."),
     clients: int = typer.Option(5, "--clients", min=1, max=64, help="Simulated devices."),
     rounds: int = typer.Option(3, "--rounds", min=1, max=100, help="Federated rounds."),
-    method: str = typer.Option("ffa", "--method", help=f"Aggregation: {', '.join(METHODS)}."),
+    method: str = typer.Option(None, "--method", help=f"Aggregation: {', '.join(METHODS)} (default: fedavg, which "
+                               "gained most; ffa with DP or --secure)."),
     robust: str = typer.Option("mean", "--robust", help=f"Against poisoned updates: {', '.join(ROBUST)}."),
     steps: int = typer.Option(8, "--steps", min=1, max=1000, help="Local optimizer steps per round."),
     lr: float = typer.Option(1e-3, "--lr", min=1e-6, max=1.0, help="Local learning rate."),
@@ -49,7 +50,8 @@ def simulate(
     from pllm.federated.task import FedConfig
 
     settings = settings_of(ctx)
-    config = FedConfig(expert=expert, clients=clients, rounds=rounds, method=method, robust=robust, steps=steps,
+    config = FedConfig(expert=expert, clients=clients, rounds=rounds, method=default_method(method, dp_clip, secure),
+                       robust=robust, steps=steps,
                        lr=lr, start=start, max_norm=max_norm, dp_clip=dp_clip, dp_noise=dp_noise, poison=poison,
                        drop=drop, secure=secure, min_clients=min(2, clients), seed=settings.seed,
                        home=str(settings.paths.home))
@@ -80,7 +82,8 @@ def server(
     min_clients: int = typer.Option(2, "--min-clients", min=1, help="Clients a round waits for."),
     wait: float = typer.Option(300.0, "--wait", min=1.0, help="Seconds a round waits for them before the run ends "
                                "cleanly."),
-    method: str = typer.Option("ffa", "--method", help=f"Aggregation: {', '.join(METHODS)}."),
+    method: str = typer.Option(None, "--method", help=f"Aggregation: {', '.join(METHODS)} (default: fedavg, which "
+                               "gained most; ffa with DP or --secure)."),
     robust: str = typer.Option("mean", "--robust", help=f"Against poisoned updates: {', '.join(ROBUST)}."),
     steps: int = typer.Option(8, "--steps", min=1, max=1000, help="Local optimizer steps per round."),
     dp_clip: float = typer.Option(0.0, "--dp-clip", min=0.0, help="Differential privacy: clipping norm (0: off)."),
@@ -99,7 +102,8 @@ def server(
         from pllm.errors import UsageError
 
         raise UsageError(f"--address is HOST:PORT, not {address!r}")
-    config = FedConfig(expert=expert, rounds=rounds, min_clients=min_clients, wait_seconds=wait, method=method,
+    config = FedConfig(expert=expert, rounds=rounds, min_clients=min_clients, wait_seconds=wait,
+                       method=default_method(method, dp_clip, False),
                        robust=robust, steps=steps, dp_clip=dp_clip, dp_noise=dp_noise, seed=settings.seed,
                        home=str(settings.paths.home))
     with superlink(settings, host or "127.0.0.1", int(port)):
@@ -131,6 +135,11 @@ def client(
     pairs = read_qa_jsonl(data)  # a malformed file is a one-line error here, not in Flower's log
     err_console.print(f"fed: {len(pairs)} pairs from {data}; joining {server_address} (Ctrl-C to leave)")
     raise typer.Exit(run_client(settings, server_address, data, device or socket.gethostname()))
+
+
+def default_method(method: str | None, dp_clip: float, secure: bool) -> str:
+    """The aggregation asked for, else FedAvg, except FFA-LoRA where only it is sound (DP's noise on B, SecAgg+)."""
+    return method or ("ffa" if dp_clip > 0 or secure else "fedavg")
 
 
 def _command(ctx: typer.Context) -> str:

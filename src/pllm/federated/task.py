@@ -38,7 +38,7 @@ class FedConfig:
     steps: int = 8  # local optimizer steps per round
     batch_size: int = 4
     lr: float = 1e-3
-    method: str = "ffa"  # fedavg, ffa, svd (aggregate.py)
+    method: str = "fedavg"  # fedavg, ffa, svd (aggregate.py); fedavg gained most in the same rounds (BENCHMARKS)
     robust: str = "mean"  # mean, median, clipped
     max_norm: float = 20.0  # an update whose change is larger is refused
     dp_clip: float = 0.0  # > 0: differential privacy, clients clip their change to this norm

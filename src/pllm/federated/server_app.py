@@ -251,7 +251,7 @@ def secure_server_app(config: FedConfig, on_done: Callable[[FedRun | PllmError],
     remains. SecAgg+ runs on Flower's older strategy API (`LegacyContext`), which the message API has no
     counterpart for yet. The adapter travels whole: A unchanged (the mean of equal A's is A, up to SecAgg's
     quantisation), B trained."""
-    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.common import ndarrays_to_parameters
     from flwr.server import LegacyContext, ServerConfig
     from flwr.server.strategy import FedAvg as LegacyFedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
@@ -271,8 +271,9 @@ def secure_server_app(config: FedConfig, on_done: Callable[[FedRun | PllmError],
             exam = load_domain(config.expert).exam
             runtime = Runtime.from_settings(here)
 
-            def evaluate(server_round: int, parameters: Any, _: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-                weights = dict(zip(keys, parameters_to_ndarrays(parameters), strict=True))
+            def evaluate(server_round: int, arrays: list[np.ndarray], _: dict[str, Any]
+                         ) -> tuple[float, dict[str, Any]]:
+                weights = dict(zip(keys, arrays, strict=True))
                 scores = exam_scores_with(runtime, weights, lora, exam)
                 run.scores[server_round] = [float(s) for s in scores]
                 run.weights = weights

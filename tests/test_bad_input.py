@@ -25,6 +25,8 @@ COMMANDS = {
     "cloud keys revoke": ["phone"], "serve": ["--port", "8798"], "ledger show": [],
     "expert train": ["cooking", "--steps", "1"], "expert list": [], "expert ask": ["cooking", "hi"],
     "privacy device-key": [], "privacy receipts": [], "privacy share-feedback": ["--yes"],
+    "fed simulate": ["--expert", "cooking"], "fed server": ["--expert", "cooking"],
+    "fed client": ["--data", "pairs.jsonl"],
 }
 
 
@@ -92,6 +94,7 @@ def test_an_unwritable_output_is_one_line(args: list[str], vault_with_a_version:
     (["--model", "/no/such/model.gguf", "ask", "hi"], "/no/such/model.gguf"),
     (["expert", "train", "cooking", "--corpus", "/no/such/pairs.jsonl"], "/no/such/pairs.jsonl"),
     (["expert", "train", "cooking", "--topics", "/no/such/topics.txt"], "/no/such/topics.txt"),
+    (["fed", "client", "--data", "/no/such/pairs.jsonl"], "/no/such/pairs.jsonl"),
 ])
 def test_a_missing_input_is_one_line(args: list[str], says: str, vault_with_a_version: Path) -> None:
     one_error_line(runner.invoke(app, args, env=PASS), contains=says)

@@ -46,12 +46,20 @@ class FedRun:
     """What a run did, round by round: `pllm fed ... --json` prints it."""
 
     config: FedConfig
-    score_before: float = 0.0
-    score_after: float = 0.0
     scores: dict[int, list[float]] = field(default_factory=dict)  # round -> per exam question
     rounds: list[dict[str, Any]] = field(default_factory=list)
     ended: str = "completed"
     weights: Weights = field(default_factory=dict)
+
+    @property
+    def score_before(self) -> float:
+        """The exam score of the starting adapter (0.0 before it was scored)."""
+        return float(np.mean(self.scores[0])) if 0 in self.scores else 0.0
+
+    @property
+    def score_after(self) -> float:
+        """The exam score of the last adapter scored."""
+        return float(np.mean(self.scores[max(self.scores)])) if self.scores else 0.0
 
     def as_json(self) -> dict[str, Any]:
         from pllm.stats import Bootstrap, mean_of
@@ -186,9 +194,6 @@ def run_server(grid: Grid, config: FedConfig, settings: Settings,
         run.weights = strategy.current
     finally:
         runtime.close()
-    if run.scores:
-        run.score_before = float(np.mean(run.scores[0]))
-        run.score_after = float(np.mean(run.scores[max(run.scores)]))
     return run
 
 
@@ -300,8 +305,6 @@ def secure_server_app(config: FedConfig, on_done: Callable[[FedRun | PllmError],
                                                                                                          legacy)
             finally:
                 runtime.close()
-            run.score_before = float(np.mean(run.scores[0]))
-            run.score_after = float(np.mean(run.scores[max(run.scores)]))
             on_done(run)
         except PllmError as exc:
             on_done(exc)

@@ -159,6 +159,11 @@ class Settings(BaseSettings):
         default=0.35, ge=-1.0, le=1.0, description="Router: ... or, in the first person, this close (cosine) to one "
         "of the user's facts. The three tuned on the first two personal sets of `pllm eval --task routing` against "
         "the experts' examples and training questions (a domain question the user's data resembles stays local).")
+    route_cloud_margin: float = Field(
+        default=0.07, ge=-2.0, le=2.0, description="Router: a question no rule keeps and no expert takes goes to the "
+        "T-model only when its similarity to general questions (data/general_questions.txt) beats its best cosine "
+        "to the user's own items and facts by this. Tuned on the first three personal sets against "
+        "`tuning_general` (`bench.routing.tune_cloud_margin`), never on the set held out for it.")
     route_confidence_threshold: float = Field(
         default=-1.0, le=0.0, description="Router: a general question goes to the T-model when the local model's "
         "draft answer has a mean token log-probability below this.")

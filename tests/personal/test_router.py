@@ -66,6 +66,12 @@ def test_general_questions_follow_the_local_models_confidence(vault: Vault, embe
     unsure = router.route("Who painted the Mona Lisa?", confidence=lambda: -2.5)
     assert sure.target == "local" and unsure.target == "cloud"
     assert "-2.50 < -1.00" in unsure.reason and unsure.scores["confidence"] == -2.5
+    # Asked of Kari's records without a pronoun, and no personal rule fires; but it is as close to her facts
+    # ("home town: Tromso") as to any general question, so it does not go to the T-model, however unsure.
+    home = router.route("Which town is home?", confidence=lambda: -5.0)
+    assert home.target == "local" and home.reason.startswith("not clearly general"), home
+    assert home.scores["general"] - home.scores["personal"] < 0.07 <= unsure.scores["general"] - unsure.scores[
+        "personal"]
 
 
 def test_with_no_cloud_everything_is_answered_here_and_the_reason_says_why(vault: Vault, embedder: Embedder

@@ -1,11 +1,13 @@
 """`pllm eval --task routing`: the router on a mixed question set, against answering everything on the device.
 
-The set (`data/routing.json` and the experts' exams), 270 questions:
+The set (`data/routing.json` and the experts' exams), 310 questions with four experts:
 - personal (40): about the made-up user of `pllm bench --latency` (Kari: her facts and 40 diary notes, in a real
   encrypted vault in a temporary folder); answerable only from her vault, so they must stay on the device;
 - personal_heldout (40): more such questions, written after the first 40 had shaped the router's personal rules
   and before any router ran on them; personal_heldout2 (40): more again, written after personal_heldout had
-  shown 7 questions leaving the device and before the rules changed for them ran on these;
+  shown 7 questions leaving the device and before the rules changed for them ran on these; personal_heldout3 (40):
+  written after personal_heldout2 had shown 2 questions going to the T-model, and before the margin that now
+  guards the T-model route (`tune_cloud_margin`, tuned on the three sets before it) ran on them;
 - domain (30 per registered expert): each expert's held-out exam, which it never trained on;
 - general (30): general-knowledge questions.
 The T-tier runs on loopback (`cloud.server.serve_loopback`) with the registered experts, and records every request
@@ -40,7 +42,7 @@ from pllm.stats import Bootstrap, mean_of
 ROUTING_SET = Path(__file__).parents[1] / "data" / "routing.json"
 PASSPHRASE = "routing-eval"  # the made-up user's throwaway vault
 # Each personal set was written after the one before had shaped the rules, and before the rules were run on it.
-PERSONAL = ("personal", "personal_heldout", "personal_heldout2")
+PERSONAL = ("personal", "personal_heldout", "personal_heldout2", "personal_heldout3")
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,8 @@ def summarise(rows: list[dict[str, Any]], settings: Settings, **extra: Any) -> d
         seconds = [r["seconds"] for r in rows if r["route"] == destination]
         latency[destination] = {"questions": len(seconds), "median_seconds": round(statistics.median(seconds), 3)}
     thresholds = {"domain": settings.route_domain_threshold, "domain_margin": settings.route_domain_margin,
-                  "personal": settings.route_personal_threshold,
+                  "personal": settings.route_personal_threshold, "personal_words": settings.route_personal_words,
+                  "personal_fact": settings.route_personal_fact_threshold, "cloud_margin": settings.route_cloud_margin,
                   "confidence": settings.route_confidence_threshold}
     return {"categories": categories, "latency": latency, "thresholds": thresholds,
             "personal_left_the_device": sum(categories.get(c, {}).get("left_the_device", 0) for c in PERSONAL),
@@ -250,3 +253,34 @@ def tune_domain_routing(settings: Settings) -> dict[str, Any]:
     return {"threshold": round(threshold, 2), "margin": round(margin, 2), "accuracy": round(float(top), 4),
             "positives": len(positives), "negatives": len(negatives),
             "best_pairs": len(best), "grid": len(accuracy)}
+
+
+def tune_cloud_margin(settings: Settings) -> dict[str, Any]:
+    """The margin by which a question's similarity to the general questions must beat its similarity to the user's
+    own items and facts before it may go to the T-model (`route_cloud_margin`). Tuned on Kari's vault with the
+    personal sets before the last (which must stay) against `tuning_general` (which may go): the middle of the
+    margins that separate the two best; the last personal set is never seen."""
+    from pllm.bench.latency import build_vault
+    from pllm.lm.embeddings import need_embedder
+    from pllm.personal.router import Router
+
+    raw = json.loads(ROUTING_SET.read_text(encoding="utf-8"))
+    personal = [q["question"] for category in PERSONAL[:-1] for q in raw[category]]
+    general = list(raw["tuning_general"])
+    embedder = need_embedder("router tuning")
+    with tempfile.TemporaryDirectory(prefix="pllm-routing-") as folder:
+        vault, _ = build_vault(Path(folder) / "vault.db", PASSPHRASE, questions=0)
+        try:
+            router = Router.for_vault(settings, vault, embedder, [])
+            vectors = embedder.encode(personal + general)
+            gaps = [router.domain_scores(v)["general"] - router.personal_similarity(v) for v in vectors]
+        finally:
+            vault.close()
+    stay, may_go = np.array(gaps[:len(personal)]), np.array(gaps[len(personal):])
+    grid = [round(float(m), 2) for m in np.arange(-0.3, 0.31, 0.01)]
+    accuracy = {m: (int((stay < m).sum()) + int((may_go >= m).sum())) / len(gaps) for m in grid}
+    top = max(accuracy.values())
+    best = [m for m, a in accuracy.items() if a == top]
+    return {"margin": round(float(np.median(best)), 2), "accuracy": round(top, 4), "personal": len(personal),
+            "general": len(general), "personal_highest": round(float(stay.max()), 3),
+            "general_lowest": round(float(may_go.min()), 3), "best_margins": [min(best), max(best)]}

@@ -17,8 +17,11 @@ In order, first match wins:
    threshold and beats its similarity to general questions no expert is for (`data/general_questions.txt`) by a
    margin: "How many minutes are in an hour?" is as close to a health expert's "how many minutes of exercise" as
    many health questions are, and closer still to the general ones.
-3. a general question -> the T-model when the local model is unsure of its own draft answer (mean token
-   log-probability below a threshold), else local.
+3. a general question -> the T-model when it looks general and the local model is unsure of its own draft answer
+   (mean token log-probability below a threshold), else local. Looks general: its similarity to the packaged
+   general questions beats its similarity to the user's own items and facts by a margin. "What race is coming up?"
+   or "Which town is home?" pass every personal rule above, yet are as close to Kari's notes and facts as to any
+   general question: when in doubt, the device answers.
 With no cloud configured, or experts unknown, the routes that need them fall back to local, saying so.
 Thresholds are settings (`route_*`); every decision carries its reason and the figures it rests on.
 """
@@ -105,13 +108,14 @@ class RouterConfig:
     personal_threshold: float = 0.4
     personal_words: float = 1.0
     personal_fact_threshold: float = 0.35
+    cloud_margin: float = 0.07
     confidence_threshold: float = -1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RouterConfig:
         return cls(settings.route_domain_threshold, settings.route_domain_margin, settings.route_personal_threshold,
                    settings.route_personal_words, settings.route_personal_fact_threshold,
-                   settings.route_confidence_threshold)
+                   settings.route_cloud_margin, settings.route_confidence_threshold)
 
 
 class Router:
@@ -128,12 +132,9 @@ class Router:
         self.cloud = cloud
         texts = [t for e in self.experts for t in e.texts]
         self._owner = np.array([i for i, e in enumerate(self.experts) for _ in e.texts], dtype=int)
-        self._expert_vectors: np.ndarray | None = None
-        self._general_vectors: np.ndarray | None = None
-        if texts:
-            general = general_questions()
-            vectors = catalog_vectors(embedder, texts + general, cache)
-            self._expert_vectors, self._general_vectors = vectors[:len(texts)], vectors[len(texts):]
+        vectors = catalog_vectors(embedder, texts + general_questions(), cache)
+        self._expert_vectors = vectors[:len(texts)] if texts else None
+        self._general_vectors = vectors[len(texts):]
 
     @classmethod
     def for_vault(cls, settings: Settings, vault: Vault | None, embedder: Embedder, experts: Sequence[ExpertInfo],
@@ -151,12 +152,21 @@ class Router:
     def domain_scores(self, vector: np.ndarray) -> dict[str, float]:
         """Each expert's similarity to a question's (normalised) embedding, and under "general" its similarity to
         the general questions (both the mean of the TOP_K best cosines)."""
-        if self._expert_vectors is None or self._general_vectors is None:
-            return {}
-        sims = self._expert_vectors @ vector
-        scores = {expert.name: top_mean(sims[self._owner == i]) for i, expert in enumerate(self.experts)}
+        scores: dict[str, float] = {}
+        if self._expert_vectors is not None:
+            sims = self._expert_vectors @ vector
+            scores = {expert.name: top_mean(sims[self._owner == i]) for i, expert in enumerate(self.experts)}
         scores["general"] = top_mean(self._general_vectors @ vector)
         return scores
+
+    def personal_similarity(self, vector: np.ndarray) -> float:
+        """A question's best cosine to the user's own items and facts (0 with neither)."""
+        best = 0.0
+        if self.retriever is not None and self.retriever.vectors is not None:
+            best = max(best, float((self.retriever.vectors @ vector).max()))
+        if self._fact_vectors is not None:
+            best = max(best, float((self._fact_vectors @ vector).max()))
+        return best
 
     def route(self, question: str, confidence: Callable[[], float] | None = None) -> Route:
         vector = self.embedder.encode([question])[0]
@@ -169,9 +179,16 @@ class Router:
             if not self.cloud:
                 return Route("local", f"{closest}, but there is no cloud to ask", scores=scores)
             return Route("expert", closest, expert, scores)
-        if confidence is None or not self.cloud:
-            why = "there is no cloud to ask" if not self.cloud else "the local model's confidence was not asked"
-            return Route("local", f"general question ({closest}); {why}", scores=scores)
+        if not self.cloud:
+            return Route("local", f"general question ({closest}); there is no cloud to ask", scores=scores)
+        mine = scores["personal"] = self.personal_similarity(vector)
+        if scores["general"] - mine < self.config.cloud_margin:
+            return Route("local", f"not clearly general: cosine {scores['general']:.2f} to general questions, "
+                                  f"{mine:.2f} to the user's own items and facts (margin < "
+                                  f"{self.config.cloud_margin:+.2f})", scores=scores)
+        if confidence is None:
+            return Route("local", f"general question ({closest}); the local model's confidence was not asked",
+                         scores=scores)
         sure = confidence()
         scores["confidence"] = sure
         if sure < self.config.confidence_threshold:

@@ -51,7 +51,7 @@ def test_a_simulated_round_survives_a_drop_out_and_refuses_a_broken_update(cooki
     register(cooking_expert)
     settings = get_settings()
     config = FedConfig(expert="cooking", clients=3, rounds=2, steps=2, method="ffa", drop="1:1", poison="2:nan",
-                       home=str(settings.paths.home))
+                       exam=8, home=str(settings.paths.home))  # 8 exam questions score each round: quicker
     seen: list[tuple[int, float]] = []
     run = simulate_run(config, settings, on_round=lambda r, s: seen.append((r, s)))
     first, second = run.rounds
@@ -61,7 +61,8 @@ def test_a_simulated_round_survives_a_drop_out_and_refuses_a_broken_update(cooki
     assert [r for r, _ in seen] == [0, 1, 2] and run.ended == "completed"
     assert first["aggregation_error"] < 1e-4  # FFA-LoRA: exact
     assert 0 < first["bytes_up"] < first["bytes_down"]  # B alone goes up, A and B come down
-    assert run.score_before == pytest.approx(cooking_expert.card.domain_score, abs=0.02)
+    assert len(run.scores[0]) == 8
+    assert run.score_before == pytest.approx(sum(cooking_expert.expert_per_question[:8]) / 8, abs=0.02)
     assert run.weights and set(run.weights) == set(cooking_expert.weights)
     assert credited("sim-client-0") == 2 * settings.ledger_update_credit
     assert credited("sim-client-1") == settings.ledger_update_credit  # round 2 only
@@ -80,7 +81,8 @@ def test_server_and_clients_run_as_separate_processes_on_loopback(cooking_expert
     address = f"127.0.0.1:{free_port()}"
     script = str(Path(sys.executable).with_name("pllm"))
     server = subprocess.Popen([script, "fed", "server", "--expert", "cooking", "--rounds", "1", "--steps", "1",
-                               "--address", address, "--wait", "240", "--timeout", "420", "--json"],
+                               "--address", address, "--wait", "240", "--timeout", "420", "--exam", "4",
+                               "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     clients = []
     try:
@@ -107,7 +109,7 @@ def test_a_round_with_too_few_clients_ends_cleanly(cooking_expert: ExpertResult,
                                                    pllm: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     register(cooking_expert)
     done = pllm("fed", "server", "--expert", "cooking", "--address", f"127.0.0.1:{free_port()}", "--wait", "3",
-                "--json", timeout=300)
+                "--exam", "1", "--json", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["ended"].startswith("round 1: 0 client(s) connected") and result["rounds"] == []
@@ -130,7 +132,7 @@ def test_a_round_under_secure_aggregation_trains_b_and_brings_a_back_unchanged(c
 
     register(cooking_expert)
     settings = get_settings()
-    run = simulate_run(FedConfig(expert="cooking", clients=3, rounds=1, steps=1, method="ffa", secure=True,
+    run = simulate_run(FedConfig(expert="cooking", clients=3, rounds=1, steps=1, method="ffa", secure=True, exam=2,
                                  home=str(settings.paths.home)), settings)
     assert run.ended == "completed" and sorted(run.scores) == [0, 1] and run.rounds[0]["secure"]
     start = cooking_expert.weights

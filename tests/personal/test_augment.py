@@ -34,7 +34,7 @@ def test_seeds_cover_the_clusters_and_prefer_the_recent() -> None:
 
 
 def test_filters_drop_copies_drift_length_and_wrong_labels(embedder) -> None:  # type: ignore[no-untyped-def]
-    real = [RealItem(t, "4") for t in REAL]
+    real = [RealItem(t, "4") for t in REAL]  # the user's own label, which their scorer has not learnt yet
     vectors = embedder.encode(REAL)
     proposed = [
         RemoteItem(0, "I cycled to the lake this morning and swam before breakfast.", "4"),  # a copy
@@ -42,16 +42,21 @@ def test_filters_drop_copies_drift_length_and_wrong_labels(embedder) -> None:  #
         RemoteItem(1, "ok", "4"),  # too short
         RemoteItem(2, "Quarterly derivative yields on sovereign bonds inverted again in Tokyo markets.", "4"),
         RemoteItem(1, "Made focaccia with rosemary; the dough rose slowly in the cold kitchen.", "4"),
-        RemoteItem(3, "The dog chewed the garden hose and dragged it across the lawn again.", "2"),
+        RemoteItem(1, "The dog chewed the garden hose and dragged it across the lawn again.", "4"),
     ]
     config = AugmentConfig(similarity_band=(0.3, 0.95))
-    kept, report = filter_items(proposed, real, vectors, embedder, config,
-                                scorer=lambda text: "4" if "focaccia" in text else "3")
-    assert [k.text for k in kept] == [proposed[4].text]
+
+    def scorer(text: str) -> str:  # labels bread "3", all else "1"; the user gave the seeds "4"
+        return "3" if "dough" in text or "crust" in text else "1"
+
+    kept, report = filter_items(proposed, real, vectors, embedder, config, scorer=scorer)
+    # The focaccia note says what its sourdough seed says, as the scorer judges both: kept, with the user's "4",
+    # which the scorer would not give; the dog story, written from the same seed, is judged otherwise: dropped.
+    assert [(k.text, k.label) for k in kept] == [(proposed[4].text, "4")]
     assert report.proposed == 6 and report.kept == 1
     assert report.dropped["duplicate"] == 1 and report.dropped["near_duplicate"] == 1
     assert report.dropped["length"] == 1
-    assert report.dropped["too_far"] + report.dropped["label"] == 2
+    assert report.dropped["too_far"] + report.dropped["label"] == 2 and report.dropped["label"] >= 1
 
 
 def test_synthetic_items_stay_apart_train_at_a_ratio_and_go_with_their_seed(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def simulate(
     poison: str = typer.Option("", "--poison", help="Measure an attack: 'ID:scale', 'ID:flip' or 'ID:nan' (client "
                                "ID sends a poisoned update; comma-separated for several)."),
     drop: str = typer.Option("", "--drop", help="Measure a drop-out: 'ID:ROUND' (client ID fails in that round)."),
+    exam: int = typer.Option(0, "--exam", min=0, help="Score each round on the exam's first N questions (0: all)."),
     report: Path = typer.Option(None, "--report", help="Write report.md, results.json and a plot here."),
     json_out: bool = typer.Option(False, "--json", help="Print {score_before, score_after, rounds: [...]}."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's own logs."),
@@ -53,7 +54,7 @@ def simulate(
     config = FedConfig(expert=expert, clients=clients, rounds=rounds, method=default_method(method, dp_clip, secure),
                        robust=robust, steps=steps,
                        lr=lr, start=start, max_norm=max_norm, dp_clip=dp_clip, dp_noise=dp_noise, poison=poison,
-                       drop=drop, secure=secure, min_clients=min(2, clients), seed=settings.seed,
+                       drop=drop, secure=secure, min_clients=min(2, clients), seed=settings.seed, exam=exam,
                        home=str(settings.paths.home))
     with progress_bar() as bar:
         task = bar.add_task(f"fed {expert}: rounds", total=rounds + 1)
@@ -88,6 +89,7 @@ def server(
     steps: int = typer.Option(8, "--steps", min=1, max=1000, help="Local optimizer steps per round."),
     dp_clip: float = typer.Option(0.0, "--dp-clip", min=0.0, help="Differential privacy: clipping norm (0: off)."),
     dp_noise: float = typer.Option(0.0, "--dp-noise", min=0.0, help="Differential privacy: noise multiplier."),
+    exam: int = typer.Option(0, "--exam", min=0, help="Score each round on the exam's first N questions (0: all)."),
     timeout: float = typer.Option(3600.0, "--timeout", min=1.0, help="Seconds the whole run may take."),
     json_out: bool = typer.Option(False, "--json", help="Print {score_before, score_after, rounds: [...]}."),
 ) -> None:
@@ -105,7 +107,7 @@ def server(
     config = FedConfig(expert=expert, rounds=rounds, min_clients=min_clients, wait_seconds=wait,
                        method=default_method(method, dp_clip, False),
                        robust=robust, steps=steps, dp_clip=dp_clip, dp_noise=dp_noise, seed=settings.seed,
-                       home=str(settings.paths.home))
+                       exam=exam, home=str(settings.paths.home))
     with superlink(settings, host or "127.0.0.1", int(port)):
         err_console.print(f"fed: SuperLink on {address}; waiting for {min_clients} client(s): "
                           f"`pllm fed client --server {address} --data FILE`")

@@ -23,7 +23,7 @@ from pllm.config import Settings
 from pllm.errors import PllmError, UsageError
 from pllm.federated import dp
 from pllm.federated.aggregate import Update, Weights, aggregate, change_norm, check_update, nbytes, sent_keys
-from pllm.federated.task import FedConfig, exam_scores_with, starting_adapter
+from pllm.federated.task import FedConfig, exam_of, exam_scores_with, starting_adapter
 from pllm.lm.train import LoraSettings
 
 log = logging.getLogger("pllm.federated")
@@ -167,12 +167,11 @@ class ExpertStrategy(FedAvg):
 def run_server(grid: Grid, config: FedConfig, settings: Settings,
                on_round: Callable[[int, float], None] | None = None) -> FedRun:
     """Every round of one run on `grid`; the run's record, whatever ended it."""
-    from pllm.expert.domains import load_domain
     from pllm.lm.runtime import Runtime
 
     start, lora = starting_adapter(settings, config)
     run = FedRun(config)
-    exam = load_domain(config.expert).exam
+    exam = exam_of(config)
     runtime = Runtime.from_settings(settings)
     strategy = ExpertStrategy(config, start, lora, run, credit=_ledger_credit(settings, config))
 
@@ -265,7 +264,6 @@ def secure_server_app(config: FedConfig, on_done: Callable[[FedRun | PllmError],
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        from pllm.expert.domains import load_domain
         from pllm.lm.runtime import Runtime
 
         try:
@@ -273,7 +271,7 @@ def secure_server_app(config: FedConfig, on_done: Callable[[FedRun | PllmError],
             start, lora = starting_adapter(here, config)
             keys = sorted(start)
             run = FedRun(config)
-            exam = load_domain(config.expert).exam
+            exam = exam_of(config)
             runtime = Runtime.from_settings(here)
 
             def evaluate(server_round: int, arrays: list[np.ndarray], _: dict[str, Any]

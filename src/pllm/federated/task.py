@@ -46,6 +46,7 @@ class FedConfig:
     secure: bool = False  # SecAgg+: the server learns only the sum of the updates (simulation; ffa and mean only)
     start: str = "registered"  # registered: the expert's current adapter; fresh: a new LoRA (B = 0, the bare base)
     seed: int = 0
+    exam: int = 0  # the exam questions that score each round, from the first (0: all of them; fewer: quicker)
     home: str = ""  # the pllm home whose experts, models and ledger the run uses ("" : the settings' default)
     poison: str = ""  # simulation only: "ID:scale" or "ID:flip", a client sending a poisoned update
     drop: str = ""  # simulation only: "ID:ROUND", a client that fails in that round
@@ -62,6 +63,8 @@ class FedConfig:
                              "the server sees only the sum, so nothing that needs each update apart can run")
         if self.rounds < 1 or self.clients < 1 or self.steps < 1:
             raise UsageError("rounds, clients and steps must be at least 1")
+        if self.exam < 0:
+            raise UsageError("--exam is a number of exam questions, 0 for all")
 
     @property
     def aggregation(self) -> Method:
@@ -195,6 +198,14 @@ def client_fault(spec: str, client: int) -> str:
         if who.strip() == str(client):
             return value.strip()
     return ""
+
+
+def exam_of(config: FedConfig) -> list[QA]:
+    """The exam questions that score each round of this run."""
+    from pllm.expert.domains import load_domain
+
+    exam = load_domain(config.expert).exam
+    return list(exam[:config.exam] if config.exam else exam)
 
 
 def exam_scores_with(runtime: Runtime, weights: Weights, lora: LoraSettings, exam: Sequence[QA]) -> np.ndarray:

@@ -8,9 +8,13 @@
 Seeds are diverse and recent: the user's items are clustered by embedding (k-means, k = the seed budget) and each
 cluster gives its most recent item. The T-model only ever sees them redacted (`personal.remote.CloudClient`).
 On the device, a new item is dropped when it is empty, too short or too long against the user's own items, an
-exact or near duplicate (of a real item or of one kept already), when the user's own scorer gives it another label
-than its seed's (label tasks), or when its embedding sits outside a similarity band to the nearest real item:
-above it is a paraphrase that teaches nothing new, below it has drifted off the user's world.
+exact or near duplicate (of a real item or of one kept already), when its embedding sits outside a similarity band
+to the nearest real item (above it is a paraphrase that teaches nothing new, below it has drifted off the user's
+world), or, for label tasks, when the user's own scorer labels it otherwise than it labels its seed. A kept item
+carries its seed's label, the user's own: the check is that the new text says what its seed says, judged the same
+way, not that the scorer already knows the user. Requiring the scorer to give the seed's true label kept only what
+the real-data adapter already predicted, which can sharpen it but never correct it (measured: no difference from
+real-only PEFT, docs/BENCHMARKS.md).
 `pllm augment` (the user's texts, stored in the vault marked synthetic) and the `cdcda` method of `pllm eval`
 both run this one function.
 """
@@ -107,9 +111,11 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 
 def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_vectors: np.ndarray,
-                 embedder: Embedder, config: AugmentConfig,
-                 scorer: Callable[[str], str] | None = None) -> tuple[list[RemoteItem], FilterReport]:
-    """The device's filters, in order (cheap first); see the module docstring."""
+                 embedder: Embedder, config: AugmentConfig, scorer: Callable[[str], str] | None = None,
+                 seeds: Sequence[int] | None = None) -> tuple[list[RemoteItem], FilterReport]:
+    """The device's filters, in order (cheap first); see the module docstring. `seeds`: the real items the T-tier
+    was given, in order (a new item's `seed` indexes it; default: all of `real`)."""
+    seeds = list(range(len(real))) if seeds is None else list(seeds)
     report = FilterReport(proposed=len(proposed))
     lengths = [len(item.text.split()) for item in real] or [1]
     shortest = max(1.0, config.length_band[0] * min(lengths))
@@ -144,11 +150,15 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
                 banded.append(item)
         survivors = banded
     kept = []
+    seed_labels: dict[int, str] = {}
     for item in survivors:  # the user's scorer last: the most expensive filter
-        if scorer is not None and item.label is not None and scorer(item.text) != item.label:
-            report.dropped["label"] += 1
-        else:
-            kept.append(item)
+        if scorer is not None and item.label is not None:
+            if item.seed not in seed_labels:
+                seed_labels[item.seed] = scorer(real[seeds[item.seed]].text)
+            if scorer(item.text) != seed_labels[item.seed]:
+                report.dropped["label"] += 1
+                continue
+        kept.append(item)
     report.kept = len(kept)
     return kept, report
 
@@ -166,7 +176,7 @@ def augment_items(cloud: CloudClient, task: str, real: Sequence[RealItem], embed
                                     max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
     seconds = time.perf_counter() - started
     started = time.perf_counter()
-    kept, report = filter_items(proposed, real, vectors, embedder, config, scorer)
+    kept, report = filter_items(proposed, real, vectors, embedder, config, scorer, seeds)
     return AugmentOutcome(seeds, kept, report, usage, seconds, time.perf_counter() - started, model)
 
 

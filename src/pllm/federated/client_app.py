@@ -19,20 +19,19 @@ from flwr.clientapp import ClientApp
 from pllm.config import Settings, get_settings
 from pllm.expert.domains import QA, read_qa_jsonl
 from pllm.federated.server_app import from_record, to_record
-from pllm.federated.task import FedConfig, client_fault, client_partition, expert_pairs, poisoned, train_update
-from pllm.lm.train import LoraSettings
+from pllm.federated.task import (
+    FedConfig,
+    client_fault,
+    client_partition,
+    expert_pairs,
+    lora_from_config,
+    poisoned,
+    train_update,
+)
 
 
 class ClientDropped(RuntimeError):
     """A simulated client failing mid-round (`drop`), as a device that loses power or network does."""
-
-
-def lora_from_config(config: ConfigRecord) -> LoraSettings:
-    """The adapter's shape as the server announced it: the client needs no copy of the expert's card."""
-    layers = int(str(config["lora-layers"]))
-    return LoraSettings(r=int(str(config["lora-r"])), alpha=int(str(config["lora-alpha"])),
-                        target_modules=tuple(str(config["lora-modules"]).split(",")),
-                        layers=layers if layers > 0 else None)
 
 
 def local_data(settings: Settings, fed: FedConfig, node: dict[str, Any]) -> tuple[list[QA], int]:
@@ -40,7 +39,7 @@ def local_data(settings: Settings, fed: FedConfig, node: dict[str, Any]) -> tupl
     if node.get("data"):
         return read_qa_jsonl(Path(str(node["data"]))), 0
     part, parts = int(node["partition-id"]), int(node["num-partitions"])
-    return client_partition(expert_pairs(settings, fed.expert), part, parts), part
+    return client_partition(expert_pairs(settings, fed.expert), part, parts, settings.paths.cache / "fed"), part
 
 
 def handle_train(msg: Message, context: Context, fed: FedConfig) -> Message:
@@ -104,8 +103,7 @@ def secure_client_app(fed: FedConfig) -> ClientApp:
                 raise ClientDropped(f"client {client} dropped out in round {server_round}")
             keys = str(config["keys"]).split(",")
             start = dict(zip(keys, parameters, strict=True))
-            record = ConfigRecord({k: v for k, v in config.items() if k.startswith("lora-")})
-            sent, loss = train_update(settings, start, lora_from_config(record), pairs,
+            sent, loss = train_update(settings, start, lora_from_config(config), pairs,
                                       replace(fed, method="ffa"), round_seed=server_round)
             whole = {**start, **sent}
             return [whole[k] for k in keys], len(pairs), {"train-loss": loss}

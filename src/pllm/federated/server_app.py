@@ -23,7 +23,7 @@ from pllm.config import Settings
 from pllm.errors import PllmError, UsageError
 from pllm.federated import dp
 from pllm.federated.aggregate import Update, Weights, aggregate, change_norm, check_update, nbytes, sent_keys
-from pllm.federated.task import FedConfig, exam_of, exam_scores_with, starting_adapter
+from pllm.federated.task import FedConfig, exam_of, exam_scores_with, lora_as_config, starting_adapter
 from pllm.lm.train import LoraSettings
 
 log = logging.getLogger("pllm.federated")
@@ -105,9 +105,7 @@ class ExpertStrategy(FedAvg):
             time.sleep(0.5)
         self.current = from_record(arrays)
         config["method"] = self.config.method
-        config["lora-r"], config["lora-alpha"] = self.lora.r, self.lora.alpha
-        config["lora-layers"] = self.lora.layers or 0
-        config["lora-modules"] = ",".join(self.lora.target_modules)
+        config.update(lora_as_config(self.lora))
         messages = list(super().configure_train(server_round, arrays, config, grid))
         self.sent_down = len(messages) * nbytes(self.current)
         return messages
@@ -289,9 +287,7 @@ def secure_server_app(config: FedConfig, on_done: Callable[[FedRun | PllmError],
                 return -float(scores.mean()), {"domain_score": float(scores.mean())}
 
             def fit_config(server_round: int) -> dict[str, Any]:
-                return {"server-round": server_round, "method": "ffa", "keys": ",".join(keys),
-                        "lora-r": lora.r, "lora-alpha": lora.alpha, "lora-layers": lora.layers or 0,
-                        "lora-modules": ",".join(lora.target_modules)}
+                return {"server-round": server_round, "method": "ffa", "keys": ",".join(keys), **lora_as_config(lora)}
 
             strategy = LegacyFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=config.min_clients,
                                     min_available_clients=config.min_clients, evaluate_fn=evaluate,

@@ -108,18 +108,19 @@ def expert_pairs(settings: Settings, expert: str) -> list[QA]:
 
 
 @functools.lru_cache(maxsize=4)
-def _partitions(pairs: tuple[QA, ...], parts: int) -> tuple[tuple[QA, ...], ...]:
-    from pllm.lm.embeddings import need_embedder, spherical_kmeans
+def _partitions(pairs: tuple[QA, ...], parts: int, cache: Path | None) -> tuple[tuple[QA, ...], ...]:
+    from pllm.lm.embeddings import encode_cached, need_embedder, spherical_kmeans
 
-    vectors = need_embedder("the clients' partitions").encode([p.question for p in pairs])
+    vectors = encode_cached(need_embedder("the clients' partitions"), [p.question for p in pairs], cache)
     assign = spherical_kmeans(vectors, parts)
     return tuple(tuple(p for p, a in zip(pairs, assign, strict=True) if a == part) for part in range(parts))
 
 
-def client_partition(pairs: Sequence[QA], part: int, parts: int) -> list[QA]:
+def client_partition(pairs: Sequence[QA], part: int, parts: int, cache: Path | None = None) -> list[QA]:
     """Client `part` of `parts`: one cluster of the pairs by question embedding (k-means), so each client holds a
-    different corner of the domain, as real users would, not an even shuffle."""
-    return list(_partitions(tuple(pairs), parts)[part])
+    different corner of the domain, as real users would, not an even shuffle. The embeddings are kept in `cache`:
+    every simulated client is a process of its own and would embed the same pairs again."""
+    return list(_partitions(tuple(pairs), parts, cache)[part])
 
 
 def lora_of(settings: Settings, expert: str) -> LoraSettings:
@@ -198,6 +199,21 @@ def client_fault(spec: str, client: int) -> str:
         if who.strip() == str(client):
             return value.strip()
     return ""
+
+
+def lora_as_config(lora: LoraSettings) -> dict[str, int | str]:
+    """The adapter's shape as the server announces it in each round's config (flat, as Flower's records are)."""
+    return {"lora-r": lora.r, "lora-alpha": lora.alpha, "lora-layers": lora.layers or 0,
+            "lora-modules": ",".join(lora.target_modules)}
+
+
+def lora_from_config(config: Any) -> LoraSettings:
+    """The adapter's shape from a round's config (`lora_as_config`): the client needs no copy of the expert's
+    card."""
+    layers = int(str(config["lora-layers"]))
+    return LoraSettings(r=int(str(config["lora-r"])), alpha=int(str(config["lora-alpha"])),
+                        target_modules=tuple(str(config["lora-modules"]).split(",")),
+                        layers=layers if layers > 0 else None)
 
 
 def exam_of(config: FedConfig) -> list[QA]:

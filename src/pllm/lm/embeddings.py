@@ -7,7 +7,11 @@ so the sentence-transformers library is not needed.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +66,28 @@ class Embedder:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32))
         return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def encode_cached(embedder: Embedder, texts: list[str], cache: Path | None) -> np.ndarray:
+    """`embedder.encode(texts)`, kept in `cache` under a hash of the model and the texts: for fixed catalogues
+    (the experts' texts, an expert's training pairs) that each process would otherwise embed again, seconds each on
+    two cores. Never for the user's own texts: the cache is not encrypted."""
+    if cache is None:
+        return embedder.encode(texts)
+    digest = hashlib.sha256(json.dumps([embedder.name, texts]).encode()).hexdigest()[:32]
+    path = cache / f"{digest}.npy"
+    if path.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            vectors = np.load(path)
+            if vectors.shape[0] == len(texts):
+                return vectors
+    vectors = embedder.encode(texts)
+    with contextlib.suppress(OSError):
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(partial, vectors)
+        os.replace(partial, path)
+    return vectors
 
 
 def load_embedder() -> Embedder | None:

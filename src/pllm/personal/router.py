@@ -28,10 +28,6 @@ Thresholds are settings (`route_*`); every decision carries its reason and the f
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from pllm.config import Settings
+from pllm.lm.embeddings import encode_cached
 
 if TYPE_CHECKING:
     from pllm.lm.embeddings import Embedder
@@ -132,7 +129,7 @@ class Router:
         self.cloud = cloud
         texts = [t for e in self.experts for t in e.texts]
         self._owner = np.array([i for i, e in enumerate(self.experts) for _ in e.texts], dtype=int)
-        vectors = catalog_vectors(embedder, texts + general_questions(), cache)
+        vectors = encode_cached(embedder, texts + general_questions(), cache)  # the catalog, not the user's texts
         self._expert_vectors = vectors[:len(texts)] if texts else None
         self._general_vectors = vectors[len(texts):]
 
@@ -231,28 +228,6 @@ class Router:
                                       f"({self.facts[best].split(':')[0]!r}) >= "
                                       f"{self.config.personal_fact_threshold:.2f}", scores={"fact": float(sims[best])})
         return None
-
-
-def catalog_vectors(embedder: Embedder, texts: list[str], cache: Path | None) -> np.ndarray:
-    """The catalog's embeddings, kept in `cache` under a hash of the texts: the catalog changes only when an expert
-    is registered, and embedding its ~800 texts takes seconds on two cores. The texts are the experts', not the
-    user's."""
-    if cache is None:
-        return embedder.encode(texts)
-    digest = hashlib.sha256(json.dumps([embedder.name, texts]).encode()).hexdigest()[:32]
-    path = cache / f"{digest}.npy"
-    if path.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            vectors = np.load(path)
-            if vectors.shape[0] == len(texts):
-                return vectors
-    vectors = embedder.encode(texts)
-    with contextlib.suppress(OSError):
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(partial, vectors)
-        os.replace(partial, path)
-    return vectors
 
 
 def pick_domain(scores: dict[str, float], config: RouterConfig) -> tuple[str | None, str]:

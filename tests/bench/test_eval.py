@@ -84,7 +84,7 @@ def test_a_task_adapter_trained_on_other_users() -> None:
 
 def test_methods_never_see_an_evaluated_gold() -> None:
     """Every evaluated gold replaced by a sentinel: the same predictions from every method, byte for byte (only the
-    runner scores). Adapter methods train for real, two steps each, so the test fits the suite; cdcda asks the
+    runner scores). Adapter methods train for real, one step each, so the test fits the suite; cdcda asks the
     T-tier on loopback for one new item from each of two seeds (sampled with a fixed seed, so both runs get the same
     items)."""
     from dataclasses import replace
@@ -101,9 +101,9 @@ def test_methods_never_see_an_evaluated_gold() -> None:
     methods = [n for n in METHODS if n != "none"]
     assert {"stats", "majority", "rag", "profile", "task", "peft", "rag+peft", "continual", "router",
             "cdcda"} <= set(methods)
-    real = run_eval(task, data, methods, settings, max_train_steps=2)
+    real = run_eval(task, data, methods, settings, max_train_steps=1)
     sentinel = replace(data, evaluated=[replace(q, gold="9") for q in data.evaluated])  # no method may answer 9
-    blinded = run_eval(task, sentinel, methods, settings, max_train_steps=2)
+    blinded = run_eval(task, sentinel, methods, settings, max_train_steps=1)
     assert [m.name for m in real.methods] == ["none", *methods]
     for ours, theirs in zip(real.methods, blinded.methods, strict=True):
         assert ours.predictions == theirs.predictions, ours.name

@@ -33,6 +33,7 @@ from pllm.lm.train import Example, TrainConfig, train_lora
 
 TASK_ITEMS = 240  # labelled examples the task adapter trains on
 TASK_STEPS = 36
+EVAL_GRANT = 1e9  # credits the eval's loopback T-tier grants its device
 
 
 def _examples(task: Any, q: Question, items: list[dict[str, Any]]) -> list[Example]:
@@ -205,7 +206,10 @@ class CDCDA(PerUserPEFT):
             from pllm.cloud.server import serve_loopback
 
             state = Path(self._services.enter_context(tempfile.TemporaryDirectory(prefix="pllm-cdcda-")))
-            url, key = self._services.enter_context(serve_loopback(settings, state, device="eval"))
+            # The eval's own service meters every request as any other does, but grants its one device enough for
+            # the run: the default grant buys about five users' items, and the cost is reported, not rationed.
+            service = settings.model_copy(update={"ledger_opening_grant": EVAL_GRANT})
+            url, key = self._services.enter_context(serve_loopback(service, state, device="eval"))
             settings = settings.model_copy(update={"cloud_url": url, "cloud_key": key})
         self._cloud = CloudClient(settings, PrivacyGate(settings, None))
         self._embedder = need_embedder("augmentation")

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pllm.errors import PllmError
-from pllm.lm.runtime import GenerationConfig
+from pllm.lm.runtime import GenerationConfig, StreamStats
 
 MAX_TOKENS_CAP = 1024  # one answer, at most
 
@@ -82,6 +82,11 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def take(self, stats: StreamStats) -> None:
+        """The counts of an answer the runtime has streamed to its end."""
+        self.prompt_tokens, self.completion_tokens, self.finish_reason = (
+            stats.prompt_tokens, stats.tokens, stats.finish_reason)
 
     def as_dict(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,

@@ -79,8 +79,7 @@ class EmbeddedFoundation:
         with self.lock:
             for piece in self.runtime.stream(prompt, config, stats):
                 yield piece.text
-        usage.prompt_tokens, usage.completion_tokens, usage.finish_reason = (
-            stats.prompt_tokens, stats.tokens, stats.finish_reason)
+        usage.take(stats)
 
     def chat_stream(self, messages: Sequence[Message], config: GenerationConfig, usage: Usage) -> Iterator[str]:
         if self.runtime.has_chat_template:

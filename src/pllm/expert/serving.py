@@ -58,8 +58,7 @@ class ExpertPool:
             runtime = self._ready(name)
             for piece in runtime.stream(runtime.chat_prompt(messages), config, stats):
                 yield piece.text
-        usage.prompt_tokens, usage.completion_tokens, usage.finish_reason = (
-            stats.prompt_tokens, stats.tokens, stats.finish_reason)
+        usage.take(stats)
 
     def close(self) -> None:
         if self._runtime is not None:

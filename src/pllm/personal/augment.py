@@ -10,11 +10,10 @@ cluster gives its most recent item. The T-model only ever sees them redacted (`p
 On the device, a new item is dropped when it is empty, too short or too long against the user's own items, an
 exact or near duplicate (of a real item or of one kept already), when its embedding sits outside a similarity band
 to the nearest real item (above it is a paraphrase that teaches nothing new, below it has drifted off the user's
-world), or, for label tasks, when the user's own scorer labels it otherwise than it labels its seed. A kept item
-carries its seed's label, the user's own: the check is that the new text says what its seed says, judged the same
-way, not that the scorer already knows the user. Requiring the scorer to give the seed's true label kept only what
-the real-data adapter already predicted, which can sharpen it but never correct it (measured: no difference from
-real-only PEFT, docs/BENCHMARKS.md).
+world), or, for label tasks, when the user's own scorer labels it otherwise than it labels its seed
+(`label_check="as_seed"`: the new text says what its seed says, judged the same way) or otherwise than the seed's
+own label (`"seed_label"`: keeps only what the scorer already predicts, which can sharpen it but not correct it).
+A kept item carries its seed's label, the user's own, either way. Which helps is measured in docs/BENCHMARKS.md.
 `pllm augment` (the user's texts, stored in the vault marked synthetic) and the `cdcda` method of `pllm eval`
 both run this one function.
 """
@@ -56,6 +55,7 @@ class AugmentConfig:
     max_tokens: int = 96
     temperature: float = 0.9
     seed: int = 0
+    label_check: str = "as_seed"  # or "seed_label": see filter_items
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,8 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
     for item in survivors:  # the user's scorer last: the most expensive filter
         if scorer is not None and item.label is not None:
             if item.seed not in seed_labels:
-                seed_labels[item.seed] = scorer(real[seeds[item.seed]].text)
+                seed_labels[item.seed] = (scorer(real[seeds[item.seed]].text) if config.label_check == "as_seed"
+                                          else item.label)
             if scorer(item.text) != seed_labels[item.seed]:
                 report.dropped["label"] += 1
                 continue

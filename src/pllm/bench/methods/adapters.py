@@ -10,9 +10,9 @@
   starting from the last.
 - cdcda: CDCDA-PLM: the user's real items seed the T-tier (through the privacy gate), which writes new ones; the
   device keeps those that pass its filters (personal/augment.py; for label tasks the user's real-only adapter must
-  label a new item as it labels its seed; the item carries the seed's true label) and trains the user's adapter
-  on real + synthetic (at most `synthetic_ratio` synthetic per real item). Against PLLM_CLOUD_URL when set, else
-  the service on loopback.
+  label a new item as it labels its seed, or give it the seed's label: `augment_label_check`; the item carries the
+  seed's true label) and trains the user's adapter on real + synthetic (at most `synthetic_ratio` synthetic per
+  real item). Against PLLM_CLOUD_URL when set, else the service on loopback.
 """
 
 from __future__ import annotations
@@ -214,6 +214,7 @@ class CDCDA(PerUserPEFT):
         self._cloud = CloudClient(settings, PrivacyGate(settings, None))
         self._embedder = need_embedder("augmentation")
         self._config = AugmentConfig(per_seed=settings.augment_per_seed, seeds=settings.augment_seeds,
+                                     label_check=settings.augment_label_check,
                                      seed=self.env.seed)
         self._spent: Counter[str] = Counter()
         self._users = 0

@@ -3,6 +3,7 @@ real vault; the T-tier's side is tested end to end in test_cloud_cli.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,9 @@ def test_filters_drop_copies_drift_length_and_wrong_labels(embedder) -> None:  #
     # The focaccia note says what its sourdough seed says, as the scorer judges both: kept, with the user's "4",
     # which the scorer would not give; the dog story, written from the same seed, is judged otherwise: dropped.
     assert [(k.text, k.label) for k in kept] == [(proposed[4].text, "4")]
+    strict, _ = filter_items(proposed, real, vectors, embedder, replace(config, label_check="seed_label"),
+                             scorer=scorer)
+    assert strict == []  # the scorer gives neither the user's "4": only what it already predicts would pass
     assert report.proposed == 6 and report.kept == 1
     assert report.dropped["duplicate"] == 1 and report.dropped["near_duplicate"] == 1
     assert report.dropped["length"] == 1

@@ -124,9 +124,10 @@ class Settings(BaseSettings):
     augment_per_seed: int = Field(default=4, ge=1, le=16, description="CDCDA: new items asked for per seed item.")
     augment_seeds: int = Field(default=8, ge=1, le=64, description="CDCDA: seed items per user, diverse and recent.")
     augment_label_check: Literal["seed_label", "as_seed"] = Field(
-        default="as_seed", description="CDCDA, label tasks: keep a new item when the user's own scorer gives it its "
-        "seed's label (seed_label: keeps only what the scorer already predicts) or the label the scorer gives its "
-        "seed (as_seed: the new text says what its seed says; it carries the seed's label either way).")
+        default="seed_label", description="CDCDA, label tasks: keep a new item when the user's own scorer gives it "
+        "its seed's label (seed_label: keeps only what the scorer already predicts) or the label the scorer gives "
+        "its seed (as_seed: the new text says what its seed says; it carries the seed's label either way). With "
+        "the embedded 270M T-model, as_seed lets through items that cost PEFT accuracy (docs/BENCHMARKS.md).")
     synthetic_ratio: float = Field(default=2.0, ge=0.0, le=10.0,
                                    description="CDCDA: synthetic items trained on, at most this many per real item.")
 

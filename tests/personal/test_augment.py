@@ -50,12 +50,12 @@ def test_filters_drop_copies_drift_length_and_wrong_labels(embedder) -> None:  #
     def scorer(text: str) -> str:  # labels bread "3", all else "1"; the user gave the seeds "4"
         return "3" if "dough" in text or "crust" in text else "1"
 
-    kept, report = filter_items(proposed, real, vectors, embedder, config, scorer=scorer)
+    kept, report = filter_items(proposed, real, vectors, embedder, replace(config, label_check="as_seed"),
+                                scorer=scorer)
     # The focaccia note says what its sourdough seed says, as the scorer judges both: kept, with the user's "4",
     # which the scorer would not give; the dog story, written from the same seed, is judged otherwise: dropped.
     assert [(k.text, k.label) for k in kept] == [(proposed[4].text, "4")]
-    strict, _ = filter_items(proposed, real, vectors, embedder, replace(config, label_check="seed_label"),
-                             scorer=scorer)
+    strict, _ = filter_items(proposed, real, vectors, embedder, config, scorer=scorer)  # seed_label, the default
     assert strict == []  # the scorer gives neither the user's "4": only what it already predicts would pass
     assert report.proposed == 6 and report.kept == 1
     assert report.dropped["duplicate"] == 1 and report.dropped["near_duplicate"] == 1

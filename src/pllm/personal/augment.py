@@ -55,7 +55,7 @@ class AugmentConfig:
     max_tokens: int = 96
     temperature: float = 0.9
     seed: int = 0
-    label_check: str = "as_seed"  # or "seed_label": see filter_items
+    label_check: str = "seed_label"  # or "as_seed": see filter_items and the setting augment_label_check
 
 
 @dataclass(frozen=True)

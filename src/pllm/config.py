@@ -128,6 +128,9 @@ class Settings(BaseSettings):
         "its seed's label (seed_label: keeps only what the scorer already predicts) or the label the scorer gives "
         "its seed (as_seed: the new text says what its seed says; it carries the seed's label either way). With "
         "the embedded 270M T-model, as_seed lets through items that cost PEFT accuracy (docs/BENCHMARKS.md).")
+    augment_keep_per_seed: int = Field(
+        default=0, ge=0, le=16, description="CDCDA: keep at most this many new items per seed (0: no limit), so "
+        "that a few prolific seeds do not tilt the user's label mix.")
     synthetic_ratio: float = Field(default=2.0, ge=0.0, le=10.0,
                                    description="CDCDA: synthetic items trained on, at most this many per real item.")
 

@@ -57,6 +57,11 @@ def test_filters_drop_copies_drift_length_and_wrong_labels(embedder) -> None:  #
     assert [(k.text, k.label) for k in kept] == [(proposed[4].text, "4")]
     strict, _ = filter_items(proposed, real, vectors, embedder, config, scorer=scorer)  # seed_label, the default
     assert strict == []  # the scorer gives neither the user's "4": only what it already predicts would pass
+    twins = [RemoteItem(1, "Made focaccia with rosemary; the dough rose slowly in the cold kitchen.", "4"),
+             RemoteItem(1, "Baked rye rolls; the dough needed a warm corner and the crust cracked.", "4")]
+    quota, report = filter_items(twins, real, vectors, embedder, replace(config, label_check="as_seed",
+                                                                         keep_per_seed=1), scorer=scorer)
+    assert len(quota) == 1 and report.dropped["seed_quota"] == 1  # one seed, one new item
     assert report.proposed == 6 and report.kept == 1
     assert report.dropped["duplicate"] == 1 and report.dropped["near_duplicate"] == 1
     assert report.dropped["length"] == 1

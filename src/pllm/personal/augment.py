@@ -14,6 +14,8 @@ world), or, for label tasks, when the user's own scorer labels it otherwise than
 (`label_check="as_seed"`: the new text says what its seed says, judged the same way) or otherwise than the seed's
 own label (`"seed_label"`: keeps only what the scorer already predicts, which can sharpen it but not correct it).
 A kept item carries its seed's label, the user's own, either way. Which helps is measured in docs/BENCHMARKS.md.
+Last, a seed whose new items already fill its quota (`keep_per_seed`) gives no more: a few prolific seeds would
+otherwise tilt the user's label mix.
 `pllm augment` (the user's texts, stored in the vault marked synthetic) and the `cdcda` method of `pllm eval`
 both run this one function.
 """
@@ -42,7 +44,7 @@ WORD = re.compile(r"\w+")
 # What `pllm augment --task` can ask for from the vault, and how the T-tier is told what the items are.
 DEVICE_TASKS = {"texts": "short notes and messages this person wrote"}
 MIN_SEEDS = 2
-FILTERS = ("empty", "length", "duplicate", "near_duplicate", "label", "too_similar", "too_far")
+FILTERS = ("empty", "length", "duplicate", "near_duplicate", "label", "too_similar", "too_far", "seed_quota")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class AugmentConfig:
     temperature: float = 0.9
     seed: int = 0
     label_check: str = "seed_label"  # or "as_seed": see filter_items and the setting augment_label_check
+    keep_per_seed: int = 0  # at most this many kept items per seed (0: no limit)
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
             else:
                 banded.append(item)
         survivors = banded
-    kept = []
+    kept: list[RemoteItem] = []
     seed_labels: dict[int, str] = {}
     for item in survivors:  # the user's scorer last: the most expensive filter
         if scorer is not None and item.label is not None:
@@ -159,6 +162,9 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
             if scorer(item.text) != seed_labels[item.seed]:
                 report.dropped["label"] += 1
                 continue
+        if config.keep_per_seed and sum(k.seed == item.seed for k in kept) >= config.keep_per_seed:
+            report.dropped["seed_quota"] += 1
+            continue
         kept.append(item)
     report.kept = len(kept)
     return kept, report

@@ -59,9 +59,9 @@ def test_filters_drop_copies_drift_length_and_wrong_labels(embedder) -> None:  #
     assert strict == []  # the scorer gives neither the user's "4": only what it already predicts would pass
     twins = [RemoteItem(1, "Made focaccia with rosemary; the dough rose slowly in the cold kitchen.", "4"),
              RemoteItem(1, "Baked rye rolls; the dough needed a warm corner and the crust cracked.", "4")]
-    quota, report = filter_items(twins, real, vectors, embedder, replace(config, label_check="as_seed",
-                                                                         keep_per_seed=1), scorer=scorer)
-    assert len(quota) == 1 and report.dropped["seed_quota"] == 1  # one seed, one new item
+    quota, by_quota = filter_items(twins, real, vectors, embedder, replace(config, label_check="as_seed",
+                                                                           keep_per_seed=1), scorer=scorer)
+    assert len(quota) == 1 and by_quota.dropped["seed_quota"] == 1  # one seed, one new item
     assert report.proposed == 6 and report.kept == 1
     assert report.dropped["duplicate"] == 1 and report.dropped["near_duplicate"] == 1
     assert report.dropped["length"] == 1

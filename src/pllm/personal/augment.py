@@ -153,18 +153,22 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
                 banded.append(item)
         survivors = banded
     kept: list[RemoteItem] = []
-    seed_labels: dict[int, str] = {}
-    for item in survivors:  # the user's scorer last: the most expensive filter
-        if scorer is not None and item.label is not None:
-            if item.seed not in seed_labels:
-                seed_labels[item.seed] = (scorer(real[seeds[item.seed]].text) if config.label_check == "as_seed"
-                                          else item.label)
-            if scorer(item.text) != seed_labels[item.seed]:
-                report.dropped["label"] += 1
-                continue
-        if config.keep_per_seed and sum(k.seed == item.seed for k in kept) >= config.keep_per_seed:
+    per_seed: Counter[int] = Counter()
+    seed_verdicts: dict[int, str] = {}  # as_seed: what the scorer says of each seed, asked once
+    for item in survivors:  # the user's scorer last: the most expensive filter, not asked once a seed's quota is full
+        if config.keep_per_seed and per_seed[item.seed] >= config.keep_per_seed:
             report.dropped["seed_quota"] += 1
             continue
+        if scorer is not None and item.label is not None:
+            wanted = item.label
+            if config.label_check == "as_seed":
+                if item.seed not in seed_verdicts:
+                    seed_verdicts[item.seed] = scorer(real[seeds[item.seed]].text)
+                wanted = seed_verdicts[item.seed]
+            if scorer(item.text) != wanted:
+                report.dropped["label"] += 1
+                continue
+        per_seed[item.seed] += 1
         kept.append(item)
     report.kept = len(kept)
     return kept, report

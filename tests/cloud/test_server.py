@@ -55,6 +55,18 @@ def test_augment_writes_new_items_for_each_seed(cloud: tuple[str, str]) -> None:
     assert all(i["text"] != body["seeds"][0]["text"] for i in items)
 
 
+def test_a_seeds_prompt_shows_the_other_seeds_first_and_asks_for_a_text_with_its_label() -> None:
+    from pllm.cloud.augment import Seed, seed_prompt
+
+    seeds = [Seed("A heist in Lisbon goes wrong.", "action"), Seed("Two strangers  fall in love.", "romance")]
+    prompt = seed_prompt("movie descriptions", seeds, 0)
+    other, own = "Label: romance\nText: Two strangers fall in love.", "Label: action\nText: A heist"
+    assert prompt.index(other) < prompt.index(own)
+    assert prompt.endswith("A heist in Lisbon goes wrong.\n\nLabel: action\nText:")  # a text *for* the label
+    unlabelled = seed_prompt("notes", [Seed("Rain again."), Seed("Coffee first.")], 1)
+    assert unlabelled.endswith("Text: Rain again.\n\nText: Coffee first.\n\nText:")
+
+
 @pytest.mark.parametrize("key", [None, "pllm-not-a-registered-key", "sk-something-else"])
 def test_a_missing_or_wrong_key_gets_401(cloud: tuple[str, str], key: str | None) -> None:
     url, _ = cloud

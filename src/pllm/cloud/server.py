@@ -53,6 +53,7 @@ class SeedIn(BaseModel):
 class AugmentCreate(BaseModel):
     task: str = ""
     seeds: list[SeedIn] = Field(min_length=1, max_length=64)
+    context: list[SeedIn] = Field(default_factory=list, max_length=64)  # the person's other items: shown, not extended
     n: int = Field(default=3, ge=1, le=16)
     max_tokens: int = Field(default=96, ge=8, le=512)
     temperature: float = Field(default=0.9, ge=0.0, le=2.0)
@@ -223,7 +224,8 @@ def create_app(settings: Settings, foundation: Foundation | None = None, state_d
     @app.post("/v1/augment")
     def augment_route(body: AugmentCreate, request: Request, response: Response, who: Paying) -> dict[str, Any]:
         result = augment(request.app.state.foundation, AugmentRequest(
-            task=body.task, seeds=[Seed(s.text, s.label) for s in body.seeds], n=body.n,
+            task=body.task, seeds=[Seed(s.text, s.label) for s in body.seeds],
+            context=[Seed(s.text, s.label) for s in body.context], n=body.n,
             max_tokens=body.max_tokens, temperature=body.temperature, seed=body.seed))
         entry = charge(request, who, "t-model", result.usage, items=len(result.items),
                        memo=f"/v1/augment: {len(result.items)} items")

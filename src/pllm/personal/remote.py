@@ -196,7 +196,7 @@ class CloudClient:
                 temperature: float = 0.9, seed: int = 0) -> tuple[list[RemoteItem], dict[str, int], str]:
         """New items written by the T-model from the user's seeds (text, label), returned restored, with the usage
         and the model's name; sent in requests of at most ITEMS_PER_REQUEST new items, each request with its own
-        placeholders."""
+        placeholders and the other seeds as context (the T-model writes in view of all of them)."""
         items: list[RemoteItem] = []
         usage: Counter[str] = Counter()
         model = ""
@@ -204,9 +204,10 @@ class CloudClient:
         for first in range(0, len(seeds), per_request):
             batch = seeds[first:first + per_request]
             egress = self.gate.open(self.destination, "augment")
+            context = [*seeds[:first], *seeds[first + per_request:]]
             payload = {"task": task, "n": n, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
-                       "seeds": [{"text": egress.redact(text), "label": egress.redact(label) if label else label}
-                                 for text, label in batch]}
+                       "seeds": [self._seed(egress, text, label) for text, label in batch],
+                       "context": [self._seed(egress, text, label) for text, label in context]}
             reply = self._post("/v1/augment", payload, egress)
             items += [RemoteItem(first + int(i["seed"]), egress.restore(str(i["text"])),
                                  egress.restore(i["label"]) if i.get("label") else i.get("label"))
@@ -215,6 +216,10 @@ class CloudClient:
             usage["requests"] += int(reply.get("requests", 0))
             model = str(reply.get("model", model))
         return items, dict(usage), model
+
+    @staticmethod
+    def _seed(egress: Egress, text: str, label: str | None) -> dict[str, str | None]:
+        return {"text": egress.redact(text), "label": egress.redact(label) if label else label}
 
 
 def _message(response: Any) -> str:

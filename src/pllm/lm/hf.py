@@ -9,6 +9,7 @@ it unless the quantizer is cleared; a GGUF-loaded Gemma config has `architecture
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -68,8 +69,11 @@ def ensure_dequantised(model: ModelFile, paths: Paths) -> Path:
     tmp.mkdir(parents=True)
     hf.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    if not (target / "config.json").is_file():  # another process (a second test worker) may have won the race
+        shutil.rmtree(target, ignore_errors=True)  # a half copy from before atomic writes
+        with contextlib.suppress(OSError):  # lost the race after all: theirs is as good
+            tmp.rename(target)
+    shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

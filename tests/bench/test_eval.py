@@ -112,3 +112,12 @@ def test_methods_never_see_an_evaluated_gold() -> None:
     spent = real.method("cdcda").cost
     assert spent["requests"] >= spent["proposed"] > 0  # the service drops empty texts and verbatim copies
     assert spent["trained_on"] <= spent["kept"] <= spent["proposed"]
+
+
+def test_a_reports_command_names_the_cdcda_settings_changed_from_their_defaults() -> None:
+    from pllm.bench.commands import CDCDA_SETTINGS, _changed_env
+    from pllm.config import Settings
+
+    assert _changed_env(Settings(), CDCDA_SETTINGS) == []
+    changed = Settings(augment_label_check="as_seed", augment_keep_per_seed=2)
+    assert _changed_env(changed, CDCDA_SETTINGS) == ["PLLM_AUGMENT_LABEL_CHECK=as_seed", "PLLM_AUGMENT_KEEP_PER_SEED=2"]

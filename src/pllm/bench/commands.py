@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from pllm.config import Settings
 from pllm.console import console, err_console, print_json, progress_bar, settings_of
 
 DEFAULT_METHODS = "stats,none,rag,profile"
+# Settings that change what `cdcda` does: a report's command names those set apart from their defaults.
+CDCDA_SETTINGS = ("augment_seeds", "augment_label_check", "augment_keep_per_seed", "synthetic_ratio")
 
 
 def bench(
@@ -217,7 +220,10 @@ def eval_command(
         result = run_eval(task, eval_data, names, settings, seed=seed, tick=tick)
     if report is not None:
         source = f"--data {data}" if data else f"--synthetic {synthetic}" if synthetic else ""
-        command = " ".join(filter(None, ["pllm eval --task", task_name, source, f"--methods {','.join(names)}",
+        cdcda_settings = ((*CDCDA_SETTINGS, *(("augment_per_seed",) if per_seed is None else ()))
+                          if "cdcda" in names else ())
+        command = " ".join(filter(None, [*_changed_env(settings, cdcda_settings),
+                                         "pllm eval --task", task_name, source, f"--methods {','.join(names)}",
                                          f"--users {users}" if users else "", f"--seed {seed}",
                                          f"--history {history}" if history else "",
                                          f"--per-seed {per_seed}" if per_seed else "",
@@ -239,6 +245,13 @@ def eval_command(
     console.print(result.protocol)
     if report is not None:
         console.print(f"report: {report / 'report.md'}")
+
+
+def _changed_env(settings: Settings, names: Sequence[str]) -> list[str]:
+    """`PLLM_NAME=value` for each of `names` whose value is not its default (the form a user reruns it with)."""
+    fields = type(settings).model_fields
+    return [f"PLLM_{name.upper()}={getattr(settings, name)}" for name in names
+            if getattr(settings, name) != fields[name].default]
 
 
 def _routing(ctx: typer.Context, json_out: bool, report: Path | None) -> None:

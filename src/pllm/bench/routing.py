@@ -216,6 +216,12 @@ def write_routing_report(result: dict[str, Any], folder: Path, *, command: str) 
     return path
 
 
+def _best(accuracy: dict[Any, float]) -> tuple[float, list[Any]]:
+    """A grid search's best accuracy and every setting that reaches it (the tuners take the middle of those)."""
+    top = max(accuracy.values())
+    return top, [setting for setting, a in accuracy.items() if a == top]
+
+
 def tune_domain_routing(settings: Settings) -> dict[str, Any]:
     """The domain threshold and margin that best separate, on a tuning set never evaluated, domain questions (each
     registered expert's own example questions, scored by the router against the rest of the catalog: the
@@ -245,8 +251,7 @@ def tune_domain_routing(settings: Settings) -> dict[str, Any]:
             got = [pick_domain(scores, config)[0] for _, scores in positives + negatives]
             want = [name or None for name, _ in positives + negatives]
             accuracy[(t, m)] = sum(g == w for g, w in zip(got, want, strict=True)) / len(want)
-    top = max(accuracy.values())
-    best = [pair for pair, a in accuracy.items() if a == top]
+    top, best = _best(accuracy)
     threshold = float(np.median(sorted({t for t, _ in best})))
     threshold = min({t for t, _ in best}, key=lambda t: abs(t - threshold))
     margin = float(np.median([m for t, m in best if t == threshold]))
@@ -279,8 +284,7 @@ def tune_cloud_margin(settings: Settings) -> dict[str, Any]:
     stay, may_go = np.array(gaps[:len(personal)]), np.array(gaps[len(personal):])
     grid = [round(float(m), 2) for m in np.arange(-0.3, 0.31, 0.01)]
     accuracy = {m: (int((stay < m).sum()) + int((may_go >= m).sum())) / len(gaps) for m in grid}
-    top = max(accuracy.values())
-    best = [m for m, a in accuracy.items() if a == top]
+    top, best = _best(accuracy)
     return {"margin": round(float(np.median(best)), 2), "accuracy": round(top, 4), "personal": len(personal),
             "general": len(general), "personal_highest": round(float(stay.max()), 3),
             "general_lowest": round(float(may_go.min()), 3), "best_margins": [min(best), max(best)]}

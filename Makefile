@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Two pytest workers, each test file kept on one (its module fixtures are set up once); conftest gives each
+# worker its share of the cores.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -28,10 +32,10 @@ typecheck: setup
 	$(BIN)/mypy src
 
 test: lint  ## the whole suite (pytest's "no tests collected", exit 5, counts as a failure here too)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 check: lint typecheck test
 

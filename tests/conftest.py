@@ -14,19 +14,26 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from pllm.config import Settings, get_settings
+from pllm.config import Settings, available_cores, get_settings
 from pllm.lm.export import lora_tensor_name, write_gguf_lora
 from pllm.lm.models import resolve_model
 from pllm.lm.runtime import Runtime
+
+# Each pytest worker (`make test` runs two, pytest-xdist) gets its share of the cores, at most two threads: workers
+# that each spun two threads on a two-core machine would fight over it. Tests, and the `pllm` processes they start,
+# read it as PLLM_THREADS.
+THREADS = max(1, min(2, available_cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+os.environ["PLLM_THREADS"] = str(THREADS)
 
 SMOLLM2 = {"hidden": 576, "layers": 30, "heads": 9, "kv_heads": 3}
 
 
 @pytest.fixture(autouse=True)
 def pllm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point PLLM_HOME at a fresh folder and ignore any user config file and PLLM_* variables."""
+    """Point PLLM_HOME at a fresh folder and ignore any user config file and PLLM_* variables (but the cache and the
+    worker's threads)."""
     for key in list(os.environ):
-        if key.startswith("PLLM_") and key != "PLLM_CACHE_DIR":
+        if key.startswith("PLLM_") and key not in ("PLLM_CACHE_DIR", "PLLM_THREADS"):
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     monkeypatch.setenv("PLLM_HOME", str(home))
@@ -44,7 +51,7 @@ def model_path() -> Path:
 @pytest.fixture(scope="session")
 def runtime(model_path: Path) -> Iterator[Runtime]:
     """The real packaged SmolLM2-135M-Instruct on llama.cpp (loads in ~0.2 s)."""
-    rt = Runtime(resolve_model(Settings(model=model_path)), n_ctx=1024, threads=2)
+    rt = Runtime(resolve_model(Settings(model=model_path)), n_ctx=1024, threads=THREADS)
     yield rt
     rt.close()
 
@@ -54,7 +61,7 @@ def foundation() -> Iterator[object]:
     """The T-tier's embedded model: the real packaged Gemma 3 270M (a base model), loaded once."""
     from pllm.cloud.foundation import EmbeddedFoundation
 
-    model = EmbeddedFoundation.from_settings(Settings(threads=2))
+    model = EmbeddedFoundation.from_settings(Settings())
     yield model
     model.runtime.close()
 
@@ -101,7 +108,7 @@ def cooking_expert(tmp_path_factory: pytest.TempPathFactory) -> object:
     from pllm.expert.domains import load_domain, read_qa_jsonl
     from pllm.expert.train import ExpertTrainConfig, train_expert
 
-    settings = Settings(home=tmp_path_factory.mktemp("expert-home"), threads=2)
+    settings = Settings(home=tmp_path_factory.mktemp("expert-home"))
     pairs = read_qa_jsonl(Path(__file__).parent / "data" / "cooking-corpus.jsonl")
     return train_expert(settings, load_domain("cooking"), pairs, DistillReport(t_model="corpus"),
                         ExpertTrainConfig(steps=6), register=False)

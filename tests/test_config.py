@@ -8,7 +8,8 @@ from pydantic import ValidationError
 from pllm.config import Settings, available_cores, get_settings
 
 
-def test_defaults(pllm_home: Path) -> None:
+def test_defaults(pllm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLLM_THREADS")  # the test session's own (conftest)
     s = Settings()
     assert s.home == pllm_home
     assert s.model is None
@@ -21,6 +22,7 @@ def test_file_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     config = tmp_path / "config.toml"
     config.write_text('n_ctx = 512\nmax_tokens = 33\nthreads = 1\n')
     monkeypatch.setenv("PLLM_CONFIG", str(config))
+    monkeypatch.delenv("PLLM_THREADS")  # the test session's own (conftest)
     assert Settings().n_ctx == 512
     monkeypatch.setenv("PLLM_N_CTX", "1024")
     s = Settings()

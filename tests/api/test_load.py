@@ -12,7 +12,7 @@ from pllm.config import Settings
 
 @pytest.mark.slow
 def test_twenty_clients_for_thirty_seconds_get_every_answer() -> None:
-    result = run_load_bench(Settings(threads=2), clients=20, seconds=30.0, max_tokens=16, servers=("personal",))
+    result = run_load_bench(Settings(), clients=20, seconds=30.0, max_tokens=16, servers=("personal",))
     (row,) = result["rows"]
     assert row["server"] == "pllm serve, personalised"
     assert row["errors"] == 0, row["error_examples"]

@@ -26,7 +26,7 @@ NOTE = "My boat is called Seabird.\n\nMy sister is called Ingrid.\n\nOn Sundays 
 
 @pytest.fixture
 def url(vault: Vault) -> Iterator[str]:
-    with serve_background(create_app(Settings(threads=2, api_token=TOKEN), vault, PASSPHRASE)) as where:
+    with serve_background(create_app(Settings(api_token=TOKEN), vault, PASSPHRASE)) as where:
         yield where
 
 
@@ -56,7 +56,7 @@ def test_feedback_names_the_answer_and_an_edit_becomes_memory(url: str, vault: V
 
 
 def test_the_profile_needs_a_token_even_on_loopback(vault: Vault) -> None:
-    with serve_background(create_app(Settings(threads=2), vault, PASSPHRASE)) as open_url:
+    with serve_background(create_app(Settings(), vault, PASSPHRASE)) as open_url:
         refused = httpx.get(open_url + "/v1/profile")
         assert refused.status_code == 403 and "PLLM_API_TOKEN" in refused.json()["error"]["message"]
         assert httpx.get(open_url + "/v1/models").status_code == 200  # chat and models stay open on loopback

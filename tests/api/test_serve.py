@@ -37,7 +37,7 @@ def served(vault: Vault, pllm_home: Path, random_lora: Callable[..., Path]) -> I
     for seed in (1, 2):
         _store_adapter(store, random_lora(seed=seed))
     store.promote("v0001")
-    with serve_background(create_app(Settings(threads=2), vault)) as url:
+    with serve_background(create_app(Settings(), vault)) as url:
         yield url, store
 
 
@@ -122,7 +122,7 @@ def test_bad_requests_get_4xx_in_openais_shape(served: tuple[str, AdapterStore])
 
 
 def test_a_token_is_required_once_set(vault: Vault) -> None:
-    with serve_background(create_app(Settings(threads=2, api_token="t0ken"), vault)) as url:
+    with serve_background(create_app(Settings(api_token="t0ken"), vault)) as url:
         assert httpx.get(url + "/healthz").status_code == 200
         assert httpx.get(url + "/v1/models").status_code == 401
         assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401

@@ -23,7 +23,7 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture
 def url(vault: Vault) -> Iterator[str]:
-    with serve_background(create_app(Settings(threads=2, api_token=TOKEN), vault, PASSPHRASE)) as where:
+    with serve_background(create_app(Settings(api_token=TOKEN), vault, PASSPHRASE)) as where:
         yield where
 
 

@@ -73,7 +73,7 @@ def hf_logits(model, tokenizer, prompt: str, adapter: bool) -> np.ndarray:
 def test_export_matches_peft_logits(f32_base: Path, peft_model) -> None:
     model, tokenizer, state, lora = peft_model
     shape = BaseShape.of_gguf(resolve_model(Settings()).path)
-    runtime = Runtime(ModelFile("f32", f32_base, "test"), n_ctx=512, threads=2)
+    runtime = Runtime(ModelFile("f32", f32_base, "test"), n_ctx=512, threads=Settings().threads)
     runtime.load_adapter("user", gguf_lora_bytes(state, shape, alpha=lora.alpha, dtype=np.float32))
     prompts = ["The capital of France is", "My cat is called",
                runtime.chat_prompt([{"role": "user", "content": "Say hello."}])]
@@ -94,7 +94,7 @@ def test_an_export_without_the_rope_permutation_is_caught(f32_base: Path, peft_m
     # Convert as if for a base that needs no q/k permutation, then load it on the llama base anyway.
     tensors = peft_to_gguf_tensors(state, BaseShape(arch="gemma3", n_head=9, n_head_kv=3))
     write_gguf_lora(tmp_path / "unpermuted.gguf", arch="llama", alpha=lora.alpha, tensors=tensors, dtype=np.float32)
-    runtime = Runtime(ModelFile("f32", f32_base, "test"), n_ctx=512, threads=2)
+    runtime = Runtime(ModelFile("f32", f32_base, "test"), n_ctx=512, threads=Settings().threads)
     runtime.load_adapter("unpermuted", tmp_path / "unpermuted.gguf")
     runtime.set_adapters({"unpermuted": 1.0})
     prompt = "The capital of France is"
@@ -126,7 +126,7 @@ def test_a_task_adapter_and_a_user_adapter_compose(f32_base: Path) -> None:
     user_model, tokenizer = load_for_training(model_file, settings.paths, lora, seed=1, base_adapter=task)
     user = randomised(user_model, 8)
     shape = BaseShape.of_gguf(model_file.path)
-    runtime = Runtime(ModelFile("f32", f32_base, "test"), n_ctx=512, threads=2)
+    runtime = Runtime(ModelFile("f32", f32_base, "test"), n_ctx=512, threads=Settings().threads)
     runtime.load_adapter("task", gguf_lora_bytes(task["weights"], shape, alpha=16, dtype=np.float32))
     runtime.load_adapter("user", gguf_lora_bytes(user, shape, alpha=16, dtype=np.float32))
     prompt = "My cat is called"
@@ -155,9 +155,9 @@ def test_a_merged_adapter_answers_as_the_applied_one(tmp_path: Path) -> None:
         tensors[lora_tensor_name(3, module, "b")] = rng.normal(0, 0.1, (out, 8))
     lora = tmp_path / "layer3.gguf"
     write_gguf_lora(lora, arch="llama", alpha=16.0, tensors=tensors)
-    settings = Settings(threads=2, n_ctx=512)
+    settings = Settings(n_ctx=512)
     served = runtime_model(settings)
-    applied = Runtime(served, n_ctx=512, threads=2)
+    applied = Runtime(served, n_ctx=512, threads=Settings().threads)
     merged = Runtime.from_gguf_bytes("merged", merge_lora_gguf(served.path, lora.read_bytes()), settings,
                                      folded={"layer3": 1.0})
     try:

@@ -91,7 +91,7 @@ def fresh_runtime(model_path: Path) -> Iterator[Runtime]:
     from pllm.config import Settings
     from pllm.lm.models import resolve_model
 
-    rt = Runtime(resolve_model(Settings(model=model_path)), n_ctx=512, threads=2)
+    rt = Runtime(resolve_model(Settings(model=model_path)), n_ctx=512, threads=Settings().threads)
     yield rt
     rt.close()
 

@@ -86,7 +86,7 @@ def test_no_canary_of_the_labelled_set_reaches_the_cloud() -> None:
     """The leak test: every personal value of the labelled set is a canary in the vault; questions and an
     augmentation go to a recording T-tier; no body may contain one, and the egress log must list every request."""
     sentences = [s for s in load_sentences(DEFAULT_DATA) if s.pii]
-    result = leak_test(sentences, Settings(threads=2), questions=4, max_tokens=8)
+    result = leak_test(sentences, Settings(), questions=4, max_tokens=8)
     assert result.canaries >= 50
     assert result.leaked == []
     assert result.requests == result.logged >= 4 + len(sentences) // 8

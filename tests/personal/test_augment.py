@@ -34,7 +34,7 @@ def test_seeds_cover_the_clusters_and_prefer_the_recent() -> None:
     assert pick_seeds(vectors, when=[0] * 5, k=9) == [0, 1, 2, 3, 4]
 
 
-def test_filters_drop_copies_drift_length_and_wrong_labels(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_filters_drop_copies_placeholders_drift_length_and_wrong_labels(embedder) -> None:  # type: ignore[no-untyped-def]
     real = [RealItem(t, "4") for t in REAL]  # the user's own label, which their scorer has not learnt yet
     vectors = embedder.encode(REAL)
     proposed = [
@@ -44,6 +44,7 @@ def test_filters_drop_copies_drift_length_and_wrong_labels(embedder) -> None:  #
         RemoteItem(2, "Quarterly derivative yields on sovereign bonds inverted again in Tokyo markets.", "4"),
         RemoteItem(1, "Made focaccia with rosemary; the dough rose slowly in the cold kitchen.", "4"),
         RemoteItem(1, "The dog chewed the garden hose and dragged it across the lawn again.", "4"),
+        RemoteItem(1, "Baked rye bread for [COMPANY_1]; the crust came out dark again.", "4"),  # a made-up placeholder
     ]
     config = AugmentConfig(similarity_band=(0.3, 0.95))
 
@@ -62,7 +63,7 @@ def test_filters_drop_copies_drift_length_and_wrong_labels(embedder) -> None:  #
     quota, by_quota = filter_items(twins, real, vectors, embedder, replace(config, label_check="as_seed",
                                                                            keep_per_seed=1), scorer=scorer)
     assert len(quota) == 1 and by_quota.dropped["seed_quota"] == 1  # one seed, one new item
-    assert report.proposed == 6 and report.kept == 1
+    assert report.proposed == 7 and report.kept == 1 and report.dropped["placeholder"] == 1
     assert report.dropped["duplicate"] == 1 and report.dropped["near_duplicate"] == 1
     assert report.dropped["length"] == 1
     assert report.dropped["too_far"] + report.dropped["label"] == 2 and report.dropped["label"] >= 1

@@ -13,6 +13,7 @@ from pllm.bench.privacy import DEFAULT_DATA, leak_test, load_sentences
 from pllm.cloud.server import create_app
 from pllm.config import Settings
 from pllm.openai_http import serve_background
+from pllm.personal.augment import FILTERS
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 PASS = {"PLLM_PASSPHRASE": "s3cret"}
@@ -114,8 +115,7 @@ def test_augment_stores_synthetic_items_apart_through_the_gate(
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
     assert figures["seeds"] == 4 and figures["proposed"] > 0 and figures["usage"]["requests"] == 12
-    assert figures["kept"] == figures["stored"] == figures["proposed"] - sum(
-        figures[k] for k in ("empty", "length", "duplicate", "near_duplicate", "label", "too_similar", "too_far"))
+    assert figures["kept"] == figures["stored"] == figures["proposed"] - sum(figures[k] for k in FILTERS)
     bodies = [body.decode() for path, body in recorded if path == "/v1/augment"]
     assert len(bodies) == 2  # 4 seeds x 3 new items, at most 8 new items a request
     assert not any("Jonas" in body for body in bodies) and any("[PERSON_1]" in body for body in bodies)

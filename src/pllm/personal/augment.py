@@ -7,7 +7,8 @@
 
 Seeds are diverse and recent: the user's items are clustered by embedding (k-means, k = the seed budget) and each
 cluster gives its most recent item. The T-model only ever sees them redacted (`personal.remote.CloudClient`).
-On the device, a new item is dropped when it is empty, too short or too long against the user's own items, an
+On the device, a new item is dropped when it is empty, still holds a placeholder after restoring (the T-model made up
+`[COMPANY_1]`, which has no value to put back), too short or too long against the user's own items, an
 exact or near duplicate (of a real item or of one kept already), when its embedding sits outside a similarity band
 to the nearest real item (above it is a paraphrase that teaches nothing new, below it has drifted off the user's
 world), or, for label tasks, when the user's own scorer labels it otherwise than it labels its seed
@@ -33,6 +34,7 @@ import numpy as np
 
 from pllm.errors import UsageError
 from pllm.lm.embeddings import need_embedder, spherical_kmeans
+from pllm.personal.privacy import has_placeholder
 
 if TYPE_CHECKING:
     from pllm.config import Settings
@@ -44,7 +46,8 @@ WORD = re.compile(r"\w+")
 # What `pllm augment --task` can ask for from the vault, and how the T-tier is told what the items are.
 DEVICE_TASKS = {"texts": "short notes and messages this person wrote"}
 MIN_SEEDS = 2
-FILTERS = ("empty", "length", "duplicate", "near_duplicate", "label", "too_similar", "too_far", "seed_quota")
+FILTERS = ("empty", "placeholder", "length", "duplicate", "near_duplicate", "label", "too_similar", "too_far",
+           "seed_quota")
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
         text = " ".join(item.text.split())
         if not WORD.search(text):
             report.dropped["empty"] += 1
+        elif has_placeholder(text):  # the T-model imitated the gate's placeholders; no value to put back
+            report.dropped["placeholder"] += 1
         elif not shortest <= len(text.split()) <= longest:
             report.dropped["length"] += 1
         elif text.lower() in seen_exact:

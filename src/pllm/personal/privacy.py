@@ -183,6 +183,11 @@ class Redaction:
 _PLACEHOLDER = re.compile(r"\[[A-Z_]+_\d+\]")
 
 
+def has_placeholder(text: str) -> bool:
+    """Whether `text` still holds a placeholder: after restoring, one the remote model made up (`[COMPANY_1]`)."""
+    return _PLACEHOLDER.search(text) is not None
+
+
 class Redactor:
     """Finds personal data in text: the vault's known entities, patterns, then NER (see the module docstring)."""
 

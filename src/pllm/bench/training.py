@@ -94,27 +94,28 @@ def matmul_peak_gflops(dtype: str, threads: int, size: int = 1536, reps: int = 6
 
 
 def config_for(mode: str, steps: int, dtype: str, settings: Settings) -> Any:
-    from pllm.lm.train import ATTENTION, LoraSettings, TrainConfig
+    from pllm.lm.adapter import Purpose, train_config
+    from pllm.lm.train import ATTENTION, LoraSettings
     from pllm.personal.adapt import AdaptationPolicy
 
     policy = AdaptationPolicy()
     # The first rows keep the adapter shape of the loop before this bench (q,k,v,o on every layer).
     lora = LoraSettings(layers=None, target_modules=ATTENTION) if mode in ABLATION[:3] else policy.lora
-    return TrainConfig(lora=lora, steps=steps, lr=policy.plan(100)[1], threads=settings.threads, dtype=dtype,
-                       batch_size=policy.batch_size, target_only=mode not in ("naive", "padding"),
-                       pad_to=128 if mode == "naive" else None)
+    return train_config(settings, Purpose.PERSONAL, n_examples=100, lora=lora, steps=steps, dtype=dtype,
+                        batch_size=policy.batch_size, target_only=mode not in ("naive", "padding"),
+                        pad_to=128 if mode == "naive" else None)
 
 
 def worker(mode: str, items: int, steps: int, dtype: str) -> dict[str, Any]:
-    from pllm.lm.export import BaseShape, gguf_lora_bytes
-    from pllm.lm.models import resolve_model
-    from pllm.lm.train import perplexity, train_lora
+    from pllm.lm.adapter import train_adapter
+    from pllm.lm.train import perplexity
 
     settings = get_settings()
-    model = resolve_model(settings)
     update = standard_update(items)
     config = config_for(mode, steps, dtype, settings)
-    result = train_lora(model, settings.paths, long_items() if mode == "long" else update.examples, config)
+    trained = train_adapter(settings, long_items() if mode == "long" else update.examples, config,
+                            keep_model=mode == "full")
+    result = trained.result
     peak = matmul_peak_gflops(dtype, settings.threads)
     achieved = result.flops / result.seconds / 1e9
     out = {"mode": mode, "dtype": dtype, "items": items, "steps": steps, "lora_layers": config.lora.layers,
@@ -125,8 +126,7 @@ def worker(mode: str, items: int, steps: int, dtype: str) -> dict[str, Any]:
     if mode == "full":
         out["general_before"] = perplexity(result.model, result.tokenizer, update.held_general, use_adapter=False)
         out["general_after"] = perplexity(result.model, result.tokenizer, update.held_general)
-        adapter = gguf_lora_bytes(result.adapter, BaseShape.of_gguf(model.path), alpha=config.lora.alpha)
-        out["adapter_hex"] = adapter.hex()  # random facts of a made-up user: nothing personal crosses the pipe
+        out["adapter_hex"] = trained.gguf.hex()  # random facts of a made-up user: nothing personal crosses the pipe
     return out
 
 

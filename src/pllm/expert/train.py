@@ -22,18 +22,18 @@ from pllm.config import Settings
 from pllm.expert.distill import DistillReport
 from pllm.expert.domains import QA, Domain
 from pllm.expert.registry import ExpertCard, ExpertRegistry
-from pllm.lm.hardware import choose_train_dtype, cpu_info
+from pllm.lm.adapter import Purpose, examine, train_adapter, train_config
+from pllm.lm.hardware import cpu_info
 from pllm.lm.models import resolve_model
 from pllm.lm.runtime import Runtime
-from pllm.lm.train import Example, LoraSettings, TrainConfig, train_lora
+from pllm.lm.train import Example, LoraSettings
 from pllm.stats import Bootstrap, mean_of
 
 
 @dataclass(frozen=True)
 class ExpertTrainConfig:
-    steps: int = 60
+    steps: int = 60  # optimizer steps (the learning rate is the trainer's policy for experts)
     batch_size: int = 8
-    lr: float = 5e-4
     lora: LoraSettings = field(default_factory=LoraSettings)
 
 
@@ -61,41 +61,27 @@ def exam_scores(runtime: Runtime, exam: Sequence[QA]) -> np.ndarray:
     return np.array(scores)
 
 
-def examine(runtime: Runtime, gguf: bytes, exam: Sequence[QA]) -> tuple[np.ndarray, np.ndarray]:
-    """The exam's scores on the bare base, then with the adapter."""
-    base = exam_scores(runtime, exam)
-    with runtime.trying_adapter(gguf) as candidate:
-        runtime.set_adapters({candidate: 1.0})
-        expert = exam_scores(runtime, exam)
-    return base, expert
-
-
 def train_expert(settings: Settings, domain: Domain, pairs: Sequence[QA], distilled: DistillReport,
                  config: ExpertTrainConfig = ExpertTrainConfig(), *,
                  on_step: Callable[[int, int, float], None] | None = None,
                  on_phase: Callable[[str], None] | None = None, register: bool = True) -> ExpertResult:
-    from pllm.lm.export import BaseShape, gguf_lora_bytes
-
     if not pairs:
         raise ValueError("no training pairs survived the filters")
     phase = on_phase or (lambda _: None)
     model_file = resolve_model(settings)
-    dtype = choose_train_dtype(settings.train_dtype).dtype
-    train_config = TrainConfig(lora=config.lora, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                               threads=settings.threads, dtype=dtype, seed=settings.seed)
-    result = train_lora(model_file, settings.paths, examples_of(pairs), train_config, on_step=on_step,
-                        on_phase=on_phase)
-    gguf = gguf_lora_bytes(result.adapter, BaseShape.of_gguf(model_file.path), alpha=config.lora.alpha)
-    weights = {k: v.numpy() for k, v in result.adapter.items()}
-    result.model = None
+    train = train_config(settings, Purpose.EXPERT, lora=config.lora, steps=config.steps,
+                         batch_size=config.batch_size, seed=settings.seed)
+    trained = train_adapter(settings, examples_of(pairs), train, model_file=model_file, on_step=on_step,
+                            on_phase=on_phase)
+    result, gguf, weights, dtype = trained.result, trained.gguf, trained.numpy_weights(), train.dtype
     phase(f"exam: {len(domain.exam)} held-out questions, base then expert, on llama.cpp")
     runtime = Runtime.from_settings(settings)
     try:
-        base, expert = examine(runtime, gguf, domain.exam)
+        base, expert = examine(runtime, gguf, lambda rt: exam_scores(rt, domain.exam))
     finally:
         runtime.close()
     low, high = Bootstrap(len(base), seed=settings.seed).difference_interval(mean_of(expert), mean_of(base))
-    details: dict[str, Any] = {"steps": config.steps, "lr": config.lr, "lora_r": config.lora.r,
+    details: dict[str, Any] = {"steps": config.steps, "lr": train.lr, "lora_r": config.lora.r,
                                "lora": asdict(config.lora), "train_seconds": round(result.seconds, 1),
                                "train_dtype": dtype,
                                "final_loss": round(result.losses[-1], 4), "cpu": cpu_info().model,

@@ -22,6 +22,7 @@ from pllm.config import Settings
 from pllm.errors import UsageError
 from pllm.expert.domains import QA
 from pllm.federated.aggregate import METHODS, ROBUST, Method, Robust, Weights, sent_keys
+from pllm.lm.adapter import Purpose, learning_rate, train_adapter, train_config, weights_gguf, with_adapter
 from pllm.lm.runtime import Runtime
 from pllm.lm.train import LoraSettings
 
@@ -37,7 +38,7 @@ class FedConfig:
     wait_seconds: float = 120.0
     steps: int = 8  # local optimizer steps per round
     batch_size: int = 4
-    lr: float = 1e-3
+    lr: float = 0.0  # local learning rate (0: the trainer's policy for federated rounds, lm.adapter.learning_rate)
     method: str = "fedavg"  # fedavg, ffa, svd (aggregate.py); fedavg gained most in the same rounds (BENCHMARKS)
     robust: str = "mean"  # mean, median, clipped
     max_norm: float = 20.0  # an update whose change is larger is refused
@@ -163,22 +164,17 @@ def train_update(settings: Settings, start: Weights, lora: LoraSettings, pairs: 
 
     from pllm.expert.train import examples_of
     from pllm.federated.aggregate import clip_change
-    from pllm.lm.hardware import choose_train_dtype
-    from pllm.lm.models import resolve_model
-    from pllm.lm.train import TrainConfig, train_lora
 
-    train_config = TrainConfig(lora=lora, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                               warmup=1, threads=settings.threads, seed=config.seed + round_seed,
-                               dtype=choose_train_dtype(settings.train_dtype).dtype,
-                               train_a=config.method != "ffa")
-    result = train_lora(resolve_model(settings), settings.paths, examples_of(pairs), train_config,
-                        init_adapter={"weights": {k: torch.from_numpy(np.array(v)) for k, v in start.items()}})
-    result.model = None
-    trained = {k: v.numpy() for k, v in result.adapter.items()}
-    sent = {k: trained[k] for k in sent_keys(start, config.aggregation)}
+    train = train_config(settings, Purpose.FEDERATED, lora=lora, steps=config.steps, batch_size=config.batch_size,
+                         warmup=1, seed=config.seed + round_seed, train_a=config.method != "ffa",
+                         lr=config.lr or learning_rate(Purpose.FEDERATED))
+    trained = train_adapter(settings, examples_of(pairs), train,
+                            init_adapter={"weights": {k: torch.from_numpy(np.array(v)) for k, v in start.items()}})
+    weights = trained.numpy_weights()
+    sent = {k: weights[k] for k in sent_keys(start, config.aggregation)}
     if config.dp:
         sent = clip_change(sent, start, config.dp_clip)
-    return sent, float(result.losses[-1])
+    return sent, float(trained.result.losses[-1])
 
 
 def poisoned(update: Weights, start: Weights, kind: str) -> Weights:
@@ -228,9 +224,5 @@ def exam_scores_with(runtime: Runtime, weights: Weights, lora: LoraSettings, exa
     """Per exam question: the mean log-probability per token of its reference answer, with this adapter on the
     llama.cpp runtime the expert is served from."""
     from pllm.expert.train import exam_scores
-    from pllm.lm.export import BaseShape, gguf_lora_bytes
 
-    gguf = gguf_lora_bytes(weights, BaseShape.of_gguf(runtime.model.path), alpha=lora.alpha)
-    with runtime.trying_adapter(gguf) as adapter:
-        runtime.set_adapters({adapter: 1.0})
-        return exam_scores(runtime, exam)
+    return with_adapter(runtime, weights_gguf(weights, lora, runtime), lambda rt: exam_scores(rt, exam))

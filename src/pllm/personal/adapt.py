@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import time
 from collections.abc import Callable
@@ -24,10 +23,11 @@ from importlib import resources
 from typing import Any
 
 from pllm.config import Settings
-from pllm.lm.hardware import choose_train_dtype, cpu_info
+from pllm.lm.adapter import Purpose, learning_rate, train_adapter, train_config
+from pllm.lm.hardware import cpu_info
 from pllm.lm.models import resolve_model, runtime_model
 from pllm.lm.runtime import Runtime
-from pllm.lm.train import Example, LoraSettings, Preference, TrainConfig, train_lora
+from pllm.lm.train import Example, LoraSettings, Preference, TrainConfig
 from pllm.personal.adapters import AdapterStore, EncryptedStorage, MergeUnsupportedError
 from pllm.personal.assistant import SYSTEM_PROMPT
 from pllm.personal.gate import decide, score_candidate
@@ -197,7 +197,7 @@ class AdaptationPolicy:
     def plan(self, n_examples: int) -> tuple[int, float]:
         steps = round(self.epochs * n_examples / self.batch_size)
         steps = max(self.min_steps, min(self.max_steps, steps))
-        return steps, (2.5e-3 if n_examples <= 200 else 1e-3)
+        return steps, learning_rate(Purpose.PERSONAL, n_examples)
 
     def decide(self, vault: Vault, n_examples: int, *, force: bool = False) -> Decision:
         steps, lr = self.plan(n_examples)
@@ -265,10 +265,6 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     `training` is the set the caller already collected (to ask the policy); a resumed run ignores it and uses its
     own snapshot.
     """
-    from safetensors.torch import save
-
-    from pllm.lm.export import BaseShape, gguf_lora_bytes
-
     policy = policy or AdaptationPolicy()
     store = AdapterStore(vault, settings.paths.adapters)
     job = EncryptedStorage(store, JOB)
@@ -276,18 +272,18 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     if snapshot is None:  # a fresh run: freeze its data first, so a killed run resumes with exactly this set
         training = training or collect(vault, settings.synthetic_ratio)
         steps, lr = policy.plan(len(training.examples))
-        config = TrainConfig(lora=policy.lora, steps=steps, lr=lr, batch_size=policy.batch_size,
-                             threads=settings.threads, dtype=choose_train_dtype(settings.train_dtype).dtype)
+        config = train_config(settings, Purpose.PERSONAL, lora=policy.lora, steps=steps, lr=lr,
+                              batch_size=policy.batch_size)
         job.write("data", training.to_bytes())
         job.write("config", json.dumps(asdict(config)).encode())
     else:  # a resumed run keeps its own data and config (its dtype too: the checkpoint was made with it)
         training = TrainingSet.from_bytes(snapshot)
         config = TrainConfig.from_dict(json.loads(job.read("config") or b"{}"))
     model_file = resolve_model(settings)
-    result = train_lora(model_file, settings.paths, training.examples, config, pairs=training.pairs, storage=job,
-                        on_step=on_step, on_phase=on_phase)
-    gguf = gguf_lora_bytes(result.adapter, BaseShape.of_gguf(model_file.path), alpha=config.lora.alpha)
-    result.model = None  # the torch copy is done with: the gate judges the GGUF that llama.cpp will serve
+    # The torch copy is freed: the gate judges the GGUF that llama.cpp will serve.
+    trained = train_adapter(settings, training.examples, config, model_file=model_file, pairs=training.pairs,
+                            storage=job, on_step=on_step, on_phase=on_phase)
+    result, gguf = trained.result, trained.gguf
     if on_phase:
         on_phase("gate: the exported adapter on llama.cpp, on held-out data")
     runtime = Runtime.from_settings(settings)
@@ -299,11 +295,10 @@ def run_adaptation(settings: Settings, vault: Vault, *, policy: AdaptationPolicy
     passed, why = decide(evidence, force=force)
     scores = {k: getattr(evidence, k) for k in ("personal_before", "personal_after", "general_before",
                                                   "general_after")}
-    buffer = io.BytesIO(save({k: v.contiguous() for k, v in result.adapter.items()}))
     stats = {"counts": training.counts, "steps": config.steps, "lr": config.lr, "final_loss": result.losses[-1],
              "seconds": result.seconds, "train_dtype": config.dtype, "cpu": cpu_info().model,
              **evidence.as_dict(), "gate": why}
-    version = store.save(gguf=gguf, peft=buffer.getvalue(),
+    version = store.save(gguf=gguf, peft=trained.safetensors(),
                          base_model=model_file.name, lora={**asdict(config.lora)}, stats=stats,
                          trained_on=training.sources)
     promoted = passed and promote

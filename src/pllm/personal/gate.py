@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pllm.lm.adapter import examine
 from pllm.lm.runtime import GenerationConfig, Runtime
 from pllm.lm.train import Example
 
@@ -59,14 +60,13 @@ def facts_answered(runtime: Runtime, facts: Sequence[tuple[Example, str]], *, ma
 def score_candidate(runtime: Runtime, gguf: bytes, *, facts: Sequence[tuple[Example, str]],
                     texts: Sequence[Example], general: Sequence[Example]) -> GateEvidence:
     """Everything the gate decides on, adapter off then on, on llama.cpp."""
-    scores: dict[str, Any] = {}
-    with runtime.trying_adapter(gguf) as candidate:
-        for label, scales in (("before", {}), ("after", {candidate: 1.0})):
-            runtime.set_adapters(scales)
-            scores[f"facts_{label}"] = facts_answered(runtime, facts)
-            scores[f"personal_{label}"] = _perplexity(runtime, texts)
-            scores[f"general_{label}"] = _perplexity(runtime, general)
-    return GateEvidence(facts=len(facts), texts=len(texts), **scores)
+    def measure(rt: Runtime) -> tuple[int, float, float]:
+        return facts_answered(rt, facts), _perplexity(rt, texts), _perplexity(rt, general)
+
+    before, after = examine(runtime, gguf, measure)
+    return GateEvidence(facts=len(facts), texts=len(texts), facts_before=before[0], facts_after=after[0],
+                        personal_before=before[1], personal_after=after[1], general_before=before[2],
+                        general_after=after[2])
 
 
 def evidence_text(e: GateEvidence) -> str:

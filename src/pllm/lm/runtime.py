@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pllm.config import Settings
-from pllm.errors import AdapterError, ModelLoadError, PromptTooLongError
+from pllm.errors import AdapterError, ModelLoadError, PromptTooLongError, UsageError
 from pllm.lm.models import ModelFile, runtime_model
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class GenerationConfig:
     top_k: int = 40  # candidates considered when sampling
     seed: int = 0  # sampling seed
     stop: tuple[str, ...] = ()  # extra stop strings (the template's own are added)
+    json_schema: str = ""  # a JSON Schema (as JSON text) the answer must match: decoding follows its grammar
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -333,6 +335,7 @@ class Runtime:
             top_k=config.top_k if config.temperature > 0 else 1,
             min_p=0.0,
             repeat_penalty=1.0,
+            grammar=schema_grammar(config.json_schema) if config.json_schema else None,
         )
         for token in generator:
             if self.is_end_of_turn(token):
@@ -394,6 +397,26 @@ class Runtime:
         logits = self._last_logits()
         self.llm.reset()
         return logits
+
+    def last_hidden_state(self, prompt: str) -> Any:
+        """The model's final hidden state (after the output norm) at the last token of `prompt`, under the adapters
+        as they are set: the features a classification head reads (lm/head.py)."""
+        import numpy as np
+        from llama_cpp import llama_cpp as C
+
+        tokens, _ = self._prompt_tokens(prompt, 0)
+        ctx = self.llm._ctx.ctx
+        self.llm.reset()
+        try:
+            if len(tokens) > 1:
+                self.llm.eval(tokens[:-1])  # without embeddings: they would be computed for every token
+            C.llama_set_embeddings(ctx, True)
+            self.llm.eval(tokens[-1:])
+            state = np.ctypeslib.as_array(C.llama_get_embeddings_ith(ctx, -1), shape=(self.llm.n_embd(),)).copy()
+        finally:
+            C.llama_set_embeddings(ctx, False)
+            self.llm.reset()
+        return state
 
     def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
         """Log-probability of each option as the continuation of `prompt` (summed over its tokens).
@@ -505,6 +528,17 @@ class Runtime:
         for name in list(self._adapters):
             self.unload_adapter(name)
         self.llm.close()
+
+
+@functools.lru_cache(maxsize=32)
+def schema_grammar(schema: str) -> Any:
+    """The llama.cpp grammar of a JSON Schema (converted once per schema): what decoding may produce."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(schema, verbose=False)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise UsageError(f"a JSON schema the grammar converter cannot take: {exc}") from None
 
 
 def _log_softmax(logits: Any) -> Any:

@@ -78,6 +78,7 @@ class TrainConfig:
     target_only: bool = True  # frozen-layer cache and output layer at targets only (False: the naive full forward)
     pad_to: int | None = None  # pad every batch to this length (the naive loop the bench compares against)
     train_a: bool = True  # False: LoRA's A stays as initialised and only B trains (FFA-LoRA, federated experts)
+    target_end: bool = True  # the target ends with the end-of-turn token (False: the loss is on the answer alone)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_len < 8:
@@ -189,10 +190,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def encode(tokenizer: Any, messages: list[Message], target: str, max_len: int) -> tuple[list[int], list[int]]:
+def encode(tokenizer: Any, messages: list[Message], target: str, max_len: int, *,
+           target_end: bool = True) -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 on the prompt) for one example, in the model's own chat template."""
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    end = tokenizer.eos_token or ""
+    end = (tokenizer.eos_token or "") if target_end else ""
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
     target_ids = tokenizer(target + end, add_special_tokens=False).input_ids
     prompt_ids = prompt_ids[-max(1, max_len - len(target_ids)):]  # keep the end of a long prompt
@@ -292,7 +294,8 @@ def train_lora(model_file: ModelFile, paths: Paths, examples: Sequence[Example],
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
-    rows = [encode(tokenizer, e.message_list(), e.target, config.max_len) for e in examples]
+    rows = [encode(tokenizer, e.message_list(), e.target, config.max_len, target_end=config.target_end)
+            for e in examples]
     pref_rows = [(encode(tokenizer, [{"role": r, "content": c} for r, c in p.messages], p.chosen, config.max_len),
                   encode(tokenizer, [{"role": r, "content": c} for r, c in p.messages], p.rejected, config.max_len))
                  for p in pairs]

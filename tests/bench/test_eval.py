@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -68,8 +69,8 @@ def test_bad_names_and_files_exit_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_a_task_adapter_trained_on_other_users() -> None:
-    """The task adapter learns from synthetic users of another seed, never from the evaluated users' golds; twelve
-    steps (a third of a published run's) already move the answers."""
+    """The LoRA task adapter learns from synthetic users of another seed, never from the evaluated users' golds;
+    twelve steps (a third of a published run's) already move the answers."""
     from pllm.bench.data import questions_for
     from pllm.bench.runner import run_eval
     from pllm.config import get_settings
@@ -77,9 +78,34 @@ def test_a_task_adapter_trained_on_other_users() -> None:
     task, settings = get_task("lamp3"), get_settings()
     data = questions_for(task, settings, data=None, synthetic="small", users=2, seed=0)
     assert data.train and not set(by_user(data.train)) & set(by_user(data.evaluated))
-    result = run_eval(task, data, ["task"], settings, max_train_steps=12)
-    assert [m.name for m in result.methods] == ["none", "task"]
-    assert result.method("task").metrics["mae"] < result.method("none").metrics["mae"]
+    result = run_eval(task, data, ["task-lora"], settings, max_train_steps=12)
+    assert [m.name for m in result.methods] == ["none", "task-lora"]
+    assert result.method("task-lora").metrics["mae"] < result.method("none").metrics["mae"]
+
+
+def test_the_task_model_reads_the_input_rather_than_answering_the_prior() -> None:
+    """On a set whose golds are mixed, the task model (the head on the real model's hidden state, trained on other
+    people) gives more than one answer, follows the golds' spread, and beats always answering the majority label;
+    the user's correction and the per-user adapter build on it, and the report compares every method with the
+    simple references, paired."""
+    from pllm.bench.data import questions_for
+    from pllm.bench.runner import run_eval
+    from pllm.config import get_settings
+
+    task, settings = get_task("lamp3"), get_settings()
+    data = questions_for(task, settings, data=None, synthetic="medium", users=4, seed=0)
+    golds = Counter(str(q.gold) for q in data.evaluated)
+    assert len(golds) >= 3  # mixed
+    result = run_eval(task, data, ["majority", "stats", "task", "task+user", "user-head", "router"], settings)
+    answers = result.method("task").label_counts()
+    assert len(answers) >= 2 and max(answers.values()) < len(data.evaluated)  # not one label for every query
+    assert result.method("task").metrics["mae"] < result.method("majority").metrics["mae"]
+    assert result.method("task").versus["majority"][0] > 0  # better than the majority, paired, outside the interval
+    body = result.as_json()
+    assert body["gold_answers"] == dict(golds.most_common()) and body["methods"]["task"]["answers"] == answers
+    assert set(body["methods"]["task+user"]["improvement_over"]) == {"stats", "majority", "task"}
+    routed = body["methods"]["router"]
+    assert sum(routed.get(f"users_routed_to_{route}", 0) for route in ("task+user", "user-head", "rag")) == 4
 
 
 def test_methods_never_see_an_evaluated_gold() -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from pllm.bench.lamp import by_user, write_outputs
@@ -57,6 +58,33 @@ def paired_lines(result: EvalResult) -> list[str]:
              for m in result.methods if m.over_base]
     return ["Against the method each builds on (95% paired bootstrap interval of the improvement):", "", *lines,
             ""] if lines else []
+
+
+def versus_lines(result: EvalResult) -> list[str]:
+    """Each method against the simple references in the run (the user's statistics, the majority, the task model),
+    paired on the same queries."""
+    lines = [f"- `{m.name}`: " + "; ".join(f"vs `{ref}` {improvement_text(*iv)}" for ref, iv in m.versus.items())
+             for m in result.methods if m.versus and m.name != BASELINE]
+    return [f"Against the simple references, on {result.primary} (95% paired bootstrap interval of the "
+            "improvement):", "", *lines, ""] if lines else []
+
+
+def answer_lines(result: EvalResult) -> list[str]:
+    """Label tasks: how often each method gave each answer, beside the golds (a method that answers one label for
+    every query learned the prior, not the task)."""
+    if result.task.kind == "generation":
+        return []
+    golds = Counter(str(q.gold) for q in result.questions)
+    labels = [label for label, _ in golds.most_common()]
+    given = {m.name: m.label_counts() for m in result.methods}
+    labels += sorted({label for counts in given.values() for label in counts} - set(labels))
+    shown = labels[:12]
+    lines = ["Answers given, per label (the golds first):", "",
+             "| | " + " | ".join(f"`{label}`" for label in shown) + " |", "|---" * (len(shown) + 1) + "|",
+             "| gold | " + " | ".join(str(golds[label]) for label in shown) + " |"]
+    lines += ["| " + name + " | " + " | ".join(str(counts.get(label, 0)) for label in shown) + " |"
+              for name, counts in given.items()]
+    return [*lines, ""]
 
 
 def cost_lines(result: EvalResult) -> list[str]:
@@ -153,6 +181,8 @@ def write_report(result: EvalResult, folder: Path, *, command: str) -> Path:
         "",
         *learned_lines(result),
         *paired_lines(result),
+        *versus_lines(result),
+        *answer_lines(result),
         *cost_lines(result),
         *[f"![{name}]({name})" for name in images],
         "",

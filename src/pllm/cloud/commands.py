@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from pllm.config import Settings, get_settings
-from pllm.console import console, err_console, print_json
+from pllm.console import console, err_console, joining_progress, print_json
 
 if TYPE_CHECKING:
     from pllm.cloud.devices import DeviceRegistry
@@ -53,7 +53,14 @@ def serve(
     if not app.state.devices.devices():
         err_console.print("note: no device is registered yet, so every request gets 401; "
                           "add one with `pllm cloud keys add DEVICE`")
-    backend = f"upstream {settings.upstream_url}" if settings.upstream_url else "the embedded model"
+    if settings.upstream_url:
+        backend = f"upstream {settings.upstream_url}"
+    else:  # joined from its packages here, with progress, the first time; the service then loads it as it is
+        from pllm.lm.models import resolve_foundation_model, speed_class
+
+        with joining_progress() as on_bytes:
+            model = resolve_foundation_model(settings, on_bytes)
+        backend = f"the embedded T-model {model.name} ({model.size_mb:.0f} MB, {speed_class(model)})"
     err_console.print(f"pllm cloud: serving {backend} on http://{host}:{port}")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -39,6 +39,7 @@ class Foundation(Protocol):
     """What the cloud service needs from a T-model."""
 
     name: str
+    instruct: bool  # follows instructions through a chat template (else a base model, prompted few-shot)
 
     def complete_stream(self, prompt: str, config: GenerationConfig, usage: Usage) -> Iterator[str]:
         """Continue `prompt` (raw text), piece by piece; `usage` is filled in once exhausted."""
@@ -65,6 +66,7 @@ class EmbeddedFoundation:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.name = runtime.model.name
+        self.instruct = runtime.has_chat_template
         self.lock = threading.Lock()
 
     @classmethod
@@ -105,6 +107,7 @@ class UpstreamFoundation:
         if self.url.endswith("/v1"):
             self.url = self.url[:-3]
         self.name = model or "upstream"
+        self.instruct = True  # an OpenAI-compatible chat server
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
@@ -152,6 +155,10 @@ def _sampling(config: GenerationConfig) -> dict[str, object]:
                               "top_p": config.top_p, "seed": config.seed}
     if config.stop:
         out["stop"] = list(config.stop)
+    if config.json_schema:
+        out["response_format"] = {"type": "json_schema",
+                                  "json_schema": {"name": "answer", "schema": json.loads(config.json_schema),
+                                                  "strict": True}}
     return out
 
 

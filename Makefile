@@ -23,10 +23,10 @@ demo: setup  ## the main job on the embedded default model
 
 lint: setup  ## ruff, and the generated CLI reference must be current
 	$(BIN)/ruff check src tests scripts
-	$(BIN)/cog --check docs/cli.md
+	$(BIN)/cog --check docs/cli.md README.md
 
-docs: setup  ## regenerate docs/cli.md from --help
-	$(BIN)/cog -r docs/cli.md
+docs: setup  ## regenerate docs/cli.md from --help and README's settings table from Settings
+	$(BIN)/cog -r docs/cli.md README.md
 
 typecheck: setup
 	$(BIN)/mypy src

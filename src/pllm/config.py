@@ -99,7 +99,9 @@ class Settings(BaseSettings):
     cloud_url: str = Field(
         default="", description="The T-tier service the device talks to, e.g. http://127.0.0.1:8765. Empty: none.")
     cloud_key: str = Field(default="", description="This device's API key for the T-tier service (bearer token).")
-    cloud_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for one T-tier reply.")
+    cloud_timeout: float = Field(default=300.0, gt=0, description="Seconds to wait for one T-tier reply (the "
+                                 "default T-model writes ~6 tokens/s on 2 cores: an augmentation request of two seeds "
+                                 "takes a minute or two).")
     cloud_retries: int = Field(default=2, ge=0, le=10, description="Retries (with backoff) when the T-tier is down.")
     consent: dict[str, Literal["none", "redacted", "full"]] = Field(
         default_factory=dict,

@@ -70,3 +70,17 @@ def test_augmentation_asks_once_per_seed_for_a_list_that_parses(qwen: EmbeddedFo
     assert {item.seed for item in result.items} == {0, 1} and all(item.text for item in result.items)
     assert all(item.label == seeds[item.seed].label for item in result.items)
     assert result.usage.completion_tokens > 0 and result.seconds > 0
+
+
+def test_distillation_asks_qwen_once_per_topic_for_pairs_that_parse(qwen: EmbeddedFoundation) -> None:
+    from dataclasses import replace
+
+    from pllm.expert.distill import DistillConfig, DistillReport, write_pairs
+    from pllm.expert.domains import load_domain
+
+    domain = load_domain("cooking")
+    domain = replace(domain, topics=domain.topics[:1])
+    report = DistillReport()
+    pairs = write_pairs(qwen, domain, DistillConfig(per_topic=2, max_tokens=60), report)
+    assert report.requests == 1 and len(pairs) == 2  # one request for the topic's two pairs, both parsed
+    assert all(p.question.strip() and p.answer.strip() for p in pairs)

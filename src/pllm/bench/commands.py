@@ -161,12 +161,14 @@ def eval_command(
                                   "--data FILE), "
                                   "privacy (redaction and a leak test against a local T-tier), "
                                   "routing (the router on personal, domain and general questions), "
-                                  "experts (every registered expert on every domain's exam)."),
+                                  "experts (every registered expert on every domain's exam), "
+                                  "cloud (the T-models, named by --methods, on general questions)."),
     data: Path = typer.Option(None, "--data", help="A folder of LaMP files (or the MovieLens folder)."),
     synthetic: str = typer.Option(None, "--synthetic", help="Synthetic users: small, medium or large."),
     methods: str = typer.Option(DEFAULT_METHODS, "--methods",
-                                help="Comma-separated: stats, majority, none, rag, profile, router, task, peft, "
-                                "rag+peft, cdcda, continual (memory: bm25, pllm, hybrid, answers; all by default)."),
+                                help="Comma-separated: stats, majority, none, rag, profile, task, task+user, "
+                                "user-head, router, task-lora, peft, rag+peft, cdcda, continual (memory: bm25, pllm, "
+                                "hybrid, answers; all by default; cloud: T-model names)."),
     users: int = typer.Option(None, "--users", min=1, help="Evaluate this many users (sampled with --seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed for synthetic users and user sampling."),
     history: int = typer.Option(None, "--history", min=1, help="Low-data users: each evaluated user keeps only "
@@ -197,9 +199,12 @@ def eval_command(
     if task_name == "experts":
         _experts(ctx, json_out)
         return
+    if task_name == "cloud":
+        _cloud(ctx, methods if methods != DEFAULT_METHODS else "gemma-3-270m,qwen2.5-1.5b", json_out, report)
+        return
     if task_name not in TASK_NAMES:
         raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory, privacy, "
-                         "routing, experts")
+                         "routing, experts, cloud")
     settings = settings_of(ctx)
     if per_seed is not None:
         settings = settings.model_copy(update={"augment_per_seed": per_seed})
@@ -215,6 +220,8 @@ def eval_command(
         if method not in bars:
             bars[method] = progress.add_task(f"{task_name} {method}", total=total)
         progress.update(bars[method], completed=done)  # type: ignore[arg-type]
+        if not err_console.is_terminal and (done == total or done % max(1, total // 10) == 0):
+            err_console.print(f"eval {task_name}: {method} {done}/{total}")  # piped (a CI log, `| tee`): lines
 
     with progress:
         result = run_eval(task, eval_data, names, settings, seed=seed, tick=tick)
@@ -252,6 +259,27 @@ def _changed_env(settings: Settings, names: Sequence[str]) -> list[str]:
     fields = type(settings).model_fields
     return [f"PLLM_{name.upper()}={getattr(settings, name)}" for name in names
             if getattr(settings, name) != fields[name].default]
+
+
+def _cloud(ctx: typer.Context, models: str, json_out: bool, report: Path | None) -> None:
+    """`pllm eval --task cloud`: the T-models (--methods names them) on the routing set's general questions."""
+    from pllm.bench.cloud_answers import compare_t_models, general_questions, write_cloud_report
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    with progress_bar() as progress:
+        bar = progress.add_task("T-models", total=len(names) * len(general_questions()))
+        result = compare_t_models(settings_of(ctx), names, tick=lambda: progress.advance(bar))
+    if report is not None:
+        write_cloud_report(result, report, command=f"pllm eval --task cloud --methods {','.join(names)} "
+                                                   f"--report {report}")
+    if json_out:
+        print_json(result)
+        return
+    for name, row in result["models"].items():
+        console.print(f"{name}: ROUGE-L {row['rougeL']:.3f} {row['rougeL_interval']}, "
+                      f"{row['median_seconds']} s per answer")
+    if "difference" in result:
+        console.print(f"paired difference ({result['difference']['of']}): {result['difference']['interval']}")
 
 
 def _routing(ctx: typer.Context, json_out: bool, report: Path | None) -> None:

@@ -27,7 +27,8 @@ def train(
                                 "instead of asking the T-model."),
     upstream: str = typer.Option(None, "--upstream", help="Distil from this OpenAI-compatible server instead of "
                                  "the embedded T-model. Env: PLLM_UPSTREAM_URL."),
-    per_topic: int = typer.Option(4, "--per-topic", min=1, max=32, help="T-model requests per topic."),
+    per_topic: int = typer.Option(4, "--per-topic", min=1, max=32, help="Pairs asked for per topic (an instruct "
+                                  "T-model: in one request; a base one: one request each)."),
     steps: int = typer.Option(60, "--steps", min=1, max=2000, help="Optimizer steps."),
     no_register: bool = typer.Option(False, "--no-register", help="Examine only; never register."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -55,18 +56,18 @@ def train(
         from pllm.cloud.foundation import load_foundation
 
         t_model = load_foundation(settings)
-        total = len(domain.topics) * per_topic
+        total = len(domain.topics)
         done = [0]
         with progress_bar("distil: the T-model writes pairs") as bar:
             task = bar.add_task("distil", total=total)
             err_console.print(f"distil: {t_model.name} writes about {len(domain.topics)} topics, "
-                              f"{per_topic} requests each")
+                              f"{per_topic} pairs or requests each")
 
             def tick() -> None:
                 bar.advance(task)
                 done[0] += 1
-                if not err_console.is_terminal and (done[0] % 10 == 0 or done[0] == total):
-                    err_console.print(f"distil: {done[0]}/{total} requests")
+                if not err_console.is_terminal and (done[0] % 5 == 0 or done[0] == total):
+                    err_console.print(f"distil: {done[0]}/{total} topics")
 
             pairs, report = distil_pairs(t_model, domain, config, embedder, tick=tick)
     err_console.print(f"distil: {report.kept} of {report.proposed} pairs kept "

@@ -3,15 +3,17 @@ pairs that pass the filters become the expert's training data.
 
     pairs, report = distil_pairs(t_model, domain, DistillConfig(per_topic=4), embedder)
 
-The T-model is anything with `complete_stream` (the cloud's embedded Gemma 3 270M, a base model, or an upstream
-OpenAI-compatible server): it continues a few-shot page of a guide ("Topic: ... Q: ... A: ..."), so a base model
-needs no chat template. Filters, cheap first: malformed (no question mark, too short or long, an answer that only
-repeats the question), exact duplicates, near duplicates (embedding cosine to a kept question), and leaks: a pair
-whose question is close to one of the exam's is dropped, so the exam stays unseen.
+The T-model is the cloud's `Foundation`. An instruct one (Qwen2.5 1.5B, the default, or an upstream server) is
+asked once per topic for `per_topic` pairs as a JSON list whose grammar constrains decoding; a base one (Gemma 3
+270M) continues a few-shot page of a guide ("Topic: ... Q: ... A: ...") `per_topic` times. Filters, cheap first:
+malformed (no question mark, too short or long, an answer that only repeats the question), exact duplicates, near
+duplicates (embedding cosine to a kept question), and leaks: a pair whose question is close to one of the exam's is
+dropped, so the exam stays unseen.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -36,8 +38,12 @@ class TextModel(Protocol):
     """What distillation needs of the T-model (the cloud's `Foundation` is one)."""
 
     name: str
+    instruct: bool
 
     def complete_stream(self, prompt: str, config: GenerationConfig, usage: Usage) -> Iterator[str]: ...
+
+    def chat_stream(self, messages: Sequence[dict[str, str]], config: GenerationConfig, usage: Usage
+                    ) -> Iterator[str]: ...
 
 
 @dataclass(frozen=True)
@@ -84,25 +90,65 @@ def parse_pairs(text: str) -> list[QA]:
     return [QA(m["q"].strip(), m["a"].strip()) for m in PAIR.finditer("Q:" + text)]
 
 
+def instruction_messages(domain: Domain, topic: str, n: int) -> list[dict[str, str]]:
+    """The chat that asks an instruct T-model for `n` question/answer pairs about one topic of the domain."""
+    demos = "\n".join(f"Q: {d.question}\nA: {d.answer}" for d in domain.demonstrations)
+    return [{"role": "system", "content": f"You are a careful expert in {domain.title.lower()}. You write questions "
+                                          "people really ask, with correct answers of one or two clear sentences."},
+            {"role": "user", "content": f"Examples of the style:\n{demos}\n\nWrite {n} different questions a person "
+                                        f"might ask about this topic: {topic}. Give each a correct answer of one or "
+                                        f"two clear sentences. Answer with a JSON list of {n} objects with the keys "
+                                        "\"question\" and \"answer\"."}]
+
+
+def pairs_schema(n: int) -> str:
+    pair = {"type": "object", "properties": {"question": {"type": "string", "minLength": 8, "maxLength": 200},
+                                             "answer": {"type": "string", "minLength": 8, "maxLength": 480}},
+            "required": ["question", "answer"], "additionalProperties": False}
+    return json.dumps({"type": "array", "items": pair, "minItems": n, "maxItems": n})
+
+
 def write_pairs(t_model: TextModel, domain: Domain, config: DistillConfig, report: DistillReport,
                 tick: Callable[[], None] = lambda: None) -> list[QA]:
-    """Ask the T-model `per_topic` times per topic (seeds differ); every pair it wrote, unfiltered."""
+    """Every pair the T-model wrote, unfiltered: an instruct model is asked once per topic for `per_topic` pairs;
+    a base model continues the guide `per_topic` times per topic (seeds differ)."""
     pairs: list[QA] = []
     report.t_model = t_model.name
     started = time.perf_counter()
     for t, topic in enumerate(domain.topics):
-        for k in range(config.per_topic):
+        calls = 1 if getattr(t_model, "instruct", False) else config.per_topic
+        for k in range(calls):
             usage = Usage()
-            sampling = GenerationConfig(max_tokens=config.max_tokens, temperature=config.temperature,
-                                        seed=config.seed + 1000 * t + k, stop=("\nTopic:", "\n\n\n"))
-            text = "".join(t_model.complete_stream(guide_prompt(domain, topic), sampling, usage))
+            if calls == 1:
+                sampling = GenerationConfig(max_tokens=config.per_topic * (config.max_tokens + 16) + 8,
+                                            temperature=config.temperature, seed=config.seed + 1000 * t,
+                                            json_schema=pairs_schema(config.per_topic))
+                text = "".join(t_model.chat_stream(instruction_messages(domain, topic, config.per_topic), sampling,
+                                                   usage))
+                pairs.extend(parse_json_pairs(text))
+            else:
+                sampling = GenerationConfig(max_tokens=config.max_tokens, temperature=config.temperature,
+                                            seed=config.seed + 1000 * t + k, stop=("\nTopic:", "\n\n\n"))
+                pairs.extend(parse_pairs("".join(t_model.complete_stream(guide_prompt(domain, topic), sampling,
+                                                                          usage))))
             report.requests += 1
             report.prompt_tokens += usage.prompt_tokens
             report.completion_tokens += usage.completion_tokens
-            pairs.extend(parse_pairs(text))
-            tick()
+        tick()
     report.seconds += time.perf_counter() - started
     return pairs
+
+
+def parse_json_pairs(text: str) -> list[QA]:
+    """The pairs of an instruct model's JSON answer (nothing where it is not the JSON asked for)."""
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(rows, list):
+        return []
+    return [QA(" ".join(str(r["question"]).split()), " ".join(str(r["answer"]).split()))
+            for r in rows if isinstance(r, dict) and "question" in r and "answer" in r]
 
 
 def _well_formed(pair: QA, config: DistillConfig) -> bool:

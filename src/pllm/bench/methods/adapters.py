@@ -31,8 +31,10 @@ from pllm.errors import UsageError
 from pllm.lm.adapter import Purpose, train_adapter, train_config
 from pllm.lm.train import Example
 
-TASK_ITEMS = 240  # labelled examples the task adapter trains on
-TASK_STEPS = 36
+# The task adapter's recipe, from the diagnosis (docs/BENCHMARKS.md): 240 items for 36 steps learned the label prior
+# (one rating for every review); 400 items over two epochs with the loss on the label alone read the input.
+TASK_ITEMS = 400  # labelled examples the task adapter trains on
+TASK_EPOCHS = 2.0
 EVAL_GRANT = 1e9  # credits the eval's loopback T-tier grants its device
 
 
@@ -49,7 +51,9 @@ def _train(env: Env, examples: list[Example], steps: int, base: dict[str, Any] |
     """Train, export for llama.cpp; returns (GGUF bytes, {"weights", "lora"} for stacking another adapter on)."""
     if env.max_train_steps is not None:
         steps = min(steps, env.max_train_steps)
-    config = train_config(env.settings, Purpose.TASK, steps=steps, seed=env.seed)
+    # A label's loss alone: with its end-of-turn token half of every target is a token that is always the same.
+    config = train_config(env.settings, Purpose.TASK, steps=steps, seed=env.seed,
+                          target_end=env.task.kind == "generation")
     trained = train_adapter(env.settings, examples, config, base_adapter=base, init_adapter=init)
     return trained.gguf, trained.stacked()
 
@@ -83,7 +87,8 @@ class AdapterMethod(Method):
 
     def prepare(self, questions: list[Question]) -> None:
         if self.uses_task_adapter and self.env.task_adapter is None:
-            gguf, stacked = _train(self.env, task_examples(self.task, self.env), TASK_STEPS)
+            examples = task_examples(self.task, self.env)
+            gguf, stacked = _train(self.env, examples, max(8, round(TASK_EPOCHS * len(examples) / 8)))
             self.env.runtime.load_adapter("task", gguf)
             self.env.task_adapter = stacked
         self._user_mb = 0.0

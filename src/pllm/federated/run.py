@@ -18,6 +18,7 @@ from pllm.config import Settings
 from pllm.errors import PllmError, UsageError
 from pllm.federated.server_app import FedRun
 from pllm.federated.task import FedConfig
+from pllm.files import atomic_write
 
 
 def quiet_flower(verbose: bool) -> None:
@@ -90,10 +91,7 @@ def results_path(settings: Settings, run_id: int | str) -> Path:
 
 def save_run(settings: Settings, run_id: int | str, record: dict[str, object]) -> Path:
     path = results_path(settings, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".tmp{os.getpid()}")
-    partial.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    atomic_write(path, json.dumps(record, indent=1) + "\n")
     return path
 
 

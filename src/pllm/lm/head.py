@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pllm.files import atomic_path
 from pllm.lm.runtime import Runtime
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)  # penalty on the standardised weights, per item
@@ -51,10 +52,8 @@ def features(runtime: Runtime, prompts: Sequence[str], *, cache: Path | None = N
         if on_item:
             on_item(n + 1, len(prompts))
     if cache is not None and fresh:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(f".{cache.name}.partial.npz")
-        np.savez(partial, **known)  # type: ignore[arg-type]
-        partial.replace(cache)
+        with atomic_path(cache, suffix=".npz") as partial:
+            np.savez(partial, **known)  # type: ignore[arg-type]
     return np.stack(rows) if rows else np.zeros((0, runtime.llm.n_embd()), np.float32)
 
 

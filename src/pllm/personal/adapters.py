@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pllm.errors import AdapterError, UsageError
+from pllm.files import atomic_write
 from pllm.personal.vault import Vault
 
 MAGIC = b"PLLMAES1"
@@ -47,19 +47,6 @@ class AdapterVersion:
     def as_dict(self) -> dict[str, Any]:
         return {"version": self.version, "created_at": self.created_at, "status": self.status, "active": self.active,
                 "base_model": self.base_model, "lora": self.lora, **self.stats}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class AdapterStore:
@@ -97,7 +84,7 @@ class AdapterStore:
 
     def write_file(self, name: str, data: bytes) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _atomic_write(self._path(name), self.encrypt(data, name))
+        atomic_write(self._path(name), self.encrypt(data, name))
 
     def read_file(self, name: str) -> bytes | None:
         path = self._path(name)
@@ -233,7 +220,7 @@ class AdapterStore:
         folder.mkdir(parents=True, exist_ok=True)
         if fmt == "gguf":
             path = folder / f"pllm-{version}.gguf"
-            _atomic_write(path, self.gguf(version))
+            atomic_write(path, self.gguf(version))
             return [path]
         if fmt == "peft":
             from safetensors.torch import save_file

@@ -13,8 +13,9 @@ The protocol, by construction:
 - a person is evaluated when they have at least `min_items` items: their latest item is the query and the items
   before it are its profile (at most `profile`, the most recent), so nothing from their future is in it;
 - the evaluated people are split in two halves by a seeded shuffle (`-a` and `-b`): design on one, confirm on the
-  other; each folder's train split is every item of the people it does not evaluate (each with that person's
-  earlier items as its profile), so train and dev people are disjoint (`--train N` keeps a seeded N of them).
+  other (`--whole`: one folder evaluating all of them); each folder's train split is every item of the people it
+  does not evaluate (each with that person's earlier items as its profile), so train and dev people are disjoint
+  (`--train N` keeps a seeded N of them).
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ def _question(records: list[Record], at: int, profile: int) -> Question:
 
 
 def convert(source: str, path: Path, out: Path, *, min_items: int = 5, profile: int = 4, train: int | None = None,
-            seed: int = 0) -> dict[str, dict[str, int]]:
-    """Write `out`-a and `out`-b; returns their sizes."""
+            seed: int = 0, whole: bool = False) -> dict[str, dict[str, int]]:
+    """Write `out`-a and `out`-b (or, `whole`, one folder `out` evaluating everyone eligible); returns their sizes."""
     if source not in SOURCES:
         raise UsageError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
     spec = SOURCES[source]
@@ -134,8 +135,8 @@ def convert(source: str, path: Path, out: Path, *, min_items: int = 5, profile: 
     random.Random(seed).shuffle(evaluated)
     halves = {"a": evaluated[: len(evaluated) // 2], "b": evaluated[len(evaluated) // 2:]}
     sizes = {}
-    for name, users in halves.items():
-        folder = out.with_name(f"{out.name}-{name}")
+    for name, users in ({"": evaluated} if whole else halves).items():
+        folder = out.with_name(f"{out.name}-{name}") if name else out
         folder.mkdir(parents=True, exist_ok=True)
         dev = [_question(people[u], len(people[u]) - 1, profile) for u in sorted(users)]
         chosen = set(users)
@@ -161,10 +162,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--profile", type=int, default=4, help="earlier items kept as a query's profile")
     parser.add_argument("--train", type=int, default=None, help="keep a seeded N of the train questions")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--whole", action="store_true", help="one folder OUT evaluating every eligible person "
+                        "(their train split: only the others), instead of two halves")
     args = parser.parse_args(argv)
     try:
         sizes = convert(args.source, args.file, args.out, min_items=args.min_items, profile=args.profile,
-                        train=args.train, seed=args.seed)
+                        train=args.train, seed=args.seed, whole=args.whole)
     except UsageError as exc:
         sys.exit(f"error: {exc}")
     sys.stdout.write(json.dumps(sizes) + "\n")

@@ -262,7 +262,13 @@ class CDCDA(PerUserPEFT):
 
     @property
     def cost(self) -> dict[str, float]:
-        return {k: round(v / max(1, self._users), 2) for k, v in sorted(self._spent.items())}
+        out = {k: round(v / max(1, self._users), 2) for k, v in sorted(self._spent.items())}
+        kept = self._spent.get("kept", 0)
+        if kept:  # what one kept synthetic item cost the T-tier
+            tokens = self._spent.get("prompt_tokens", 0) + self._spent.get("completion_tokens", 0)
+            out |= {"t_tier_seconds_per_kept_item": round(self._spent.get("t_tier_seconds", 0) / kept, 2),
+                    "tokens_per_kept_item": round(tokens / kept, 1)}
+        return out
 
     def finish(self) -> None:
         super().finish()

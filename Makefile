@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 demo: setup  ## the main job on the embedded default model
 	bash scripts/demo.sh
 
-lint: setup  ## ruff, and the generated CLI reference must be current
+lint: setup  ## ruff, the layer contracts (import-linter), and the generated docs must be current
 	$(BIN)/ruff check src tests scripts
+	$(BIN)/lint-imports
 	$(BIN)/cog --check docs/cli.md README.md
 
 docs: setup  ## regenerate docs/cli.md from --help and README's settings table from Settings

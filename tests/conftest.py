@@ -61,7 +61,7 @@ def runtime(model_path: Path) -> Iterator[Runtime]:
 @pytest.fixture(scope="session")
 def foundation() -> Iterator[object]:
     """The T-tier's embedded model: the real packaged Gemma 3 270M (a base model), loaded once."""
-    from pllm.cloud.foundation import EmbeddedFoundation
+    from pllm.lm.foundation import EmbeddedFoundation
 
     model = EmbeddedFoundation.from_settings(Settings())
     yield model

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +32,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pllm.errors import PllmError
-from pllm.lm.runtime import GenerationConfig, StreamStats
+from pllm.lm.runtime import GenerationConfig, Usage
 
 MAX_TOKENS_CAP = 1024  # one answer, at most
 
@@ -69,28 +68,6 @@ class ChatCompletionCreate(Sampling):
 
 class CompletionCreate(Sampling):
     prompt: str
-
-
-@dataclass
-class Usage:
-    """Token counts of one answer, filled in while it streams."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = "stop"
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def take(self, stats: StreamStats) -> None:
-        """The counts of an answer the runtime has streamed to its end."""
-        self.prompt_tokens, self.completion_tokens, self.finish_reason = (
-            stats.prompt_tokens, stats.tokens, stats.finish_reason)
-
-    def as_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.total_tokens}
 
 
 # -- errors ------------------------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from pllm.cloud.augment import AugmentRequest, Seed, augment
-from pllm.cloud.foundation import EmbeddedFoundation
 from pllm.cloud.server import create_app
 from pllm.config import Settings
+from pllm.lm.foundation import EmbeddedFoundation
 from pllm.lm.models import QWEN, resolve_foundation_model
 from pllm.openai_http import serve_background
 

@@ -11,9 +11,9 @@ import openai
 import pytest
 
 from pllm.cloud.devices import DeviceRegistry, RateLimiter
-from pllm.cloud.foundation import EmbeddedFoundation
 from pllm.cloud.server import create_app
 from pllm.config import Settings
+from pllm.lm.foundation import EmbeddedFoundation
 from pllm.openai_http import serve_background
 
 

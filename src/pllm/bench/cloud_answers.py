@@ -18,8 +18,7 @@ import numpy as np
 from pllm.bench.metrics import rouge_per_query
 from pllm.bench.routing import ROUTING_SET
 from pllm.config import Settings
-from pllm.lm.runtime import GenerationConfig
-from pllm.openai_http import Usage
+from pllm.lm.runtime import GenerationConfig, Usage
 from pllm.stats import Bootstrap, mean_of
 
 SYSTEM = "You are a helpful, accurate assistant. Answer in one or two sentences."
@@ -32,7 +31,7 @@ def general_questions() -> list[dict[str, str]]:
 def compare_t_models(settings: Settings, models: Sequence[str], *, max_tokens: int = 64,
                      tick: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Every model answers every general question (greedy); scores, answers and seconds per model."""
-    from pllm.cloud.foundation import EmbeddedFoundation
+    from pllm.lm.foundation import EmbeddedFoundation
 
     questions = general_questions()
     rows: dict[str, dict[str, Any]] = {}

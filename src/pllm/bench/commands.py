@@ -162,7 +162,8 @@ def eval_command(
                                   "privacy (redaction and a leak test against a local T-tier), "
                                   "routing (the router on personal, domain and general questions), "
                                   "experts (every registered expert on every domain's exam), "
-                                  "cloud (the T-models, named by --methods, on general questions)."),
+                                  "cloud (the T-models, named by --methods, on general questions), "
+                                  "teachers (each domain's expert distilled from each T-model named by --methods)."),
     data: Path = typer.Option(None, "--data", help="A folder of LaMP files (or the MovieLens folder)."),
     synthetic: str = typer.Option(None, "--synthetic", help="Synthetic users: small, medium or large."),
     methods: str = typer.Option(DEFAULT_METHODS, "--methods",
@@ -199,12 +200,15 @@ def eval_command(
     if task_name == "experts":
         _experts(ctx, json_out)
         return
+    if task_name == "teachers":
+        _teachers(ctx, methods if methods != DEFAULT_METHODS else "gemma-3-270m,qwen2.5-1.5b", json_out, report)
+        return
     if task_name == "cloud":
         _cloud(ctx, methods if methods != DEFAULT_METHODS else "gemma-3-270m,qwen2.5-1.5b", json_out, report)
         return
     if task_name not in TASK_NAMES:
         raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory, privacy, "
-                         "routing, experts, cloud")
+                         "routing, experts, cloud, teachers")
     settings = settings_of(ctx)
     if per_seed is not None:
         settings = settings.model_copy(update={"augment_per_seed": per_seed})
@@ -311,6 +315,29 @@ def _routing(ctx: typer.Context, json_out: bool, report: Path | None) -> None:
                                                              for k, v in result["latency"].items()))
     if report is not None:
         console.print(f"report: {report / 'report.md'}")
+
+
+def _teachers(ctx: typer.Context, models: str, json_out: bool, report: Path | None) -> None:
+    """`pllm eval --task teachers`: every packaged domain's expert distilled from each T-model, paired by question."""
+    import json
+
+    from pllm.bench.experts import compare_teachers
+    from pllm.expert.domains import packaged_domains
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    with err_console.status("teachers") as status:
+        result = compare_teachers(settings_of(ctx), names, sorted(packaged_domains()),
+                                  tick=lambda label: status.update(f"teachers: {label}") if err_console.is_terminal
+                                  else err_console.print(f"teachers: {label}"))
+    if report is not None:
+        report.mkdir(parents=True, exist_ok=True)
+        (report / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    if json_out:
+        print_json(result)
+        return
+    for domain, row in result["domains"].items():
+        exams = ", ".join(f"{t} {v['exam']:.3f}" for t, v in row["teachers"].items())
+        console.print(f"{domain}: {exams}; {row['difference']['of']} {row['difference']['interval']}")
 
 
 def _experts(ctx: typer.Context, json_out: bool) -> None:

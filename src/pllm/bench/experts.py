@@ -58,3 +58,42 @@ def run_expert_matrix(settings: Settings) -> dict[str, Any]:
                 mean_of(row[exam_name]), mean_of(row[best_other]))]
         exams[exam_name] = entry
     return {"experts": names, "exams": exams, "cpu": cpu_info().as_dict(), "model": runtime.model.name}
+
+
+def compare_teachers(settings: Settings, teachers: list[str], domains: list[str], *, per_topic: int = 3,
+                     steps: int = 60, tick: Any = lambda _: None) -> dict[str, Any]:
+    """Each domain's expert distilled from each T-model (same filters, same steps, not registered), every expert
+    examined on its domain's exam; the last teacher's expert against the first's, paired by question."""
+    from pllm.expert.distill import DistillConfig, distil_pairs
+    from pllm.expert.domains import load_domain
+    from pllm.expert.train import ExpertTrainConfig, train_expert
+    from pllm.lm.embeddings import need_embedder
+    from pllm.lm.foundation import EmbeddedFoundation
+    from pllm.lm.hardware import cpu_info
+
+    embedder = need_embedder("distillation")
+    out: dict[str, Any] = {"teachers": teachers, "domains": {}, "cpu": cpu_info().as_dict(), "per_topic": per_topic,
+                           "steps": steps}
+    for domain_name in domains:
+        domain, per_teacher = load_domain(domain_name), {}
+        for teacher in teachers:
+            tick(f"{domain_name}: {teacher} writes pairs")
+            model = EmbeddedFoundation.from_settings(settings.model_copy(update={"foundation_model": teacher}))
+            try:
+                pairs, report = distil_pairs(model, domain, DistillConfig(per_topic=per_topic, seed=settings.seed),
+                                             embedder)
+            finally:
+                model.runtime.close()
+            tick(f"{domain_name}: the expert of {teacher} trains and sits the exam")
+            result = train_expert(settings, domain, pairs, report, ExpertTrainConfig(steps=steps), register=False)
+            per_teacher[teacher] = {"distillation": report.as_dict(), "exam": round(result.card.domain_score, 4),
+                                    "base": round(result.card.base_score, 4),
+                                    "gain_over_base": list(result.card.gain_interval),
+                                    "per_question": [round(float(s), 5) for s in result.expert_per_question]}
+        first, last = (np.array(per_teacher[t]["per_question"]) for t in (teachers[0], teachers[-1]))
+        boot = Bootstrap(len(first), seed=settings.seed)
+        out["domains"][domain_name] = {
+            "teachers": per_teacher,
+            "difference": {"of": f"{teachers[-1]} - {teachers[0]}",
+                           "interval": [round(v, 4) for v in boot.difference_interval(mean_of(last), mean_of(first))]}}
+    return out

@@ -21,9 +21,8 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from pllm.cloud.foundation import Foundation
-from pllm.lm.runtime import GenerationConfig
-from pllm.openai_http import Usage
+from pllm.lm.foundation import Foundation
+from pllm.lm.runtime import GenerationConfig, Usage
 
 PREAMBLE = "Here are texts written by one person. {task_line}Each new text is on a related topic, in the same style \
 and voice, and says something new.\n\n"

@@ -26,10 +26,10 @@ from pydantic import BaseModel, Field
 
 from pllm.cloud.augment import AugmentRequest, Seed, augment
 from pllm.cloud.devices import DeviceRegistry, RateLimiter
-from pllm.cloud.foundation import Foundation, load_foundation
 from pllm.cloud.ledger import Entry, Ledger
 from pllm.config import Settings
 from pllm.expert.serving import ExpertPool
+from pllm.lm.foundation import Foundation, load_foundation
 from pllm.openai_http import (
     ApiError,
     ChatCompletionCreate,

@@ -53,7 +53,7 @@ def train(
         report = DistillReport(t_model=f"corpus {corpus.name}")
         pairs = filter_pairs(read_qa_jsonl(corpus), domain, embedder, config, report)
     else:
-        from pllm.cloud.foundation import load_foundation
+        from pllm.lm.foundation import load_foundation
 
         t_model = load_foundation(settings)
         total = len(domain.topics)
@@ -119,8 +119,7 @@ def ask(
 ) -> None:
     """Ask one registered expert directly (on this machine, as the cloud service would answer)."""
     from pllm.expert.serving import ExpertPool
-    from pllm.lm.runtime import GenerationConfig
-    from pllm.openai_http import Usage
+    from pllm.lm.runtime import GenerationConfig, Usage
 
     settings = settings_of(ctx)
     pool = ExpertPool(settings)

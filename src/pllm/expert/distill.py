@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from pllm.expert.domains import QA, Domain
-from pllm.lm.runtime import GenerationConfig
-from pllm.openai_http import Usage
+from pllm.lm.runtime import GenerationConfig, Usage
 
 if TYPE_CHECKING:
     from pllm.lm.embeddings import Embedder

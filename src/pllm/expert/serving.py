@@ -15,8 +15,7 @@ from collections.abc import Iterator, Sequence
 from pllm.config import Settings
 from pllm.errors import ExpertError
 from pllm.expert.registry import ExpertCard, ExpertRegistry
-from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
-from pllm.openai_http import Usage
+from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats, Usage
 
 
 class ExpertPool:

@@ -18,14 +18,15 @@ from flwr.clientapp import ClientApp
 
 from pllm.config import Settings, get_settings
 from pllm.expert.domains import QA, read_qa_jsonl
-from pllm.federated.server_app import from_record, to_record
 from pllm.federated.task import (
     FedConfig,
     client_fault,
     client_partition,
     expert_pairs,
+    from_record,
     lora_from_config,
     poisoned,
+    to_record,
     train_update,
 )
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from pllm.config import Settings
 from pllm.errors import PllmError, UsageError
 from pllm.federated.server_app import FedRun
-from pllm.federated.task import FedConfig
-from pllm.files import atomic_write
+from pllm.federated.task import FedConfig, results_path
 
 
 def quiet_flower(verbose: bool) -> None:
@@ -82,17 +81,6 @@ def _flower_env(settings: Settings) -> dict[str, str]:
     """Flower's processes start others by name (the SuperLink its SuperExec): this environment's first on PATH."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     return {**os.environ, "FLWR_HOME": str(flower_home(settings)), "PATH": path}
-
-
-def results_path(settings: Settings, run_id: int | str) -> Path:
-    """Where the ServerApp writes a run's record when it ends (the deployment engine returns nothing)."""
-    return settings.paths.cloud / "federated" / f"run-{run_id}.json"
-
-
-def save_run(settings: Settings, run_id: int | str, record: dict[str, object]) -> Path:
-    path = results_path(settings, run_id)
-    atomic_write(path, json.dumps(record, indent=1) + "\n")
-    return path
 
 
 @contextmanager

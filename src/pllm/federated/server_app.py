@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
@@ -23,18 +23,19 @@ from pllm.config import Settings
 from pllm.errors import PllmError, UsageError
 from pllm.federated import dp
 from pllm.federated.aggregate import Update, Weights, aggregate, change_norm, check_update, nbytes, sent_keys
-from pllm.federated.task import FedConfig, exam_of, exam_scores_with, lora_as_config, starting_adapter
+from pllm.federated.task import (
+    FedConfig,
+    exam_of,
+    exam_scores_with,
+    from_record,
+    lora_as_config,
+    save_run,
+    starting_adapter,
+    to_record,
+)
 from pllm.lm.train import LoraSettings
 
 log = logging.getLogger("pllm.federated")
-
-
-def to_record(weights: Weights) -> ArrayRecord:
-    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
-
-
-def from_record(record: ArrayRecord) -> Weights:
-    return {k: a.numpy() for k, a in record.items()}
 
 
 class TooFewClients(RuntimeError):
@@ -260,8 +261,6 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """The deployment engine's entry (`[tool.flwr.app.components]`): the run config says what to do."""
-    from pllm.federated.run import save_run
-
     config = FedConfig.from_run_config(dict(context.run_config))
     settings = config.settings()
     try:

@@ -22,6 +22,7 @@ from pllm.config import Settings
 from pllm.errors import UsageError
 from pllm.expert.domains import QA
 from pllm.federated.aggregate import METHODS, ROBUST, Method, Robust, Weights, sent_keys
+from pllm.files import atomic_write
 from pllm.lm.adapter import Purpose, learning_rate, train_adapter, train_config, weights_gguf, with_adapter
 from pllm.lm.runtime import Runtime
 from pllm.lm.train import LoraSettings
@@ -226,3 +227,25 @@ def exam_scores_with(runtime: Runtime, weights: Weights, lora: LoraSettings, exa
     from pllm.expert.train import exam_scores
 
     return with_adapter(runtime, weights_gguf(weights, lora, runtime), lambda rt: exam_scores(rt, exam))
+
+
+def to_record(weights: Weights) -> Any:
+    """An adapter as Flower's ArrayRecord: what travels between the ServerApp and the ClientApps."""
+    from flwr.app import Array, ArrayRecord
+
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
+
+
+def from_record(record: Any) -> Weights:
+    return {k: a.numpy() for k, a in record.items()}
+
+
+def results_path(settings: Settings, run_id: int | str) -> Path:
+    """Where the ServerApp writes a run's record when it ends (the deployment engine returns nothing)."""
+    return settings.paths.cloud / "federated" / f"run-{run_id}.json"
+
+
+def save_run(settings: Settings, run_id: int | str, record: dict[str, object]) -> Path:
+    path = results_path(settings, run_id)
+    atomic_write(path, json.dumps(record, indent=1) + "\n")
+    return path

@@ -123,6 +123,28 @@ class StreamStats:
 
 
 @dataclass
+class Usage:
+    """Token counts of one answer, filled in while it streams."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def take(self, stats: StreamStats) -> None:
+        """The counts of an answer the runtime has streamed to its end."""
+        self.prompt_tokens, self.completion_tokens, self.finish_reason = (
+            stats.prompt_tokens, stats.tokens, stats.finish_reason)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens}
+
+
+@dataclass
 class Completion:
     """A finished answer and how long it took."""
 

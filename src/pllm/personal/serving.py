@@ -34,7 +34,7 @@ from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
 
 if TYPE_CHECKING:
     from pllm.config import Settings
-    from pllm.openai_http import Usage
+    from pllm.lm.runtime import Usage
     from pllm.personal.adapters import AdapterStore
     from pllm.personal.forget import ForgetOutcome
     from pllm.personal.vault import Vault

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from pllm.api.deps import Authorised, Served
-from pllm.lm.runtime import Message
-from pllm.openai_http import ChatCompletionCreate, Usage, completion_id, respond
+from pllm.lm.runtime import Message, Usage
+from pllm.openai_http import ChatCompletionCreate, completion_id, respond
 from pllm.personal.serving import PERSONAL
 
 router = APIRouter(prefix="/v1", tags=["chat"], dependencies=[Authorised])

@@ -24,7 +24,7 @@ import numpy as np
 
 from pllm.bench.lamp import Question
 from pllm.bench.methods.adapters import TaskAdapter
-from pllm.bench.methods.base import SYSTEM, Env, choose_label, register_method
+from pllm.bench.methods.base import SYSTEM, Env, choose_label, label_prior, register_method
 from pllm.errors import UsageError
 from pllm.lm.head import (
     Head,
@@ -212,17 +212,21 @@ def inputs(env: Env, texts: list[str], own: list[str | None] | None = None) -> n
 
 
 def _features(env: Env, texts: list[str], *, public: bool, label: str = "") -> np.ndarray:
-    th = env.head
-    missing = [t for t in dict.fromkeys(texts) if th is None or t not in th.vectors]
+    """The hidden state of each text (a row per text, in order), each distinct text computed once per run."""
+    known: dict[str, np.ndarray] = env.head.vectors if env.head is not None else {}  # the run's, or this call's
+    missing = [t for t in dict.fromkeys(texts) if t not in known]
     if missing:
         cache = env.settings.paths.cache / "features" / f"{env.task.name}.npz" if public else None
         tick = (lambda done, total: env.progress(label, done, total)) if label else None
         rows = features(env.runtime, [head_prompt(env, t) for t in missing], cache=cache, on_item=tick)
-        if th is None:
-            return rows
-        th.vectors.update(zip(missing, rows, strict=True))
-    assert th is not None
-    return np.stack([th.vectors[t] for t in texts]) if texts else np.zeros((0, env.runtime.llm.n_embd()))
+        known.update(zip(missing, rows, strict=True))
+    return np.stack([known[t] for t in texts]) if texts else np.zeros((0, env.runtime.llm.n_embd()))
+
+
+def covers(known: list[str], labels: list[str]) -> bool:
+    """Whether the head knows enough of a question's labels to answer it: at least half of them (a fixed label set
+    whose rarest labels no training item had), not a user's own vocabulary it never saw."""
+    return len(known) >= max(1, len(labels) / 2)
 
 
 def user_history(env: Env, q: Question, items: list[dict[str, Any]]) -> History:
@@ -330,8 +334,10 @@ class HeadMethod(TaskAdapter):
         th = self.env.head
         assert th is not None
         allowed = [label for label in self.task.labels(q) if label in th.labels]
-        if not allowed:  # labels no training user had (a user's own tags): the model scores them
-            return choose_label(self.env, q, [])
+        if not covers(allowed, self.task.labels(q)):
+            # Mostly labels no training user had (a user's own tags, subreddits): the head cannot score them, the
+            # model can; with the user's label prior on top where the user side is asked for (as `profile` does).
+            return choose_label(self.env, q, [], prior=label_prior(self.task, q) if self.user_side else None)
         x = inputs(self.env, [q.input])[0]
         if not self.user_side or not self._history:
             return th.read(th.head.log_probs(x[None])[0], allowed)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pllm.bench.lamp import Question
 from pllm.bench.methods.base import register_method
-from pllm.bench.methods.head import HeadMethod, History, user_history
+from pllm.bench.methods.head import HeadMethod, History, covers, user_history
 from pllm.bench.methods.rag import NeighbourVoting, prompt_items
 from pllm.lm.head import primary_score
 
@@ -82,8 +82,8 @@ class Router(HeadMethod):
             earlier: History = history.before(n)
             asked = replace(q, input=self.task.item_as_question(dated[n], q)[0], profile=dated[:n])
             allowed = [label for label in self.task.labels(asked) if label in th.labels]
-            if not allowed:
-                return ROUTES[0]
+            if not covers(allowed, self.task.labels(asked)):  # the head cannot judge: the votes where they apply
+                return "rag" if self.voting else ROUTES[0]
             x = history.x[n]
             answers["task+user"].append(self.answer_with(th, "correction", x, earlier, allowed))
             answers["user-head"].append(self.answer_with(th, "adapter", x, earlier, allowed))

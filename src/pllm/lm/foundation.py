@@ -1,12 +1,14 @@
-"""The T-model behind the cloud service: the embedded default (Gemma 3 270M, a base model) or any OpenAI-compatible
-upstream server (vLLM, Ollama, llama-server, a hosted API), behind one small interface.
+"""The T-model, as every tier that asks it loads it: the embedded one (Qwen2.5 1.5B Instruct by default, through its
+chat template; Gemma 3 270M, a base model, few-shot) or any OpenAI-compatible upstream server (vLLM, Ollama,
+llama-server, a hosted API), behind one small interface. The cloud service serves it; distillation writes with it.
 
     model = load_foundation(settings)            # upstream when PLLM_UPSTREAM_URL is set, else embedded
     for delta in model.chat_stream(messages, GenerationConfig(max_tokens=64), usage):
         ...
 
 A base model has no chat template: the embedded backend writes the conversation as a few-shot transcript and stops
-where the next speaker would begin. A real deployment points `--upstream` at a large model.
+where the next speaker would begin. An answer can be held to a JSON schema (GenerationConfig.json_schema): a llama.cpp
+grammar on the embedded model, `response_format` upstream.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from typing import Protocol
 
 from pllm.config import Settings
 from pllm.errors import CloudError, CloudUnavailableError
-from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
-from pllm.openai_http import Usage
+from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats, Usage
 
 # Shows a base model what an assistant turn looks like before the real conversation.
 FEW_SHOT = """The following are conversations between a user and a helpful, accurate assistant.

@@ -1,0 +1,77 @@
+"""Real people's data as LaMP folders: split by time per person, evaluated people in two disjoint halves, train and
+dev people apart, and the folders load as any LaMP folder does."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from pllm.bench.lamp import load_dataset
+from pllm.bench.realdata import convert
+from pllm.errors import UsageError
+
+
+def yelp_csv(path: Path) -> None:
+    rows = []
+    for person, count in (("ann", 6), ("bob", 5), ("cid", 7), ("dee", 5), ("eve", 2), ("fay", 1)):
+        for n in range(count):
+            rows.append({"business_id": f"b{n}", "date": f"2012-0{1 + n % 9}-1{n % 9}", "review_id": f"{person}{n}",
+                         "stars": str(1 + (n + len(person)) % 5), "text": f"{person} wrote review {n}. Tasty food.",
+                         "type": "review", "user_id": person, "cool": "0", "useful": "0", "funny": "0"})
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_reviews_become_two_disjoint_halves_split_by_time(tmp_path: Path) -> None:
+    source = tmp_path / "yelp.csv"
+    yelp_csv(source)
+    sizes = convert("yelp", source, tmp_path / "yelp", profile=4)
+    assert sizes["yelp-a"]["dev_users"] + sizes["yelp-b"]["dev_users"] == 4  # the people with 5+ reviews
+    dev_a, train_a = load_dataset(tmp_path / "yelp-a", "LaMP_3")
+    dev_b, _ = load_dataset(tmp_path / "yelp-b", "LaMP_3")
+    assert not {q.user_id for q in dev_a} & {q.user_id for q in dev_b}
+    assert not {q.user_id for q in dev_a} & {q.user_id for q in train_a}
+    assert {q.user_id for q in dev_b} <= {q.user_id for q in train_a}  # the other half trains
+    for q in dev_a:
+        assert len(q.profile) == 4 and q.input.startswith("What is the score of the following review")
+    whole = convert("yelp", source, tmp_path / "all", whole=True)
+    assert whole == {"all": {"dev_users": 4, "train_questions": 3}}  # eve's 2 reviews and fay's 1
+
+
+def test_the_latest_item_is_the_query_and_nothing_later_is_in_its_profile(tmp_path: Path) -> None:
+    source = tmp_path / "yelp.csv"
+    yelp_csv(source)
+    convert("yelp", source, tmp_path / "yelp", profile=50, whole=False)
+    for half in ("yelp-a", "yelp-b"):
+        dev, _ = load_dataset(tmp_path / half, "LaMP_3")
+        for q in dev:
+            person = q.input.split(" wrote review ")[0].rsplit(" ", 1)[-1]
+            asked = int(q.input.split(" wrote review ")[1].split(".")[0])
+            earlier = [int(item["text"].split(" wrote review ")[1].split(".")[0]) for item in q.profile]
+            assert asked == {"ann": 5, "bob": 4, "cid": 6, "dee": 4}[person]  # their latest review is asked
+            assert sorted(earlier) == list(range(asked))  # every earlier one is its profile, nothing later
+
+
+def test_articles_become_a_news_category_task(tmp_path: Path) -> None:
+    source = tmp_path / "news.json"
+    lines = [json.dumps({"headline": f"Story {n}", "category": ["POLITICS", "SPORTS"][n % 2],
+                         "short_description": f"What happened {n}.", "authors": f"Writer {n % 3}",
+                         "date": f"2020-01-{1 + n:02d}", "link": ""}) for n in range(24)]
+    source.write_text("\n".join(lines) + "\n")
+    convert("huffpost", source, tmp_path / "news", profile=50)
+    dev, train = load_dataset(tmp_path / "news-a", "LaMP_2")
+    assert dev and train and "categories: [politics, sports]" in dev[0].input
+    assert {item["category"] for q in dev for item in q.profile} <= {"politics", "sports"}
+
+
+def test_a_missing_or_thin_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such file"):
+        convert("yelp", tmp_path / "nope.csv", tmp_path / "out")
+    (tmp_path / "thin.csv").write_text("business_id,date,review_id,stars,text,type,user_id\n")
+    with pytest.raises(UsageError, match="fewer than two people"):
+        convert("yelp", tmp_path / "thin.csv", tmp_path / "out")

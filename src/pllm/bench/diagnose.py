@@ -29,6 +29,7 @@ from pllm.bench.methods.head import Labelled, _features, training_items
 from pllm.bench.metrics import PRIMARY
 from pllm.bench.tasks.base import get_task
 from pllm.config import get_settings
+from pllm.extras import pyplot
 from pllm.lm.adapter import Purpose, train_adapter, train_config
 from pllm.lm.head import cross_validate, fit_head, predict
 from pllm.lm.train import Example
@@ -125,10 +126,7 @@ def run_variant(env: Env, v: Variant, items: list[Labelled], dev: list[Any]) -> 
 
 
 def write(outcomes: list[Outcome], golds: dict[str, int], folder: Path, primary: str, command: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "diagnosis.json").write_text(json.dumps(

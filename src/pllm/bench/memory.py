@@ -40,6 +40,7 @@ import numpy as np
 from pllm.bench.lamp import FormatError, _load_json
 from pllm.bench.metrics import Bootstrap, mean_of
 from pllm.config import Settings
+from pllm.extras import pyplot
 from pllm.lm.runtime import GenerationConfig, Runtime
 from pllm.personal.ingest import CONVERSATION_KIND
 from pllm.personal.retrieve import RetrievalConfig, Retriever, document_id
@@ -335,10 +336,7 @@ def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> 
     """report.md with the table, a recall plot, and the answers beside their golds."""
     import json
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from pllm.bench.report import improvement_text, with_interval
 

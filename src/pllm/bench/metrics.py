@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pllm import stats
+from pllm.extras import extra
 from pllm.stats import Statistic, mean_of
 
 RATINGS = (1, 2, 3, 4, 5)
@@ -66,7 +67,7 @@ def rmse(preds: Sequence[str], golds: Sequence[str]) -> float:
 
 
 def rouge_per_query(preds: Sequence[str], golds: Sequence[str]) -> dict[str, list[float]]:
-    from rouge_score import rouge_scorer
+    rouge_scorer = extra("rouge_score.rouge_scorer", "bench")
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
     scores = [scorer.score(g, p) for p, g in zip(preds, golds, strict=True)]

@@ -11,6 +11,7 @@ from pathlib import Path
 from pllm.bench.lamp import by_user, write_outputs
 from pllm.bench.metrics import LOWER_IS_BETTER
 from pllm.bench.runner import BASELINE, EvalResult
+from pllm.extras import pyplot
 
 
 def gain_text(value: float | None) -> str:
@@ -95,10 +96,7 @@ def cost_lines(result: EvalResult) -> list[str]:
 
 
 def _plots(result: EvalResult, folder: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     primary = result.primary
     names = [m.name for m in result.methods]

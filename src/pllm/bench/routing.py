@@ -37,6 +37,7 @@ import numpy as np
 from pllm.bench.metrics import rouge_per_query
 from pllm.config import Settings
 from pllm.errors import UsageError
+from pllm.extras import pyplot
 from pllm.stats import Bootstrap, mean_of
 
 ROUTING_SET = Path(__file__).parents[1] / "data" / "routing.json"
@@ -173,10 +174,7 @@ def summarise(rows: list[dict[str, Any]], settings: Settings, **extra: Any) -> d
 
 def write_routing_report(result: dict[str, Any], folder: Path, *, command: str) -> Path:
     """report.md, results.json and a plot of correct routes and answer quality per category."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(result, indent=1) + "\n")

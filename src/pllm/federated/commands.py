@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from pllm.console import console, err_console, print_json, progress_bar, settings_of
+from pllm.extras import extra, pyplot
 from pllm.federated.aggregate import METHODS, ROBUST
 
 fed_app = typer.Typer(help="Federated experts on Flower: devices improve an expert without sharing their data.",
@@ -48,6 +49,7 @@ def simulate(
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's own logs."),
 ) -> None:
     """Federated rounds of an expert on Flower's simulation engine, scored on the expert's held-out exam."""
+    extra("flwr", "fed")  # one line naming the extra, not an ImportError, where Flower is not installed
     from pllm.federated.run import simulate_run
     from pllm.federated.task import FedConfig
 
@@ -96,6 +98,7 @@ def server(
 ) -> None:
     """Run an expert's federated rounds on Flower's deployment engine: a SuperLink on loopback that devices join
     with `pllm fed client`; prints the run's record when it ends."""
+    extra("flwr", "fed")
     from pllm.federated.run import submit_run, superlink, wait_for_run
     from pllm.federated.task import FedConfig
 
@@ -132,6 +135,7 @@ def client(
     import socket
 
     from pllm.expert.domains import read_qa_jsonl
+    extra("flwr", "fed")
     from pllm.federated.run import run_client
 
     settings = settings_of(ctx)
@@ -172,10 +176,7 @@ def _print_run(result: dict[str, Any]) -> None:
 
 def write_fed_report(result: dict[str, Any], folder: Path, *, command: str) -> Path:
     """report.md, results.json and the domain score per round (with the 95% interval of each round's mean)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     from pllm.stats import Bootstrap, mean_of

@@ -1,6 +1,8 @@
 """Markdown tables for docs/BENCHMARKS.md from the JSON that scripts/run_benchmarks.sh leaves in docs/eval/.
 
 Run: .venv/bin/python scripts/eval_tables.py > /tmp/tables.md
+     .venv/bin/python scripts/eval_tables.py --real yelp-a news-a   # the real-user tables: each method against the
+                                                                    # simple references, paired, and its answers
 """
 
 import json
@@ -42,8 +44,36 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def real_table(data: dict) -> str:
+    """One row per method: the primary metric, its paired intervals against stats, majority and task, its answers."""
+    primary, methods = data["primary_metric"], data["methods"]
+    refs = ("stats", "majority", "task")
+    golds = data.get("gold_answers", {})
+    labels = list(golds)[:6]
+    head = [f"{primary} [95%]", *(f"vs {r}" for r in refs)]
+    head += ["answers (" + " / ".join(labels) + ")"] if golds else []
+    lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    if golds:
+        lines.append("| gold | | | | | " + " / ".join(str(golds[k]) for k in labels) + " |")
+    for name, m in methods.items():
+        low, high = m["intervals"][primary]
+        versus = [improvement_text(*m["improvement_over"][r]) if r in m.get("improvement_over", {}) else ""
+                  for r in refs]
+        cells = [f"{m[primary]:.3f} [{low:.3f}, {high:.3f}]", *versus]
+        if golds:
+            cells.append(" / ".join(str(m.get("answers", {}).get(k, 0)) for k in labels))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     folder = Path(__file__).resolve().parents[1] / "docs" / "eval"
+    if sys.argv[1:2] == ["--real"]:
+        for name in sys.argv[2:]:
+            data = json.loads((folder / f"{name}.json").read_text())
+            sys.stdout.write(f"#### {name}: {data['users']} people, {data['queries']} queries\n\n{data['protocol']}\n\n"
+                             + real_table(data) + "\n\n")
+        return
     for task in ORDER:
         path = folder / f"{task}.json"
         if not path.is_file():

@@ -21,6 +21,7 @@ from pllm import __version__
 from pllm.api import commands as api_commands
 from pllm.bench import commands as bench_commands
 from pllm.cloud import commands as cloud_commands
+from pllm.config import get_settings
 from pllm.console import err_console
 from pllm.errors import FileAccessError, PllmError
 from pllm.expert import commands as expert_commands
@@ -30,9 +31,14 @@ from pllm.personal import commands as personal_commands
 
 
 def _debug_enabled(ctx: Any) -> bool:
-    if os.environ.get("PLLM_DEBUG", "").lower() in ("1", "true", "yes"):
+    """--debug, else Settings.debug (PLLM_DEBUG or the config file); settings that do not validate fall back to the
+    variable itself, so their own error can still show its traceback."""
+    if ctx and ctx.obj and ctx.obj.get("debug"):
         return True
-    return bool(ctx and ctx.obj and ctx.obj.get("debug"))
+    try:
+        return get_settings().debug
+    except ValueError:  # pydantic's ValidationError: a bad PLLM_* value, whose message is the error being shown
+        return os.environ.get("PLLM_DEBUG", "").lower() in ("1", "true", "yes")
 
 
 class PllmGroup(TyperGroup):

@@ -427,17 +427,24 @@ class Runtime:
         from llama_cpp import llama_cpp as C
 
         tokens, _ = self._prompt_tokens(prompt, 0)
-        ctx = self.llm._ctx.ctx
-        self.llm.reset()
+        llm, ctx = self.llm, self.llm._ctx.ctx
+        # Prompts of one task share their beginning (the system turn, the instruction): what the KV cache holds of it
+        # from the last call is kept, and only the rest is processed (eval drops the cells after it).
+        common, limit = 0, min(llm.n_tokens, len(tokens) - 1)
+        while common < limit and llm.input_ids[common] == tokens[common]:
+            common += 1
+        llm.n_tokens = common
         try:
-            if len(tokens) > 1:
-                self.llm.eval(tokens[:-1])  # without embeddings: they would be computed for every token
+            if common < len(tokens) - 1:
+                llm.eval(tokens[common:-1])  # without embeddings: they would be computed for every token
             C.llama_set_embeddings(ctx, True)
-            self.llm.eval(tokens[-1:])
-            state = np.ctypeslib.as_array(C.llama_get_embeddings_ith(ctx, -1), shape=(self.llm.n_embd(),)).copy()
+            llm.eval(tokens[-1:])
+            state = np.ctypeslib.as_array(C.llama_get_embeddings_ith(ctx, -1), shape=(llm.n_embd(),)).copy()
+        except BaseException:
+            llm.reset()
+            raise
         finally:
             C.llama_set_embeddings(ctx, False)
-            self.llm.reset()
         return state
 
     def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:

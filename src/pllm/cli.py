@@ -37,7 +37,7 @@ def _debug_enabled(ctx: Any) -> bool:
         return True
     try:
         return get_settings().debug
-    except ValueError:  # pydantic's ValidationError: a bad PLLM_* value, whose message is the error being shown
+    except (PllmError, ValueError):  # a bad PLLM_* value or config file: the very error being shown
         return os.environ.get("PLLM_DEBUG", "").lower() in ("1", "true", "yes")
 
 

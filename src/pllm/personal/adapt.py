@@ -32,6 +32,7 @@ from pllm.personal.adapters import AdapterStore, EncryptedStorage, MergeUnsuppor
 from pllm.personal.assistant import SYSTEM_PROMPT
 from pllm.personal.gate import decide, score_candidate
 from pllm.personal.profile import build_profile
+from pllm.personal.records import new_since
 from pllm.personal.text import TOPIC_STOPWORDS, WORD
 from pllm.personal.vault import Vault, accepts, content_hash, fact_hash
 
@@ -202,11 +203,8 @@ class AdaptationPolicy:
     def decide(self, vault: Vault, n_examples: int, *, force: bool = False) -> Decision:
         steps, lr = self.plan(n_examples)
         since = float(vault.get_meta("adapted_at", "0") or 0)
-        new_feedback = vault.conn.execute("SELECT count(*) FROM feedback WHERE created_at > ?", (since,)).fetchone()[0]
-        new_tokens = vault.conn.execute("SELECT coalesce(sum(tokens), 0) FROM documents WHERE ingested_at > ?",
-                                        (since,)).fetchone()[0]
-        new_interactions = vault.conn.execute("SELECT count(*) FROM interactions WHERE created_at > ?",
-                                              (since,)).fetchone()[0]
+        arrived = new_since(vault, since)
+        new_feedback, new_tokens, new_interactions = arrived.feedback, arrived.tokens, arrived.interactions
         age_days = (time.time() - since) / 86400 if since else float("inf")
         if force:
             return Decision(True, "asked to train now", steps, lr)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pllm.errors import AdapterError, UsageError
 from pllm.files import atomic_write
+from pllm.personal.records import AdapterRecords
 from pllm.personal.vault import Vault
 
 MAGIC = b"PLLMAES1"
@@ -53,6 +53,7 @@ class AdapterStore:
     def __init__(self, vault: Vault, folder: Path) -> None:
         self.vault = vault
         self.folder = folder
+        self.records = AdapterRecords(vault)
 
     # -- encryption ------------------------------------------------------------------------------------------
     def _key(self) -> bytes:
@@ -104,8 +105,8 @@ class AdapterStore:
 
     # -- versions --------------------------------------------------------------------------------------------
     def next_version(self) -> str:
-        row = self.vault.conn.execute("SELECT version FROM adapters ORDER BY version DESC LIMIT 1").fetchone()
-        return f"v{(int(row[0][1:]) if row else 0) + 1:04d}"
+        latest = self.records.latest_version()
+        return f"v{(int(latest[1:]) if latest else 0) + 1:04d}"
 
     def save(self, *, gguf: bytes, peft: bytes, base_model: str, lora: dict[str, Any], stats: dict[str, Any],
              trained_on: list[str] | None = None) -> str:
@@ -116,23 +117,18 @@ class AdapterStore:
         version = self.next_version()
         self.write_file(f"{version}.gguf", gguf)
         self.write_file(f"{version}.peft", peft)
-        with self.vault.transaction() as tx:
-            tx.execute("INSERT INTO adapters (version, created_at, status, base_model, lora, stats, gguf_sha256,"
-                       " trained_on) VALUES (?, ?, 'candidate', ?, ?, ?, ?, ?)",
-                       (version, time.time(), base_model, json.dumps(lora), json.dumps(stats),
-                        hashlib.sha256(gguf).hexdigest(), None if trained_on is None else json.dumps(trained_on)))
+        self.records.insert(version, gguf=gguf, base_model=base_model, lora=lora, stats=stats, trained_on=trained_on)
         return version
 
     def retire_trained_on(self, hashes: frozenset[str]) -> list[str]:
         """Retire every version that trained on one of `hashes` (or whose data is unrecorded): it leaves the
         active stack and its files are deleted. Returns the versions retired."""
-        rows = self.vault.conn.execute("SELECT version, trained_on FROM adapters WHERE status != 'retired'")
-        touched = [v for v, on in rows if on is None or hashes & set(json.loads(on))]
+        touched = [v for v, on in self.records.live_trained_on() if on is None or hashes & set(on)]
         if not touched:
             return []
         with self.vault.transaction() as tx:
             self.vault.set_meta(STACK_META, json.dumps([v for v in self.stack() if v not in touched]))
-            tx.executemany("UPDATE adapters SET status = 'retired' WHERE version = ?", [(v,) for v in touched])
+            self.records.retire(tx, touched)
         for version in touched:  # after the commit: a crash in between leaves files of a retired version, not the
             self.delete_file(f"{version}.gguf")  # other way round, and the next forget deletes them again
             self.delete_file(f"{version}.peft")
@@ -148,10 +144,8 @@ class AdapterStore:
 
     def versions(self) -> list[AdapterVersion]:
         active = self.active()
-        rows = self.vault.conn.execute("SELECT version, created_at, status, base_model, lora, stats, gguf_sha256"
-                                       " FROM adapters ORDER BY version")
-        return [AdapterVersion(v, c, s, b, json.loads(lo), json.loads(st), h, v == active)
-                for v, c, s, b, lo, st, h in rows]
+        return [AdapterVersion(r.version, r.created_at, r.status, r.base_model, r.lora, r.stats, r.gguf_sha256,
+                               r.version == active) for r in self.records.rows()]
 
     def get(self, version: str) -> AdapterVersion:
         for v in self.versions():
@@ -160,7 +154,7 @@ class AdapterStore:
         raise UsageError(f"no adapter version {version!r} (see `pllm adapters list`)")
 
     def set_status(self, version: str, status: str) -> None:
-        self.vault.conn.execute("UPDATE adapters SET status = ? WHERE version = ?", (status, version))
+        self.records.set_status(version, status)
 
     def promote(self, version: str) -> None:
         """Make `version` the active adapter, in one transaction."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pllm.config import Settings
 from pllm.errors import ConsentError
+from pllm.personal.records import speakers
 
 if TYPE_CHECKING:
     from pllm.personal.vault import Egress as LoggedEgress
@@ -124,7 +125,7 @@ def known_entities(vault: Vault) -> list[KnownEntity]:
                 person(text)
             else:
                 found.append(KnownEntity(text, kind))
-    for (speaker,) in vault.conn.execute("SELECT DISTINCT speaker FROM documents WHERE speaker != ''"):
+    for speaker in speakers(vault):
         person(speaker)
     for fact in vault.facts():
         if fact.subject:

@@ -66,9 +66,9 @@ class StepProgress:
     The ETA is measured, from the steps done so far, never a constant.
     """
 
-    def __init__(self, label: str, *, every: int = 5):
-        self.label, self.every = label, every
-        self.terminal = err_console.is_terminal
+    def __init__(self, label: str, *, every: int = 5, events: bool = False):
+        self.label, self.every, self.events = label, every, events  # events: JSON lines for a watching process
+        self.terminal = err_console.is_terminal and not events
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
                                  TimeRemainingColumn(), console=err_console, transient=True,
@@ -89,7 +89,9 @@ class StepProgress:
         """A phase before the steps (loading, preparing): the bar's label, or a line when piped."""
         self.phase_at = time.perf_counter()
         self.progress.update(self.task, description=f"{self.label}: {text}")
-        if not self.terminal:
+        if self.events:
+            self._event({"event": "phase", "phase": text})
+        elif not self.terminal:
             err_console.print(f"{self.label}: {text}")
 
     def step(self, step: int, total: int, loss: float) -> None:
@@ -99,12 +101,21 @@ class StepProgress:
             self.progress.reset(self.task, total=total, completed=step, description=self.label,
                                 loss=f"{loss:.3f}")
         self.progress.update(self.task, total=total, completed=step, loss=f"{loss:.3f}")
-        if self.terminal or not (step == self.first_step or step % self.every == 0 or step == total):
-            return
-        line = f"{self.label}: step {step}/{total}, loss {loss:.3f}"
         done = step - self.first_step
         per_step = (now - self.first_at) / done if done > 0 else self.first_seconds
-        err_console.print(f"{line}, {per_step:.1f} s/step, about {math.ceil(per_step * (total - step))} s left")
+        eta = math.ceil(per_step * (total - step))
+        if self.events:
+            self._event({"event": "step", "step": step, "total": total, "loss": round(loss, 4), "eta_s": eta})
+            return
+        if self.terminal or not (step == self.first_step or step % self.every == 0 or step == total):
+            return
+        err_console.print(f"{self.label}: step {step}/{total}, loss {loss:.3f}, {per_step:.1f} s/step, "
+                          f"about {eta} s left")
+
+    @staticmethod
+    def _event(event: dict[str, Any]) -> None:
+        sys.stderr.write(json.dumps(event) + "\n")
+        sys.stderr.flush()
 
 
 def print_json(obj: Any) -> None:

@@ -20,6 +20,8 @@ def adapt(
     json_out: bool = typer.Option(False, "--json", help="Print the run's figures as JSON."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Keep the new version as a candidate."),
     force: bool = typer.Option(False, "--force", help="Promote even without held-out evidence that it generalises."),
+    events: bool = typer.Option(False, "--events", hidden=True, help="Progress as JSON lines on stderr (for the "
+                                "device API, which runs this in a child process and reports it)."),
 ) -> None:
     """Update your personal adapter now: train on the vault, gate on held-out data, promote."""
     from pllm.personal.adapt import AdaptationPolicy, collect, pending_job, run_adaptation
@@ -42,7 +44,7 @@ def adapt(
                 err_console.print(f"training: {decision.reason}")
         else:
             err_console.print("resuming the interrupted run")
-        with StepProgress("adapt") as progress:
+        with StepProgress("adapt", events=events) as progress:
             report = run_adaptation(settings, vault, on_step=progress.step, on_phase=progress.note,
                                     promote=not no_promote, training=training, force=force)
     if json_out:

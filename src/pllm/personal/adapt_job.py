@@ -1,9 +1,10 @@
 """`pllm adapt` in its own process, watched: what the device API starts on POST /v1/adapt and reports on GET.
 
 Training never runs in the serving process (it would take the cores and the memory answers need). A child
-`python -m pllm adapt --json` trains, with the vault's passphrase in its environment only; its progress lines (the
-plain form `StepProgress` prints when piped) are read as they come, and its JSON report is the result. The server
-serves a version the child promoted from the next request on: it reads the active version per request.
+`python -m pllm adapt --json --events` trains, with the vault's passphrase in its environment only; its progress
+events (JSON lines on stderr, `StepProgress(events=True)`) are read as they come, and its JSON report is the
+result. The server serves a version the child promoted from the next request on: it reads the active version per
+request.
 
     job = AdaptJob(settings, passphrase)
     job.start()
@@ -15,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -26,8 +26,6 @@ from typing import Any
 from pllm.config import Settings
 from pllm.errors import PllmError
 
-STEP_LINE = re.compile(r"adapt: step (\d+)/(\d+), loss ([\d.]+)(?:, [\d.]+ s/step, about (\d+) s left)?")
-PHASE_LINE = re.compile(r"adapt: (?!step \d)(.+)")
 LAST_LINES = 20  # of the child's stderr, kept to explain a failure
 
 
@@ -61,6 +59,16 @@ class AdaptStatus:
         return asdict(self)
 
 
+def _event(line: str) -> dict[str, Any] | None:
+    """A progress event of the child (`pllm adapt --events` writes one JSON object a line), or None."""
+    if not line.startswith("{"):
+        return None
+    with contextlib.suppress(json.JSONDecodeError):
+        event = json.loads(line)
+        return event if isinstance(event, dict) and "event" in event else None
+    return None
+
+
 class AdaptJob:
     def __init__(self, settings: Settings, passphrase: str | None) -> None:
         self.settings, self._passphrase = settings, passphrase
@@ -84,7 +92,7 @@ class AdaptJob:
                    "PLLM_THREADS": str(self.settings.threads)}
             if self.settings.model is not None:
                 env["PLLM_MODEL"] = str(self.settings.model)
-            command = [sys.executable, "-m", "pllm", "adapt", "--json", *(["--force"] if force else [])]
+            command = [sys.executable, "-m", "pllm", "adapt", "--json", "--events", *(["--force"] if force else [])]
             self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                              env=env, stdin=subprocess.DEVNULL)
             self._status = AdaptStatus("running", pid=self._process.pid, started_at=time.time())
@@ -100,12 +108,14 @@ class AdaptJob:
         tail: list[str] = []
         for line in process.stderr:
             line = line.strip()
-            tail = [*tail, line][-LAST_LINES:]
-            if step := STEP_LINE.search(line):
-                self._update(step=int(step[1]), total=int(step[2]), loss=float(step[3]), phase="training",
-                             eta_s=int(step[4]) if step[4] else None)
-            elif phase := PHASE_LINE.search(line):
-                self._update(phase=phase[1])
+            event = _event(line)
+            if event is None:
+                tail = [*tail, line][-LAST_LINES:]  # what the child said in words: the error, if it fails
+            elif event.get("event") == "step":
+                self._update(step=int(event["step"]), total=int(event["total"]), loss=float(event["loss"]),
+                             phase="training", eta_s=event.get("eta_s"))
+            elif event.get("event") == "phase":
+                self._update(phase=str(event["phase"]))
         out = process.stdout.read()
         code = process.wait()
         report = None

@@ -108,9 +108,10 @@ def predict(log_probs: np.ndarray, labels: Sequence[str], rule: str) -> list[str
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, labels: Sequence[str], l2: float, balanced: bool, *,
-             iterations: int = 100, threads: int = 2) -> Head:
+             iterations: int = 100, threads: int = 2, free: int = 0) -> Head:
     """Multinomial logistic regression on standardised features (L-BFGS, full batch). `y` holds label indices;
-    `balanced` weighs each class by the inverse of its frequency, so a frequent label cannot win by its prior."""
+    `balanced` weighs each class by the inverse of its frequency, so a frequent label cannot win by its prior; the
+    last `free` columns (a few features known to matter, beside hundreds of hidden-state ones) are not penalised."""
     import torch
 
     torch.set_num_threads(threads)
@@ -129,7 +130,8 @@ def fit_head(x: np.ndarray, y: np.ndarray, labels: Sequence[str], l2: float, bal
     def closure() -> Any:
         optimizer.zero_grad()
         losses = torch.nn.functional.cross_entropy(inputs @ weight + bias, targets, reduction="none")
-        loss = (losses * weights).sum() / weights.sum() + l2 * (weight**2).sum()
+        penalised = weight[: weight.shape[0] - free] if free else weight
+        loss = (losses * weights).sum() / weights.sum() + l2 * (penalised**2).sum()
         loss.backward()
         return loss
 
@@ -196,7 +198,7 @@ def folds_of(groups: Sequence[str], folds: int = FOLDS, seed: int = 0) -> np.nda
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, labels: Sequence[str], groups: Sequence[str], *, kind: str,
-                   grid: Sequence[float] = L2_GRID, threads: int = 2, seed: int = 0) -> HeadChoice:
+                   grid: Sequence[float] = L2_GRID, threads: int = 2, seed: int = 0, free: int = 0) -> HeadChoice:
     """The L2 strength, class weighting and decision rule with the best out-of-fold primary metric, folds by
     person (by item when there are too few people to fold)."""
     people = len(set(groups))
@@ -210,7 +212,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, labels: Sequence[str], groups: 
             heads = {}
             for f in np.unique(fold):
                 train, held = fold != f, fold == f
-                heads[int(f)] = fit_head(x[train], y[train], labels, l2, balanced, threads=threads)
+                heads[int(f)] = fit_head(x[train], y[train], labels, l2, balanced, threads=threads, free=free)
                 oof[held] = heads[int(f)].log_probs(x[held])
             for rule in RULES[kind]:
                 score = primary_score(predict(oof, labels, rule), golds, kind)

@@ -46,6 +46,7 @@ PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # the user's label prior's weight (l
 PULL_GRID = (1e-3, 1e-2, 1e-1, 1.0, math.inf)  # the per-user adapter's pull toward the population (inf: none)
 PULL_CASES = 300  # training questions that decide the pull
 MEMORY_PRIOR = 3.0  # ratings by other people: their mean counts as if 3 more had given the overall mean
+MEMORY_FEATURES = 2  # columns the memory adds to the hidden state
 
 
 def head_prompt(env: Env, text: str) -> str:
@@ -251,8 +252,10 @@ def train_head(env: Env) -> TaskHead:
         [hidden, memory.features(task, [i.text for i in items], [i.label for i in items])])
     y = np.array([labels.index(i.label) for i in items])
     threads = env.settings.threads
-    choice = cross_validate(x, y, labels, [i.person for i in items], kind=task.kind, threads=threads, seed=env.seed)
-    head = fit_head(x, y, labels, choice.l2, choice.balanced, threads=threads)
+    free = 0 if memory is None else MEMORY_FEATURES  # other people's ratings of the same thing: not penalised
+    choice = cross_validate(x, y, labels, [i.person for i in items], kind=task.kind, threads=threads, seed=env.seed,
+                            free=free)
+    head = fit_head(x, y, labels, choice.l2, choice.balanced, threads=threads, free=free)
     trained = TaskHead(head, choice, task.kind, items=len(items), memory=memory,
                        vectors=dict(zip([i.text for i in items], hidden, strict=True)))
     _fit_user_side(env, trained, items, x)

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +68,88 @@ class ChatCompletionCreate(Sampling):
 
 class CompletionCreate(Sampling):
     prompt: str
+
+
+# -- the client ------------------------------------------------------------------------------------------------
+BACKOFF_SECONDS = 0.5  # the first retry waits this long, doubling each time
+
+
+class Unreachable(Exception):
+    """Every attempt failed before an answer (no connection, a timeout, a 5xx): `problem` says the last one."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def sse_data(line: str) -> dict[str, Any] | None:
+    """One line of a server-sent-event stream: its JSON payload, or None (a comment, a blank, `data: [DONE]`)."""
+    if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+        return None
+    return dict(json.loads(line[5:]))
+
+
+class OpenAIClient:
+    """The one OpenAI-style HTTP client (httpx): a JSON request with retries and backoff where the server could not
+    answer, and a server-sent-event stream. The device's T-tier client and the cloud's upstream both use it."""
+
+    def __init__(self, base_url: str, *, key: str = "", timeout: float = 60.0, retries: int = 0) -> None:
+        import httpx
+
+        self.url = base_url.rstrip("/")
+        self.retries = retries
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def request(self, method: str, path: str, body: str = "", *,
+                before_attempt: Callable[[dict[str, str]], None] | None = None) -> Any:
+        """The response to the first attempt the server answered below 500; `before_attempt(headers)` runs before
+        each attempt (to log it, to sign it). Raises Unreachable when every attempt failed."""
+        import httpx
+
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+            headers = {"Content-Type": "application/json", **self.headers}
+            if before_attempt is not None:
+                before_attempt(headers)
+            try:
+                response = self.http.request(method, path, content=body.encode("utf-8") if body else None,
+                                             headers=headers)
+            except httpx.HTTPError as exc:
+                problem = type(exc).__name__ if not str(exc) else str(exc)
+                continue
+            if response.status_code >= 500:
+                problem = f"HTTP {response.status_code}: {error_message(response)}"
+                continue
+            return response
+        raise Unreachable(problem)
+
+    def stream(self, path: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The JSON chunks of a streamed answer. Raises Unreachable (no connection) or ApiError (the server's
+        status and message)."""
+        import httpx
+
+        try:
+            with self.http.stream("POST", path, json=payload, headers=self.headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, error_message(response), "upstream_error")
+                for line in response.iter_lines():
+                    chunk = sse_data(line)
+                    if chunk is not None:
+                        yield chunk
+        except httpx.HTTPError as exc:
+            raise Unreachable(str(exc) or type(exc).__name__) from None
+
+
+def error_message(response: Any) -> str:
+    """The OpenAI-shaped error's message of a response, else the start of its text."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200] or response.reason_phrase
 
 
 # -- errors ------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 
 from pllm.config import Settings
 from pllm.lm.models import resolve_model
-from pllm.openai_http import free_port, serve_process
+from pllm.openai_http import free_port, serve_process, sse_data
 
 QUESTIONS = ["What should I cook tonight?", "Give me one tip for running in the cold.", "Why is the sky blue?",
              "How do I keep a sourdough starter alive?", "Suggest a name for a small sailing boat.",
@@ -100,9 +100,10 @@ async def _client(n: int, base: str, model: str, max_tokens: int, until: float, 
                         outcome.errors.append(f"HTTP {response.status_code}: {(await response.aread())[:120]!r}")
                         continue
                     async for line in response.aiter_lines():
-                        if not line.startswith("data: ") or line == "data: [DONE]":
+                        chunk = sse_data(line)
+                        if chunk is None:
                             continue
-                        delta = json.loads(line[6:])["choices"][0].get("delta", {}).get("content")
+                        delta = chunk["choices"][0].get("delta", {}).get("content")
                         if delta:
                             pieces += 1
                             first = first if first is not None else time.monotonic() - started

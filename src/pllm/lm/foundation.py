@@ -102,46 +102,39 @@ class UpstreamFoundation:
     """Any OpenAI-compatible server: requests are forwarded, answers streamed back."""
 
     def __init__(self, url: str, model: str = "", key: str = "", timeout: float = 120.0) -> None:
-        import httpx
+        from pllm.openai_http import OpenAIClient
 
         self.url = url.rstrip("/")
         if self.url.endswith("/v1"):
             self.url = self.url[:-3]
         self.name = model or "upstream"
         self.instruct = True  # an OpenAI-compatible chat server
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.client = OpenAIClient(self.url, key=key, timeout=timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UpstreamFoundation:
         return cls(settings.upstream_url, settings.upstream_model, settings.upstream_key, settings.cloud_timeout)
 
     def _stream(self, path: str, payload: dict[str, object], usage: Usage, pick: str) -> Iterator[str]:
-        import httpx
+        from pllm.openai_http import ApiError, Unreachable
 
         payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
         if self.name != "upstream":
             payload["model"] = self.name
         try:
-            with self.client.stream("POST", path, json=payload) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise CloudError(f"the upstream model server answered {response.status_code}: "
-                                     f"{response.text[:200]}")
-                for line in response.iter_lines():
-                    if not line.startswith("data:") or line[5:].strip() == "[DONE]":
-                        continue
-                    chunk = json.loads(line[5:])
-                    if chunk.get("usage"):
-                        usage.prompt_tokens = chunk["usage"].get("prompt_tokens", 0)
-                        usage.completion_tokens = chunk["usage"].get("completion_tokens", 0)
-                    for choice in chunk.get("choices", []):
-                        usage.finish_reason = choice.get("finish_reason") or usage.finish_reason
-                        text = choice.get("delta", {}).get("content") if pick == "delta" else choice.get("text")
-                        if text:
-                            yield text
-        except httpx.HTTPError as exc:
-            raise CloudUnavailableError(f"the upstream model server {self.url} is unreachable: {exc}") from None
+            for chunk in self.client.stream(path, payload):
+                if chunk.get("usage"):
+                    usage.prompt_tokens = chunk["usage"].get("prompt_tokens", 0)
+                    usage.completion_tokens = chunk["usage"].get("completion_tokens", 0)
+                for choice in chunk.get("choices", []):
+                    usage.finish_reason = choice.get("finish_reason") or usage.finish_reason
+                    text = choice.get("delta", {}).get("content") if pick == "delta" else choice.get("text")
+                    if text:
+                        yield text
+        except ApiError as exc:
+            raise CloudError(f"the upstream model server answered {exc.status}: {exc}") from None
+        except Unreachable as exc:
+            raise CloudUnavailableError(f"the upstream model server {self.url} is unreachable: {exc.problem}") from None
 
     def complete_stream(self, prompt: str, config: GenerationConfig, usage: Usage) -> Iterator[str]:
         yield from self._stream("/v1/completions", {"prompt": prompt, **_sampling(config)}, usage, "text")

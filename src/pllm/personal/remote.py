@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pllm.config import Settings
 from pllm.errors import CloudError, CloudUnavailableError
 from pllm.lm.runtime import Message
+from pllm.openai_http import OpenAIClient, Unreachable, error_message
 from pllm.personal.privacy import Egress, PrivacyGate
 from pllm.signing import (
     RECEIPT_HEADER,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
     from pllm.personal.vault import Vault
 
-BACKOFF_SECONDS = 0.5  # first retry after this, doubling
 # New items one augmentation request may ask for (seeds x per seed): ~10 s on the embedded 270M T-model on two
 # cores, well inside the timeout even on a busy machine; a retry then repeats little work.
 ITEMS_PER_REQUEST = 8
@@ -71,42 +71,36 @@ class CloudClient:
         self.gate = gate
         self.url = settings.cloud_url.rstrip("/")
         self._key: Ed25519PrivateKey | None = None  # read from the vault once, on the first signed request
+        self._client: OpenAIClient | None = None
 
     def _post(self, path: str, payload: dict[str, Any] | None, egress: Egress) -> dict[str, Any]:
         """Send a redacted payload (None: a GET); each attempt is written to the egress log before it leaves."""
-        import httpx
-
         if not self.url:
             raise CloudUnavailableError("no T-tier service is configured: set PLLM_CLOUD_URL (and PLLM_CLOUD_KEY)")
-        headers = {"Content-Type": "application/json"}
-        if self.settings.cloud_key:
-            headers["Authorization"] = f"Bearer {self.settings.cloud_key}"
+        if self._client is None:
+            self._client = OpenAIClient(self.url, key=self.settings.cloud_key, timeout=self.settings.cloud_timeout,
+                                        retries=self.settings.cloud_retries)
         body = "" if payload is None else json.dumps(payload, ensure_ascii=False)
         method = "GET" if payload is None else "POST"
-        problem = ""
-        for attempt in range(self.settings.cloud_retries + 1):
-            if attempt:
-                time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+        digest = [""]
+
+        def attempt(headers: dict[str, str]) -> None:
             self.gate.record(egress, body)
-            digest = self._sign(method, path, body, headers)
-            try:
-                response = httpx.request(method, self.url + path, content=body.encode("utf-8") if body else None,
-                                         headers=headers, timeout=self.settings.cloud_timeout)
-            except httpx.HTTPError as exc:
-                problem = type(exc).__name__ if not str(exc) else str(exc)
-                continue
-            if response.status_code >= 500:
-                problem = f"HTTP {response.status_code}: {_message(response)}"
-                continue
-            if response.status_code >= 400:
-                raise CloudError(f"the T-tier refused the request (HTTP {response.status_code}): {_message(response)}")
-            self._keep_receipt(response.headers.get(RECEIPT_HEADER), digest)
-            try:
-                return dict(response.json())
-            except ValueError:
-                raise CloudError(f"the T-tier at {self.url} answered with something that is not JSON") from None
-        raise CloudUnavailableError(f"the T-tier at {self.url} is unreachable ({problem}); "
-                                    "everything but augmentation works offline")
+            digest[0] = self._sign(method, path, body, headers)
+
+        try:
+            response = self._client.request(method, path, body, before_attempt=attempt)
+        except Unreachable as exc:
+            raise CloudUnavailableError(f"the T-tier at {self.url} is unreachable ({exc.problem}); "
+                                        "everything but augmentation works offline") from None
+        if response.status_code >= 400:
+            raise CloudError(f"the T-tier refused the request (HTTP {response.status_code}): "
+                             f"{error_message(response)}")
+        self._keep_receipt(response.headers.get(RECEIPT_HEADER), digest[0])
+        try:
+            return dict(response.json())
+        except ValueError:
+            raise CloudError(f"the T-tier at {self.url} answered with something that is not JSON") from None
 
     def _sign(self, method: str, path: str, body: str, headers: dict[str, str]) -> str:
         """Sign the request with this device's key (kept in the vault), so the cloud's ledger can show the device
@@ -220,13 +214,6 @@ class CloudClient:
     @staticmethod
     def _seed(egress: Egress, text: str, label: str | None) -> dict[str, str | None]:
         return {"text": egress.redact(text), "label": egress.redact(label) if label else label}
-
-
-def _message(response: Any) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200] or response.reason_phrase
 
 
 def device_key(vault: Vault) -> Ed25519PrivateKey:

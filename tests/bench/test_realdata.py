@@ -40,7 +40,7 @@ def test_reviews_become_two_disjoint_halves_split_by_time(tmp_path: Path) -> Non
     for q in dev_a:
         assert len(q.profile) == 4 and q.input.startswith("What is the score of the following review")
     whole = convert("yelp", source, tmp_path / "all", whole=True)
-    assert whole == {"all": {"dev_users": 4, "train_questions": 3}}  # eve's 2 reviews and fay's 1
+    assert whole == {"all": {"dev_users": 4, "dev_questions": 4, "train_questions": 3}}  # eve's 2, fay's 1
 
 
 def test_the_latest_item_is_the_query_and_nothing_later_is_in_its_profile(tmp_path: Path) -> None:
@@ -75,3 +75,14 @@ def test_a_missing_or_thin_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "thin.csv").write_text("business_id,date,review_id,stars,text,type,user_id\n")
     with pytest.raises(UsageError, match="fewer than two people"):
         convert("yelp", tmp_path / "thin.csv", tmp_path / "out")
+
+
+def test_several_queries_a_person_each_with_only_what_came_before(tmp_path: Path) -> None:
+    source = tmp_path / "yelp.csv"
+    yelp_csv(source)
+    sizes = convert("yelp", source, tmp_path / "all", whole=True, queries=2, profile=50)
+    assert sizes["all"]["dev_questions"] == 6  # two of ann's and cid's; bob and dee keep 4 before their one
+    dev, _ = load_dataset(tmp_path / "all", "LaMP_3")
+    for q in dev:
+        asked = int(q.input.split(" wrote review ")[1].split(".")[0])
+        assert sorted(int(i["text"].split(" wrote review ")[1].split(".")[0]) for i in q.profile) == list(range(asked))

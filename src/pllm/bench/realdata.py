@@ -10,8 +10,9 @@ are not ours to): docs/BENCHMARKS.md names each file with its sha256. Converted 
     python -m pllm.bench.realdata yelp yelp.csv data/dev/yelp-small --train 400 --profile 4
 
 The protocol, by construction:
-- a person is evaluated when they have at least `min_items` items: their latest item is the query and the items
-  before it are its profile (at most `profile`, the most recent), so nothing from their future is in it;
+- a person is evaluated when they have at least `min_items` items: their latest item is the query (their latest
+  `queries`, each a question of its own) and the items before it are its profile (at most `profile`, the most
+  recent), so nothing from their future is in it;
 - the evaluated people are split in two halves by a seeded shuffle (`-a` and `-b`): design on one, confirm on the
   other (`--whole`: one folder evaluating all of them); each folder's train split is every item of the people it
   does not evaluate (each with that person's earlier items as its profile), so train and dev people are disjoint
@@ -119,7 +120,7 @@ def _question(records: list[Record], at: int, profile: int) -> Question:
 
 
 def convert(source: str, path: Path, out: Path, *, min_items: int = 5, profile: int = 4, train: int | None = None,
-            seed: int = 0, whole: bool = False) -> dict[str, dict[str, int]]:
+            seed: int = 0, whole: bool = False, queries: int = 1) -> dict[str, dict[str, int]]:
     """Write `out`-a and `out`-b (or, `whole`, one folder `out` evaluating everyone eligible); returns their sizes."""
     if source not in SOURCES:
         raise UsageError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
@@ -138,7 +139,8 @@ def convert(source: str, path: Path, out: Path, *, min_items: int = 5, profile: 
     for name, users in ({"": evaluated} if whole else halves).items():
         folder = out.with_name(f"{out.name}-{name}") if name else out
         folder.mkdir(parents=True, exist_ok=True)
-        dev = [_question(people[u], len(people[u]) - 1, profile) for u in sorted(users)]
+        dev = [_question(people[u], len(people[u]) - k, profile) for u in sorted(users)
+               for k in range(min(queries, len(people[u]) - min_items + 1), 0, -1)]
         chosen = set(users)
         pool = [_question(rs, n, profile) for u, rs in sorted(people.items()) if u not in chosen
                 for n in range(len(rs))]
@@ -147,7 +149,8 @@ def convert(source: str, path: Path, out: Path, *, min_items: int = 5, profile: 
         for split, questions in (("dev", dev), ("train", pool)):
             write_questions(folder / f"{split}_questions.json", questions)
             write_outputs(folder / f"{split}_outputs.json", spec.task, {q.id: str(q.gold) for q in questions})
-        sizes[folder.name] = {"dev_users": len(dev), "train_questions": len(pool)}
+        sizes[folder.name] = {"dev_users": len({q.user_id for q in dev}), "dev_questions": len(dev),
+                              "train_questions": len(pool)}
     return sizes
 
 
@@ -162,12 +165,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--profile", type=int, default=4, help="earlier items kept as a query's profile")
     parser.add_argument("--train", type=int, default=None, help="keep a seeded N of the train questions")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--queries", type=int, default=1, help="a person's latest N items are asked about, each "
+                        "with the items before it as its profile (at least --min-items - 1 stay before the first)")
     parser.add_argument("--whole", action="store_true", help="one folder OUT evaluating every eligible person "
                         "(their train split: only the others), instead of two halves")
     args = parser.parse_args(argv)
     try:
         sizes = convert(args.source, args.file, args.out, min_items=args.min_items, profile=args.profile,
-                        train=args.train, seed=args.seed, whole=args.whole)
+                        train=args.train, seed=args.seed, whole=args.whole, queries=args.queries)
     except UsageError as exc:
         sys.exit(f"error: {exc}")
     sys.stdout.write(json.dumps(sizes) + "\n")

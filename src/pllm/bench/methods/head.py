@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from pllm.bench.lamp import Question
 from pllm.bench.methods.adapters import TaskAdapter
 from pllm.bench.methods.base import SYSTEM, Env, choose_label, label_prior, register_method
+from pllm.bench.methods.rag import VOTE_FLOOR, VOTE_K, neighbours
 from pllm.errors import UsageError
 from pllm.lm.head import (
     Head,
@@ -43,6 +44,7 @@ HEAD_ITEMS = 2000  # labelled items of the training users the head trains on, at
 PER_PERSON = 20  # of one training person's history, the most recent items it takes
 SHRINK_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, math.inf)  # k in n / (n + k); inf: no correction
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # the user's label prior's weight (label tasks)
+VOTE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)  # the weight of the votes of the user's items nearest the query (label tasks)
 PULL_GRID = (1e-3, 1e-2, 1e-1, 1.0, math.inf)  # the per-user adapter's pull toward the population (inf: none)
 PULL_CASES = 300  # training questions that decide the pull
 MEMORY_PRIOR = 3.0  # ratings by other people: their mean counts as if 3 more had given the overall mean
@@ -135,6 +137,7 @@ class Correction:
 
     shrink: float = math.inf  # k: the user's signal counts n / (n + k)
     prior_weight: float = 0.0  # label tasks: weight of the user's log label prior at full strength
+    vote_weight: float = 0.0  # label tasks: weight of the log votes of the user's items nearest the query
 
     def weight(self, n: int) -> float:
         return 0.0 if math.isinf(self.shrink) or n == 0 else n / (n + self.shrink)
@@ -180,8 +183,9 @@ class TaskHead:
         return self.labels[keep[int(np.argmax(log_probs[keep]))]]
 
     def corrected(self, c: Correction, log_probs: np.ndarray, history: History, history_log_probs: np.ndarray,
-                  allowed: list[str]) -> str:
-        """The head's answer moved by the user's own signal: their mean residual (ratings) or their label prior."""
+                  allowed: list[str], votes: np.ndarray | None = None) -> str:
+        """The head's answer moved by the user's own signal: their mean residual (ratings), or their label prior
+        and the votes of their items nearest the query (labels; `votes`: log shares per head label)."""
         weight = c.weight(len(history))
         if weight == 0:
             return self.read(log_probs, allowed)
@@ -191,7 +195,10 @@ class TaskHead:
             return nearest_label(expected_rating(log_probs[None], self.labels) + weight * residual, self.labels)[0]
         counts = Counter(history.labels)
         prior = np.array([(counts[label] + 1) / (len(history) + len(self.labels)) for label in self.labels])
-        return self.read(log_probs + c.prior_weight * weight * np.log(prior), allowed)
+        scores = log_probs + c.prior_weight * weight * np.log(prior)
+        if votes is not None and c.vote_weight:
+            scores = scores + c.vote_weight * weight * votes
+        return self.read(scores, allowed)
 
     def adapted(self, head: Head, pull: float, x: np.ndarray, history: History, allowed: list[str],
                 threads: int = 2) -> str:
@@ -270,6 +277,17 @@ class _Case:
     gold: str
     history: list[int]  # rows of its earlier items, oldest first
     allowed: list[str]
+    votes: np.ndarray | None = None  # label tasks: the votes of its person's items nearest it
+
+
+def vote_vector(task: Any, q: Question, labels: list[str]) -> np.ndarray:
+    """Per label: the log share of the votes of the user's items nearest the query (retrieval's scores as weights,
+    floored so an unvoted label keeps a chance), as `rag` counts them."""
+    votes: dict[str, float] = {}
+    for item, score in neighbours(task, q, VOTE_K):
+        votes[task.item_output(item)] = votes.get(task.item_output(item), 0.0) + score
+    total = sum(votes.values()) or 1.0
+    return np.log(np.array([votes.get(label, 0.0) / total + VOTE_FLOOR for label in labels]))
 
 
 def _fit_user_side(env: Env, th: TaskHead, items: list[Labelled], x: np.ndarray) -> None:
@@ -286,7 +304,8 @@ def _fit_user_side(env: Env, th: TaskHead, items: list[Labelled], x: np.ndarray)
         history = [row[(q.user_id, t)] for t, _ in (task.item_as_question(i, q) for i in dated)
                    if (q.user_id, t) in row]
         if history:
-            cases.append(_Case(row[(q.user_id, q.input)], str(q.gold), history, allowed))
+            votes = vote_vector(task, q, labels) if th.kind != "rating" and q.profile else None
+            cases.append(_Case(row[(q.user_id, q.input)], str(q.gold), history, allowed, votes))
     th.fitted_on = len(cases)
     if not cases:
         return
@@ -295,14 +314,15 @@ def _fit_user_side(env: Env, th: TaskHead, items: list[Labelled], x: np.ndarray)
     def hist(c: _Case) -> History:
         return History(x[c.history], [items[n].label for n in c.history])
 
-    def correction_score(k: float, w: float) -> float:
-        return primary_score([th.corrected(Correction(k, w), oof[c.row], hist(c), oof[c.history], c.allowed)
-                              for c in cases], golds, th.kind)
+    def correction_score(c: Correction) -> float:
+        return primary_score([th.corrected(c, oof[case.row], hist(case), oof[case.history], case.allowed,
+                                           case.votes) for case in cases], golds, th.kind)
 
-    weights = (1.0,) if th.kind == "rating" else PRIOR_WEIGHTS
-    k, w = max(((k, w) for k in SHRINK_GRID for w in weights),
-               key=lambda kw: (correction_score(*kw), -Correction(*kw).weight(4)))  # ties: the weaker one
-    th.correction = Correction(k, w)
+    candidates = [Correction(k) for k in SHRINK_GRID] if th.kind == "rating" else \
+        [Correction(k, w, v) for k in SHRINK_GRID for w in PRIOR_WEIGHTS for v in VOTE_WEIGHTS]
+    # ties: the weaker correction (a larger k, then smaller weights)
+    th.correction = max(candidates, key=lambda c: (correction_score(c), -c.weight(4), -c.prior_weight,
+                                                   -c.vote_weight))
     sample = cases[:PULL_CASES]  # a per-user fit each: a seeded few hundred decide the pull
 
     def pull_score(pull: float) -> float:
@@ -345,13 +365,18 @@ class HeadMethod(TaskAdapter):
         if not self.user_side or not self._history:
             return th.read(th.head.log_probs(x[None])[0], allowed)
         history = user_history(self.env, q, self._history)
-        return self.answer_with(th, self.user_side, x, history, allowed)
+        return self.answer_with(th, self.user_side, x, history, allowed, replace(q, profile=self._history))
 
-    def answer_with(self, th: TaskHead, side: str, x: np.ndarray, history: History, allowed: list[str]) -> str:
+    def answer_with(self, th: TaskHead, side: str, x: np.ndarray, history: History, allowed: list[str],
+                    asked: Question | None = None) -> str:
+        """The head's answer with the user's side: the correction, or the per-user adapter. `asked`: the query with
+        the user's items as its profile, for the votes of the nearest ones (label tasks)."""
         if side == "adapter":
             return th.adapted(th.head, th.pull, x, history, allowed, self.env.settings.threads)
+        votes = vote_vector(self.task, asked, th.labels) if asked is not None and th.kind != "rating" and \
+            th.correction.vote_weight and asked.profile else None
         return th.corrected(th.correction, th.head.log_probs(x[None])[0], history, th.head.log_probs(history.x),
-                            allowed)
+                            allowed, votes)
 
     @property
     def learned(self) -> dict[str, float]:
@@ -363,7 +388,7 @@ class HeadMethod(TaskAdapter):
         if self.user_side == "correction":  # how much a user with four earlier items moves the head's answer
             out |= {"user_weight_at_4_items": round(th.correction.weight(4), 3), "fitted_on": float(th.fitted_on)}
             if self.task.kind != "rating":
-                out["user_prior_weight"] = th.correction.prior_weight
+                out |= {"user_prior_weight": th.correction.prior_weight, "user_vote_weight": th.correction.vote_weight}
         if self.user_side == "adapter":
             out |= {"user_pull": th.pull if math.isfinite(th.pull) else -1.0, "fitted_on": float(th.fitted_on)}
         return out

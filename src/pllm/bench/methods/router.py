@@ -85,7 +85,7 @@ class Router(HeadMethod):
             if not covers(allowed, self.task.labels(asked)):  # the head cannot judge: the votes where they apply
                 return "rag" if self.voting else ROUTES[0]
             x = history.x[n]
-            answers["task+user"].append(self.answer_with(th, "correction", x, earlier, allowed))
+            answers["task+user"].append(self.answer_with(th, "correction", x, earlier, allowed, asked))
             answers["user-head"].append(self.answer_with(th, "adapter", x, earlier, allowed))
             if self.voting:
                 answers["rag"].append(self.voting.choose(self.env, asked))

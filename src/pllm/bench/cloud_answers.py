@@ -19,6 +19,7 @@ from pllm.bench.metrics import rouge_per_query
 from pllm.bench.routing import ROUTING_SET
 from pllm.config import Settings
 from pllm.lm.runtime import GenerationConfig, Usage
+from pllm.reports import Report
 from pllm.stats import Bootstrap, mean_of
 
 SYSTEM = "You are a helpful, accurate assistant. Answer in one or two sentences."
@@ -67,21 +68,19 @@ def compare_t_models(settings: Settings, models: Sequence[str], *, max_tokens: i
 
 
 def write_cloud_report(result: dict[str, Any], folder: Path, *, command: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     names = list(result["models"])
-    lines = [f"# The T-models on {result['questions']} general questions", "", f"    {command}", "",
-             "| model | ROUGE-L [95%] | median s / answer | tokens/s |", "|---|---|---|---|"]
+    report = Report(f"The T-models on {result['questions']} general questions", command=command)
+    rows = ["| model | ROUGE-L [95%] | median s / answer | tokens/s |", "|---|---|---|---|"]
     for name, row in result["models"].items():
         low, high = row["rougeL_interval"]
-        lines.append(f"| {name} | {row['rougeL']:.3f} [{low:.3f}, {high:.3f}] | {row['median_seconds']} | "
-                     f"{row['tokens_per_second']} |")
+        rows.append(f"| {name} | {row['rougeL']:.3f} [{low:.3f}, {high:.3f}] | {row['median_seconds']} | "
+                    f"{row['tokens_per_second']} |")
+    report.add(*rows)
     if "difference" in result:
-        lines += ["", f"Paired difference ({result['difference']['of']}): {result['difference']['interval']}"]
-    lines += ["", "| question | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        report.add(f"Paired difference ({result['difference']['of']}): {result['difference']['interval']}")
+    answers = ["| question | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for n, text in enumerate(result["question_texts"]):
         cells = [result["models"][m]["answers"][n].replace("|", "/").replace("\n", " ") for m in names]
-        lines.append(f"| {text} | " + " | ".join(cells) + " |")
-    path = folder / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+        answers.append(f"| {text} | " + " | ".join(cells) + " |")
+    report.add(*answers)
+    return report.write(folder, result)

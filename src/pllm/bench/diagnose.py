@@ -13,7 +13,6 @@ scores `task-lora` (labels by calibrated likelihood, the adapter applied).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter
@@ -29,10 +28,10 @@ from pllm.bench.methods.head import Labelled, _features, training_items
 from pllm.bench.metrics import PRIMARY
 from pllm.bench.tasks.base import get_task
 from pllm.config import get_settings
-from pllm.extras import pyplot
 from pllm.lm.adapter import Purpose, train_adapter, train_config
 from pllm.lm.head import cross_validate, fit_head, predict
 from pllm.lm.train import Example
+from pllm.reports import Report
 
 CURVE = (50, 100, 200, 400)  # training items of the learning curve
 HEAD_CURVE = (50, 100, 200, 400, 800, 1600)
@@ -126,32 +125,27 @@ def run_variant(env: Env, v: Variant, items: list[Labelled], dev: list[Any]) -> 
 
 
 def write(outcomes: list[Outcome], golds: dict[str, int], folder: Path, primary: str, command: str) -> None:
-    plt = pyplot()
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "diagnosis.json").write_text(json.dumps(
-        {"golds": golds, "outcomes": [{**asdict(o), "variant": asdict(o.variant)} for o in outcomes]}, indent=1))
     labels = sorted(golds)
-    lines = [f"# Task adapter diagnosis: {primary}", "", "Reproduce with:", "", f"    {command}", "",
-             "| variant | " + primary + " | answers (" + " / ".join(labels) + ") | s |", "|---|---|---|---|",
-             f"| gold | | {' / '.join(str(golds.get(label, 0)) for label in labels)} | |"]
+    rows = ["| variant | " + primary + " | answers (" + " / ".join(labels) + ") | s |", "|---|---|---|---|",
+            f"| gold | | {' / '.join(str(golds.get(label, 0)) for label in labels)} | |"]
     for o in outcomes:
         counts = " / ".join(str(o.answers.get(label, 0)) for label in labels)
-        lines.append(f"| {o.variant.name} | {o.primary:.3f} | {counts} | {o.seconds:.0f} |")
-    (folder / "report.md").write_text("\n".join([*lines, "", "![curve](curve.png)", ""]), encoding="utf-8")
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for kind, marker in (("curve:", "o-"), ("head:", "s-")):
-        points = [(o.variant.items, o.primary) for o in outcomes if o.variant.name.startswith(kind)]
-        if points:
-            ax.plot(*zip(*points, strict=True), marker, label="LoRA task adapter" if kind == "curve:" else "head")
-    ax.set_xscale("log")
-    ax.set_xlabel("training items (other people's)")
-    ax.set_ylabel(primary)
-    ax.set_title("learning curve on the dev questions", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "curve.png", dpi=120)
-    plt.close(fig)
+        rows.append(f"| {o.variant.name} | {o.primary:.3f} | {counts} | {o.seconds:.0f} |")
+
+    def curve(ax: Any) -> None:
+        for kind, marker in (("curve:", "o-"), ("head:", "s-")):
+            points = [(o.variant.items, o.primary) for o in outcomes if o.variant.name.startswith(kind)]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker, label="LoRA task adapter" if kind == "curve:" else "head")
+        ax.set_xscale("log")
+        ax.set_xlabel("training items (other people's)")
+        ax.set_ylabel(primary)
+        ax.set_title("learning curve on the dev questions", fontsize=10)
+        ax.legend(fontsize=8)
+
+    results = {"golds": golds, "outcomes": [{**asdict(o), "variant": asdict(o.variant)} for o in outcomes]}
+    Report(f"Task adapter diagnosis: {primary}", command=command).add(*rows).plot("curve.png", curve).write(folder,
+                                                                                                          results)
 
 
 def main(argv: list[str]) -> None:

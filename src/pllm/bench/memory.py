@@ -40,11 +40,11 @@ import numpy as np
 from pllm.bench.lamp import FormatError, _load_json
 from pllm.bench.metrics import Bootstrap, mean_of
 from pllm.config import Settings
-from pllm.extras import pyplot
 from pllm.lm.runtime import GenerationConfig, Runtime
 from pllm.personal.ingest import CONVERSATION_KIND
 from pllm.personal.retrieve import RetrievalConfig, Retriever, document_id
 from pllm.personal.vault import Vault, approx_tokens, create_vault
+from pllm.reports import Report
 
 METHODS = ("bm25", "pllm", "hybrid")
 KS = (3, 10)
@@ -333,59 +333,49 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
 
 
 def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> Path:
-    """report.md with the table, a recall plot, and the answers beside their golds."""
-    import json
-
-    plt = pyplot()
-
+    """report.md with the table, a recall plot, and the answers beside their golds; results.json."""
     from pllm.bench.report import improvement_text, with_interval
 
-    folder.mkdir(parents=True, exist_ok=True)
     data = result.as_json()
     table = data["methods"]
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for offset, k in ((-0.2, KS[0]), (0.2, KS[1])):
-        values = [table[m][f"recall@{k}"] for m in result.methods]
-        lows = [v - table[m][f"recall@{k}_interval"][0] for v, m in zip(values, result.methods, strict=True)]
-        highs = [table[m][f"recall@{k}_interval"][1] - v for v, m in zip(values, result.methods, strict=True)]
-        ax.bar([n + offset for n in range(len(values))], values, width=0.4, yerr=[lows, highs], capsize=3,
-               label=f"recall@{k}")
-    ax.set_xticks(range(len(result.methods)), result.methods)
-    ax.set_ylim(0, 1.05)
-    ax.set_title(f"memory: answering {result.unit} retrieved (95% bootstrap CI)", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "recall.png", dpi=120)
-    plt.close(fig)
+
+    def draw(ax: Any) -> None:
+        for offset, k in ((-0.2, KS[0]), (0.2, KS[1])):
+            values = [table[m][f"recall@{k}"] for m in result.methods]
+            lows = [v - table[m][f"recall@{k}_interval"][0] for v, m in zip(values, result.methods, strict=True)]
+            highs = [table[m][f"recall@{k}_interval"][1] - v for v, m in zip(values, result.methods, strict=True)]
+            ax.bar([n + offset for n in range(len(values))], values, width=0.4, yerr=[lows, highs], capsize=3,
+                   label=f"recall@{k}")
+        ax.set_xticks(range(len(result.methods)), result.methods)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"memory: answering {result.unit} retrieved (95% bootstrap CI)", fontsize=10)
+        ax.legend(fontsize=8)
+
     head = ["method", *[f"recall@{k} [95% CI]" for k in KS], f"recall@{KS[0]} vs bm25 [95% CI]"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in result.methods:
         row = table[m]
         versus = "(baseline)" if m == BASELINE else improvement_text(*row[f"recall@{KS[0]}_vs_bm25"])
-        lines.append("| " + " | ".join([m, *[with_interval(row[f"recall@{k}"], row[f"recall@{k}_interval"])
-                                             for k in KS], versus]) + " |")
+        rows.append("| " + " | ".join([m, *[with_interval(row[f"recall@{k}"], row[f"recall@{k}_interval"])
+                                            for k in KS], versus]) + " |")
     cpu = result.machine["cpu"]
-    text = ["# pllm eval: memory", "", f"{len(result.results)} questions over {len(result.history_tokens)} "
-            f"histories of {', '.join(str(t) for t in result.history_tokens)} tokens, "
-            + ("asked in sequence through the assistant" if result.answered else "retrieval only (no answers)")
-            + (f" ({result.left_out} questions of the data left out: no answer in the history, or no known "
-               "evidence turn)" if result.left_out else "")
-            + f". recall@k: one of the k best items is an answering {result.unit}"
-            + (" or comes from one" if "session" in result.unit else "") + ". Reproduce with:", "",
-            f"    {command}", "",
-            f"Measured on {cpu['model']} ({cpu['cores']} cores). Embeddings in pllm's own retrieval: "
-            f"{'on' if result.embeddings_setting else 'off'} (PLLM_EMBEDDINGS).", "", *lines, ""]
+    report = Report("pllm eval: memory", command=command,
+                    machine=f"Measured on {cpu['model']} ({cpu['cores']} cores). Embeddings in pllm's own retrieval: "
+                    f"{'on' if result.embeddings_setting else 'off'} (PLLM_EMBEDDINGS).")
+    report.add(f"{len(result.results)} questions over {len(result.history_tokens)} histories of "
+               f"{', '.join(str(t) for t in result.history_tokens)} tokens, "
+               + ("asked in sequence through the assistant" if result.answered else "retrieval only (no answers)")
+               + (f" ({result.left_out} questions of the data left out: no answer in the history, or no known "
+                  "evidence turn)" if result.left_out else "")
+               + f". recall@k: one of the k best items is an answering {result.unit}"
+               + (" or comes from one" if "session" in result.unit else "") + ".")
+    report.add(*rows)
     if result.answered:
         pllm = table["pllm"]
-        text += [f"Answers through the assistant (SmolLM2 with the retrieved items in its prompt): token F1 "
-                 f"{with_interval(pllm['answer_f1'], pllm['answer_f1_interval'])}; an answering {result.unit} was in "
-                 f"the prompt for {pllm['answer_in_prompt']:.0%} of the questions; {pllm['seconds_per_question']:.1f}"
-                 " s per question.", ""]
+        report.add(f"Answers through the assistant (SmolLM2 with the retrieved items in its prompt): token F1 "
+                   f"{with_interval(pllm['answer_f1'], pllm['answer_f1_interval'])}; an answering {result.unit} was "
+                   f"in the prompt for {pllm['answer_in_prompt']:.0%} of the questions; "
+                   f"{pllm['seconds_per_question']:.1f} s per question.")
     if not data["full_history_fits"]:
-        text += [f"Full history in the prompt: not run, no history fits the {result.context_tokens}-token context.",
-                 ""]
-    text += ["![recall](recall.png)", ""]
-    (folder / "memory.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    path = folder / "report.md"
-    path.write_text("\n".join(text), encoding="utf-8")
-    return path
+        report.add(f"Full history in the prompt: not run, no history fits the {result.context_tokens}-token context.")
+    return report.plot("recall.png", draw, size=(6, 3.4)).write(folder, data)

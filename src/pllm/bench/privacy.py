@@ -33,6 +33,7 @@ from pllm.bench.lamp import FormatError
 from pllm.bench.metrics import Bootstrap
 from pllm.config import Settings
 from pllm.personal.privacy import Redactor, Span, known_entities
+from pllm.reports import Report
 
 if TYPE_CHECKING:
     from pllm.personal.vault import Vault
@@ -273,28 +274,28 @@ def run_privacy(sentences: list[PiiSentence], settings: Settings, *, leak: bool 
 def write_privacy_report(result: PrivacyResult, folder: Path, *, command: str, machine: str) -> None:
     from pllm.bench.report import with_interval
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "privacy.json").write_text(json.dumps(result.as_json(), indent=2, ensure_ascii=False) + "\n")
-    lines = ["# Privacy gate: redaction and the leak test", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
-             f"{result.sentences} labelled sentences ({result.alone.gold} personal values); 95% bootstrap intervals "
-             "over sentences.", "", "| gate | recall | precision | values | replaced spans |", "|---|---|---|---|---|"]
+    report = Report("Privacy gate: redaction and the leak test", command=command, machine=f"Machine: {machine}")
+    report.add(f"{result.sentences} labelled sentences ({result.alone.gold} personal values); 95% bootstrap intervals "
+               "over sentences.")
+    rows = ["| gate | recall | precision | values | replaced spans |", "|---|---|---|---|---|"]
     for name, s in (("patterns + NER", result.alone), ("with the vault's knowledge", result.with_vault)):
-        lines.append(f"| {name} | {with_interval(s.recall, s.recall_interval)} | "
-                     f"{with_interval(s.precision, s.precision_interval)} | {s.gold} | {s.predicted} |")
-    lines += ["", "Recall by type (with the vault's knowledge):", "", "| type | hidden | of |", "|---|---|---|"]
-    lines += [f"| {k} | {h} | {t} |" for k, (h, t) in result.with_vault.recall_by_type.items()]
+        rows.append(f"| {name} | {with_interval(s.recall, s.recall_interval)} | "
+                    f"{with_interval(s.precision, s.precision_interval)} | {s.gold} | {s.predicted} |")
+    report.add(*rows)
+    report.add("Recall by type (with the vault's knowledge):", "", "| type | hidden | of |", "|---|---|---|",
+               *[f"| {k} | {h} | {t} |" for k, (h, t) in result.with_vault.recall_by_type.items()])
     for title, items in (("Missed (with the vault)", result.with_vault.misses),
                          ("Replaced but not personal (with the vault)", result.with_vault.false_positives)):
-        lines += ["", f"{title}: " + ("; ".join(items) if items else "none")]
+        report.add(f"{title}: " + ("; ".join(items) if items else "none"))
     if result.leak is not None:
         leak = result.leak
-        lines += ["", "## Leak test", "",
-                  f"{leak.canaries} canaries in the vault; the T-tier received {leak.requests} requests; the vault's "
-                  f"egress log holds {leak.logged}. Canaries seen in any request body: **{len(leak.leaked)}**"
-                  + (f" ({', '.join(leak.leaked)})" if leak.leaked else "") + ".", "",
-                  "Entities replaced over all requests: "
-                  + ", ".join(f"{k} {v}" for k, v in leak.entities.items()) + ".", "",
-                  f"The augmentation returned {leak.synthetic} synthetic items. A sample of questions and the "
-                  "answers as restored on the device:", ""]
-        lines += [f"- {q} -> {' '.join(a.split())[:160]}" for q, a in leak.answers]
-    (folder / "report.md").write_text("\n".join(lines) + "\n")
+        report.add("## Leak test")
+        report.add(f"{leak.canaries} canaries in the vault; the T-tier received {leak.requests} requests; the vault's "
+                   f"egress log holds {leak.logged}. Canaries seen in any request body: **{len(leak.leaked)}**"
+                   + (f" ({', '.join(leak.leaked)})" if leak.leaked else "") + ".")
+        report.add("Entities replaced over all requests: " + ", ".join(f"{k} {v}" for k, v in leak.entities.items())
+                   + ".")
+        report.add(f"The augmentation returned {leak.synthetic} synthetic items. A sample of questions and the "
+                   "answers as restored on the device:", "",
+                   *[f"- {q} -> {' '.join(a.split())[:160]}" for q, a in leak.answers])
+    report.write(folder, result.as_json())

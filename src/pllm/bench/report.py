@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from pllm.bench.lamp import by_user, write_outputs
 from pllm.bench.metrics import LOWER_IS_BETTER
 from pllm.bench.runner import BASELINE, EvalResult
-from pllm.extras import pyplot
+from pllm.reports import Report
 
 
 def gain_text(value: float | None) -> str:
@@ -95,44 +96,44 @@ def cost_lines(result: EvalResult) -> list[str]:
     return ["Spent beyond the device, per user (mean):", "", *lines, ""] if lines else []
 
 
-def _plots(result: EvalResult, folder: Path) -> list[str]:
-    plt = pyplot()
-
+def _methods_plot(result: EvalResult) -> Any:
     primary = result.primary
     names = [m.name for m in result.methods]
     values = [m.metrics[primary] for m in result.methods]
     errors = [[v - m.intervals[primary][0] for v, m in zip(values, result.methods, strict=True)],
               [m.intervals[primary][1] - v for v, m in zip(values, result.methods, strict=True)]]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    colors = ["#999999" if n == BASELINE else "#2a7ab9" for n in names]
-    ax.bar(names, values, color=colors, yerr=errors, capsize=3, ecolor="#333333")
-    ax.set_ylabel(primary + (" (lower is better)" if primary in LOWER_IS_BETTER else ""))
-    ax.set_title(f"{result.task.name}: {primary} per method, 95% bootstrap CI ({BASELINE} in grey)", fontsize=10)
-    for x, v in enumerate(values):
-        ax.annotate(f"{v:.2f}", (x, v), ha="center", va="bottom", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "methods.png", dpi=120)
-    plt.close(fig)
 
+    def draw(ax: Any) -> None:
+        colors = ["#999999" if n == BASELINE else "#2a7ab9" for n in names]
+        ax.bar(names, values, color=colors, yerr=errors, capsize=3, ecolor="#333333")
+        ax.set_ylabel(primary + (" (lower is better)" if primary in LOWER_IS_BETTER else ""))
+        ax.set_title(f"{result.task.name}: {primary} per method, 95% bootstrap CI ({BASELINE} in grey)", fontsize=10)
+        for x, v in enumerate(values):
+            ax.annotate(f"{v:.2f}", (x, v), ha="center", va="bottom", fontsize=8)
+
+    return draw
+
+
+def _gain_plot(result: EvalResult) -> Any:
+    primary = result.primary
     users = by_user(result.questions)
     sizes = {u: len(qs[0].profile) for u, qs in users.items()}
     base = result.method(BASELINE).per_user
     sign = -1 if primary in LOWER_IS_BETTER else 1
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    for m in result.methods:
-        if m.name == BASELINE:
-            continue
-        points = sorted((sizes[u], sign * (m.per_user[u] - base[u])) for u in users)
-        ax.plot([p[0] for p in points], [p[1] for p in points], "o", alpha=0.7, label=m.name)
-    ax.axhline(0, color="#999999", linewidth=1)
-    ax.set_xlabel("profile size (items)")
-    ax.set_ylabel(f"{primary} gain over {BASELINE}, per user")
-    ax.set_title(f"{result.task.name}: gain against profile size")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "gain_vs_profile.png", dpi=120)
-    plt.close(fig)
-    return ["methods.png", "gain_vs_profile.png"]
+
+    def draw(ax: Any) -> None:
+        for m in result.methods:
+            if m.name == BASELINE:
+                continue
+            points = sorted((sizes[u], sign * (m.per_user[u] - base[u])) for u in users)
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o", alpha=0.7, label=m.name)
+        ax.axhline(0, color="#999999", linewidth=1)
+        ax.set_xlabel("profile size (items)")
+        ax.set_ylabel(f"{primary} gain over {BASELINE}, per user")
+        ax.set_title(f"{result.task.name}: gain against profile size")
+        ax.legend(fontsize=8)
+
+    return draw
 
 
 def machine_line(result: EvalResult) -> str:
@@ -152,39 +153,24 @@ def ready_folder(folder: Path) -> None:
 
 
 def write_report(result: EvalResult, folder: Path, *, command: str) -> Path:
+    """report.md with the tables and plots, results.json, and the predictions in LaMP's outputs format."""
     folder.mkdir(parents=True, exist_ok=True)
     lamp = result.task.lamp
     write_outputs(folder / "golds.json", lamp, {q.id: str(q.gold) for q in result.questions})
     for m in result.methods:
         write_outputs(folder / f"predictions-{m.name}.json", lamp, m.predictions)
-    images = _plots(result, folder)
     users = len(by_user(result.questions))
-    text = "\n".join([
-        f"# pllm eval: {result.task.name}",
-        "",
-        f"{users} users, {len(result.questions)} queries. Reproduce with:",
-        "",
-        f"    {command}",
-        "",
-        machine_line(result),
-        "",
-        result.protocol,
-        "",
-        markdown_table(result),
-        "",
-        f"Gain is relative to `{BASELINE}` (the base model, zero-shot) on {result.primary}; positive is better. "
-        f"Intervals are 95% percentile bootstraps over the {len(result.questions)} queries (1000 resamples, the same "
-        f"for every method, so the interval against `{BASELINE}` is paired). Predictions are in LaMP's outputs "
-        "format: `predictions-<method>.json` beside `golds.json`.",
-        "",
-        *learned_lines(result),
-        *paired_lines(result),
-        *versus_lines(result),
-        *answer_lines(result),
-        *cost_lines(result),
-        *[f"![{name}]({name})" for name in images],
-        "",
-    ])
-    path = folder / "report.md"
-    path.write_text(text, encoding="utf-8")
-    return path
+    report = Report(f"pllm eval: {result.task.name}", command=command, machine=machine_line(result))
+    report.add(f"{users} users, {len(result.questions)} queries. {result.protocol}")
+    report.add(markdown_table(result))
+    report.add(f"Gain is relative to `{BASELINE}` (the base model, zero-shot) on {result.primary}; positive is better. "
+               f"Intervals are 95% percentile bootstraps over the {len(result.questions)} queries (1000 resamples, the "
+               f"same for every method, so the interval against `{BASELINE}` is paired). Predictions are in LaMP's "
+               "outputs format: `predictions-<method>.json` beside `golds.json`.")
+    for lines in (learned_lines(result), paired_lines(result), versus_lines(result), answer_lines(result),
+                  cost_lines(result)):
+        if lines:
+            report.add(*lines)
+    report.plot("methods.png", _methods_plot(result), size=(7, 3.6))
+    report.plot("gain_vs_profile.png", _gain_plot(result), size=(7, 3.6))
+    return report.write(folder, result.as_json())

@@ -37,7 +37,7 @@ import numpy as np
 from pllm.bench.metrics import rouge_per_query
 from pllm.config import Settings
 from pllm.errors import UsageError
-from pllm.extras import pyplot
+from pllm.reports import Report
 from pllm.stats import Bootstrap, mean_of
 
 ROUTING_SET = Path(__file__).parents[1] / "data" / "routing.json"
@@ -174,44 +174,37 @@ def summarise(rows: list[dict[str, Any]], settings: Settings, **extra: Any) -> d
 
 def write_routing_report(result: dict[str, Any], folder: Path, *, command: str) -> Path:
     """report.md, results.json and a plot of correct routes and answer quality per category."""
-    plt = pyplot()
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     cats = [c for c in (*PERSONAL, "domain", "general") if c in result["categories"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for axis, key, title in ((left, "correct_route", "correct route"), (right, None, "ROUGE-L")):
-        if key:
-            values = [result["categories"][c][key] for c in cats]
-            low = [result["categories"][c][key] - result["categories"][c][f"{key}_interval"][0] for c in cats]
-            high = [result["categories"][c][f"{key}_interval"][1] - result["categories"][c][key] for c in cats]
-            axis.bar(cats, values, yerr=[low, high], color="#4a7", capsize=4)
-            axis.set_ylim(0, 1.05)
-        else:
-            x = np.arange(len(cats))
-            axis.bar(x - 0.2, [result["categories"][c]["rougeL_routed"] for c in cats], 0.4, label="routed")
-            axis.bar(x + 0.2, [result["categories"][c]["rougeL_all_local"] for c in cats], 0.4, label="all local")
-            axis.set_xticks(x, cats)
-            axis.legend()
-        axis.set_title(title)
-        axis.tick_params(axis="x", labelrotation=20, labelsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "routing.png", dpi=120)
-    plt.close(fig)
-    lines = [f"# Routing: {result['categories']['all']['questions']} questions", "", f"`{command}`", "",
-             f"CPU: {result['cpu'].get('model', '?')}. Thresholds: {result['thresholds']}.", "",
-             "| category | questions | correct route [95%] | routes | ROUGE-L routed | all local | gain [95%] | "
-             "left the device |", "|---|---|---|---|---|---|---|---|"]
+
+    def draw(axes: Any) -> None:
+        for axis, key, title in ((axes[0], "correct_route", "correct route"), (axes[1], None, "ROUGE-L")):
+            if key:
+                values = [result["categories"][c][key] for c in cats]
+                low = [result["categories"][c][key] - result["categories"][c][f"{key}_interval"][0] for c in cats]
+                high = [result["categories"][c][f"{key}_interval"][1] - result["categories"][c][key] for c in cats]
+                axis.bar(cats, values, yerr=[low, high], color="#4a7", capsize=4)
+                axis.set_ylim(0, 1.05)
+            else:
+                x = np.arange(len(cats))
+                axis.bar(x - 0.2, [result["categories"][c]["rougeL_routed"] for c in cats], 0.4, label="routed")
+                axis.bar(x + 0.2, [result["categories"][c]["rougeL_all_local"] for c in cats], 0.4, label="all local")
+                axis.set_xticks(x, cats)
+                axis.legend()
+            axis.set_title(title)
+            axis.tick_params(axis="x", labelrotation=20, labelsize=8)
+
+    rows = ["| category | questions | correct route [95%] | routes | ROUGE-L routed | all local | gain [95%] | "
+            "left the device |", "|---|---|---|---|---|---|---|---|"]
     for c, v in result["categories"].items():
-        lines.append(f"| {c} | {v['questions']} | {v['correct_route']:.3f} {v['correct_route_interval']} | "
-                     f"{v['routes']} | {v['rougeL_routed']:.3f} | {v['rougeL_all_local']:.3f} | "
-                     f"{v['rougeL_gain_interval']} | {v['left_the_device']} |")
-    lines += ["", "Latency per route (median seconds): " + ", ".join(
-        f"{k} {v['median_seconds']} s ({v['questions']})" for k, v in result["latency"].items()), "",
-        "![routing](routing.png)", ""]
-    path = folder / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+        rows.append(f"| {c} | {v['questions']} | {v['correct_route']:.3f} {v['correct_route_interval']} | "
+                    f"{v['routes']} | {v['rougeL_routed']:.3f} | {v['rougeL_all_local']:.3f} | "
+                    f"{v['rougeL_gain_interval']} | {v['left_the_device']} |")
+    report = Report(f"Routing: {result['categories']['all']['questions']} questions", command=command,
+                    machine=f"CPU: {result['cpu'].get('model', '?')}. Thresholds: {result['thresholds']}.")
+    report.add(*rows)
+    report.add("Latency per route (median seconds): " + ", ".join(
+        f"{k} {v['median_seconds']} s ({v['questions']})" for k, v in result["latency"].items()))
+    return report.plot("routing.png", draw, size=(9, 3.4), panels=2).write(folder, result)
 
 
 def _best(accuracy: dict[Any, float]) -> tuple[float, list[Any]]:

@@ -6,14 +6,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from pllm.console import console, err_console, print_json, progress_bar, settings_of
-from pllm.extras import extra, pyplot
+from pllm.extras import extra
 from pllm.federated.aggregate import METHODS, ROBUST
 
 fed_app = typer.Typer(help="Federated experts on Flower: devices improve an expert without sharing their data.",
@@ -176,49 +175,45 @@ def _print_run(result: dict[str, Any]) -> None:
 
 def write_fed_report(result: dict[str, Any], folder: Path, *, command: str) -> Path:
     """report.md, results.json and the domain score per round (with the 95% interval of each round's mean)."""
-    plt = pyplot()
     import numpy as np
 
+    from pllm.reports import Report
     from pllm.stats import Bootstrap, mean_of
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     scores = {int(k): np.array(v) for k, v in result.get("scores", {}).items()}
-    fig, axis = plt.subplots(figsize=(5.5, 3.4))
-    if 0 in scores:  # the gain over the starting adapter, paired by exam question
-        rounds = sorted(scores)
-        gains = [float((scores[r] - scores[0]).mean()) for r in rounds]
-        bounds = [Bootstrap(len(scores[0]), seed=0).difference_interval(mean_of(scores[r]), mean_of(scores[0]))
-                  for r in rounds]
-        axis.errorbar(rounds, gains, yerr=[[g - b[0] for g, b in zip(gains, bounds, strict=True)],
-                                           [b[1] - g for g, b in zip(gains, bounds, strict=True)]],
-                      marker="o", capsize=4)
-        axis.axhline(0, color="grey", linewidth=0.8)
-        axis.set_xticks(rounds)
-    axis.set_xlabel("round (0: the starting adapter)")
-    axis.set_ylabel("exam gain over round 0 (nats/token)")
-    axis.set_title(f"{result['expert']}: {result['config']['method']}, {result['config']['clients']} clients "
-                   "(95% paired interval)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(folder / "rounds.png", dpi=120)
-    plt.close(fig)
-    lines = [f"# Federated {result['expert']}", "", f"`{command}`", "",
-             f"score {result['score_before']:.4f} -> {result['score_after']:.4f}, gain 95% interval "
-             f"{result.get('gain_interval')}", "",
-             "A round's aggregate is kept only when the exam does not drop beyond its 95% paired interval; a refused "
-             "one leaves the adapter as it was (the exam then also chose which rounds count, so its final score is "
-             "a selected one).", "",
-             "| round | accepted | refused | dropped | kept | exam change [95%] | domain score | bytes down "
-             "| bytes up | aggregation error |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def draw(axis: Any) -> None:
+        if 0 in scores:  # the gain over the starting adapter, paired by exam question
+            rounds = sorted(scores)
+            gains = [float((scores[r] - scores[0]).mean()) for r in rounds]
+            bounds = [Bootstrap(len(scores[0]), seed=0).difference_interval(mean_of(scores[r]), mean_of(scores[0]))
+                      for r in rounds]
+            axis.errorbar(rounds, gains, yerr=[[g - b[0] for g, b in zip(gains, bounds, strict=True)],
+                                               [b[1] - g for g, b in zip(gains, bounds, strict=True)]],
+                          marker="o", capsize=4)
+            axis.axhline(0, color="grey", linewidth=0.8)
+            axis.set_xticks(rounds)
+        axis.set_xlabel("round (0: the starting adapter)")
+        axis.set_ylabel("exam gain over round 0 (nats/token)")
+        axis.set_title(f"{result['expert']}: {result['config']['method']}, {result['config']['clients']} clients "
+                       "(95% paired interval)", fontsize=9)
+
+    rows = ["| round | accepted | refused | dropped | kept | exam change [95%] | domain score | bytes down "
+            "| bytes up | aggregation error |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rounds"]:
         kept = {True: "yes", False: "**no**"}.get(r.get("kept"), "")
-        lines.append(f"| {r['round']} | {r['accepted']} | {len(r['rejected'])} | {r['dropped']} | {kept} | "
-                     f"{r.get('exam_change_interval', '')} | {r.get('domain_score', '')} | {r['bytes_down']:,} | "
-                     f"{r['bytes_up']:,} | {r.get('aggregation_error', '')} |")
-    lines += ["", "![rounds](rounds.png)", ""]
-    path = folder / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+        rows.append(f"| {r['round']} | {r['accepted']} | {len(r['rejected'])} | {r['dropped']} | {kept} | "
+                    f"{r.get('exam_change_interval', '')} | {r.get('domain_score', '')} | {r['bytes_down']:,} | "
+                    f"{r['bytes_up']:,} | {r.get('aggregation_error', '')} |")
+    report = Report(f"Federated {result['expert']}", command=command)
+    report.add(f"score {result['score_before']:.4f} -> {result['score_after']:.4f}, gain 95% interval "
+               f"{result.get('gain_interval')}")
+    report.add("A round's aggregate is kept only when the exam does not drop beyond its 95% paired interval; a "
+               "refused one leaves the adapter as it was (the exam then also chose which rounds count, so its final "
+               "score is a selected one).")
+    report.add(*rows)
+    report.plot("rounds.png", draw, size=(5.5, 3.4))
+    return report.write(folder, result)
 
 
 def register(app: typer.Typer) -> None:

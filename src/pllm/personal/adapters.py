@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pllm.errors import AdapterError, UsageError
 from pllm.files import atomic_write
-from pllm.personal.records import AdapterRecords
+from pllm.personal.records import AdapterRecords, AdapterVersion
 from pllm.personal.vault import Vault
 
 MAGIC = b"PLLMAES1"
@@ -31,22 +30,6 @@ STACK_META = "adapter_stack"
 
 class MergeUnsupportedError(AdapterError):
     """The model's weights are not of a type an adapter can be folded into (it is then applied unmerged)."""
-
-
-@dataclass(frozen=True)
-class AdapterVersion:
-    version: str
-    created_at: float
-    status: str
-    base_model: str
-    lora: dict[str, Any]
-    stats: dict[str, Any]
-    gguf_sha256: str
-    active: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "created_at": self.created_at, "status": self.status, "active": self.active,
-                "base_model": self.base_model, "lora": self.lora, **self.stats}
 
 
 class AdapterStore:
@@ -143,9 +126,7 @@ class AdapterStore:
         return stack[-1] if stack else None
 
     def versions(self) -> list[AdapterVersion]:
-        active = self.active()
-        return [AdapterVersion(r.version, r.created_at, r.status, r.base_model, r.lora, r.stats, r.gguf_sha256,
-                               r.version == active) for r in self.records.rows()]
+        return self.records.rows(active=self.active())
 
     def get(self, version: str) -> AdapterVersion:
         for v in self.versions():

@@ -19,7 +19,9 @@ from pllm.personal.vault import Vault
 
 
 @dataclass(frozen=True)
-class AdapterRow:
+class AdapterVersion:
+    """One trained adapter version as the vault records it."""
+
     version: str
     created_at: float
     status: str
@@ -27,6 +29,11 @@ class AdapterRow:
     lora: dict[str, Any]
     stats: dict[str, Any]
     gguf_sha256: str
+    active: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "created_at": self.created_at, "status": self.status, "active": self.active,
+                "base_model": self.base_model, "lora": self.lora, **self.stats}
 
 
 class AdapterRecords:
@@ -57,10 +64,12 @@ class AdapterRecords:
         """Mark versions retired inside the caller's transaction `tx`."""
         tx.executemany("UPDATE adapters SET status = 'retired' WHERE version = ?", [(v,) for v in versions])
 
-    def rows(self) -> list[AdapterRow]:
+    def rows(self, active: str | None = None) -> list[AdapterVersion]:
+        """Every version, oldest first; `active` marks the one serving."""
         rows = self.vault.conn.execute("SELECT version, created_at, status, base_model, lora, stats, gguf_sha256"
                                        " FROM adapters ORDER BY version")
-        return [AdapterRow(v, c, s, b, json.loads(lo), json.loads(st), h) for v, c, s, b, lo, st, h in rows]
+        return [AdapterVersion(v, c, s, b, json.loads(lo), json.loads(st), h, v == active)
+                for v, c, s, b, lo, st, h in rows]
 
     def set_status(self, version: str, status: str) -> None:
         self.vault.conn.execute("UPDATE adapters SET status = ? WHERE version = ?", (status, version))

@@ -71,7 +71,7 @@ def train(
 
             pairs, report = distil_pairs(t_model, domain, config, embedder, tick=tick)
     err_console.print(f"distil: {report.kept} of {report.proposed} pairs kept "
-                      f"({', '.join(f'{k} {v}' for k, v in report.dropped.items() if v) or 'none dropped'})")
+                      f"({report.summary()})")
     if not pairs:
         from pllm.errors import ExpertError
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from pllm.expert.domains import QA, Domain
+from pllm.filters import FilterCounts
 from pllm.lm.runtime import GenerationConfig, Usage
 
 if TYPE_CHECKING:
@@ -58,20 +58,20 @@ class DistillConfig:
 
 
 @dataclass
-class DistillReport:
+class DistillReport(FilterCounts):
+    """What distillation cost the T-model and what its filters kept."""
+
+    names: tuple[str, ...] = FILTERS
     t_model: str = ""
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
-    proposed: int = 0
-    kept: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, object]:  # type: ignore[override]
         return {"t_model": self.t_model, "requests": self.requests, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 1),
-                "proposed": self.proposed, "kept": self.kept, **{f: self.dropped[f] for f in FILTERS}}
+                **super().as_dict()}
 
 
 def guide_prompt(domain: Domain, topic: str) -> str:
@@ -173,11 +173,11 @@ def filter_pairs(pairs: Sequence[QA], domain: Domain, embedder: Embedder, config
     for pair in pairs:
         key = _normal(pair.question)
         if not _well_formed(pair, config):
-            report.dropped["malformed"] += 1
+            report.drop("malformed")
         elif key in exam:
-            report.dropped["exam_leak"] += 1
+            report.drop("exam_leak")
         elif key in seen:
-            report.dropped["duplicate"] += 1
+            report.drop("duplicate")
         else:
             seen.add(key)
             candidates.append(pair)
@@ -190,9 +190,9 @@ def filter_pairs(pairs: Sequence[QA], domain: Domain, embedder: Embedder, config
     kept_vectors: list[np.ndarray] = []
     for pair, vector, leaked in zip(candidates, vectors, leak, strict=True):
         if leaked:
-            report.dropped["exam_leak"] += 1
+            report.drop("exam_leak")
         elif kept_vectors and float(np.max(np.stack(kept_vectors) @ vector)) >= config.near_duplicate:
-            report.dropped["near_duplicate"] += 1
+            report.drop("near_duplicate")
         else:
             kept.append(pair)
             kept_vectors.append(vector)

@@ -88,7 +88,7 @@ def augment(
     if json_out:
         print_json(figures)
         return
-    dropped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in outcome.report.dropped.items() if v) or "none"
+    dropped = outcome.report.summary()
     console.print(f"{len(outcome.seeds)} seeds -> {outcome.report.proposed} new items from {outcome.model} in "
                   f"{outcome.seconds:.0f} s; kept {outcome.report.kept} (dropped: {dropped}); {done.stored} stored")
     if adapted:

@@ -27,12 +27,13 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pllm.errors import UsageError
+from pllm.filters import FilterCounts
 from pllm.lm.embeddings import need_embedder, spherical_kmeans
 from pllm.personal.privacy import has_placeholder
 
@@ -72,20 +73,10 @@ class RealItem:
 
 
 @dataclass
-class FilterReport:
-    proposed: int = 0
-    kept: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, int]:
-        return {"proposed": self.proposed, "kept": self.kept, **{f: self.dropped[f] for f in FILTERS}}
-
-
-@dataclass
 class AugmentOutcome:
     seeds: list[int]  # indices into the real items
     kept: list[RemoteItem]
-    report: FilterReport
+    report: FilterCounts
     usage: dict[str, int]  # requests, prompt_tokens, completion_tokens (as the service counted them)
     seconds: float  # the round trips to the T-tier
     filter_seconds: float = 0.0
@@ -118,11 +109,11 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_vectors: np.ndarray,
                  embedder: Embedder, config: AugmentConfig, scorer: Callable[[str], str] | None = None,
-                 seeds: Sequence[int] | None = None) -> tuple[list[RemoteItem], FilterReport]:
+                 seeds: Sequence[int] | None = None) -> tuple[list[RemoteItem], FilterCounts]:
     """The device's filters, in order (cheap first); see the module docstring. `seeds`: the real items the T-tier
     was given, in order (a new item's `seed` indexes it; default: all of `real`)."""
     seeds = list(range(len(real))) if seeds is None else list(seeds)
-    report = FilterReport(proposed=len(proposed))
+    report = FilterCounts(FILTERS, proposed=len(proposed))
     lengths = [len(item.text.split()) for item in real] or [1]
     shortest = max(1.0, config.length_band[0] * min(lengths))
     longest = config.length_band[1] * max(lengths)
@@ -132,15 +123,15 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
     for item in proposed:
         text = " ".join(item.text.split())
         if not WORD.search(text):
-            report.dropped["empty"] += 1
+            report.drop("empty")
         elif has_placeholder(text):  # the T-model imitated the gate's placeholders; no value to put back
-            report.dropped["placeholder"] += 1
+            report.drop("placeholder")
         elif not shortest <= len(text.split()) <= longest:
-            report.dropped["length"] += 1
+            report.drop("length")
         elif text.lower() in seen_exact:
-            report.dropped["duplicate"] += 1
+            report.drop("duplicate")
         elif any(_jaccard(words := _words(text), other) >= config.near_duplicate for other in kept_words):
-            report.dropped["near_duplicate"] += 1
+            report.drop("near_duplicate")
         else:
             seen_exact.add(text.lower())
             kept_words.append(words)
@@ -151,9 +142,9 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
         banded = []
         for item, similarity in zip(survivors, nearest, strict=True):
             if similarity > high:
-                report.dropped["too_similar"] += 1
+                report.drop("too_similar")
             elif similarity < low:
-                report.dropped["too_far"] += 1
+                report.drop("too_far")
             else:
                 banded.append(item)
         survivors = banded
@@ -162,7 +153,7 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
     seed_verdicts: dict[int, str] = {}  # as_seed: what the scorer says of each seed, asked once
     for item in survivors:  # the user's scorer last: the most expensive filter, not asked once a seed's quota is full
         if config.keep_per_seed and per_seed[item.seed] >= config.keep_per_seed:
-            report.dropped["seed_quota"] += 1
+            report.drop("seed_quota")
             continue
         if scorer is not None and item.label is not None:
             wanted = item.label
@@ -171,7 +162,7 @@ def filter_items(proposed: Sequence[RemoteItem], real: Sequence[RealItem], real_
                     seed_verdicts[item.seed] = scorer(real[seeds[item.seed]].text)
                 wanted = seed_verdicts[item.seed]
             if scorer(item.text) != wanted:
-                report.dropped["label"] += 1
+                report.drop("label")
                 continue
         per_seed[item.seed] += 1
         kept.append(item)
@@ -184,7 +175,7 @@ def augment_items(cloud: CloudClient, task: str, real: Sequence[RealItem], embed
                   scorer: Callable[[str], str] | None = None) -> AugmentOutcome:
     """Seeds from `real`, new items from the T-tier (through the gate), the device's filters; see the module."""
     if not real:
-        return AugmentOutcome([], [], FilterReport(), {}, 0.0)
+        return AugmentOutcome([], [], FilterCounts(FILTERS), {}, 0.0)
     vectors = embedder.encode([item.text for item in real])
     seeds = pick_seeds(vectors, [item.when for item in real], config.seeds)
     started = time.perf_counter()

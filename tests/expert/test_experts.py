@@ -63,5 +63,5 @@ def test_expert_train_refuses_a_corpus_that_is_the_exam(pllm: Callable[..., subp
                                                         ) -> None:
     run = pllm("expert", "train", "cooking", "--corpus", str(PACKAGED / "cooking" / "exam.jsonl"))
     assert run.returncode == 2, run.stderr
-    assert "30 of 30" not in run.stderr and "exam_leak 30" in run.stderr
+    assert "30 of 30" not in run.stderr and "exam leak 30" in run.stderr
     assert run.stderr.strip().splitlines()[-1] == "error: no pair survived the filters: nothing to train on"

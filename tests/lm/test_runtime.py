@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pllm.errors import AdapterError, PromptTooLongError
-from pllm.lm.runtime import GenerationConfig, Runtime, StreamStats, _stop_prefix_len
+from pllm.lm.runtime import GenerationConfig, Runtime, StreamStats, _stop_prefix_len, json_list_items
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -177,3 +177,11 @@ def test_a_kept_prefix_changes_no_answer_and_survives_switches(fresh_runtime: Ru
     rt.score_options(rt.chat_prompt(system), ["yes", "no"])  # scoring resets the cache too
     before = rt.prefix_hits
     assert answers(cached=True) == plain and rt.prefix_hits == before + 3  # every one from the saved state
+
+
+def test_a_json_list_cut_off_by_its_token_budget_keeps_its_complete_items() -> None:
+    assert json_list_items('["a", "b"]') == ["a", "b"]
+    assert json_list_items('[{"question": "q1?", "answer": "a1"}, {"question": "q2?", "ans') == [
+        {"question": "q1?", "answer": "a1"}]
+    assert json_list_items('["only half') == []
+    assert json_list_items('{"a": 1}') is None and json_list_items("no JSON at all") is None

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from pllm.lm.foundation import Foundation
-from pllm.lm.runtime import GenerationConfig, Usage
+from pllm.lm.runtime import GenerationConfig, Usage, json_list_items
 
 PREAMBLE = "Here are texts written by one person. {task_line}Each new text is on a related topic, in the same style \
 and voice, and says something new.\n\n"
@@ -141,12 +141,11 @@ def _as_list(foundation: Foundation, request: AugmentRequest, index: int, result
                               json_schema=list_schema(request.n, CHARS_PER_TOKEN * request.max_tokens))
     answer = "".join(foundation.chat_stream(messages, config, usage))
     result.add(usage)
-    try:
-        texts = json.loads(answer)
-    except json.JSONDecodeError:
+    texts = json_list_items(answer)
+    if texts is None:
         result.unparsed += 1
         return []
-    return [clean(t) for t in texts if isinstance(t, str)] if isinstance(texts, list) else []
+    return [clean(t) for t in texts if isinstance(t, str)]
 
 
 def _as_samples(foundation: Foundation, request: AugmentRequest, index: int, result: AugmentResult) -> list[str]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from pllm.expert.domains import QA, Domain
 from pllm.filters import FilterCounts
-from pllm.lm.runtime import GenerationConfig, Usage
+from pllm.lm.runtime import GenerationConfig, Usage, json_list_items
 
 if TYPE_CHECKING:
     from pllm.lm.embeddings import Embedder
@@ -100,9 +100,13 @@ def instruction_messages(domain: Domain, topic: str, n: int) -> list[dict[str, s
                                         "\"question\" and \"answer\"."}]
 
 
-def pairs_schema(n: int) -> str:
-    pair = {"type": "object", "properties": {"question": {"type": "string", "minLength": 8, "maxLength": 200},
-                                             "answer": {"type": "string", "minLength": 8, "maxLength": 480}},
+def pairs_schema(n: int, max_tokens: int = 160) -> str:
+    """A JSON list of `n` question-answer pairs, their characters capped by the pair's token budget (English runs
+    about 4 characters a token) so that the list fits the budget write_pairs gives it."""
+    question_chars, answer_chars = max(16, min(200, 2 * max_tokens)), max(16, min(480, 3 * max_tokens))
+    question = {"type": "string", "minLength": 8, "maxLength": question_chars}
+    answer = {"type": "string", "minLength": 8, "maxLength": answer_chars}
+    pair = {"type": "object", "properties": {"question": question, "answer": answer},
             "required": ["question", "answer"], "additionalProperties": False}
     return json.dumps({"type": "array", "items": pair, "minItems": n, "maxItems": n})
 
@@ -121,7 +125,7 @@ def write_pairs(t_model: TextModel, domain: Domain, config: DistillConfig, repor
             if calls == 1:
                 sampling = GenerationConfig(max_tokens=config.per_topic * (config.max_tokens + 16) + 8,
                                             temperature=config.temperature, seed=config.seed + 1000 * t,
-                                            json_schema=pairs_schema(config.per_topic))
+                                            json_schema=pairs_schema(config.per_topic, config.max_tokens))
                 text = "".join(t_model.chat_stream(instruction_messages(domain, topic, config.per_topic), sampling,
                                                    usage))
                 pairs.extend(parse_json_pairs(text))
@@ -140,12 +144,7 @@ def write_pairs(t_model: TextModel, domain: Domain, config: DistillConfig, repor
 
 def parse_json_pairs(text: str) -> list[QA]:
     """The pairs of an instruct model's JSON answer (nothing where it is not the JSON asked for)."""
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError:
-        return []
-    if not isinstance(rows, list):
-        return []
+    rows = json_list_items(text) or []
     return [QA(" ".join(str(r["question"]).split()), " ".join(str(r["answer"]).split()))
             for r in rows if isinstance(r, dict) and "question" in r and "answer" in r]
 

@@ -21,6 +21,7 @@ import codecs
 import contextlib
 import ctypes
 import functools
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pllm.config import Settings
 from pllm.errors import AdapterError, ModelLoadError, PromptTooLongError, UsageError
+from pllm.lm.export import memory_file
 from pllm.lm.models import ModelFile, runtime_model
 
 if TYPE_CHECKING:
@@ -210,8 +212,6 @@ class Runtime:
                         ) -> Runtime:
         """A model that exists only in memory (a decrypted per-user merge), loaded through an in-memory file.
         `folded`: the adapters merged into its weights, reported as active (answers are logged under them)."""
-        from pllm.lm.export import memory_file
-
         with memory_file(data) as path:  # llama.cpp maps it; the mapping outlives the file descriptor
             runtime = cls(ModelFile(name=name, path=path, source="memory"), n_ctx=settings.n_ctx,
                           threads=settings.threads, seed=settings.seed)
@@ -570,6 +570,28 @@ def schema_grammar(schema: str) -> Any:
         raise UsageError(f"a JSON schema the grammar converter cannot take: {exc}") from None
 
 
+def json_list_items(text: str) -> list[Any] | None:
+    """The items of an answer that is a JSON list; where decoding stopped mid-list (its token budget ran out) the
+    items complete before that, so one long item costs only itself. None when the answer is no JSON list."""
+    text = text.strip()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        if not text.startswith("["):
+            return None
+    else:
+        return value if isinstance(value, list) else None
+    decoder, items, position = json.JSONDecoder(), [], 1
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        try:
+            item, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            return items
+        items.append(item)
+
+
 def _log_softmax(logits: Any) -> Any:
     import numpy as np
 
@@ -600,7 +622,6 @@ def _adapter_path(source: Path | bytes) -> Iterator[Path]:
             raise AdapterError(f"adapter file not found: {source}")
         yield source
         return
-    from pllm.lm.export import memory_file
 
     with memory_file(source) as path:
         yield path

@@ -18,11 +18,12 @@ import typer
 from typer.core import TyperGroup
 
 from pllm import __version__
+from pllm import doctor as checks
 from pllm.api import commands as api_commands
 from pllm.bench import commands as bench_commands
 from pllm.cloud import commands as cloud_commands
 from pllm.config import get_settings
-from pllm.console import err_console
+from pllm.console import console, err_console, print_json, settings_of
 from pllm.errors import FileAccessError, PllmError
 from pllm.expert import commands as expert_commands
 from pllm.federated import commands as fed_commands
@@ -104,9 +105,6 @@ def doctor(
     ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print the checks as JSON.")
 ) -> None:
     """Check the model, the runtime and its build, the CPU and the folders pllm uses."""
-    from pllm import doctor as checks
-    from pllm.console import console, print_json, settings_of
-
     results = checks.run_checks(settings_of(ctx))
     if json_out:
         print_json([r.as_dict() for r in results])

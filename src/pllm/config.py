@@ -26,6 +26,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pllm.errors import SettingsError
+
 APP_NAME = "pllm"
 
 
@@ -243,8 +245,6 @@ def get_settings(**overrides: Any) -> Settings:
     import tomllib
 
     from pydantic import ValidationError
-
-    from pllm.errors import SettingsError
 
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:

@@ -17,8 +17,12 @@ from rich.table import Table
 
 from pllm import __version__
 from pllm.config import Settings
+from pllm.console import joining_progress
 from pllm.errors import PllmError
 from pllm.lm.hardware import choose_train_dtype, cpu_info
+from pllm.lm.models import resolve_foundation_model, resolve_model, speed_class
+from pllm.lm.runtime import Runtime
+from pllm.personal.privacy import spacy_model_path
 
 # Instruction sets llama.cpp's CPU backend cares about: /proc/cpuinfo name -> llama_print_system_info name.
 CPU_FEATURES = {"avx": "AVX", "avx2": "AVX2", "fma": "FMA", "f16c": "F16C", "avx512f": "AVX512"}
@@ -72,15 +76,11 @@ def _guard(name: str, fn: Callable[[], Check]) -> Check:
 
 
 def _model_check(settings: Settings) -> Check:
-    from pllm.lm.models import resolve_model
-
     model = resolve_model(settings)
     return Check("model", True, f"{model.name}, {model.size_mb:.0f} MB, from {model.source}: {model.path}")
 
 
 def _load_check(settings: Settings) -> Check:
-    from pllm.lm.runtime import Runtime
-
     runtime = Runtime.from_settings(settings)
     try:
         template = "chat template in the GGUF" if runtime.has_chat_template else "no chat template (base model)"
@@ -117,16 +117,11 @@ def _training_check(settings: Settings) -> Check:
 
 
 def _privacy_check() -> Check:
-    from pllm.personal.privacy import spacy_model_path
-
     return Check("privacy gate", True, f"NER model {spacy_model_path().name} (packaged, loaded by path)")
 
 
 def _cloud_check(settings: Settings) -> Check:
     """The T-tier: where the device would send (nothing is contacted here), and the model `pllm cloud serve` uses."""
-    from pllm.console import joining_progress
-    from pllm.lm.models import resolve_foundation_model, speed_class
-
     target = f"device -> {settings.cloud_url}" if settings.cloud_url else "device: no PLLM_CLOUD_URL (cloud off)"
     if settings.upstream_url:
         return Check("cloud", True, f"{target}; serve: upstream {settings.upstream_url}")

@@ -17,8 +17,11 @@ from fastapi.staticfiles import StaticFiles
 
 from pllm.api.routers import adapt, adapters, chat, feedback, models, privacy, profile
 from pllm.config import Settings
+from pllm.lm.models import resolve_model
+from pllm.lm.runtime import Runtime
 from pllm.openai_http import install_error_handlers, install_size_limit
 from pllm.personal.adapt_job import AdaptJob
+from pllm.personal.serving import ServedModel
 
 WEB = Path(__file__).with_name("web")  # the page: committed static files, nothing from a CDN
 
@@ -30,10 +33,6 @@ def create_app(settings: Settings, vault: Vault | None = None, passphrase: str |
     """The passphrase goes only to the environment of the training processes /v1/adapt starts."""
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from pllm.lm.models import resolve_model
-        from pllm.lm.runtime import Runtime
-        from pllm.personal.serving import ServedModel
-
         app.state.served = ServedModel(Runtime.from_settings(settings), vault, settings,
                                        resolve_model(settings).name)
         try:

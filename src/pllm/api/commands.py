@@ -8,6 +8,8 @@ import typer
 
 from pllm.console import err_console, settings_of
 from pllm.errors import UsageError
+from pllm.personal.commands import passphrase_for
+from pllm.personal.vault import open_vault
 
 
 def _is_loopback(host: str) -> bool:
@@ -29,9 +31,7 @@ def serve(
     feedback, your profile (show, export, forget) and adaptation in a separate process."""
     import uvicorn
 
-    from pllm.api.app import create_app
-    from pllm.personal.commands import passphrase_for
-    from pllm.personal.vault import open_vault
+    from pllm.api.app import create_app  # heavy: imports fastapi
 
     settings = settings_of(ctx)
     if not _is_loopback(host) and not settings.api_token:

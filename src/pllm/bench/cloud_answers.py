@@ -18,6 +18,7 @@ import numpy as np
 from pllm.bench.metrics import rouge_per_query
 from pllm.bench.routing import ROUTING_SET
 from pllm.config import Settings
+from pllm.lm.foundation import EmbeddedFoundation
 from pllm.lm.runtime import GenerationConfig, Usage
 from pllm.reports import Report
 from pllm.stats import Bootstrap, mean_of
@@ -32,8 +33,6 @@ def general_questions() -> list[dict[str, str]]:
 def compare_t_models(settings: Settings, models: Sequence[str], *, max_tokens: int = 64,
                      tick: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Every model answers every general question (greedy); scores, answers and seconds per model."""
-    from pllm.lm.foundation import EmbeddedFoundation
-
     questions = general_questions()
     rows: dict[str, dict[str, Any]] = {}
     for name in models:

@@ -9,8 +9,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from pllm.bench.latency import QUESTIONS, run_latency_bench
+from pllm.bench.speed import run_speed_bench, timed_engines
 from pllm.config import Settings
 from pllm.console import console, err_console, print_json, progress_bar, settings_of
+from pllm.errors import UsageError
+from pllm.expert.domains import packaged_domains
+from pllm.lm.hardware import cpu_info
 
 DEFAULT_METHODS = "stats,none,rag,profile"
 # Settings that change what `cdcda` does: a report's command names those set apart from their defaults.
@@ -36,8 +41,7 @@ def bench(
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Speed and memory: pllm against raw llama-cpp-python (and transformers), and LoRA training, same run."""
-    from pllm.bench.speed import run_speed_bench, timed_engines
-    from pllm.bench.training import run_training_bench
+    from pllm.bench.training import run_training_bench  # lazy: brings the trainer's modules, ~15 ms
 
     settings = settings_of(ctx)
     if latency:
@@ -86,8 +90,6 @@ def _show(result: dict[str, Any], json_out: bool, title: str, columns: tuple[str
 
 
 def _latency(settings: Settings, json_out: bool) -> None:
-    from pllm.bench.latency import QUESTIONS, run_latency_bench
-
     progress = progress_bar("latency")
     with progress:
         task = progress.add_task("latency", total=QUESTIONS * 3)
@@ -101,7 +103,7 @@ def _latency(settings: Settings, json_out: bool) -> None:
 
 
 def _load(settings: Settings, clients: int, seconds: float, json_out: bool) -> None:
-    from pllm.bench.load import run_load_bench
+    from pllm.bench.load import run_load_bench  # heavy: imports fastapi
 
     with err_console.status("load bench") as status:
         result = run_load_bench(settings, clients=clients, seconds=seconds,
@@ -180,11 +182,11 @@ def eval_command(
     report: Path = typer.Option(None, "--report", help="Write report.md, plots and predictions to this folder."),
 ) -> None:
     """Compare personalization methods on LaMP-format, synthetic or MovieLens tasks."""
+    # heavy: the runner and the report import fastapi and cryptography; the tasks are ~10 ms more
     from pllm.bench.data import TASK_NAMES, low_data, questions_for
     from pllm.bench.report import gain_text, improvement_text, ready_folder, with_interval, write_report
     from pllm.bench.runner import run_eval
     from pllm.bench.tasks.base import get_task
-    from pllm.errors import UsageError
 
     if report is not None:
         ready_folder(report)
@@ -267,6 +269,7 @@ def _changed_env(settings: Settings, names: Sequence[str]) -> list[str]:
 
 def _cloud(ctx: typer.Context, models: str, json_out: bool, report: Path | None) -> None:
     """`pllm eval --task cloud`: the T-models (--methods names them) on the routing set's general questions."""
+    # heavy: imports fastapi and cryptography
     from pllm.bench.cloud_answers import compare_t_models, general_questions, write_cloud_report
 
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -288,6 +291,7 @@ def _cloud(ctx: typer.Context, models: str, json_out: bool, report: Path | None)
 
 def _routing(ctx: typer.Context, json_out: bool, report: Path | None) -> None:
     """`pllm eval --task routing`: where the router sends each question, and what that does to the answers."""
+    # heavy: these import fastapi and cryptography
     from pllm.bench.report import improvement_text, with_interval
     from pllm.bench.routing import run_routing, write_routing_report
 
@@ -321,8 +325,7 @@ def _teachers(ctx: typer.Context, models: str, json_out: bool, report: Path | No
     """`pllm eval --task teachers`: every packaged domain's expert distilled from each T-model, paired by question."""
     import json
 
-    from pllm.bench.experts import compare_teachers
-    from pllm.expert.domains import packaged_domains
+    from pllm.bench.experts import compare_teachers  # heavy: imports fastapi
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     with err_console.status("teachers") as status:
@@ -342,8 +345,8 @@ def _teachers(ctx: typer.Context, models: str, json_out: bool, report: Path | No
 
 def _experts(ctx: typer.Context, json_out: bool) -> None:
     """`pllm eval --task experts`: each expert on each exam; own-domain gains beside any adapter's."""
-    from pllm.bench.experts import run_expert_matrix
-    from pllm.bench.report import improvement_text
+    from pllm.bench.experts import run_expert_matrix  # heavy: imports fastapi
+    from pllm.bench.report import improvement_text  # heavy: imports fastapi and cryptography
 
     result = run_expert_matrix(settings_of(ctx))
     if json_out:
@@ -363,9 +366,9 @@ def _experts(ctx: typer.Context, json_out: bool) -> None:
 
 def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool, report: Path | None) -> None:
     """`pllm eval --task memory`: retrieval recall and answers over a long history, beside plain BM25."""
+    # heavy: these import fastapi and cryptography
     from pllm.bench.memory import METHODS, load_histories, run_memory, write_memory_report
     from pllm.bench.report import improvement_text, with_interval
-    from pllm.errors import UsageError
 
     if data is None:
         raise UsageError("the memory task needs --data FILE: a JSON file in LongMemEval's or LoCoMo's format")
@@ -405,9 +408,9 @@ def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool,
 
 def _privacy(ctx: typer.Context, data: Path | None, json_out: bool, report: Path | None) -> None:
     """`pllm eval --task privacy`: redaction recall and precision, and the leak test against a loopback T-tier."""
+    # heavy: these import fastapi and cryptography
     from pllm.bench.privacy import DEFAULT_DATA, load_sentences, run_privacy, write_privacy_report
     from pllm.bench.report import with_interval
-    from pllm.lm.hardware import cpu_info
 
     sentences = load_sentences(data or DEFAULT_DATA)
     progress = progress_bar()

@@ -14,16 +14,18 @@ import numpy as np
 
 from pllm.config import Settings
 from pllm.errors import UsageError
+from pllm.expert.distill import DistillConfig, distil_pairs
+from pllm.expert.domains import load_domain, packaged_domains
+from pllm.expert.registry import ExpertRegistry
+from pllm.expert.train import ExpertTrainConfig, exam_scores, train_expert
+from pllm.lm.embeddings import need_embedder
+from pllm.lm.foundation import EmbeddedFoundation
+from pllm.lm.hardware import cpu_info
+from pllm.lm.runtime import Runtime
 from pllm.stats import Bootstrap, mean_of
 
 
 def run_expert_matrix(settings: Settings) -> dict[str, Any]:
-    from pllm.expert.domains import load_domain, packaged_domains
-    from pllm.expert.registry import ExpertRegistry
-    from pllm.expert.train import exam_scores
-    from pllm.lm.hardware import cpu_info
-    from pllm.lm.runtime import Runtime
-
     registry = ExpertRegistry(settings.paths.experts)
     names = [c.name for c in registry.cards() if c.name in packaged_domains()]
     if not names:
@@ -64,13 +66,6 @@ def compare_teachers(settings: Settings, teachers: list[str], domains: list[str]
                      steps: int = 60, tick: Any = lambda _: None) -> dict[str, Any]:
     """Each domain's expert distilled from each T-model (same filters, same steps, not registered), every expert
     examined on its domain's exam; the last teacher's expert against the first's, paired by question."""
-    from pllm.expert.distill import DistillConfig, distil_pairs
-    from pllm.expert.domains import load_domain
-    from pllm.expert.train import ExpertTrainConfig, train_expert
-    from pllm.lm.embeddings import need_embedder
-    from pllm.lm.foundation import EmbeddedFoundation
-    from pllm.lm.hardware import cpu_info
-
     embedder = need_embedder("distillation")
     out: dict[str, Any] = {"teachers": teachers, "domains": {}, "cpu": cpu_info().as_dict(), "per_topic": per_topic,
                            "steps": steps}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pllm.config import Settings
+from pllm.lm.hardware import cpu_info
 from pllm.lm.models import resolve_model
 from pllm.lm.runtime import GenerationConfig, Runtime, load_llama
 from pllm.personal.assistant import SYSTEM_PROMPT, Assistant, user_turn
@@ -148,8 +149,6 @@ def _row(engine: str, seconds: list[float], prompt_tokens: list[int]) -> dict[st
 def run_latency_bench(settings: Settings, *, questions: int = QUESTIONS, tick: Callable[[], None] = lambda: None
                       ) -> dict[str, Any]:
     """Time to first token per engine (medians over the questions) and the ratios against raw, cold."""
-    from pllm.lm.hardware import cpu_info
-
     runtime = Runtime.from_settings(settings)
     raw_kwargs = {"n_ctx": settings.n_ctx, "n_threads": settings.threads, "n_threads_batch": settings.threads,
                   "seed": settings.seed, "verbose": False}

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pllm.bench.latency import build_vault
 from pllm.config import Settings
+from pllm.lm.hardware import cpu_info
 from pllm.lm.models import resolve_model
 from pllm.openai_http import free_port, serve_process, sse_data
 
@@ -148,9 +150,6 @@ def run_load_bench(settings: Settings, *, clients: int = 20, seconds: float = 30
                    ) -> dict[str, Any]:
     """The load on `pllm serve` (the base model, then personalised) and on llama_cpp.server, each of `servers`
     that is asked for; p50/p99 per server."""
-    from pllm.bench.latency import build_vault
-    from pllm.lm.hardware import cpu_info
-
     model = resolve_model(settings)
     with tempfile.TemporaryDirectory(prefix="pllm-load-") as folder, contextlib.ExitStack() as stack:
         home = Path(folder) / "home"

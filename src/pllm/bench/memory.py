@@ -39,8 +39,12 @@ import numpy as np
 
 from pllm.bench.lamp import FormatError, _load_json
 from pllm.bench.metrics import Bootstrap, mean_of
+from pllm.bench.report import improvement_text, with_interval
 from pllm.config import Settings
+from pllm.lm.embeddings import load_embedder
+from pllm.lm.hardware import cpu_info
 from pllm.lm.runtime import GenerationConfig, Runtime
+from pllm.personal.assistant import Assistant
 from pllm.personal.ingest import CONVERSATION_KIND
 from pllm.personal.retrieve import RetrievalConfig, Retriever, document_id
 from pllm.personal.vault import Vault, approx_tokens, create_vault
@@ -285,10 +289,6 @@ Tick = Callable[[int, int], None]
 
 def run_memory(histories: list[History], settings: Settings, *, methods: list[str], answer: bool = True,
                tick: Tick = lambda *_: None) -> MemoryResult:
-    from pllm.lm.embeddings import load_embedder
-    from pllm.lm.hardware import cpu_info
-    from pllm.personal.assistant import Assistant
-
     methods = [BASELINE, *[m for m in methods if m != BASELINE]]
     embedder = load_embedder() if "hybrid" in methods or settings.embeddings else None
     runtime = Runtime.from_settings(settings) if answer else None
@@ -334,8 +334,6 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
 
 def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> Path:
     """report.md with the table, a recall plot, and the answers beside their golds; results.json."""
-    from pllm.bench.report import improvement_text, with_interval
-
     data = result.as_json()
     table = data["methods"]
 

@@ -31,8 +31,16 @@ import numpy as np
 
 from pllm.bench.lamp import FormatError
 from pllm.bench.metrics import Bootstrap
+from pllm.bench.report import with_interval
+from pllm.cloud.server import serve_loopback
 from pllm.config import Settings
-from pllm.personal.privacy import Redactor, Span, known_entities
+from pllm.lm.runtime import GenerationConfig, Runtime
+from pllm.personal.assistant import Assistant
+from pllm.personal.augment import AugmentConfig, augment_vault
+from pllm.personal.privacy import PrivacyGate, Redactor, Span, known_entities
+from pllm.personal.remote import CloudClient
+from pllm.personal.retrieve import RetrievalConfig
+from pllm.personal.vault import create_vault
 from pllm.reports import Report
 
 if TYPE_CHECKING:
@@ -172,15 +180,6 @@ def _question_for(sentence: PiiSentence) -> str:
 def leak_test(sentences: list[PiiSentence], settings: Settings, *, questions: int | None = None,
               max_tokens: int = 24, tick: Callable[[int, int], None] | None = None) -> LeakResult:
     """Questions and one augmentation against a recording T-tier on loopback; count canaries in what it received."""
-    from pllm.cloud.server import serve_loopback
-    from pllm.lm.runtime import GenerationConfig, Runtime
-    from pllm.personal.assistant import Assistant
-    from pllm.personal.augment import AugmentConfig, augment_vault
-    from pllm.personal.privacy import PrivacyGate
-    from pllm.personal.remote import CloudClient
-    from pllm.personal.retrieve import RetrievalConfig
-    from pllm.personal.vault import create_vault
-
     with_pii = [s for s in sentences if s.pii]
     asked = with_pii[: questions if questions is not None else len(with_pii)]
     recorded: list[tuple[str, bytes]] = []
@@ -252,8 +251,6 @@ class PrivacyResult:
 
 def redaction_with_vault(sentences: list[PiiSentence]) -> Redactor:
     """The redactor a device would have once these sentences are in its vault."""
-    from pllm.personal.vault import create_vault
-
     with tempfile.TemporaryDirectory(prefix="pllm-privacy-") as tmp:
         vault = create_vault(Path(tmp) / "vault.db", secrets.token_hex(16), name="Alex Morgan")
         add_sentences(vault, sentences)
@@ -272,8 +269,6 @@ def run_privacy(sentences: list[PiiSentence], settings: Settings, *, leak: bool 
 
 
 def write_privacy_report(result: PrivacyResult, folder: Path, *, command: str, machine: str) -> None:
-    from pllm.bench.report import with_interval
-
     report = Report("Privacy gate: redaction and the leak test", command=command, machine=f"Machine: {machine}")
     report.add(f"{result.sentences} labelled sentences ({result.alone.gold} personal values); 95% bootstrap intervals "
                "over sentences.")

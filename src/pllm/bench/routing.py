@@ -34,9 +34,21 @@ from typing import Any
 
 import numpy as np
 
+from pllm.bench.latency import build_vault
 from pllm.bench.metrics import rouge_per_query
+from pllm.cloud.server import serve_loopback
 from pllm.config import Settings
 from pllm.errors import UsageError
+from pllm.expert.domains import load_domain, packaged_domains
+from pllm.expert.registry import ExpertRegistry
+from pllm.lm.embeddings import need_embedder
+from pllm.lm.hardware import cpu_info
+from pllm.lm.runtime import GenerationConfig, Runtime
+from pllm.personal.assistant import Assistant
+from pllm.personal.privacy import PrivacyGate
+from pllm.personal.remote import CloudClient
+from pllm.personal.retrieve import RetrievalConfig
+from pllm.personal.router import ExpertInfo, Router, RouterConfig, pick_domain
 from pllm.reports import Report
 from pllm.stats import Bootstrap, mean_of
 
@@ -62,8 +74,6 @@ class MixedQuestion:
 
 
 def mixed_set(experts: list[str]) -> list[MixedQuestion]:
-    from pllm.expert.domains import load_domain, packaged_domains
-
     raw = json.loads(ROUTING_SET.read_text(encoding="utf-8"))
     questions = [MixedQuestion(category, q["question"], q["answer"]) for category in PERSONAL for q in raw[category]]
     for name in experts:
@@ -76,18 +86,6 @@ def mixed_set(experts: list[str]) -> list[MixedQuestion]:
 def run_routing(settings: Settings, *, max_tokens: int = 64, limit: int | None = None,
                 tick: Callable[[], None] = lambda: None, on_total: Callable[[int], None] = lambda _: None
                 ) -> dict[str, Any]:
-    from pllm.bench.latency import build_vault
-    from pllm.cloud.server import serve_loopback
-    from pllm.expert.registry import ExpertRegistry
-    from pllm.lm.embeddings import need_embedder
-    from pllm.lm.hardware import cpu_info
-    from pllm.lm.runtime import GenerationConfig, Runtime
-    from pllm.personal.assistant import Assistant
-    from pllm.personal.privacy import PrivacyGate
-    from pllm.personal.remote import CloudClient
-    from pllm.personal.retrieve import RetrievalConfig
-    from pllm.personal.router import ExpertInfo, Router
-
     cards = ExpertRegistry(settings.paths.experts).cards()
     if not cards:
         raise UsageError(f"no registered experts in {settings.paths.experts}: train some with `pllm expert train NAME`")
@@ -219,10 +217,6 @@ def tune_domain_routing(settings: Settings) -> dict[str, Any]:
     description and the training questions) from general ones (`tuning_general` in data/routing.json). Returns the
     accuracy over the grid and the middle of the best region (the median threshold of the best pairs, then the
     median margin of the best pairs at that threshold)."""
-    from pllm.expert.registry import ExpertRegistry
-    from pllm.lm.embeddings import need_embedder
-    from pllm.personal.router import ExpertInfo, Router, RouterConfig, pick_domain
-
     embedder = need_embedder("router tuning")
     registry = ExpertRegistry(settings.paths.experts)
     cards = registry.cards()
@@ -256,10 +250,6 @@ def tune_cloud_margin(settings: Settings) -> dict[str, Any]:
     own items and facts before it may go to the T-model (`route_cloud_margin`). Tuned on Kari's vault with the
     personal sets before the last (which must stay) against `tuning_general` (which may go): the middle of the
     margins that separate the two best; the last personal set is never seen."""
-    from pllm.bench.latency import build_vault
-    from pllm.lm.embeddings import need_embedder
-    from pllm.personal.router import Router
-
     raw = json.loads(ROUTING_SET.read_text(encoding="utf-8"))
     personal = [q["question"] for category in PERSONAL[:-1] for q in raw[category]]
     general = list(raw["tuning_general"])

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pllm.config import Settings
-from pllm.lm.models import resolve_model
+from pllm.lm.hf import load_causal_lm
+from pllm.lm.models import resolve_model, runtime_model
 from pllm.lm.runtime import GenerationConfig, Runtime, load_llama
 
 BENCH_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -81,8 +82,6 @@ def _time_transformers(settings: Settings, prompt: str, max_tokens: int, reps: i
                        tick: Callable[[], None]) -> Row:
     """Greedy decoding with a KV cache in fp32 torch: the path a user without llama.cpp would take."""
     import torch
-
-    from pllm.lm.hf import load_causal_lm
 
     torch.set_num_threads(settings.threads)
     model, tokenizer = load_causal_lm(resolve_model(settings), settings.paths)
@@ -160,7 +159,5 @@ def run_speed_bench(settings: Settings, *, reps: int = 5, max_tokens: int = 128,
 
 def timed_engines(settings: Settings, *, transformers: bool) -> int:
     """How many engines `run_speed_bench` times (for a progress bar's total)."""
-    from pllm.lm.models import runtime_model
-
     return 2 + (runtime_model(settings).path != resolve_model(settings).path) + transformers
 

@@ -29,6 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pllm.config import Settings, get_settings
+from pllm.lm.adapter import Purpose, train_adapter, train_config
+from pllm.lm.export import merge_lora_gguf
+from pllm.lm.hardware import choose_train_dtype, cpu_info
+from pllm.lm.runtime import GenerationConfig, Runtime
+from pllm.lm.train import ATTENTION, Example, LoraSettings, perplexity
+from pllm.personal.adapt import AdaptationPolicy, _chat, fact_examples, replay_examples
+from pllm.personal.gate import facts_answered
 
 GENERIC = ["Sailing to the islands", "Baking rye bread", "Night shifts at the hospital", "Training for a 10k run",
            "Learning Norwegian", "Fixing the old bike", "Planting tomatoes", "Reading crime novels"]
@@ -49,9 +56,6 @@ class StandardUpdate:
 
 def standard_update(items: int) -> StandardUpdate:
     """A reproducible personal update: fact questions (two phrasings of each, repeated), texts, general replay."""
-    from pllm.lm.train import Example
-    from pllm.personal.adapt import _chat, fact_examples, replay_examples
-
     personal, held = [], []
     for key, value in FACTS:
         qa = fact_examples(key, value)
@@ -67,9 +71,6 @@ def standard_update(items: int) -> StandardUpdate:
 
 def long_items(n: int = 240, words: int = 190) -> list[Any]:
     """A task adapter's training set on long items (LaMP-3 shape): a ~250-token review, its 1-5 rating as target."""
-    from pllm.lm.train import Example
-    from pllm.personal.adapt import _chat, replay_examples
-
     text = " ".join(e.target for e in replay_examples()).split()
     out = []
     for i in range(n):
@@ -94,10 +95,6 @@ def matmul_peak_gflops(dtype: str, threads: int, size: int = 1536, reps: int = 6
 
 
 def config_for(mode: str, steps: int, dtype: str, settings: Settings) -> Any:
-    from pllm.lm.adapter import Purpose, train_config
-    from pllm.lm.train import ATTENTION, LoraSettings
-    from pllm.personal.adapt import AdaptationPolicy
-
     policy = AdaptationPolicy()
     # The first rows keep the adapter shape of the loop before this bench (q,k,v,o on every layer).
     lora = LoraSettings(layers=None, target_modules=ATTENTION) if mode in ABLATION[:3] else policy.lora
@@ -107,9 +104,6 @@ def config_for(mode: str, steps: int, dtype: str, settings: Settings) -> Any:
 
 
 def worker(mode: str, items: int, steps: int, dtype: str) -> dict[str, Any]:
-    from pllm.lm.adapter import train_adapter
-    from pllm.lm.train import perplexity
-
     settings = get_settings()
     update = standard_update(items)
     config = config_for(mode, steps, dtype, settings)
@@ -140,8 +134,6 @@ def _spawn(mode: str, items: int, steps: int, dtype: str) -> dict[str, Any]:
 
 def facts_recalled(runtime: Any, update: StandardUpdate, adapter: str | None) -> int:
     """Held-out fact questions answered with the value, as the adaptation gate counts them, `adapter` applied."""
-    from pllm.personal.gate import facts_answered
-
     runtime.set_adapters({adapter: 1.0} if adapter else {})
     return facts_answered(runtime, update.held_facts, max_tokens=24)
 
@@ -153,11 +145,6 @@ def _round(row: dict[str, Any]) -> dict[str, Any]:
 def run_training_bench(settings: Settings, *, items: int = 100, steps: int | None = None, ablation_steps: int = 3,
                        reps: int = 5, max_tokens: int = 64, tick: Any = lambda _: None) -> dict[str, Any]:
     """`steps` defaults to what the adaptation policy plans for `items`. `tick(label)` reports each loop started."""
-    from pllm.lm.export import merge_lora_gguf
-    from pllm.lm.hardware import choose_train_dtype, cpu_info
-    from pllm.lm.runtime import GenerationConfig, Runtime
-    from pllm.personal.adapt import AdaptationPolicy
-
     choice = choose_train_dtype(settings.train_dtype)
     steps = steps or AdaptationPolicy().plan(items)[0]
     rows = []

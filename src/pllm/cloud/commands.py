@@ -10,6 +10,8 @@ from rich.table import Table
 
 from pllm.config import Settings, get_settings
 from pllm.console import console, err_console, joining_progress, print_json
+from pllm.errors import UsageError
+from pllm.lm.models import resolve_foundation_model, speed_class
 
 if TYPE_CHECKING:
     from pllm.cloud.devices import DeviceRegistry
@@ -28,7 +30,7 @@ def _settings(ctx: typer.Context, **extra: object) -> Settings:
 
 
 def _registry(settings: Settings, state: Path | None) -> DeviceRegistry:
-    from pllm.cloud.devices import DeviceRegistry
+    from pllm.cloud.devices import DeviceRegistry  # heavy: imports cryptography and sqlite3
 
     return DeviceRegistry((state or settings.paths.cloud) / "cloud.db")
 
@@ -46,7 +48,7 @@ def serve(
     """Run the T-tier service: OpenAI-compatible chat and completions, and CDCDA augmentation, for devices."""
     import uvicorn
 
-    from pllm.cloud.server import create_app
+    from pllm.cloud.server import create_app  # heavy: imports fastapi
 
     settings = _settings(ctx, upstream_url=upstream, upstream_model=upstream_model)
     app = create_app(settings, state_dir=state)
@@ -56,8 +58,6 @@ def serve(
     if settings.upstream_url:
         backend = f"upstream {settings.upstream_url}"
     else:  # joined from its packages here, with progress, the first time; the service then loads it as it is
-        from pllm.lm.models import resolve_foundation_model, speed_class
-
         with joining_progress() as on_bytes:
             model = resolve_foundation_model(settings, on_bytes)
         backend = f"the embedded T-model {model.name} ({model.size_mb:.0f} MB, {speed_class(model)})"
@@ -109,8 +109,6 @@ def keys_revoke(
     state: Path = typer.Option(None, "--state", help=STATE_HELP),
 ) -> None:
     """Refuse a device's key from the next request on."""
-    from pllm.errors import UsageError
-
     if not _registry(_settings(ctx), state).revoke(device):
         raise UsageError(f"no device {device!r} (see `pllm cloud keys list`)")
     console.print(f"revoked {device}")
@@ -130,7 +128,7 @@ def ledger_show(
 ) -> None:
     """Balances per device and per provider, the latest entries, and whether the chain and every signature hold.
     Exit 1 when they do not."""
-    from pllm.cloud.ledger import Ledger
+    from pllm.cloud.ledger import Ledger  # heavy: imports cryptography and sqlite3
 
     settings = _settings(ctx)
     folder = state or settings.paths.cloud

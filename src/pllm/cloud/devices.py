@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pllm.errors import UsageError
+from pllm.signing import public_key_from_b64
 
 KEY_PREFIX = "pllm-"
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -56,8 +57,6 @@ class DeviceRegistry:
         if not DEVICE_ID.match(device_id):
             raise UsageError(f"bad device id {device_id!r}: letters, digits, '.', '_' and '-', at most 64")
         if public_key:
-            from pllm.signing import public_key_from_b64
-
             try:
                 public_key_from_b64(public_key)
             except ValueError:

@@ -13,6 +13,13 @@ from rich.table import Table
 
 from pllm.config import get_settings
 from pllm.console import StepProgress, console, err_console, print_json, progress_bar, settings_of
+from pllm.errors import ExpertError
+from pllm.expert.distill import DistillConfig, DistillReport, distil_pairs, filter_pairs
+from pllm.expert.domains import load_domain, read_qa_jsonl, read_topics
+from pllm.expert.registry import ExpertRegistry
+from pllm.expert.serving import ExpertPool
+from pllm.lm.embeddings import need_embedder
+from pllm.lm.runtime import GenerationConfig, Usage
 
 expert_app = typer.Typer(help="Domain experts (E-tier): distil from the T-model, list, ask.", no_args_is_help=True)
 
@@ -38,10 +45,7 @@ def train(
     is better outside the 95% interval. Exit 1 when it is not."""
     from dataclasses import replace
 
-    from pllm.expert.distill import DistillConfig, DistillReport, distil_pairs, filter_pairs
-    from pllm.expert.domains import load_domain, read_qa_jsonl, read_topics
-    from pllm.expert.train import ExpertTrainConfig, train_expert
-    from pllm.lm.embeddings import need_embedder
+    from pllm.expert.train import ExpertTrainConfig, train_expert  # lazy: brings the trainer's modules, ~14 ms
 
     settings = get_settings(**{**(ctx.find_root().obj or {}), "upstream_url": upstream})
     domain = load_domain(name)
@@ -53,7 +57,7 @@ def train(
         report = DistillReport(t_model=f"corpus {corpus.name}")
         pairs = filter_pairs(read_qa_jsonl(corpus), domain, embedder, config, report)
     else:
-        from pllm.lm.foundation import load_foundation
+        from pllm.lm.foundation import load_foundation  # heavy: imports fastapi
 
         t_model = load_foundation(settings)
         total = len(domain.topics)
@@ -73,8 +77,6 @@ def train(
     err_console.print(f"distil: {report.kept} of {report.proposed} pairs kept "
                       f"({report.summary()})")
     if not pairs:
-        from pllm.errors import ExpertError
-
         raise ExpertError("no pair survived the filters: nothing to train on")
     with StepProgress(f"expert {domain.name}") as progress:
         result = train_expert(settings, domain, pairs, report, ExpertTrainConfig(steps=steps),
@@ -91,8 +93,6 @@ def train(
 @expert_app.command("list")
 def list_experts(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """The registered experts with their exam scores against the bare base."""
-    from pllm.expert.registry import ExpertRegistry
-
     cards = ExpertRegistry(settings_of(ctx).paths.experts).cards()
     if json_out:
         print_json([card.summary() for card in cards])
@@ -118,9 +118,6 @@ def ask(
     max_tokens: int = typer.Option(128, "--max-tokens", min=1, max=1024),
 ) -> None:
     """Ask one registered expert directly (on this machine, as the cloud service would answer)."""
-    from pllm.expert.serving import ExpertPool
-    from pllm.lm.runtime import GenerationConfig, Usage
-
     settings = settings_of(ctx)
     pool = ExpertPool(settings)
     try:

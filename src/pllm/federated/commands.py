@@ -12,8 +12,12 @@ from typing import Any
 import typer
 
 from pllm.console import console, err_console, print_json, progress_bar, settings_of
+from pllm.errors import UsageError
+from pllm.expert.domains import read_qa_jsonl
 from pllm.extras import extra
 from pllm.federated.aggregate import METHODS, ROBUST
+from pllm.reports import Report
+from pllm.stats import Bootstrap, mean_of
 
 fed_app = typer.Typer(help="Federated experts on Flower: devices improve an expert without sharing their data.",
                       no_args_is_help=True)
@@ -49,8 +53,8 @@ def simulate(
 ) -> None:
     """Federated rounds of an expert on Flower's simulation engine, scored on the expert's held-out exam."""
     extra("flwr", "fed")  # one line naming the extra, not an ImportError, where Flower is not installed
-    from pllm.federated.run import simulate_run
-    from pllm.federated.task import FedConfig
+    from pllm.federated.run import simulate_run  # heavy: imports flwr
+    from pllm.federated.task import FedConfig  # lazy: brings the trainer's modules, ~20 ms on every pllm call
 
     settings = settings_of(ctx)
     config = FedConfig(expert=expert, clients=clients, rounds=rounds, method=default_method(method, dp_clip, secure),
@@ -98,14 +102,12 @@ def server(
     """Run an expert's federated rounds on Flower's deployment engine: a SuperLink on loopback that devices join
     with `pllm fed client`; prints the run's record when it ends."""
     extra("flwr", "fed")
-    from pllm.federated.run import submit_run, superlink, wait_for_run
-    from pllm.federated.task import FedConfig
+    from pllm.federated.run import submit_run, superlink, wait_for_run  # heavy: imports flwr
+    from pllm.federated.task import FedConfig  # lazy: brings the trainer's modules, ~20 ms on every pllm call
 
     settings = settings_of(ctx)
     host, _, port = address.rpartition(":")
     if not port.isdigit():
-        from pllm.errors import UsageError
-
         raise UsageError(f"--address is HOST:PORT, not {address!r}")
     config = FedConfig(expert=expert, rounds=rounds, min_clients=min_clients, wait_seconds=wait,
                        method=default_method(method, dp_clip, False),
@@ -133,9 +135,8 @@ def client(
     """Join an expert's federated rounds: train on your own consented data, send only the adapter update."""
     import socket
 
-    from pllm.expert.domains import read_qa_jsonl
     extra("flwr", "fed")
-    from pllm.federated.run import run_client
+    from pllm.federated.run import run_client  # heavy: imports flwr
 
     settings = settings_of(ctx)
     pairs = read_qa_jsonl(data)  # a malformed file is a one-line error here, not in Flower's log
@@ -176,9 +177,6 @@ def _print_run(result: dict[str, Any]) -> None:
 def write_fed_report(result: dict[str, Any], folder: Path, *, command: str) -> Path:
     """report.md, results.json and the domain score per round (with the 95% interval of each round's mean)."""
     import numpy as np
-
-    from pllm.reports import Report
-    from pllm.stats import Bootstrap, mean_of
 
     scores = {int(k): np.array(v) for k, v in result.get("scores", {}).items()}
 

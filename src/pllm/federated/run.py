@@ -16,8 +16,10 @@ from pathlib import Path
 
 from pllm.config import Settings
 from pllm.errors import PllmError, UsageError
-from pllm.federated.server_app import FedRun
-from pllm.federated.task import FedConfig, results_path
+from pllm.federated.client_app import client_app, secure_client_app
+from pllm.federated.server_app import FedRun, secure_server_app, server_app
+from pllm.federated.task import FedConfig, expert_pairs, results_path
+from pllm.openai_http import free_port, serve_process
 
 
 def quiet_flower(verbose: bool) -> None:
@@ -34,10 +36,6 @@ def simulate_run(config: FedConfig, settings: Settings, *, on_round: Callable[[i
     """Every round of `config` on Flower's simulation engine: one ClientApp per simulated device, run one at a time
     (each trains with all of this machine's cores), the ServerApp in this process."""
     from flwr.simulation import run_simulation
-
-    from pllm.federated.client_app import client_app, secure_client_app
-    from pllm.federated.server_app import secure_server_app, server_app
-    from pllm.federated.task import expert_pairs
 
     if len(expert_pairs(settings, config.expert)) < config.clients:  # fails early, with the reason
         raise UsageError(f"expert {config.expert!r} has fewer training pairs than --clients {config.clients}")
@@ -87,8 +85,6 @@ def _flower_env(settings: Settings) -> dict[str, str]:
 def superlink(settings: Settings, host: str, port: int) -> Iterator[str]:
     """A Flower SuperLink on `host:port` (its Fleet, Control and runtime APIs share that one HTTP port), with a
     connection named "pllm" to it in Flower's config; stopped on exit."""
-    from pllm.openai_http import serve_process
-
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError(f"the federated server listens on loopback only, not {host!r}")
     home = flower_home(settings)
@@ -138,8 +134,6 @@ def wait_for_run(settings: Settings, run_id: str, timeout_s: float, on_wait: Cal
 def run_client(settings: Settings, server: str, data: Path, device: str) -> int:
     """A Flower SuperNode for this device until it is stopped: it runs pllm's ClientApp on `data` for each round the
     server asks for. Its exit status."""
-    from pllm.openai_http import free_port
-
     node_config = f"data={json.dumps(str(data.resolve()))} device={json.dumps(device)} " \
                   f"home={json.dumps(str(settings.paths.home))}"
     command = [_tool("flower-supernode"), "--insecure", "--superlink", server, "--host", "127.0.0.1", "--port",

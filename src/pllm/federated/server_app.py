@@ -19,6 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
+from pllm.cloud.ledger import Ledger
 from pllm.config import Settings
 from pllm.errors import PllmError, UsageError
 from pllm.federated import dp
@@ -33,7 +34,9 @@ from pllm.federated.task import (
     starting_adapter,
     to_record,
 )
+from pllm.lm.runtime import Runtime
 from pllm.lm.train import LoraSettings
+from pllm.stats import Bootstrap, mean_of
 
 log = logging.getLogger("pllm.federated")
 
@@ -63,8 +66,6 @@ class FedRun:
         return float(np.mean(self.scores[max(self.scores)])) if self.scores else 0.0
 
     def as_json(self) -> dict[str, Any]:
-        from pllm.stats import Bootstrap, mean_of
-
         out: dict[str, Any] = {"expert": self.config.expert, "score_before": round(self.score_before, 4),
                                "score_after": round(self.score_after, 4), "rounds": self.rounds,
                                "ended": self.ended, "config": self.config.as_run_config(),
@@ -170,8 +171,6 @@ class ExpertStrategy(FedAvg):
     def _keeps(self, server_round: int, new: Weights, info: dict[str, Any]) -> bool:
         """The aggregate replaces the adapter only when the exam does not drop beyond its 95% paired interval (as
         the adaptation gate judges a personal adapter); otherwise the adapter stays as it was, and the round says so."""
-        from pllm.stats import Bootstrap, mean_of
-
         assert self.exam is not None
         before = self.scored.get(server_round - 1)
         if before is None:
@@ -191,8 +190,6 @@ class ExpertStrategy(FedAvg):
 def run_server(grid: Grid, config: FedConfig, settings: Settings,
                on_round: Callable[[int, float], None] | None = None) -> FedRun:
     """Every round of one run on `grid`; the run's record, whatever ended it."""
-    from pllm.lm.runtime import Runtime
-
     start, lora = starting_adapter(settings, config)
     run = FedRun(config)
     exam = exam_of(config)
@@ -228,8 +225,6 @@ def run_server(grid: Grid, config: FedConfig, settings: Settings,
 
 def _ledger_credit(settings: Settings, config: FedConfig) -> Callable[[str, int, int], None]:
     """Each accepted update earns its device `ledger_update_credit`; a refused one earns nothing."""
-    from pllm.cloud.ledger import Ledger
-
     ledger = Ledger.in_folder(settings.paths.cloud)
 
     def credit(device: str, server_round: int, examples: int) -> None:
@@ -292,8 +287,6 @@ def secure_server_app(config: FedConfig, on_done: Callable[[FedRun | PllmError],
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        from pllm.lm.runtime import Runtime
-
         try:
             here = config.settings(settings)
             start, lora = starting_adapter(here, config)

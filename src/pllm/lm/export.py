@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from pllm.lm.models import read_gguf_header
+
 # PEFT / transformers module name -> llama.cpp tensor name
 GGUF_MODULES = {
     "q_proj": "attn_q",
@@ -181,8 +183,6 @@ def merge_lora_gguf(base: Path, adapter: bytes, *, scale: float = 1.0) -> bytes:
     """
     import gguf
     from gguf.quants import dequantize, quantize
-
-    from pllm.lm.models import read_gguf_header
 
     q8 = gguf.GGMLQuantizationType.Q8_0
     block, block_bytes = gguf.GGML_QUANT_SIZES[q8]

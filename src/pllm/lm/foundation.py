@@ -21,7 +21,9 @@ from typing import Protocol
 
 from pllm.config import Settings
 from pllm.errors import CloudError, CloudUnavailableError
+from pllm.lm.models import resolve_foundation_model
 from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats, Usage
+from pllm.openai_http import ApiError, OpenAIClient, Unreachable
 
 # Shows a base model what an assistant turn looks like before the real conversation.
 FEW_SHOT = """The following are conversations between a user and a helpful, accurate assistant.
@@ -72,8 +74,6 @@ class EmbeddedFoundation:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedFoundation:
-        from pllm.lm.models import resolve_foundation_model
-
         return cls(Runtime(resolve_foundation_model(settings), n_ctx=settings.n_ctx, threads=settings.threads,
                            seed=settings.seed))
 
@@ -102,8 +102,6 @@ class UpstreamFoundation:
     """Any OpenAI-compatible server: requests are forwarded, answers streamed back."""
 
     def __init__(self, url: str, model: str = "", key: str = "", timeout: float = 120.0) -> None:
-        from pllm.openai_http import OpenAIClient
-
         self.url = url.rstrip("/")
         if self.url.endswith("/v1"):
             self.url = self.url[:-3]
@@ -116,8 +114,6 @@ class UpstreamFoundation:
         return cls(settings.upstream_url, settings.upstream_model, settings.upstream_key, settings.cloud_timeout)
 
     def _stream(self, path: str, payload: dict[str, object], usage: Usage, pick: str) -> Iterator[str]:
-        from pllm.openai_http import ApiError, Unreachable
-
         payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
         if self.name != "upstream":
             payload["model"] = self.name

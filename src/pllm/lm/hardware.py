@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from pllm.config import available_cores
+
 TRAIN_DTYPES = ("auto", "fp32", "bf16")
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # Flags worth recording beside a figure: what the runtimes and the trainer choose their kernels by.
@@ -42,8 +44,6 @@ class CpuInfo:
 @cache
 def cpu_info() -> CpuInfo:
     """Model name and feature flags from /proc/cpuinfo (Linux); the platform's words elsewhere."""
-    from pllm.config import available_cores
-
     model, flags = "", frozenset[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from pllm.config import Paths
 from pllm.lm.forward import LayerSplit, Row, count_targets, layer_weights, micro_batches
+from pllm.lm.hf import load_causal_lm
 from pllm.lm.models import ModelFile
 
 Message = dict[str, str]
@@ -222,8 +223,6 @@ def load_for_training(model_file: ModelFile, paths: Paths, lora: LoraSettings, s
     """The fp32 base (with `base_adapter` merged in, frozen) wrapped with a fresh trainable LoRA."""
     import torch
     from peft import get_peft_model, set_peft_model_state_dict
-
-    from pllm.lm.hf import load_causal_lm
 
     torch.manual_seed(seed)
     model, tokenizer = load_causal_lm(model_file, paths)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from pllm.console import StepProgress, console, err_console, print_json, settings_of
+from pllm.personal.adapters import AdapterStore
 from pllm.personal.commands import unlock
 
 adapters_app = typer.Typer(help="Your adapter versions: list, promote, rollback, export.", no_args_is_help=True)
@@ -24,8 +25,8 @@ def adapt(
                                 "device API, which runs this in a child process and reports it)."),
 ) -> None:
     """Update your personal adapter now: train on the vault, gate on held-out data, promote."""
+    # lazy: brings the trainer's modules, ~15 ms on every pllm call
     from pllm.personal.adapt import AdaptationPolicy, collect, pending_job, run_adaptation
-    from pllm.personal.adapters import AdapterStore
 
     settings = settings_of(ctx)
     with unlock(settings) as vault:
@@ -69,8 +70,8 @@ def augment(
 ) -> None:
     """CDCDA: the T-tier writes new items from your own (through the privacy gate); the device keeps what passes
     its filters, stores them marked synthetic, and adapts on real + synthetic."""
-    from pllm.personal.adapt import run_adaptation
-    from pllm.personal.augment import AugmentConfig, augment_vault
+    from pllm.personal.adapt import run_adaptation  # lazy: brings the trainer's modules, ~15 ms
+    from pllm.personal.augment import AugmentConfig, augment_vault  # heavy: imports fastapi and cryptography
 
     settings = settings_of(ctx)
     config = AugmentConfig(per_seed=per_seed or settings.augment_per_seed, seeds=seeds or settings.augment_seeds)
@@ -99,8 +100,6 @@ def augment(
 @adapters_app.command("list")
 def adapters_list(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Your adapter versions, their scores, and which is active."""
-    from pllm.personal.adapters import AdapterStore
-
     settings = settings_of(ctx)
     with unlock(settings) as vault:
         versions = AdapterStore(vault, settings.paths.adapters).versions()
@@ -125,8 +124,6 @@ def adapters_list(ctx: typer.Context, json_out: bool = typer.Option(False, "--js
 @adapters_app.command("promote")
 def adapters_promote(ctx: typer.Context, version: str = typer.Argument(..., help="e.g. v0002")) -> None:
     """Make a version the active adapter."""
-    from pllm.personal.adapters import AdapterStore
-
     settings = settings_of(ctx)
     with unlock(settings) as vault:
         AdapterStore(vault, settings.paths.adapters).promote(version)
@@ -136,8 +133,6 @@ def adapters_promote(ctx: typer.Context, version: str = typer.Argument(..., help
 @adapters_app.command("rollback")
 def adapters_rollback(ctx: typer.Context) -> None:
     """Go back to the previously active adapter (or to the base model)."""
-    from pllm.personal.adapters import AdapterStore
-
     settings = settings_of(ctx)
     with unlock(settings) as vault:
         now = AdapterStore(vault, settings.paths.adapters).rollback()
@@ -152,8 +147,6 @@ def adapters_export(
     fmt: str = typer.Option("gguf", "--format", help="gguf (llama.cpp) or peft (transformers/peft)."),
 ) -> None:
     """Write a decrypted copy of a version for other tools (it leaves the vault's protection)."""
-    from pllm.personal.adapters import AdapterStore
-
     settings = settings_of(ctx)
     with unlock(settings) as vault:
         paths = AdapterStore(vault, settings.paths.adapters).export(version, folder, fmt)

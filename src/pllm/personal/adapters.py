@@ -20,6 +20,7 @@ from typing import Any
 
 from pllm.errors import AdapterError, UsageError
 from pllm.files import atomic_write
+from pllm.lm.export import merge_lora_gguf
 from pllm.personal.records import AdapterRecords, AdapterVersion
 from pllm.personal.vault import Vault
 
@@ -171,8 +172,6 @@ class AdapterStore:
         name = f"{version}.merged-{base.stat().st_size}.gguf"
         data = self.read_file(name)
         if data is None:
-            from pllm.lm.export import merge_lora_gguf
-
             try:
                 data = merge_lora_gguf(base, self.gguf(version))
             except ValueError as exc:

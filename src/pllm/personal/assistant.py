@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from pllm.errors import CloudError, CloudUnavailableError, ConsentError, UsageError
 from pllm.lm.runtime import Completion, GenerationConfig, Message, Piece, Runtime, StreamStats
 from pllm.personal.profile import learn_facts, prompt_summary, sentiment
 from pllm.personal.retrieve import Hit, RetrievalConfig, Retriever, relevant_excerpt
+from pllm.personal.router import draft_confidence
 from pllm.personal.vault import Vault
 
 if TYPE_CHECKING:
@@ -153,9 +155,6 @@ class Assistant:
         of it. An expert's answer is shown as the expert's, or retold here in the assistant's voice
         (`voice="assistant"`). When the expert or the T-model cannot be reached, the device answers and the
         route says so. The decision is logged in the vault with the interaction."""
-        from pllm.errors import CloudError, CloudUnavailableError, ConsentError
-        from pllm.personal.router import draft_confidence
-
         config = config or GenerationConfig()
         drafts: list[tuple[str, StreamStats]] = []
 
@@ -217,8 +216,6 @@ class Assistant:
 
     def feedback(self, kind: str, value: str | None = None) -> int:
         """Attach feedback to the last answer (kinds: up, down, edit, regenerate, rating)."""
-        from pllm.errors import UsageError
-
         if self.vault is None or self.last_interaction is None:
             raise UsageError("there is no logged answer to give feedback on yet")
         return self.vault.add_feedback(self.last_interaction, kind, value)

@@ -35,12 +35,13 @@ import numpy as np
 from pllm.errors import UsageError
 from pllm.filters import FilterCounts
 from pllm.lm.embeddings import need_embedder, spherical_kmeans
-from pllm.personal.privacy import has_placeholder
+from pllm.personal.privacy import PrivacyGate, has_placeholder
+from pllm.personal.remote import CloudClient
 
 if TYPE_CHECKING:
     from pllm.config import Settings
     from pllm.lm.embeddings import Embedder
-    from pllm.personal.remote import CloudClient, RemoteItem
+    from pllm.personal.remote import RemoteItem
     from pllm.personal.vault import Vault
 
 WORD = re.compile(r"\w+")
@@ -196,9 +197,6 @@ class VaultAugmentation:
 def augment_vault(settings: Settings, vault: Vault, task: str = "texts",
                   config: AugmentConfig | None = None) -> VaultAugmentation:
     """`pllm augment`: the user's own texts seed the T-tier; what passes the filters is stored, marked synthetic."""
-    from pllm.personal.privacy import PrivacyGate
-    from pllm.personal.remote import CloudClient
-
     if task not in DEVICE_TASKS:
         raise UsageError(f"unknown augmentation task {task!r}; choose from {', '.join(DEVICE_TASKS)}")
     config = config or AugmentConfig(per_seed=settings.augment_per_seed)

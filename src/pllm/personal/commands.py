@@ -11,12 +11,26 @@ import typer
 from rich.table import Table
 
 from pllm.config import Settings
-from pllm.console import console, err_console, print_json, progress_bar, settings_of
-from pllm.errors import IngestError, PllmError, UsageError, VaultMissingError
+from pllm.console import StepProgress, console, err_console, print_json, progress_bar, settings_of
+from pllm.errors import (
+    CloudError,
+    CloudUnavailableError,
+    ConsentError,
+    IngestError,
+    PllmError,
+    UsageError,
+    VaultMissingError,
+)
+from pllm.lm.embeddings import load_embedder, need_embedder
 from pllm.lm.runtime import GenerationConfig, Runtime, StreamStats
+from pllm.personal.adapters import activate
 from pllm.personal.assistant import Assistant, answer_record
+from pllm.personal.ingest import expand_paths, parse_file
 from pllm.personal.keys import resolve_passphrase, store_in_keyring
+from pllm.personal.privacy import PrivacyGate
+from pllm.personal.profile import build_profile, learn_facts
 from pllm.personal.retrieve import RetrievalConfig
+from pllm.personal.router import ExpertInfo, Router
 from pllm.personal.vault import Vault, create_vault, dumps_export, open_vault
 
 CHAT_HELP = ("Commands: /good, /bad, /edit TEXT (the answer you wanted), /rate 1-5, /context (what personalised the "
@@ -43,13 +57,9 @@ def unlock(settings: Settings) -> Vault:
 
 
 def _assistant(settings: Settings, *, personal: bool, client: str, context: bool = True) -> Assistant:
-    from pllm.personal.adapters import activate
-
     vault = unlock(settings) if personal and settings.paths.vault.is_file() else None
     embedder = None
     if vault is not None and settings.embeddings:
-        from pllm.lm.embeddings import load_embedder
-
         embedder = load_embedder()
     runtime = Runtime.from_settings(settings)
     if vault is not None:
@@ -90,9 +100,6 @@ def ingest(
                                  "(repeatable; your vault name, 'user' and 'me' always are)."),
 ) -> None:
     """Add your own texts to the vault (deduplicated), and learn the facts they state (about whoever said them)."""
-    from pllm.personal.ingest import expand_paths, parse_file
-    from pllm.personal.profile import learn_facts
-
     settings = settings_of(ctx)
     vault = unlock(settings)
     runtime = Runtime.from_settings(settings) if model_facts else None
@@ -185,9 +192,7 @@ def ask(
 def _ask_cloud(settings: Settings, assistant: Assistant, prompt: str, config: GenerationConfig, *, json_out: bool,
                show_context: bool) -> bool:
     """Answer through the T-tier; False (after one line on stderr) when it is down and the device should answer."""
-    from pllm.errors import CloudUnavailableError
-    from pllm.personal.privacy import PrivacyGate
-    from pllm.personal.remote import CloudClient
+    from pllm.personal.remote import CloudClient  # heavy: imports fastapi and cryptography
 
     try:
         completion = assistant.answer_remote(prompt, CloudClient(settings, PrivacyGate(settings, assistant.vault)),
@@ -210,11 +215,7 @@ def _ask_cloud(settings: Settings, assistant: Assistant, prompt: str, config: Ge
 
 def _ask_routed(settings: Settings, assistant: Assistant, prompt: str, config: GenerationConfig, *, json_out: bool,
                 explain: bool) -> None:
-    from pllm.errors import CloudError, CloudUnavailableError, ConsentError
-    from pllm.lm.embeddings import need_embedder
-    from pllm.personal.privacy import PrivacyGate
-    from pllm.personal.remote import CloudClient
-    from pllm.personal.router import ExpertInfo, Router
+    from pllm.personal.remote import CloudClient  # heavy: imports fastapi and cryptography
 
     cloud = CloudClient(settings, PrivacyGate(settings, assistant.vault))
     experts: list[ExpertInfo] = []
@@ -306,8 +307,6 @@ def chat(
 @profile_app.command("show")
 def profile_show(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show your profile: facts (yours, and what others said about themselves), topics, style, feedback, mood."""
-    from pllm.personal.profile import build_profile
-
     with unlock(settings_of(ctx)) as vault:
         profile = build_profile(vault)
     if json_out:
@@ -379,8 +378,7 @@ def profile_forget(
     json_out: bool = typer.Option(False, "--json", help="Print what was forgotten as JSON."),
 ) -> None:
     """Delete items for good (secure delete + VACUUM), and every adapter version that trained on them."""
-    from pllm.console import StepProgress
-    from pllm.personal.forget import forget_everywhere
+    from pllm.personal.forget import forget_everywhere  # lazy: brings the trainer's modules, ~18 ms
 
     settings = settings_of(ctx)
     start, end = _when(since, "--since"), _when(until, "--until")

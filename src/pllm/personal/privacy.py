@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pllm.config import Settings
-from pllm.errors import ConsentError
+from pllm.errors import ConsentError, ModelNotFoundError
 from pllm.personal.records import speakers
 
 if TYPE_CHECKING:
@@ -248,8 +248,6 @@ def _joined_names(text: str, ner: list[Span]) -> list[Span]:
 
 def spacy_model_path() -> Path:
     """The packaged spaCy English model's folder (loaded by path: Presidio would download a model it cannot find)."""
-    from pllm.errors import ModelNotFoundError
-
     spec = importlib.util.find_spec(SPACY_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFoundError("the NER model for the privacy gate is not installed: run `make setup` "

@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from pllm.console import console, print_json, settings_of
-from pllm.personal.privacy import report_json, summarise
+from pllm.errors import UsageError
+from pllm.personal.commands import unlock
+from pllm.personal.privacy import PrivacyGate, report_json, summarise
 
 privacy_app = typer.Typer(help="What left the device, redacted, and what the gate replaced.", no_args_is_help=True)
 
@@ -20,8 +22,6 @@ def report(
     show: bool = typer.Option(False, "--show", help="Also print each request body as it was sent (redacted)."),
 ) -> None:
     """Every request that left the device: when, where, why, under which consent, and what was replaced."""
-    from pllm.personal.commands import unlock
-
     with unlock(settings_of(ctx)) as vault:
         egress = vault.egress()
     totals = summarise(egress)
@@ -48,9 +48,8 @@ def device_key_command(ctx: typer.Context) -> None:
     """This device's public signing key (made on first use; the private half stays in the vault). Give it to the
     cloud's operator: `pllm cloud keys add DEVICE --public-key KEY`, and the cloud's ledger holds your signature on
     every request you were charged for."""
-    from pllm.personal.commands import unlock
-    from pllm.personal.remote import device_key
-    from pllm.signing import public_key_b64
+    from pllm.personal.remote import device_key  # heavy: imports fastapi and cryptography
+    from pllm.signing import public_key_b64  # heavy: imports cryptography
 
     with unlock(settings_of(ctx)) as vault:
         console.print(public_key_b64(device_key(vault)), markup=False)
@@ -59,14 +58,12 @@ def device_key_command(ctx: typer.Context) -> None:
 @privacy_app.command("receipts")
 def receipts(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """The cloud's signed receipts for what this device paid and earned, checked against the cloud's key."""
-    from pllm.personal.commands import unlock
-    from pllm.signing import verify_signature
+    from pllm.signing import verify_signature  # heavy: imports cryptography
 
     settings = settings_of(ctx)
     with unlock(settings) as vault:
         if settings.cloud_url:  # the receipts of streamed answers, and the cloud's key, come from its ledger
-            from pllm.personal.privacy import PrivacyGate
-            from pllm.personal.remote import CloudClient
+            from pllm.personal.remote import CloudClient  # heavy: imports fastapi and cryptography
 
             CloudClient(settings, PrivacyGate(settings, vault, ner=False)).sync_ledger()
         kept = vault.receipts()
@@ -93,10 +90,7 @@ def share_feedback(
 ) -> None:
     """Share your thumbs up, thumbs down and edits not shared yet with the cloud, redacted by the privacy gate, for
     credits in its ledger. Nothing is shared without this command."""
-    from pllm.errors import UsageError
-    from pllm.personal.commands import unlock
-    from pllm.personal.privacy import PrivacyGate
-    from pllm.personal.remote import CloudClient
+    from pllm.personal.remote import CloudClient  # heavy: imports fastapi and cryptography
 
     settings = settings_of(ctx)
     with unlock(settings) as vault:

@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pllm.lm.runtime import GenerationConfig
 from pllm.personal.text import STOPWORDS, TOPIC_STOPWORDS, WORD
 from pllm.personal.vault import Fact, Vault
 
@@ -112,8 +113,6 @@ Facts:
 
 def extract_facts_with_model(runtime: Runtime, text: str, *, max_tokens: int = 48) -> list[tuple[str, str]]:
     """Ask the model for "key: value" facts; keep only values that occur in the text (no invented facts)."""
-    from pllm.lm.runtime import GenerationConfig
-
     reply = runtime.complete(MODEL_FACT_PROMPT.format(text=" ".join(text.split())[:600]),
                              GenerationConfig(max_tokens=max_tokens, stop=("\nText:", "\n\n"))).text
     facts = []

@@ -38,11 +38,11 @@ import numpy as np
 
 from pllm.config import Settings
 from pllm.lm.embeddings import encode_cached
+from pllm.personal.privacy import Redactor, known_entities
+from pllm.personal.retrieve import Retriever
 
 if TYPE_CHECKING:
     from pllm.lm.embeddings import Embedder
-    from pllm.personal.privacy import Redactor
-    from pllm.personal.retrieve import Retriever
     from pllm.personal.vault import Vault
 
 Target = Literal["local", "expert", "cloud"]
@@ -137,9 +137,6 @@ class Router:
     def for_vault(cls, settings: Settings, vault: Vault | None, embedder: Embedder, experts: Sequence[ExpertInfo],
                   *, cloud: bool = True) -> Router:
         """A router that knows this user's entities and items (none without a vault)."""
-        from pllm.personal.privacy import Redactor, known_entities
-        from pllm.personal.retrieve import Retriever
-
         redactor = Redactor(known_entities(vault) if vault is not None else [], ner=False)
         retriever = Retriever.from_vault(vault, embedder=embedder) if vault is not None else None
         facts = [f"{fact.key}: {fact.value}" for fact in vault.facts() if not fact.subject] if vault else []

@@ -31,11 +31,16 @@ from typing import TYPE_CHECKING
 
 from pllm.errors import PllmError, UsageError
 from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
+from pllm.personal.adapters import AdapterStore, MergeUnsupportedError
+from pllm.personal.assistant import Assistant, Turn
+from pllm.personal.forget import forget_everywhere
+from pllm.personal.privacy import report_json
+from pllm.personal.profile import build_profile
+from pllm.personal.retrieve import RetrievalConfig
 
 if TYPE_CHECKING:
     from pllm.config import Settings
     from pllm.lm.runtime import Usage
-    from pllm.personal.adapters import AdapterStore
     from pllm.personal.forget import ForgetOutcome
     from pllm.personal.vault import Vault
 
@@ -100,8 +105,6 @@ class ServedModel:
         self._merged: tuple[str, Runtime] | None = None  # the active version folded into a copy of the model
         self._unmergeable: set[str] = set()  # versions whose merge the model's weight type does not allow
         if vault is not None:
-            from pllm.personal.adapters import AdapterStore
-
             self._store = AdapterStore(vault, settings.paths.adapters)
 
     # -- what can be asked for -----------------------------------------------------------------------------------
@@ -135,8 +138,6 @@ class ServedModel:
             self._apply(version)
             return self.runtime
         if self._merged is None or self._merged[0] != version:
-            from pllm.personal.adapters import MergeUnsupportedError
-
             self._close_merged()
             try:
                 data = self._store.merged_model(version, self.runtime.model.path)
@@ -170,9 +171,6 @@ class ServedModel:
              model: str | None = None, completion_id: str | None = None) -> Iterator[str]:
         """The answer's pieces; holds the runtime from the first piece to the last (or until the stream is closed).
         A personalised answer is built and logged as `pllm ask` does it."""
-        from pllm.personal.assistant import Assistant, Turn
-        from pllm.personal.retrieve import RetrievalConfig
-
         if not messages or messages[-1]["role"] != "user":
             raise UsageError("the last message must be the user's")
         with self.lock:
@@ -219,8 +217,6 @@ class ServedModel:
             return vault.add_feedback(interaction, kind, value), interaction
 
     def profile(self) -> dict[str, object]:
-        from pllm.personal.profile import build_profile
-
         with self.lock:
             return build_profile(self._vault()).as_dict()
 
@@ -243,8 +239,6 @@ class ServedModel:
             return version
 
     def privacy_report(self) -> dict[str, object]:
-        from pllm.personal.privacy import report_json
-
         with self.lock:
             return report_json(self._vault().egress())
 
@@ -257,8 +251,6 @@ class ServedModel:
                until: float | None = None, everything: bool = False) -> ForgetOutcome:
         """Forget in the vault and retire every adapter that trained on it, never retraining here (training runs
         in its own process: the caller starts it). A retired adapter leaves this runtime's memory too."""
-        from pllm.personal.forget import forget_everywhere
-
         with self.lock:
             outcome = forget_everywhere(self.settings, self._vault(), query=query, like=like, since=since,
                                         until=until, everything=everything, retrain=False)

@@ -27,9 +27,14 @@ from typing import Any
 from pllm.bench.lamp import Question, by_user, shared_history
 from pllm.bench.methods.base import SYSTEM, Env, Method, choose_label, register_method, write_answer
 from pllm.bench.methods.rag import prompt_items
+from pllm.cloud.server import serve_loopback
 from pllm.errors import UsageError
 from pllm.lm.adapter import Purpose, train_adapter, train_config
+from pllm.lm.embeddings import need_embedder
 from pllm.lm.train import Example
+from pllm.personal.augment import AugmentConfig, RealItem, augment_items
+from pllm.personal.privacy import PrivacyGate
+from pllm.personal.remote import CloudClient
 
 # The task adapter's recipe, from the diagnosis (docs/BENCHMARKS.md): 240 items for 36 steps learned the label prior
 # (one rating for every review); 400 items over two epochs with the loss on the label alone read the input.
@@ -192,19 +197,12 @@ class CDCDA(PerUserPEFT):
                              "a label or the text itself (lamp2, lamp3, lamp7, movielens-rating, movielens-tag)")
 
     def prepare(self, questions: list[Question]) -> None:
-        from pllm.lm.embeddings import need_embedder
-        from pllm.personal.augment import AugmentConfig
-        from pllm.personal.privacy import PrivacyGate
-        from pllm.personal.remote import CloudClient
-
         super().prepare(questions)
         settings = self.env.settings
         self._services = ExitStack()
         if not settings.cloud_url:  # the T-tier on loopback, reached over HTTP all the same
             import tempfile
             from pathlib import Path
-
-            from pllm.cloud.server import serve_loopback
 
             state = Path(self._services.enter_context(tempfile.TemporaryDirectory(prefix="pllm-cdcda-")))
             # The eval's own service meters every request as any other does, but grants its one device enough for
@@ -227,8 +225,6 @@ class CDCDA(PerUserPEFT):
         return self.answer(q, [])
 
     def _train_with_synthetic(self, q: Question) -> bytes:
-        from pllm.personal.augment import RealItem, augment_items
-
         task, history = self.task, self._history
         labelled = task.kind != "generation"
         real = [RealItem(task.item_content(item), task.item_output(item) if labelled else None, when=n)

@@ -112,6 +112,7 @@ def register_method(cls: type[Method]) -> type[Method]:
 
 
 def get_methods(names: Sequence[str]) -> list[type[Method]]:
+    # cycle: pllm.bench.methods/__init__ imports each method module, and each imports this one
     from pllm.bench import methods  # noqa: F401 - importing the package registers every method
 
     unknown = [n for n in names if n not in METHODS]

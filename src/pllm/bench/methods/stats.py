@@ -16,6 +16,7 @@ from typing import Any
 from pllm.bench.lamp import Question, by_user, shared_history
 from pllm.bench.methods.base import Method, register_method
 from pllm.bench.methods.rag import nearest_items
+from pllm.personal.text import content_words, light_stem
 
 
 def label_counts(task: Any, profile: list[dict[str, Any]]) -> Counter[str]:
@@ -43,8 +44,6 @@ class ProfileStats(Method):
 
 def _closest_option(task: Any, q: Question) -> str:
     """The label whose text shares the most (stemmed) words with the user's profile."""
-    from pllm.personal.text import content_words, light_stem
-
     mine = Counter(light_stem(w) for item in q.profile for w in content_words(task.item_content(item)))
     overlaps = [sum(mine[light_stem(w)] for w in content_words(ref)) for ref in task.option_texts(q)]
     return task.labels(q)[max(range(len(overlaps)), key=overlaps.__getitem__)]

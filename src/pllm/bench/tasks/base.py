@@ -130,6 +130,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 
 def get_task(name: str) -> Task:
+    # cycle: pllm.bench.tasks/__init__ imports each task module, and each imports this one
     from pllm.bench import tasks  # noqa: F401 - importing the package registers every task
 
     if name not in TASKS:

@@ -206,6 +206,12 @@ class Settings(BaseSettings):
         return Paths(home=self.home, cache=self.cache_dir)
 
 
+def default(name: str) -> Any:
+    """A setting's default, so a component config whose field is that setting repeats no value:
+    `domain_threshold: float = default("route_domain_threshold")` (a computed default is computed now)."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where every file pllm writes lives; the only place that joins path names."""

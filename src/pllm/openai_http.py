@@ -48,11 +48,13 @@ class ChatMessage(BaseModel):
 
 
 class Sampling(BaseModel):
+    """What a request may say about decoding; what it leaves out decodes as `GenerationConfig()` does."""
+
     model: str | None = None
-    max_tokens: int = Field(default=256, ge=1, le=MAX_TOKENS_CAP)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    seed: int = 0
+    max_tokens: int = Field(default=GenerationConfig.max_tokens, ge=1, le=MAX_TOKENS_CAP)
+    temperature: float = Field(default=GenerationConfig.temperature, ge=0.0, le=2.0)
+    top_p: float = Field(default=GenerationConfig.top_p, gt=0.0, le=1.0)
+    seed: int = GenerationConfig.seed
     stop: str | list[str] | None = None
     stream: bool = False
 

@@ -63,7 +63,7 @@ def run_expert_matrix(settings: Settings) -> dict[str, Any]:
 
 
 def compare_teachers(settings: Settings, teachers: list[str], domains: list[str], *, per_topic: int = 3,
-                     steps: int = 60, tick: Any = lambda _: None) -> dict[str, Any]:
+                     steps: int = ExpertTrainConfig.steps, tick: Any = lambda _: None) -> dict[str, Any]:
     """Each domain's expert distilled from each T-model (same filters, same steps, not registered), every expert
     examined on its domain's exam; the last teacher's expert against the first's, paired by question."""
     embedder = need_embedder("distillation")

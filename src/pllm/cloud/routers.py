@@ -27,14 +27,16 @@ class SeedIn(BaseModel):
 
 
 class AugmentCreate(BaseModel):
+    """A /v1/augment body; what it leaves out is as `AugmentRequest` has it."""
+
     task: str = ""
     seeds: list[SeedIn] = Field(min_length=1, max_length=64)
     context: list[SeedIn] = Field(default_factory=list, max_length=64)  # the person's other items: shown, not extended
-    n: int = Field(default=3, ge=1, le=16)
-    max_tokens: int = Field(default=96, ge=8, le=512)
-    temperature: float = Field(default=0.9, ge=0.0, le=2.0)
-    seed: int = 0
-    mode: str = Field(default="auto", pattern="^(auto|list|samples)$")  # list: one JSON list per seed
+    n: int = Field(default=AugmentRequest.n, ge=1, le=16)
+    max_tokens: int = Field(default=AugmentRequest.max_tokens, ge=8, le=512)
+    temperature: float = Field(default=AugmentRequest.temperature, ge=0.0, le=2.0)
+    seed: int = AugmentRequest.seed
+    mode: str = Field(default=AugmentRequest.mode, pattern="^(auto|list|samples)$")  # list: one JSON list per seed
 
 
 class FeedbackItem(BaseModel):

@@ -34,8 +34,8 @@ def train(
                                 "instead of asking the T-model."),
     upstream: str = typer.Option(None, "--upstream", help="Distil from this OpenAI-compatible server instead of "
                                  "the embedded T-model. Env: PLLM_UPSTREAM_URL."),
-    per_topic: int = typer.Option(4, "--per-topic", min=1, max=32, help="Pairs asked for per topic (an instruct "
-                                  "T-model: in one request; a base one: one request each)."),
+    per_topic: int = typer.Option(DistillConfig.per_topic, "--per-topic", min=1, max=32, help="Pairs asked for "
+                                  "per topic (an instruct T-model: in one request; a base one: one request each)."),
     steps: int = typer.Option(60, "--steps", min=1, max=2000, help="Optimizer steps."),
     no_register: bool = typer.Option(False, "--no-register", help="Examine only; never register."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),

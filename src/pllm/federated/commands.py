@@ -16,8 +16,11 @@ from pllm.errors import UsageError
 from pllm.expert.domains import read_qa_jsonl
 from pllm.extras import extra
 from pllm.federated.aggregate import METHODS, ROBUST
+from pllm.federated.run_config import FedConfig
 from pllm.reports import Report
 from pllm.stats import Bootstrap, mean_of
+
+SUPERLINK = "127.0.0.1:9091"  # where `fed server` listens and `fed client` joins, unless told otherwise
 
 fed_app = typer.Typer(help="Federated experts on Flower: devices improve an expert without sharing their data.",
                       no_args_is_help=True)
@@ -28,25 +31,30 @@ def simulate(
     ctx: typer.Context,
     expert: str = typer.Option(..., "--expert", help="A registered expert (its distilled pairs become the clients' "
                                "data, split by topic; its exam scores every round)."),
-    clients: int = typer.Option(5, "--clients", min=1, max=64, help="Simulated devices."),
-    rounds: int = typer.Option(3, "--rounds", min=1, max=100, help="Federated rounds."),
+    clients: int = typer.Option(FedConfig.clients, "--clients", min=1, max=64, help="Simulated devices."),
+    rounds: int = typer.Option(FedConfig.rounds, "--rounds", min=1, max=100, help="Federated rounds."),
     method: str = typer.Option(None, "--method", help=f"Aggregation: {', '.join(METHODS)} (default: fedavg, which "
                                "gained most; ffa with DP or --secure)."),
-    robust: str = typer.Option("mean", "--robust", help=f"Against poisoned updates: {', '.join(ROBUST)}."),
-    steps: int = typer.Option(8, "--steps", min=1, max=1000, help="Local optimizer steps per round."),
-    lr: float = typer.Option(0.0, "--lr", min=0.0, max=1.0, help="Local learning rate (0: the trainer's policy "
-                             "for federated rounds, 1e-3)."),
-    start: str = typer.Option("registered", "--start", help="registered (the expert's adapter) or fresh (B = 0)."),
-    max_norm: float = typer.Option(20.0, "--max-norm", min=0.0, help="Refuse an update whose change is larger."),
-    dp_clip: float = typer.Option(0.0, "--dp-clip", min=0.0, help="Differential privacy: clip each update's "
-                                  "change to this norm (0: off)."),
-    dp_noise: float = typer.Option(0.0, "--dp-noise", min=0.0, help="Differential privacy: noise multiplier."),
-    secure: bool = typer.Option(False, "--secure", help="Secure aggregation (Flower's SecAgg+): the server learns "
-                                "only the sum of the updates."),
-    poison: str = typer.Option("", "--poison", help="Measure an attack: 'ID:scale', 'ID:flip' or 'ID:nan' (client "
-                               "ID sends a poisoned update; comma-separated for several)."),
-    drop: str = typer.Option("", "--drop", help="Measure a drop-out: 'ID:ROUND' (client ID fails in that round)."),
-    exam: int = typer.Option(0, "--exam", min=0, help="Score each round on the exam's first N questions (0: all)."),
+    robust: str = typer.Option(FedConfig.robust, "--robust", help=f"Against poisoned updates: {', '.join(ROBUST)}."),
+    steps: int = typer.Option(FedConfig.steps, "--steps", min=1, max=1000, help="Local optimizer steps per round."),
+    lr: float = typer.Option(FedConfig.lr, "--lr", min=0.0, max=1.0, help="Local learning rate (0: the trainer's "
+                             "policy for federated rounds, 1e-3)."),
+    start: str = typer.Option(FedConfig.start, "--start", help="registered (the expert's adapter) or fresh "
+                              "(B = 0)."),
+    max_norm: float = typer.Option(FedConfig.max_norm, "--max-norm", min=0.0, help="Refuse an update whose change "
+                                   "is larger."),
+    dp_clip: float = typer.Option(FedConfig.dp_clip, "--dp-clip", min=0.0, help="Differential privacy: clip each "
+                                  "update's change to this norm (0: off)."),
+    dp_noise: float = typer.Option(FedConfig.dp_noise, "--dp-noise", min=0.0, help="Differential privacy: noise "
+                                   "multiplier."),
+    secure: bool = typer.Option(FedConfig.secure, "--secure", help="Secure aggregation (Flower's SecAgg+): the "
+                                "server learns only the sum of the updates."),
+    poison: str = typer.Option(FedConfig.poison, "--poison", help="Measure an attack: 'ID:scale', 'ID:flip' or "
+                               "'ID:nan' (client ID sends a poisoned update; comma-separated for several)."),
+    drop: str = typer.Option(FedConfig.drop, "--drop", help="Measure a drop-out: 'ID:ROUND' (client ID fails in "
+                             "that round)."),
+    exam: int = typer.Option(FedConfig.exam, "--exam", min=0, help="Score each round on the exam's first N "
+                             "questions (0: all)."),
     report: Path = typer.Option(None, "--report", help="Write report.md, results.json and a plot here."),
     json_out: bool = typer.Option(False, "--json", help="Print {score_before, score_after, rounds: [...]}."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Flower's and Ray's own logs."),
@@ -54,14 +62,13 @@ def simulate(
     """Federated rounds of an expert on Flower's simulation engine, scored on the expert's held-out exam."""
     extra("flwr", "fed")  # one line naming the extra, not an ImportError, where Flower is not installed
     from pllm.federated.run import simulate_run  # heavy: imports flwr
-    from pllm.federated.task import FedConfig  # lazy: brings the trainer's modules, ~20 ms on every pllm call
 
     settings = settings_of(ctx)
     config = FedConfig(expert=expert, clients=clients, rounds=rounds, method=default_method(method, dp_clip, secure),
                        robust=robust, steps=steps,
                        lr=lr, start=start, max_norm=max_norm, dp_clip=dp_clip, dp_noise=dp_noise, poison=poison,
-                       drop=drop, secure=secure, min_clients=min(2, clients), seed=settings.seed, exam=exam,
-                       home=str(settings.paths.home))
+                       drop=drop, secure=secure, min_clients=min(FedConfig.min_clients, clients), seed=settings.seed,
+                       exam=exam, home=str(settings.paths.home))
     with progress_bar() as bar:
         task = bar.add_task(f"fed {expert}: rounds", total=rounds + 1)
 
@@ -84,18 +91,21 @@ def simulate(
 def server(
     ctx: typer.Context,
     expert: str = typer.Option(..., "--expert", help="The registered expert the rounds improve."),
-    rounds: int = typer.Option(3, "--rounds", min=1, max=100, help="Federated rounds."),
-    address: str = typer.Option("127.0.0.1:9091", "--address", help="Loopback HOST:PORT of the SuperLink."),
-    min_clients: int = typer.Option(2, "--min-clients", min=1, help="Clients a round waits for."),
+    rounds: int = typer.Option(FedConfig.rounds, "--rounds", min=1, max=100, help="Federated rounds."),
+    address: str = typer.Option(SUPERLINK, "--address", help="Loopback HOST:PORT of the SuperLink."),
+    min_clients: int = typer.Option(FedConfig.min_clients, "--min-clients", min=1, help="Clients a round waits for."),
     wait: float = typer.Option(300.0, "--wait", min=1.0, help="Seconds a round waits for them before the run ends "
                                "cleanly."),
     method: str = typer.Option(None, "--method", help=f"Aggregation: {', '.join(METHODS)} (default: fedavg, which "
                                "gained most; ffa with DP or --secure)."),
-    robust: str = typer.Option("mean", "--robust", help=f"Against poisoned updates: {', '.join(ROBUST)}."),
-    steps: int = typer.Option(8, "--steps", min=1, max=1000, help="Local optimizer steps per round."),
-    dp_clip: float = typer.Option(0.0, "--dp-clip", min=0.0, help="Differential privacy: clipping norm (0: off)."),
-    dp_noise: float = typer.Option(0.0, "--dp-noise", min=0.0, help="Differential privacy: noise multiplier."),
-    exam: int = typer.Option(0, "--exam", min=0, help="Score each round on the exam's first N questions (0: all)."),
+    robust: str = typer.Option(FedConfig.robust, "--robust", help=f"Against poisoned updates: {', '.join(ROBUST)}."),
+    steps: int = typer.Option(FedConfig.steps, "--steps", min=1, max=1000, help="Local optimizer steps per round."),
+    dp_clip: float = typer.Option(FedConfig.dp_clip, "--dp-clip", min=0.0, help="Differential privacy: clipping "
+                                  "norm (0: off)."),
+    dp_noise: float = typer.Option(FedConfig.dp_noise, "--dp-noise", min=0.0, help="Differential privacy: noise "
+                                   "multiplier."),
+    exam: int = typer.Option(FedConfig.exam, "--exam", min=0, help="Score each round on the exam's first N "
+                             "questions (0: all)."),
     timeout: float = typer.Option(3600.0, "--timeout", min=1.0, help="Seconds the whole run may take."),
     json_out: bool = typer.Option(False, "--json", help="Print {score_before, score_after, rounds: [...]}."),
 ) -> None:
@@ -103,7 +113,6 @@ def server(
     with `pllm fed client`; prints the run's record when it ends."""
     extra("flwr", "fed")
     from pllm.federated.run import submit_run, superlink, wait_for_run  # heavy: imports flwr
-    from pllm.federated.task import FedConfig  # lazy: brings the trainer's modules, ~20 ms on every pllm call
 
     settings = settings_of(ctx)
     host, _, port = address.rpartition(":")
@@ -127,7 +136,7 @@ def server(
 @fed_app.command("client")
 def client(
     ctx: typer.Context,
-    server_address: str = typer.Option("127.0.0.1:9091", "--server", help="HOST:PORT of the SuperLink."),
+    server_address: str = typer.Option(SUPERLINK, "--server", help="HOST:PORT of the SuperLink."),
     data: Path = typer.Option(..., "--data", help="The domain pairs you consent to train on (jsonl of "
                               "question/answer); they never leave this device, only the adapter update does."),
     device: str = typer.Option(None, "--device", help="This device's name in the ledger (default: the host name)."),
@@ -146,7 +155,7 @@ def client(
 
 def default_method(method: str | None, dp_clip: float, secure: bool) -> str:
     """The aggregation asked for, else FedAvg, except FFA-LoRA where only it is sound (DP's noise on B, SecAgg+)."""
-    return method or ("ffa" if dp_clip > 0 or secure else "fedavg")
+    return method or ("ffa" if dp_clip > 0 or secure else FedConfig.method)
 
 
 def _command(ctx: typer.Context) -> str:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pllm.config import Settings
+from pllm.config import Settings, default
 from pllm.errors import AdapterError, ModelLoadError, PromptTooLongError, UsageError
 from pllm.lm.export import memory_file
 from pllm.lm.models import ModelFile, runtime_model
@@ -70,11 +70,11 @@ def load_llama(path: Path, **kwargs: Any) -> Llama:
 class GenerationConfig:
     """How to decode one answer."""
 
-    max_tokens: int = 256  # cap on generated tokens
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 0.95  # nucleus mass when sampling
+    max_tokens: int = default("max_tokens")  # cap on generated tokens
+    temperature: float = default("temperature")  # 0 = greedy
+    top_p: float = default("top_p")  # nucleus mass when sampling
     top_k: int = 40  # candidates considered when sampling
-    seed: int = 0  # sampling seed
+    seed: int = default("seed")  # sampling seed
     stop: tuple[str, ...] = ()  # extra stop strings (the template's own are added)
     json_schema: str = ""  # a JSON Schema (as JSON text) the answer must match: decoding follows its grammar
 
@@ -178,7 +178,8 @@ class Completion:
 class Runtime:
     """One loaded GGUF model with its tokenizer, chat template and LoRA adapters."""
 
-    def __init__(self, model: ModelFile, *, n_ctx: int = 2048, threads: int = 2, seed: int = 0) -> None:
+    def __init__(self, model: ModelFile, *, n_ctx: int = default("n_ctx"), threads: int = 2,
+                 seed: int = default("seed")) -> None:
         self.model = model
         started = time.perf_counter()
         try:
@@ -581,7 +582,8 @@ def json_list_items(text: str) -> list[Any] | None:
             return None
     else:
         return value if isinstance(value, list) else None
-    decoder, items, position = json.JSONDecoder(), [], 1
+    decoder, position = json.JSONDecoder(), 1
+    items: list[Any] = []
     while True:
         while position < len(text) and text[position] in " \t\r\n,":
             position += 1

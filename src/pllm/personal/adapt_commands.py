@@ -74,7 +74,8 @@ def augment(
     from pllm.personal.augment import AugmentConfig, augment_vault  # heavy: imports fastapi and cryptography
 
     settings = settings_of(ctx)
-    config = AugmentConfig(per_seed=per_seed or settings.augment_per_seed, seeds=seeds or settings.augment_seeds)
+    flags = {"per_seed": per_seed, "seeds": seeds}
+    config = AugmentConfig.from_settings(settings, **{k: v for k, v in flags.items() if v})
     with unlock(settings) as vault:
         with console.status("asking the T-tier for new items (redacted) ..."):
             done = augment_vault(settings, vault, task, config)

@@ -28,10 +28,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pllm.config import default
 from pllm.errors import UsageError
 from pllm.filters import FilterCounts
 from pllm.lm.embeddings import need_embedder, spherical_kmeans
@@ -54,16 +55,26 @@ FILTERS = ("empty", "placeholder", "length", "duplicate", "near_duplicate", "lab
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    per_seed: int = 4  # new items asked for per seed
-    seeds: int = 8  # at most this many seeds per user
+    """How CDCDA's device half asks and filters; per_seed, seeds, label_check and keep_per_seed are settings
+    (`augment_*`)."""
+
+    per_seed: int = default("augment_per_seed")  # new items asked for per seed
+    seeds: int = default("augment_seeds")  # at most this many seeds per user
     near_duplicate: float = 0.7  # word-set Jaccard at or above this to any kept item is a near duplicate
     similarity_band: tuple[float, float] = (0.3, 0.95)  # cosine to the nearest real item, both ends inclusive
     length_band: tuple[float, float] = (0.5, 2.0)  # times the shortest / longest real item, in words
     max_tokens: int = 96
     temperature: float = 0.9
     seed: int = 0
-    label_check: str = "seed_label"  # or "as_seed": see filter_items and the setting augment_label_check
-    keep_per_seed: int = 0  # at most this many kept items per seed (0: no limit)
+    label_check: str = default("augment_label_check")  # seed_label or as_seed: see filter_items
+    keep_per_seed: int = default("augment_keep_per_seed")  # at most this many kept items per seed (0: no limit)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> AugmentConfig:
+        """The settings' values (`PLLM_AUGMENT_*`), then `overrides` (a flag, a run's seed)."""
+        values = {"per_seed": settings.augment_per_seed, "seeds": settings.augment_seeds,
+                  "label_check": settings.augment_label_check, "keep_per_seed": settings.augment_keep_per_seed}
+        return cls(**{**values, **overrides})
 
 
 @dataclass(frozen=True)
@@ -199,7 +210,7 @@ def augment_vault(settings: Settings, vault: Vault, task: str = "texts",
     """`pllm augment`: the user's own texts seed the T-tier; what passes the filters is stored, marked synthetic."""
     if task not in DEVICE_TASKS:
         raise UsageError(f"unknown augmentation task {task!r}; choose from {', '.join(DEVICE_TASKS)}")
-    config = config or AugmentConfig(per_seed=settings.augment_per_seed)
+    config = config or AugmentConfig.from_settings(settings)
     docs = [d for d in vault.documents() if not d.speaker]  # the user's own words only
     if len(docs) < MIN_SEEDS:
         raise UsageError(f"augmentation needs at least {MIN_SEEDS} texts of your own in the vault "

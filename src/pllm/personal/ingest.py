@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pllm.config import default
 from pllm.errors import IngestError
 from pllm.personal.vault import approx_tokens
 
@@ -147,7 +148,7 @@ def _lamp(path: Path) -> list[Record]:
     return records
 
 
-def parse_file(path: Path, *, chunk_tokens: int = 200) -> list[Record]:
+def parse_file(path: Path, *, chunk_tokens: int = default("chunk_tokens")) -> list[Record]:
     """All records of one file, or IngestError; nothing is written here."""
     if not path.exists():
         raise IngestError(f"{path}: no such file")

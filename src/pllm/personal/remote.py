@@ -2,7 +2,7 @@
 
     cloud = CloudClient(settings, PrivacyGate(settings, vault))
     answer = cloud.chat(messages, purpose="ask")          # redacted out, logged, restored on the way back
-    items = cloud.augment("tweets", [("Loving Lisbon", None)], n=3)
+    items = cloud.augment("tweets", [("Loving Lisbon", None)], n=3, max_tokens=96, temperature=0.9, seed=0)
 
 There is no other path out: this client redacts what it is given itself, so a caller cannot forget to. The
 service's address is `PLLM_CLOUD_URL`, the device's key `PLLM_CLOUD_KEY`. Connection failures, timeouts and 5xx
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pllm.config import Settings
 from pllm.errors import CloudError, CloudUnavailableError
-from pllm.lm.runtime import Message
+from pllm.lm.runtime import GenerationConfig, Message
 from pllm.openai_http import OpenAIClient, Unreachable, error_message
 from pllm.personal.privacy import Egress, PrivacyGate
 from pllm.signing import (
@@ -154,8 +154,8 @@ class CloudClient:
             for i in items]}
         return float(self._post("/v1/contributions", payload, egress).get("credited", 0.0))
 
-    def chat(self, messages: Sequence[Message], *, purpose: str, max_tokens: int = 256,
-             temperature: float = 0.0) -> RemoteAnswer:
+    def chat(self, messages: Sequence[Message], *, purpose: str, max_tokens: int = GenerationConfig.max_tokens,
+             temperature: float = GenerationConfig.temperature) -> RemoteAnswer:
         """One answer from the T-model; the messages leave redacted, the answer comes back restored."""
         return self._ask("/v1/chat/completions", self.destination, purpose, messages, max_tokens, temperature)
 
@@ -180,17 +180,18 @@ class CloudClient:
         reply = self._post("/v1/experts", None, self.gate.open(self.destination, "experts"))
         return [e for e in reply.get("data", []) if isinstance(e, dict) and "name" in e]
 
-    def ask_expert(self, name: str, messages: Sequence[Message], *, max_tokens: int = 256,
-                   temperature: float = 0.0) -> RemoteAnswer:
+    def ask_expert(self, name: str, messages: Sequence[Message], *, max_tokens: int = GenerationConfig.max_tokens,
+                   temperature: float = GenerationConfig.temperature) -> RemoteAnswer:
         """One answer from a domain expert; out redacted (destination expert:NAME), back restored."""
         return self._ask(f"/v1/experts/{name}/chat/completions", f"expert:{name}", "ask", messages, max_tokens,
                          temperature)
 
-    def augment(self, task: str, seeds: Sequence[tuple[str, str | None]], *, n: int = 3, max_tokens: int = 96,
-                temperature: float = 0.9, seed: int = 0) -> tuple[list[RemoteItem], dict[str, int], str]:
+    def augment(self, task: str, seeds: Sequence[tuple[str, str | None]], *, n: int, max_tokens: int,
+                temperature: float, seed: int) -> tuple[list[RemoteItem], dict[str, int], str]:
         """New items written by the T-model from the user's seeds (text, label), returned restored, with the usage
         and the model's name; sent in requests of at most ITEMS_PER_REQUEST new items, each request with its own
-        placeholders and the other seeds as context (the T-model writes in view of all of them)."""
+        placeholders and the other seeds as context (the T-model writes in view of all of them). How many and how
+        they are sampled is the caller's (`personal.augment.AugmentConfig`)."""
         items: list[RemoteItem] = []
         usage: Counter[str] = Counter()
         model = ""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pllm.config import default
 from pllm.personal.ingest import CONVERSATION_KIND, chunk_text
 from pllm.personal.text import STOPWORDS, LightStemmer, content_words, is_degenerate, light_stem
 from pllm.personal.vault import Document, Vault, approx_tokens
@@ -68,11 +69,11 @@ class Hit:
 class RetrievalConfig:
     """How much personal context goes into a prompt."""
 
-    k: int = 3  # items at most
-    budget_tokens: int = 384  # their total size at most
+    k: int = default("retrieval_k")  # items at most
+    budget_tokens: int = default("context_tokens")  # their total size at most
     min_similarity: float = 0.35  # embedding cosine below this is not a candidate
-    excerpt_tokens: int = 48  # of each item the prompt shows the sentences most like the request, about this many
-    # tokens (0: whole items); prompt tokens are most of the time to the first token
+    excerpt_tokens: int = default("excerpt_tokens")  # of each item the prompt shows the sentences most like the
+    # request, about this many tokens (0: whole items); prompt tokens are most of the time to the first token
     recency_weight: float | None = None  # share of the recency rank; None: CUE_RECENCY for questions about the
     # present, else 0 (recency then only breaks ties)
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from pllm.config import Settings
+from pllm.config import Settings, default
 from pllm.lm.embeddings import encode_cached
 from pllm.personal.privacy import Redactor, known_entities
 from pllm.personal.retrieve import Retriever
@@ -100,13 +100,15 @@ class Route:
 
 @dataclass(frozen=True)
 class RouterConfig:
-    domain_threshold: float = 0.24
-    domain_margin: float = 0.14
-    personal_threshold: float = 0.4
-    personal_words: float = 1.0
-    personal_fact_threshold: float = 0.35
-    cloud_margin: float = 0.07
-    confidence_threshold: float = -1.0
+    """The router's thresholds: the settings `route_*`, whose descriptions say what each decides."""
+
+    domain_threshold: float = default("route_domain_threshold")
+    domain_margin: float = default("route_domain_margin")
+    personal_threshold: float = default("route_personal_threshold")
+    personal_words: float = default("route_personal_words")
+    personal_fact_threshold: float = default("route_personal_fact_threshold")
+    cloud_margin: float = default("route_cloud_margin")
+    confidence_threshold: float = default("route_confidence_threshold")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RouterConfig:

@@ -212,10 +212,7 @@ class CDCDA(PerUserPEFT):
             settings = settings.model_copy(update={"cloud_url": url, "cloud_key": key})
         self._cloud = CloudClient(settings, PrivacyGate(settings, None))
         self._embedder = need_embedder("augmentation")
-        self._config = AugmentConfig(per_seed=settings.augment_per_seed, seeds=settings.augment_seeds,
-                                     label_check=settings.augment_label_check,
-                                     keep_per_seed=settings.augment_keep_per_seed,
-                                     seed=self.env.seed)
+        self._config = AugmentConfig.from_settings(settings, seed=self.env.seed)
         self._spent: Counter[str] = Counter()
         self._users = 0
 

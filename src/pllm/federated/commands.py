@@ -21,6 +21,10 @@ from pllm.reports import Report
 from pllm.stats import Bootstrap, mean_of
 
 SUPERLINK = "127.0.0.1:9091"  # where `fed server` listens and `fed client` joins, unless told otherwise
+# Options `fed simulate` and `fed server` share.
+DP_CLIP = typer.Option(FedConfig.dp_clip, "--dp-clip", min=0.0, help="Differential privacy: clip each update's "
+                       "change to this norm (0: off).")
+DP_NOISE = typer.Option(FedConfig.dp_noise, "--dp-noise", min=0.0, help="Differential privacy: noise multiplier.")
 
 fed_app = typer.Typer(help="Federated experts on Flower: devices improve an expert without sharing their data.",
                       no_args_is_help=True)
@@ -43,10 +47,8 @@ def simulate(
                               "(B = 0)."),
     max_norm: float = typer.Option(FedConfig.max_norm, "--max-norm", min=0.0, help="Refuse an update whose change "
                                    "is larger."),
-    dp_clip: float = typer.Option(FedConfig.dp_clip, "--dp-clip", min=0.0, help="Differential privacy: clip each "
-                                  "update's change to this norm (0: off)."),
-    dp_noise: float = typer.Option(FedConfig.dp_noise, "--dp-noise", min=0.0, help="Differential privacy: noise "
-                                   "multiplier."),
+    dp_clip: float = DP_CLIP,
+    dp_noise: float = DP_NOISE,
     secure: bool = typer.Option(FedConfig.secure, "--secure", help="Secure aggregation (Flower's SecAgg+): the "
                                 "server learns only the sum of the updates."),
     poison: str = typer.Option(FedConfig.poison, "--poison", help="Measure an attack: 'ID:scale', 'ID:flip' or "
@@ -100,10 +102,8 @@ def server(
                                "gained most; ffa with DP or --secure)."),
     robust: str = typer.Option(FedConfig.robust, "--robust", help=f"Against poisoned updates: {', '.join(ROBUST)}."),
     steps: int = typer.Option(FedConfig.steps, "--steps", min=1, max=1000, help="Local optimizer steps per round."),
-    dp_clip: float = typer.Option(FedConfig.dp_clip, "--dp-clip", min=0.0, help="Differential privacy: clipping "
-                                  "norm (0: off)."),
-    dp_noise: float = typer.Option(FedConfig.dp_noise, "--dp-noise", min=0.0, help="Differential privacy: noise "
-                                   "multiplier."),
+    dp_clip: float = DP_CLIP,
+    dp_noise: float = DP_NOISE,
     exam: int = typer.Option(FedConfig.exam, "--exam", min=0, help="Score each round on the exam's first N "
                              "questions (0: all)."),
     timeout: float = typer.Option(3600.0, "--timeout", min=1.0, help="Seconds the whole run may take."),

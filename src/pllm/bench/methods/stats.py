@@ -5,6 +5,9 @@
   similar past item (nearest by BM25), copied.
 - majority: the most frequent label (mean rating) over every evaluated user's history (the profile items before
   their earliest evaluated query).
+- biases (ratings): the recommender's baseline predictor, mean + the item's bias + the user's bias, each shrunk
+  toward 0 by its count (the item's from the training users' ratings of the same content, the user's from their
+  own ratings less their items' biases): the user's mean, corrected for what they happened to rate.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from pllm.bench.lamp import Question, by_user, shared_history
 from pllm.bench.methods.base import Method, register_method
+from pllm.bench.methods.head import Memory
 from pllm.bench.methods.rag import nearest_items
 from pllm.personal.text import content_words, light_stem
 
@@ -67,3 +71,27 @@ class GlobalMajority(Method):
             return self.value
         labels = self.task.labels(q)
         return max(labels, key=lambda label: (self.counts[label], -labels.index(label)))
+
+
+USER_PRIOR = 5.0  # a user's bias counts n / (n + 5) of their mean residual: a textbook value, not tuned here
+
+
+@register_method
+class Biases(Method):
+    name = "biases"
+    kinds = ("rating",)
+    uses_model = False
+
+    def prepare(self, questions: list[Question]) -> None:
+        self.memory = Memory.of(self.task, self.env.train_questions)
+
+    def item_bias(self, text: str) -> float:
+        return float(self.memory.features(self.task, [text], [None])[0, 0])
+
+    def predict(self, q: Question) -> str:
+        residuals = [float(label) - self.memory.mean - self.item_bias(text)
+                     for text, label in (self.task.item_as_question(item, q) for item in q.profile)]
+        user = sum(residuals) / (len(residuals) + USER_PRIOR)
+        value = self.memory.mean + user + self.item_bias(q.input)
+        labels = self.task.labels(q)
+        return min(labels, key=lambda label: abs(float(label) - value))

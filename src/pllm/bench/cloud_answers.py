@@ -30,10 +30,11 @@ def general_questions() -> list[dict[str, str]]:
     return list(json.loads(ROUTING_SET.read_text(encoding="utf-8"))["general"])
 
 
-def compare_t_models(settings: Settings, models: Sequence[str], *, max_tokens: int = 64,
+def compare_t_models(settings: Settings, models: Sequence[str], *, max_tokens: int = 64, limit: int | None = None,
                      tick: Callable[[], None] = lambda: None) -> dict[str, Any]:
-    """Every model answers every general question (greedy); scores, answers and seconds per model."""
-    questions = general_questions()
+    """Every model answers every general question (the first `limit`; greedy); scores, answers and seconds per
+    model."""
+    questions = general_questions()[:limit]
     rows: dict[str, dict[str, Any]] = {}
     for name in models:
         model = EmbeddedFoundation.from_settings(settings.model_copy(update={"foundation_model": name}))
@@ -49,7 +50,7 @@ def compare_t_models(settings: Settings, models: Sequence[str], *, max_tokens: i
                 tick()
         finally:
             model.runtime.close()
-        scores = rouge_per_query(answers, [q["answer"] for q in questions])["rougeL"]
+        scores = rouge_per_query(answers, [q["answer"] for q in questions])["rouge-L"]
         rows[name] = {"rougeL": float(np.mean(scores)), "per_question": [round(s, 4) for s in scores],
                       "answers": answers, "median_seconds": round(float(np.median(seconds)), 2),
                       "tokens_per_second": round(tokens / max(1e-9, sum(seconds)), 2)}

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pllm.cloud.ledger import Ledger
@@ -93,7 +94,10 @@ def test_server_and_clients_run_as_separate_processes_on_loopback(cooking_expert
         out, err = server.communicate(timeout=480)
     finally:
         for process in [*clients, server]:
-            process.kill()
+            process.kill()  # as a crash would: what they started must end with them
+            process.wait()
+    nodes = [p for p in psutil.process_iter(["cmdline"]) if address in " ".join(p.info["cmdline"] or [])]
+    assert psutil.wait_procs(nodes, timeout=30)[1] == [], "a SuperNode outlived its `pllm fed client`"
     assert server.returncode == 0, err[-2000:]
     result = json.loads(out)
     assert result["ended"] == "completed" and result["rounds"][0]["accepted"] == 2, result

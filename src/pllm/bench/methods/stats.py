@@ -16,10 +16,13 @@ import statistics
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from pllm.bench.lamp import Question, by_user, shared_history
 from pllm.bench.methods.base import Method, register_method
 from pllm.bench.methods.head import Memory
 from pllm.bench.methods.rag import nearest_items
+from pllm.lm.head import nearest_label
 from pllm.personal.text import content_words, light_stem
 
 
@@ -85,13 +88,11 @@ class Biases(Method):
     def prepare(self, questions: list[Question]) -> None:
         self.memory = Memory.of(self.task, self.env.train_questions)
 
-    def item_bias(self, text: str) -> float:
-        return float(self.memory.features(self.task, [text], [None])[0, 0])
-
     def predict(self, q: Question) -> str:
-        residuals = [float(label) - self.memory.mean - self.item_bias(text)
-                     for text, label in (self.task.item_as_question(item, q) for item in q.profile)]
+        rated = [self.task.item_as_question(item, q) for item in q.profile]
+        texts = [text for text, _ in rated] + [q.input]
+        item_biases = self.memory.features(self.task, texts, [None] * len(texts))[:, 0]  # the query's last
+        residuals = [float(label) - self.memory.mean - bias
+                     for (_, label), bias in zip(rated, item_biases[:-1], strict=True)]
         user = sum(residuals) / (len(residuals) + USER_PRIOR)
-        value = self.memory.mean + user + self.item_bias(q.input)
-        labels = self.task.labels(q)
-        return min(labels, key=lambda label: abs(float(label) - value))
+        return nearest_label(np.array([self.memory.mean + user + item_biases[-1]]), self.task.labels(q))[0]

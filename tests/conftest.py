@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +29,30 @@ os.environ["PLLM_THREADS"] = str(THREADS)
 os.environ["PLLM_FOUNDATION_MODEL"] = "gemma-3-270m"
 
 SMOLLM2 = {"hidden": 576, "layers": 30, "heads": 9, "kv_heads": 3}
+
+
+def files_containing(needle: bytes, *folders: Path, since: float = 0.0) -> list[Path]:
+    """Regular files under `folders`, changed since `since`, whose bytes contain `needle`. The other pytest worker
+    makes and removes temp folders while this walks them, so whatever vanishes mid-walk is skipped (os.walk ignores
+    a folder it cannot list), never an error."""
+    found = []
+    for folder in folders:
+        for root, _dirs, names in os.walk(folder):
+            for name in names:
+                path = Path(root) / name
+                try:
+                    info = path.lstat()
+                    if stat.S_ISREG(info.st_mode) and info.st_mtime >= since and needle in path.read_bytes():
+                        found.append(path)
+                except OSError:
+                    continue
+    return found
+
+
+@pytest.fixture
+def files_holding() -> Callable[..., list[Path]]:
+    """`files_holding(needle, *folders, since=t)`: the files that hold `needle` (see files_containing)."""
+    return files_containing
 
 
 @pytest.fixture(autouse=True)

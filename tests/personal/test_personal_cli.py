@@ -30,19 +30,6 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def files_with(needle: str, *folders: Path, since: float) -> list[Path]:
-    hits = []
-    for folder in folders:
-        for p in folder.rglob("*"):
-            try:
-                fresh = p.is_file() and not p.is_symlink() and p.stat().st_mtime >= since
-                if fresh and needle.encode() in p.read_bytes():
-                    hits.append(p)
-            except OSError:
-                continue
-    return hits
-
-
 def test_personal_answers_use_the_vault(pllm: Run, home: Path, tmp_path: Path) -> None:
     note = write(tmp_path / "in" / "note.txt", "My cat is called Pixel and I live in Tromso")
     ingested = pllm("ingest", str(note), env=PASS)
@@ -57,7 +44,8 @@ def test_personal_answers_use_the_vault(pllm: Run, home: Path, tmp_path: Path) -
     assert "document:1" in json.loads(shown.stdout)["context"]
 
 
-def test_a_canary_never_reaches_the_disk_in_plaintext(pllm: Run, home: Path, tmp_path: Path) -> None:
+def test_a_canary_never_reaches_the_disk_in_plaintext(pllm: Run, home: Path, tmp_path: Path,
+                                                      files_holding: Callable[..., list[Path]]) -> None:
     canary = "CANARY-" + secrets.token_hex(8)
     source = write(tmp_path / "in" / "secret.md", f"# Locker\n\nMy locker code is {canary}.\n\nI like tea.")
     started = time.time() - 1
@@ -66,7 +54,7 @@ def test_a_canary_never_reaches_the_disk_in_plaintext(pllm: Run, home: Path, tmp
     assert pllm("ask", f"Remember {canary} for me", env=PASS).returncode == 0
     exported = pllm("profile", "export", env=PASS)
     assert canary in exported.stdout  # it is in the vault...
-    leaks = [p for p in files_with(canary, *scanned, since=started) if p != source]
+    leaks = [p for p in files_holding(canary.encode(), *scanned, since=started) if p != source]
     assert leaks == []  # ...and nowhere on disk in plaintext
     forgot = pllm("profile", "forget", canary, "--yes", "--json", env=PASS)
     assert forgot.returncode == 0, forgot.stderr
@@ -75,7 +63,7 @@ def test_a_canary_never_reaches_the_disk_in_plaintext(pllm: Run, home: Path, tmp
     after = pllm("profile", "export", env=PASS)
     assert canary not in after.stdout
     assert "I like tea." not in after.stdout  # the whole chunk holding it went
-    assert [p for p in files_with(canary, *scanned, since=started) if p != source] == []
+    assert [p for p in files_holding(canary.encode(), *scanned, since=started) if p != source] == []
 
 
 def test_a_wrong_passphrase_exits_2_and_touches_nothing(pllm: Run, home: Path) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ import pytest
 from pllm.errors import UsageError, VaultMissingError, WrongPassphraseError
 from pllm.personal.migrations import MIGRATIONS, applied, migrate
 from pllm.personal.vault import Vault, content_hash, create_vault, open_vault
+
+Scan = Callable[..., list[Path]]
 
 CANARY = "CANARY-" + secrets.token_hex(8)  # made at run time: no file holds it unless we wrote it
 
@@ -31,20 +34,6 @@ def vault(pllm_home: Path) -> Vault:
 def file_hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def files_containing(needle: bytes, *folders: Path, since: float = 0.0) -> list[Path]:
-    """Files under `folders` (changed since `since`) whose bytes contain `needle`."""
-    found = []
-    for folder in folders:
-        for p in folder.rglob("*"):
-            if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= since:
-                try:
-                    if needle in p.read_bytes():
-                        found.append(p)
-                except OSError:
-                    continue
-    return found
 
 
 def test_create_and_reopen(vault: Vault, pllm_home: Path) -> None:
@@ -138,7 +127,7 @@ def test_a_changed_fact_keeps_its_newest_statement_active(vault: Vault) -> None:
     assert report.facts == 1 and [p.value for p in vault.fact_history()] == ["Oslo"]  # history forgets too
 
 
-def test_forget_a_query_leaves_no_trace(vault: Vault, pllm_home: Path) -> None:
+def test_forget_a_query_leaves_no_trace(vault: Vault, pllm_home: Path, files_holding: Scan) -> None:
     vault.add_document(source="note", kind="note", content=f"My locker code is {CANARY}.")
     vault.add_document(source="note", kind="note", content="I like tea.")
     i = vault.log_interaction(prompt=f"remember {CANARY}", answer="ok", latency_s=0.1, tokens=1, personal=True,
@@ -152,7 +141,7 @@ def test_forget_a_query_leaves_no_trace(vault: Vault, pllm_home: Path) -> None:
     assert content_hash(f"My locker code is {CANARY}.") in vault.forgotten_hashes()
     assert CANARY not in str(vault.export())
     vault.close()
-    assert files_containing(CANARY.encode(), pllm_home) == []
+    assert files_holding(CANARY.encode(), pllm_home) == []
 
 
 def test_forget_a_time_range_and_everything(vault: Vault) -> None:
@@ -241,9 +230,9 @@ def test_migrations_on_a_blank_database_and_from_an_older_schema(tmp_path: Path)
     assert migrate(blank) == [name for name, _ in MIGRATIONS]
 
 
-def test_no_plaintext_in_the_temp_dir(vault: Vault, pllm_home: Path) -> None:
+def test_no_plaintext_in_the_temp_dir(vault: Vault, pllm_home: Path, files_holding: Scan) -> None:
     started = time.time() - 1
     vault.add_document(source="note", kind="note", content=f"temp check {CANARY}")
     vault.forget(query="nothing-matches-this")  # VACUUM uses temp space: it must stay in memory
     vault.close()
-    assert files_containing(CANARY.encode(), pllm_home, Path(tempfile.gettempdir()), since=started) == []
+    assert files_holding(CANARY.encode(), pllm_home, Path(tempfile.gettempdir()), since=started) == []

@@ -6,10 +6,13 @@ import os
 import stat
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -27,6 +30,49 @@ THREADS = max(1, min(2, available_cores() // int(os.environ.get("PYTEST_XDIST_WO
 os.environ["PLLM_THREADS"] = str(THREADS)
 # Tests that only need *a* T-model use Gemma 3 270M (fast); the ones about the default T-model ask for Qwen by name.
 os.environ["PLLM_FOUNDATION_MODEL"] = "gemma-3-270m"
+
+
+# Every process this worker starts, and each test's own, carry a mark in their environment (children inherit it), so
+# that one left running is found even after it was reparented to init: the suite fails on it instead of leaving it.
+RUN_MARK, TEST_MARK = "PYTEST_PLLM_RUN", "PYTEST_PLLM_TEST"
+os.environ[RUN_MARK] = uuid.uuid4().hex
+
+
+def marked_processes(key: str, value: str, wait_s: float = 15.0) -> list[str]:
+    """Processes (not this one) whose environment holds key=value, once they had `wait_s` to end."""
+    mark = f"{key}={value}".encode()
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = []
+        for pid in psutil.pids():
+            if pid == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if mark in f.read().split(b"\0"):
+                        left.append(f"{pid} {' '.join(psutil.Process(pid).cmdline())[:120]}")
+            except (OSError, psutil.Error):
+                continue
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+@pytest.fixture(autouse=True)
+def nothing_outlives_the_test() -> Iterator[None]:
+    """Fails the test that leaves a process of its own running (a server, a SuperNode, an adaptation job)."""
+    os.environ[TEST_MARK] = uuid.uuid4().hex
+    yield
+    left = marked_processes(TEST_MARK, os.environ.pop(TEST_MARK))
+    assert not left, f"still running after the test: {left}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_outlives_the_run() -> Iterator[None]:
+    """The same for processes that module and session fixtures started: none may outlive the suite."""
+    yield
+    left = marked_processes(RUN_MARK, os.environ[RUN_MARK])
+    assert not left, f"still running after the suite: {left}"
 
 SMOLLM2 = {"hidden": 576, "layers": 30, "heads": 9, "kv_heads": 3}
 

@@ -29,6 +29,7 @@ from pllm.expert import commands as expert_commands
 from pllm.federated import commands as fed_commands
 from pllm.personal import adapt_commands, privacy_commands
 from pllm.personal import commands as personal_commands
+from pllm.processes import watch_owner
 
 
 def _debug_enabled(ctx: Any) -> bool:
@@ -87,6 +88,7 @@ def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Personal language models on your own device."""
+    watch_owner()  # started by another pllm (the API's adaptation job): end with it
     ctx.obj = {"home": home, "model": model, "threads": threads, "debug": debug or None}
 
 

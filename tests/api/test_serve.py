@@ -4,7 +4,12 @@ adapters each answered by their own, and bad requests answered 4xx in OpenAI's s
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,9 +20,10 @@ from openai import OpenAI
 
 from pllm.api.app import create_app
 from pllm.config import Settings
-from pllm.openai_http import serve_background
+from pllm.openai_http import free_port, serve_background, start_server
 from pllm.personal.adapters import AdapterStore
 from pllm.personal.vault import Vault
+from pllm.processes import stop_process
 
 HELLO = [{"role": "user", "content": "Say hello to me."}]
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -145,3 +151,29 @@ def test_adapter_versions_promoted_and_rolled_back_over_http(served: tuple[str, 
     assert httpx.post(url + "/v1/adapters/rollback").json() == {"active": "v0001"}
     assert httpx.post(url + "/v1/adapters/v0042/promote").status_code == 400
     assert httpx.get(url + "/v1/privacy/report").status_code == 403  # what left the device: token only
+
+
+def test_sigterm_mid_stream_ends_the_answer_and_the_server_within_seconds(tmp_path: Path) -> None:
+    """uvicorn alone waits for open connections without a limit: a client that never hangs up kept a SIGTERMed
+    server alive for an hour. Here the answer in flight ends at its next token and the process exits."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("pllm")), "serve", "--port", str(port)]
+    server = start_server(command, port, os.environ.copy(), tmp_path / "serve.log")
+    try:
+        body = {"model": "pllm", "stream": True, "max_tokens": 1024, "temperature": 0,
+                "messages": [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]}
+        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60) as reply:
+            events = reply.iter_lines()
+            before = [next(events) for _ in range(8)]  # the answer is under way
+            assert all(e.startswith("data: {") for e in before if e)
+            server.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            after = [e for e in events if e.startswith("data: {")]
+        assert server.wait(timeout=15) == 0  # a clean exit, its `finally` run
+        took = time.monotonic() - signalled
+        assert took < 12, f"the server took {took:.1f} s to exit"
+        pieces = [json.loads(e[6:])["choices"][0] for e in after if json.loads(e[6:]).get("choices")]
+        assert pieces and pieces[-1]["finish_reason"] == "length"  # ended early, by the signal
+        assert len(before) + len(after) < 1024
+    finally:
+        stop_process(server, group=True)

@@ -29,9 +29,8 @@ def serve(
 ) -> None:
     """Serve your model to apps on this device: OpenAI-compatible chat (plain and streamed), the model list,
     feedback, your profile (show, export, forget) and adaptation in a separate process."""
-    import uvicorn
-
     from pllm.api.app import create_app  # heavy: imports fastapi
+    from pllm.openai_http import run_server
 
     settings = settings_of(ctx)
     if not _is_loopback(host) and not settings.api_token:
@@ -43,7 +42,7 @@ def serve(
     app = create_app(settings, vault, passphrase)
     err_console.print(f"pllm serve: http://{host}:{port}/v1 (models: GET /v1/models)")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        run_server(app, host, port)
     finally:
         if vault is not None:
             vault.close()

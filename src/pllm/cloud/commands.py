@@ -46,9 +46,8 @@ def serve(
     state: Path = typer.Option(None, "--state", help=STATE_HELP),
 ) -> None:
     """Run the T-tier service: OpenAI-compatible chat and completions, and CDCDA augmentation, for devices."""
-    import uvicorn
-
     from pllm.cloud.server import create_app  # heavy: imports fastapi
+    from pllm.openai_http import run_server
 
     settings = _settings(ctx, upstream_url=upstream, upstream_model=upstream_model)
     app = create_app(settings, state_dir=state)
@@ -62,7 +61,7 @@ def serve(
             model = resolve_foundation_model(settings, on_bytes)
         backend = f"the embedded T-model {model.name} ({model.size_mb:.0f} MB, {speed_class(model)})"
     err_console.print(f"pllm cloud: serving {backend} on http://{host}:{port}")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    run_server(app, host, port)
 
 
 @keys_app.command("add")

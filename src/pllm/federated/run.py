@@ -3,13 +3,10 @@ of the deployment engine on loopback (`pllm fed server` / `pllm fed client`)."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +20,7 @@ from pllm.federated.client_app import client_app, secure_client_app
 from pllm.federated.server_app import FedRun, secure_server_app, server_app
 from pllm.federated.task import FedConfig, expert_pairs, results_path
 from pllm.openai_http import free_port, serve_process
+from pllm.processes import end_with_owner, stop_process
 
 
 def quiet_flower(verbose: bool) -> None:
@@ -141,22 +139,8 @@ def run_client(settings: Settings, server: str, data: Path, device: str) -> int:
                   f"home={json.dumps(str(settings.paths.home))}"
     command = [_tool("flower-supernode"), "--insecure", "--superlink", server, "--host", "127.0.0.1", "--port",
                str(free_port()), "--node-config", node_config]
-    node = subprocess.Popen(command, env=_flower_env(settings), preexec_fn=_end_with_owner)
+    node = subprocess.Popen(command, env=_flower_env(settings), preexec_fn=end_with_owner)
     try:
         return node.wait()
     finally:  # stopped (Ctrl-C, an error): the SuperNode goes with us
-        if node.poll() is None:
-            node.terminate()
-            try:
-                node.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                node.kill()
-                node.wait()
-
-
-def _end_with_owner() -> None:
-    """In the SuperNode before it starts (Linux): SIGTERM when the `pllm fed client` that started it dies, however
-    it dies (SIGKILL included), so it never outlives its owner."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        stop_process(node)

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import functools
 import json
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from llama_cpp import Llama
 
 Message = dict[str, str]
+# Set once, when a serving process is shutting down: every answer being generated ends at its next token.
+stop_generating = threading.Event()
 PREFIX_STATES_KEPT = 4  # saved prefix KV states (one per adapter set in use, a few MB each)
 
 
@@ -361,6 +364,9 @@ class Runtime:
             grammar=schema_grammar(config.json_schema) if config.json_schema else None,
         )
         for token in generator:
+            if stop_generating.is_set():  # the process is shutting down: end the answer here
+                stats.finish_reason = "length"
+                break
             if self.is_end_of_turn(token):
                 stats.finish_reason = "stop"
                 break

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 
 from pllm.config import Settings
 from pllm.errors import PllmError
+from pllm.processes import owned_env, stop_process
 
 LAST_LINES = 20  # of the child's stderr, kept to explain a failure
 
@@ -88,7 +88,7 @@ class AdaptJob:
         with self._lock:
             if self._status.state == "running":
                 raise AdaptRunningError(f"an adaptation is already running (pid {self._status.pid})")
-            env = {**os.environ, "PLLM_PASSPHRASE": self._passphrase, "PLLM_HOME": str(self.settings.home),
+            env = {**owned_env(), "PLLM_PASSPHRASE": self._passphrase, "PLLM_HOME": str(self.settings.home),
                    "PLLM_THREADS": str(self.settings.threads)}
             if self.settings.model is not None:
                 env["PLLM_MODEL"] = str(self.settings.model)
@@ -132,9 +132,5 @@ class AdaptJob:
         """Stop a running child (the server is going away); its checkpoint lets the next `pllm adapt` resume."""
         with self._lock:
             process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if process is not None:
+            stop_process(process, grace_s=30)

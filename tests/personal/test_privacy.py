@@ -31,6 +31,14 @@ def redact(text: str, redactor: Redactor | None = None) -> tuple[str, Redaction]
     ("open https://x.example.com/f?token=abc123 now", "https://x.example.com/f?token=abc123", "URL_SECRET"),
     ("I was born on 14 February 1991 in Leeds", "14 February 1991", "DATE_OF_BIRTH"),
     ("My sister Lena moved away", "Lena", "PERSON"),
+    ("we live at 14 Marlowe Gardens now", "14 Marlowe Gardens", "STREET_ADDRESS"),
+    ("write to jo dot hart at proton dot me", "jo dot hart at proton dot me", "EMAIL_ADDRESS"),
+    ("the wifi password is Tulip-Harbor-88 for guests", "Tulip-Harbor-88", "PASSWORD"),
+    ("the door code is 4471, easy", "4471", "PASSWORD"),
+    ("key sk-proj-Qw3rTy8uIo9pAs7dFg6hJk5L leaked", "sk-proj-Qw3rTy8uIo9pAs7dFg6hJk5L", "API_KEY"),
+    ("token ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4 in the repo", "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4", "API_KEY"),
+    ("my plate is KX19 BRT", "KX19 BRT", "LICENSE_PLATE"),
+    ("passport number 712204981 expires soon", "712204981", "ID_NUMBER"),
 ])
 def test_each_kind_of_personal_data_becomes_a_typed_placeholder(text: str, secret: str, kind: str) -> None:
     out, redaction = redact(text)
@@ -47,6 +55,39 @@ def test_each_kind_of_personal_data_becomes_a_typed_placeholder(text: str, secre
 ])
 def test_what_is_not_personal_is_left_alone(text: str) -> None:
     assert redact(text)[0] == text
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("Had coffee with Hope after work.", "Hope"),  # a name that is also a word, written as a name
+    ("need to call ingrid back about the shed", "ingrid"),  # lower case, and no English word
+    ("Went climbing with Bartholomew and Yusuf.", "Yusuf"),  # neither NER nor the list: no English word
+])
+def test_first_names_the_ner_misses_are_found(text: str, name: str) -> None:
+    assert name not in redact(text)[0]
+
+
+@pytest.mark.parametrize("text", [
+    "Rose bushes need pruning before the frost.",
+    "Summer is my favourite season.",
+    "I hope the weather holds.",
+    "Mark the boxes for the attic.",
+])
+def test_names_that_are_words_are_left_alone_where_they_are_the_word(text: str) -> None:
+    assert redact(text)[0] == text
+
+
+def test_a_known_name_that_is_a_word_is_matched_as_written(tmp_path: Path) -> None:
+    vault = create_vault(tmp_path / "v.db", "pw", name="Alex Morgan")
+    vault.add_document(source="n", kind="note", content="Had lunch with Hope at the harbour.")
+    redactor = Redactor(known_entities(vault))
+    vault.close()
+    assert redact("Hope's car broke down, I hope it is fixed.", redactor)[0] == \
+        "[PERSON_1]'s car broke down, I hope it is fixed."
+
+
+def test_a_place_beside_a_postcode_is_replaced_too() -> None:
+    out = redact("Send it to 4 Gower Mews, London WC1E 6HA please.")[0]
+    assert "London" not in out and "WC1E" not in out and "Gower" not in out
 
 
 def test_a_value_keeps_its_placeholder_through_one_request_and_comes_back() -> None:

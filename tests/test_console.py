@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pllm.console import StepProgress
+from pllm.console import StepProgress, progress_bar
 
 
 def test_piped_progress_prints_steps_with_a_measured_eta(capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,3 +36,14 @@ def test_events_are_json_lines_a_watching_process_reads(capsys: pytest.CaptureFi
     assert events[-1]["loss"] == round(1 / 3, 4)  # type: ignore[index]
     assert _event("adapt: step 1/3, loss 1.000") is None and _event("{not json") is None
     assert json.loads(json.dumps(events[1]))["total"] == 3
+
+
+def test_a_progress_bar_piped_prints_a_line_each_tenth(capsys: pytest.CaptureFixture[str]) -> None:
+    """An 18-minute `pllm eval | tee` printed nothing: piped, every bar now logs plain lines instead."""
+    with progress_bar() as bar:
+        task = bar.add_task("ingest", total=20)
+        for _ in range(20):
+            bar.advance(task)
+        bar.update(task, completed=20)  # said again: not printed twice
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"ingest: {n}/20" for n in range(2, 21, 2)]

@@ -20,6 +20,7 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -32,10 +33,39 @@ console = Console(highlight=False, soft_wrap=True, emoji=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
+class LoggedProgress(Progress):
+    """A rich Progress that, where stderr is no terminal (a CI log, `| tee`), prints a plain line at each tenth of
+    a task and at its end instead of the bar, so a long run that is piped still shows life."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._logged: dict[TaskID, int] = {}
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:  # type: ignore[override]
+        super().update(task_id, **kwargs)
+        self._log(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._log(task_id)
+
+    def _log(self, task_id: TaskID) -> None:
+        if not self.disable:
+            return
+        with self._lock:
+            task = self._tasks[task_id]
+            total, done = task.total, int(task.completed)
+        if not total or self._logged.get(task_id) == done:
+            return
+        if done % max(1, int(total) // 10) == 0 or done >= total:
+            self._logged[task_id] = done
+            err_console.print(f"{task.description}: {done}/{int(total)}", markup=False)
+
+
 def progress_bar(label: str = "{task.description}") -> Progress:
-    """A rich progress bar on stderr that vanishes when done and stays silent when stderr is no terminal."""
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err_console, transient=True, disable=not err_console.is_terminal)
+    """A rich progress bar on stderr that vanishes when done; piped, a plain line each tenth (LoggedProgress)."""
+    return LoggedProgress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=err_console, transient=True, disable=not err_console.is_terminal)
 
 
 @contextlib.contextmanager

@@ -224,10 +224,8 @@ def eval_command(
 
     def tick(method: str, done: int, total: int) -> None:
         if method not in bars:
-            bars[method] = progress.add_task(f"{task_name} {method}", total=total)
+            bars[method] = progress.add_task(f"eval {task_name} {method}", total=total)
         progress.update(bars[method], completed=done)  # type: ignore[arg-type]
-        if not err_console.is_terminal and (done == total or done % max(1, total // 10) == 0):
-            err_console.print(f"eval {task_name}: {method} {done}/{total}")  # piped (a CI log, `| tee`): lines
 
     with progress:
         result = run_eval(task, eval_data, names, settings, seed=seed, tick=tick)

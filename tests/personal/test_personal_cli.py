@@ -62,7 +62,8 @@ def test_a_canary_never_reaches_the_disk_in_plaintext(pllm: Run, home: Path, tmp
     assert json.loads(forgot.stdout)["interactions"] == 1
     after = pllm("profile", "export", env=PASS)
     assert canary not in after.stdout
-    assert "I like tea." not in after.stdout  # the whole chunk holding it went
+    assert "I like tea." in after.stdout  # only the passage holding it went, the heading with it
+    assert "# Locker" not in after.stdout
     assert [p for p in files_holding(canary.encode(), *scanned, since=started) if p != source] == []
 
 

@@ -43,12 +43,17 @@ def _prompt(label: str) -> str:
     return str(typer.prompt(label, hide_input=True))
 
 
+def ask_passphrase(path: Path) -> str:
+    """The passphrase for the vault at `path` (the environment, the keyring), asked for only on a terminal."""
+    return resolve_passphrase(path, _prompt if sys.stdin.isatty() else None)
+
+
 def passphrase_for(settings: Settings) -> str:
     """The vault's passphrase, asked for only when there is a terminal to ask on."""
     path = settings.paths.vault
     if not path.is_file():
         raise VaultMissingError(f"no vault at {path}: create one with `pllm init`")
-    return resolve_passphrase(path, _prompt if sys.stdin.isatty() else None)
+    return ask_passphrase(path)
 
 
 def unlock(settings: Settings) -> Vault:
@@ -366,11 +371,14 @@ def _when(value: str | None, flag: str) -> float | None:
 @profile_app.command("forget")
 def profile_forget(
     ctx: typer.Context,
-    query: str = typer.Argument(None, help="Forget items containing this text (case-insensitive, literal)."),
+    query: str = typer.Argument(None, help="Forget items containing this text (case-insensitive, literal); of a "
+                                "file, only the passages (paragraphs, diary entries) that hold it."),
     like: bool = typer.Option(False, "--like", help="Read the query as an SQL LIKE pattern (% and _ wildcards)."),
     everything: bool = typer.Option(False, "--all", help="Forget everything the vault holds about you."),
     since: str = typer.Option(None, "--since", help="Only items from this date on (ISO)."),
     until: str = typer.Option(None, "--until", help="Only items before this date (ISO)."),
+    whole_file: bool = typer.Option(False, "--whole-file", help="Forget every passage of each file that holds a "
+                                    "match, not only the passages that do."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     retrain: bool = typer.Option(True, "--retrain/--no-retrain",
                                  help="Retrain the active adapter without the forgotten items (default), or only "
@@ -390,13 +398,14 @@ def profile_forget(
         typer.confirm("Forget these items for good?", abort=True)
     with unlock(settings) as vault, StepProgress("retrain") as progress:
         outcome = forget_everywhere(settings, vault, query=query, like=like, since=start, until=end,
-                                    everything=everything, retrain=retrain, on_step=progress.step,
+                                    everything=everything, whole_file=whole_file, retrain=retrain,
+                                    on_step=progress.step,
                                     on_phase=progress.note)
     if json_out:
         print_json(outcome.as_json())
         return
     report = outcome.vault
-    console.print(f"forgot {report.documents} documents, {report.interactions} interactions and "
+    console.print(f"forgot {report.documents} document passages, {report.interactions} interactions and "
                   f"{report.facts} facts" + (f", and {report.synthetic} synthetic items written from them"
                                             if report.synthetic else ""))
     console.print(f"retired adapter versions (files deleted): {', '.join(outcome.retired)}" if outcome.retired

@@ -1,6 +1,7 @@
 """Forgetting that reaches the adapters: what the vault forgets, no adapter keeps.
 
-`pllm profile forget` deletes the matching items from the vault (secure delete + VACUUM), then:
+`pllm profile forget` deletes the matching items from the vault (secure delete + VACUUM): of a file, the passages
+that hold the text (with `whole_file`, every passage of that file), then:
   1. retires every adapter version that trained on a forgotten item (each version records the content hashes of the
      vault items it trained on; a version from before that record existed counts as having trained on it): it leaves
      the active stack and its encrypted files are deleted;
@@ -41,9 +42,11 @@ class ForgetOutcome:
 
 def forget_everywhere(settings: Settings, vault: Vault, *, query: str | None = None, like: bool = False,
                       since: float | None = None, until: float | None = None, everything: bool = False,
-                      retrain: bool = True, on_step: Callable[[int, int, float], None] | None = None,
+                      whole_file: bool = False, retrain: bool = True,
+                      on_step: Callable[[int, int, float], None] | None = None,
                       on_phase: Callable[[str], None] | None = None) -> ForgetOutcome:
-    report = vault.forget(query=query, like=like, since=since, until=until, everything=everything)
+    report = vault.forget(query=query, like=like, since=since, until=until, everything=everything,
+                          whole_file=whole_file)
     outcome = ForgetOutcome(report)
     if not report.hashes:
         return outcome

@@ -1,7 +1,10 @@
 """Turn the user's own files into vault documents: .txt, .md, .jsonl and LaMP questions files.
 
-- .txt / .md: paragraphs, merged up to a token budget (a long paragraph is split at sentence ends; a markdown
-  heading stays with the text under it); dated by the file's modification time.
+- .txt / .md: passages, each its own document: paragraphs, or a diary's dated entries (a line that starts with a
+  date, "2026-03-04", "March 4, 2026", "4 March 2026", "Mon 4 Mar", begins one), never merged, so forgetting one
+  leaves the rest of the file; a passage over the chunk size is split (an entry at its paragraphs, a paragraph at
+  its sentence ends); a markdown heading or a date line alone stays with the text under it. An entry is dated by
+  its date line, anything else by the file's modification time.
 - .jsonl: one object per line, `{"text": str, "timestamp"?: ISO-8601 string or epoch seconds, "speaker"?: str}`;
   with speakers it is a conversation: each turn is stored as "speaker: text", and the user's own turns (the speaker
   named by `pllm ingest --me`, the vault's user name, "user" or "me") are told apart from the others'.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +52,71 @@ class Record:
         return "" if not self.speaker or self.speaker.lower() in user_speakers else self.speaker
 
 
-def chunk_text(text: str, budget: int, *, markdown: bool = False) -> list[str]:
-    """Paragraph chunks of at most ~`budget` tokens each."""
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# A diary entry's first line: a markdown heading mark, a weekday, then an ISO date (and time), "March 4[, 2026]" or
+# "4 March[ 2026]"; the words are checked against MONTHS and WEEKDAYS in _date_line.
+DATE_LINE = re.compile(
+    r"(?:#{1,6}\s*)?(?:(?P<wd>[a-z]{3,9})\.?,?\s+)?"
+    r"(?:(?P<iy>\d{4})[-/.](?P<im>\d{1,2})[-/.](?P<id>\d{1,2})(?:[T ](?P<hh>\d{1,2}):(?P<mi>\d{2}))?"
+    r"|(?P<m1>[a-z]{3,9})\.?\s+(?P<d1>\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(?P<y1>\d{4}))?"
+    r"|(?P<d2>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<m2>[a-z]{3,9})\.?(?:,?\s+(?P<y2>\d{4}))?)"
+    r"(?=[\s:,;.)\]\u2013\u2014-]|$)", re.I)
+
+
+def _named(word: str | None, names: tuple[str, ...]) -> int | None:
+    """1-based index of the name `word` spells or abbreviates ("Mar", "Sept", "march"), else None ("Mayor")."""
+    w = (word or "").lower()
+    return next((n for n, name in enumerate(names, start=1) if len(w) >= 3 and name.startswith(w)), None)
+
+
+def _date_line(line: str) -> re.Match[str] | None:
+    """The date a diary entry's first line starts with, else None. A date without a year ("4 March") counts only
+    after a weekday or alone on its line, so "May 5 people came" stays prose."""
+    m = DATE_LINE.match(line.strip())
+    if m is None or (m["wd"] and _named(m["wd"], WEEKDAYS) is None):
+        return None
+    if m["iy"]:
+        return m
+    if _named(m["m1"] or m["m2"], MONTHS) is None:
+        return None
+    alone = not line.strip()[m.end():].strip(" :.,;-\u2013\u2014")
+    return m if m["y1"] or m["y2"] or m["wd"] or alone else None
+
+
+def _date_of(m: re.Match[str], reference: float) -> float | None:
+    """Local midnight (or the time given) of a matched date; a date without a year is the latest one not after
+    `reference` (the file's date). None when it does not parse (2026-02-30)."""
+    try:
+        if m["iy"]:
+            return datetime(int(m["iy"]), int(m["im"]), int(m["id"]), int(m["hh"] or 0), int(m["mi"] or 0)).timestamp()
+        month, day, year = _named(m["m1"] or m["m2"], MONTHS), int(m["d1"] or m["d2"]), m["y1"] or m["y2"]
+        assert month is not None  # _date_line checked it
+        if year:
+            return datetime(int(year), month, day).timestamp()
+        ref = datetime.fromtimestamp(reference).date()
+        when = date(ref.year, month, day)
+        if when > ref + timedelta(days=1):
+            when = date(ref.year - 1, month, day)
+        return datetime(when.year, when.month, when.day).timestamp()
+    except ValueError:
+        return None
+
+
+def _entries(text: str) -> list[tuple[str, re.Match[str] | None]]:
+    """The text cut before every dated line: (the text before the first, None), then (each entry, its date)."""
+    entries: list[tuple[list[str], re.Match[str] | None]] = [([], None)]
+    for line in text.splitlines():
+        m = _date_line(line)
+        if m is not None:
+            entries.append(([], m))
+        entries[-1][0].append(line)
+    return [("\n".join(lines).strip(), m) for lines, m in entries if "\n".join(lines).strip()]
+
+
+def _pieces(text: str, budget: int) -> list[str]:
+    """Paragraphs (blank-line separated), a paragraph over `budget` tokens split at sentence ends."""
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
     pieces: list[str] = []
     for p in paragraphs:
@@ -66,11 +132,49 @@ def chunk_text(text: str, budget: int, *, markdown: bool = False) -> list[str]:
                 sentence = f"{sentence} {s}".strip()
         if sentence or len(pieces) == pieces_before:
             pieces.append(sentence)
+    return pieces
+
+
+def _is_title(piece: str, markdown: bool) -> bool:
+    """A markdown heading or a date alone on its line: it belongs with the text under it."""
+    if "\n" in piece:
+        return False
+    m = _date_line(piece)
+    return (markdown and piece.lstrip().startswith("#")) or (m is not None and not piece[m.end():].strip(" :.,;-"))
+
+
+def passages(text: str, budget: int = default("chunk_tokens"), *, markdown: bool = False,
+             dated: float) -> list[tuple[str, float]]:
+    """The passages a text is stored as, each with its date: the one rule for where a stored document ends (ingest
+    and the vault migration that split older documents both use it).
+
+    A passage is a paragraph, or a diary's dated entry (dated by its line when it parses, else `dated`, as is the
+    text before the first entry). Passages are never merged: each is what `pllm profile forget` removes, so one
+    paragraph never takes another with it. Over `budget` tokens an entry is split at its paragraphs and a paragraph
+    at its sentence ends; a heading or date line alone stays with the text under it.
+    """
+    out: list[tuple[str, float]] = []
+    for entry, m in _entries(text):
+        when = _date_of(m, dated) if m is not None else None
+        if m is not None and approx_tokens(entry) <= budget:
+            out.append((entry, when if when is not None else dated))
+            continue
+        parts: list[str] = []
+        for piece in _pieces(entry, budget):
+            if parts and _is_title(parts[-1], markdown):
+                parts[-1] += "\n\n" + piece
+            else:
+                parts.append(piece)
+        out += [(part, when if when is not None else dated) for part in parts]
+    return out
+
+
+def chunk_text(text: str, budget: int) -> list[str]:
+    """Paragraph chunks of at most ~`budget` tokens each, merged where they fit: how retrieval indexes a long
+    document (a stored document's own boundaries are `passages`')."""
     chunks: list[str] = []
-    for piece in pieces:
-        heading_alone = markdown and chunks and chunks[-1].lstrip().startswith("#") and "\n" not in chunks[-1]
-        starts_section = markdown and piece.startswith("#")
-        if chunks and (heading_alone or (not starts_section and approx_tokens(chunks[-1] + "\n\n" + piece) <= budget)):
+    for piece in _pieces(text, budget):
+        if chunks and approx_tokens(chunks[-1] + "\n\n" + piece) <= budget:
             chunks[-1] = chunks[-1] + "\n\n" + piece
         else:
             chunks.append(piece)
@@ -159,9 +263,8 @@ def parse_file(path: Path, *, chunk_tokens: int = default("chunk_tokens")) -> li
         return _jsonl(path)
     if suffix == ".json":
         return _lamp(path)
-    mtime = path.stat().st_mtime
-    chunks = chunk_text(_read_text(path), chunk_tokens, markdown=suffix == ".md")
-    return [Record(str(path), suffix[1:], chunk, mtime) for chunk in chunks]
+    found = passages(_read_text(path), chunk_tokens, markdown=suffix == ".md", dated=path.stat().st_mtime)
+    return [Record(str(path), suffix[1:], text, when) for text, when in found]
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:

@@ -288,3 +288,33 @@ def m009_receipts(conn: Connection) -> None:
             UNIQUE (service, seq)
         )"""
     )
+
+
+@migration
+def m010_passages(conn: Connection) -> None:
+    # Documents are stored as passages (paragraphs, a diary's dated entries), so forgetting one name leaves the rest
+    # of its file. A .txt/.md document from before held paragraphs merged up to the chunk size: it is split here by
+    # ingest's own rule (`passages`). Its first passage keeps its id; its embeddings and entity scan are caches of
+    # the old text and go (both are rebuilt when next needed). Adapters, an interrupted run and synthetic items
+    # recorded the old document's content hash, so each passage keeps it as `origin_hash`: forgetting any passage
+    # of it reaches them. Re-running finds nothing to split: a passage is its own only passage.
+    from pllm.personal.ingest import passages  # here: ingest imports the vault, which imports this module
+    from pllm.personal.vault import approx_tokens, content_hash
+
+    if "origin_hash" not in {row[1] for row in conn.execute("PRAGMA table_info(documents)")}:
+        conn.execute("ALTER TABLE documents ADD COLUMN origin_hash TEXT")  # NULL: a passage since its ingest
+    conn.execute("CREATE INDEX IF NOT EXISTS documents_source ON documents(source)")  # forget --whole-file
+    rows = conn.execute("SELECT id, source, kind, created_at, ingested_at, content, content_hash, speaker, origin_hash"
+                        " FROM documents WHERE kind IN ('txt', 'md') ORDER BY id").fetchall()
+    for doc_id, source, kind, created_at, ingested_at, content, old_hash, speaker, origin in rows:
+        parts = passages(content, markdown=kind == "md", dated=created_at)
+        if len(parts) < 2:
+            continue
+        conn.execute("DELETE FROM embeddings WHERE document_id = ?", (doc_id,))
+        conn.execute("DELETE FROM document_entities WHERE document_id = ?", (doc_id,))
+        conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+        for n, (text, when) in enumerate(parts):
+            conn.execute("INSERT OR IGNORE INTO documents (id, source, kind, created_at, ingested_at, content,"
+                         " content_hash, tokens, speaker, origin_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (doc_id if n == 0 else None, source, kind, when, ingested_at, text, content_hash(text),
+                          approx_tokens(text), speaker, origin or old_hash))

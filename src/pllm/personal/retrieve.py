@@ -240,7 +240,8 @@ def _window(sentence: str, terms: set[str], max_tokens: int) -> str:
 
 def document_passages(vault: Vault) -> list[Item]:
     """Every document as passages of about PASSAGE_TOKENS, each dated like its document; a conversation turn's first
-    passage carries the end of the turn before as context."""
+    passage carries the end of the turn before as context. A file's document is already one passage of it (a
+    paragraph, a diary entry: `ingest.passages`); only a longer one (a LaMP item, a long turn) is cut here."""
     items = []
     before: Document | None = None
     for d in vault.documents():

@@ -248,12 +248,12 @@ class ServedModel:
         return self._store
 
     def forget(self, *, query: str | None = None, like: bool = False, since: float | None = None,
-               until: float | None = None, everything: bool = False) -> ForgetOutcome:
+               until: float | None = None, everything: bool = False, whole_file: bool = False) -> ForgetOutcome:
         """Forget in the vault and retire every adapter that trained on it, never retraining here (training runs
         in its own process: the caller starts it). A retired adapter leaves this runtime's memory too."""
         with self.lock:
             outcome = forget_everywhere(self.settings, self._vault(), query=query, like=like, since=since,
-                                        until=until, everything=everything, retrain=False)
+                                        until=until, everything=everything, whole_file=whole_file, retrain=False)
             if any(v in self.runtime.active_adapters for v in outcome.retired):
                 self.runtime.set_adapters({})
             if self._merged is not None and self._merged[0] in outcome.retired:

@@ -7,6 +7,9 @@ temp data are encrypted. `open_vault()` is the one way in: it checks the file, u
     vault = open_vault(settings.paths.vault, "s3cret")
     vault.add_document(source="notes.md", kind="md", content="My cat is called Pixel.")
 
+A document is one passage of a file (a paragraph, a diary's entry: `ingest.passages` decides), with the file as its
+source, so forgetting a name removes the passages that hold it and keeps the rest of the file.
+
 Durability: WAL with synchronous=FULL, each write in one transaction, so a crash mid-write loses nothing committed.
 Forgetting uses SQLCipher's secure_delete plus VACUUM and a WAL truncate, so forgotten text is gone from the file.
 """
@@ -139,7 +142,7 @@ class SyntheticItem:
 
 @dataclass(frozen=True)
 class ForgetReport:
-    documents: int
+    documents: int  # passages (each a document row)
     interactions: int
     facts: int
     hashes: frozenset[str] = frozenset()  # content hashes of everything forgotten: the adapters' provenance keys
@@ -155,7 +158,7 @@ def _connect(path: Path, passphrase: str) -> Any:
 
     conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA cipher_log_level = NONE")  # a wrong key must be one line from us, not C-level noise
-    conn.execute("PRAGMA key = " + _sql_string(passphrase))
+    conn.execute("PRAGMA key = " + sql_string(passphrase))
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlcipher3.DatabaseError:
@@ -169,7 +172,7 @@ def _connect(path: Path, passphrase: str) -> Any:
     return conn
 
 
-def _sql_string(value: str) -> str:
+def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -463,10 +466,14 @@ class Vault:
         return {row[0] for row in self.conn.execute("SELECT content_hash FROM forgotten")}
 
     def forget(self, *, query: str | None = None, like: bool = False, since: float | None = None,
-               until: float | None = None, everything: bool = False, reason: str = "user request") -> ForgetReport:
+               until: float | None = None, everything: bool = False, whole_file: bool = False,
+               reason: str = "user request") -> ForgetReport:
         """Delete what matches (all of it, a case-insensitive text query, and/or a time range), then scrub the file.
 
-        The query is literal text ("_" and "%" are characters) unless `like` makes it an SQL LIKE pattern.
+        The query is literal text ("_" and "%" are characters) unless `like` makes it an SQL LIKE pattern. Documents
+        go passage by passage: only those that match, unless `whole_file` takes every passage of each file (source)
+        one came from. A passage split from an older, larger document (migration m010) reports that document's hash
+        too: adapters, an interrupted run and synthetic items recorded that hash, and it held the text.
         """
         if not everything and query is None and since is None and until is None:
             raise UsageError("say what to forget: --all, a query, --since or --until")
@@ -491,8 +498,13 @@ class Vault:
 
         now = time.time()
         with self.transaction() as tx:
-            docs = tx.execute(f"SELECT id, content_hash FROM documents WHERE {clause}{matches('content')}",
-                              params(1)).fetchall()
+            docs = tx.execute(f"SELECT id, content_hash, origin_hash, source FROM documents WHERE {clause}"
+                              f"{matches('content')}", params(1)).fetchall()
+            if whole_file and docs:
+                files = sorted({source for *_, source in docs})
+                docs = tx.execute("SELECT id, content_hash, origin_hash, source FROM documents WHERE source IN "
+                                  f"({', '.join('?' * len(files))})", files).fetchall()
+            doc_hashes = list(dict.fromkeys(h for _, own, origin, _ in docs for h in (own, origin) if h))
             inters = tx.execute(f"SELECT id, prompt, answer FROM interactions WHERE {clause}"
                                 f"{matches('prompt', 'answer')}", params(2)).fetchall()
             facts = tx.execute(f"SELECT id, key, value FROM profile_facts WHERE "
@@ -502,16 +514,15 @@ class Vault:
                               f"{clause.replace('created_at', 'stated_at')}{matches('key', 'value')}",
                               params(2)).fetchall()
             # What the T-tier wrote from a forgotten document goes with it, and so does any that matches itself.
-            seeds = [h for _, h in docs]
             synthetic = tx.execute(
                 f"SELECT id, content_hash FROM synthetic_items WHERE ({clause}{matches('content')})"
-                f" OR seed_hash IN ({', '.join('?' * len(seeds))})", (*params(1), *seeds)).fetchall()
-            forgotten = ([(h, "document") for _, h in docs] + [(h, "synthetic") for _, h in synthetic]
+                f" OR seed_hash IN ({', '.join('?' * len(doc_hashes))})", (*params(1), *doc_hashes)).fetchall()
+            forgotten = ([(h, "document") for h in doc_hashes] + [(h, "synthetic") for _, h in synthetic]
                          + [(content_hash(t), "interaction") for _, p, a in inters for t in (p, a)]
                          + [(fact_hash(k, v), "fact") for _, k, v in facts + past])
             tx.executemany("INSERT INTO forgotten (content_hash, kind, forgotten_at, reason) VALUES (?, ?, ?, ?)",
                            [(h, kind, now, reason) for h, kind in forgotten])
-            tx.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i, _ in docs])
+            tx.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i, *_ in docs])
             tx.executemany("DELETE FROM synthetic_items WHERE id = ?", [(i,) for i, _ in synthetic])
             tx.executemany("DELETE FROM interactions WHERE id = ?", [(i,) for i, _, _ in inters])
             tx.executemany("DELETE FROM profile_facts WHERE id = ?", [(i,) for i, _, _ in facts])
@@ -534,7 +545,7 @@ class Vault:
         tmp = self.path.with_name(self.path.name + ".rekey")
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             leftover.unlink(missing_ok=True)
-        self.conn.execute(f"ATTACH DATABASE {_sql_string(str(tmp))} AS rekeyed KEY {_sql_string(new_passphrase)}")
+        self.conn.execute(f"ATTACH DATABASE {sql_string(str(tmp))} AS rekeyed KEY {sql_string(new_passphrase)}")
         self.conn.execute("SELECT sqlcipher_export('rekeyed')")
         self.conn.execute("DETACH DATABASE rekeyed")
         os.chmod(tmp, 0o600)

@@ -23,6 +23,8 @@ class ForgetRequest(BaseModel):
     all: bool = Field(default=False, description="Forget everything the vault holds about the user.")
     since: datetime | None = None
     until: datetime | None = None
+    whole_file: bool = Field(default=False, description="Forget every passage of each file that holds a match, not "
+                             "only the passages that do.")
     retrain: bool = Field(default=True, description="Retrain the active adapter without the forgotten items, in a "
                           "separate process (GET /v1/adapt follows it), when the serving one trained on them.")
 
@@ -39,7 +41,7 @@ def export_profile(served: Served) -> dict[str, object]:
 
 @router.post("/forget")
 def forget(body: ForgetRequest, served: Served, jobs: Jobs) -> dict[str, object]:
-    outcome = served.forget(query=body.query, like=body.like, everything=body.all,
+    outcome = served.forget(query=body.query, like=body.like, everything=body.all, whole_file=body.whole_file,
                             since=body.since.timestamp() if body.since else None,
                             until=body.until.timestamp() if body.until else None)
     result = outcome.as_json()

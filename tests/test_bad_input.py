@@ -26,7 +26,7 @@ COMMANDS = {
     "expert train": ["cooking", "--steps", "1"], "expert list": [], "expert ask": ["cooking", "hi"],
     "privacy device-key": [], "privacy receipts": [], "privacy share-feedback": ["--yes"],
     "fed simulate": ["--expert", "cooking"], "fed server": ["--expert", "cooking"],
-    "fed client": ["--data", "pairs.jsonl"],
+    "fed client": ["--data", "pairs.jsonl"], "backup": ["home.backup"], "restore": ["home.backup"],
 }
 
 

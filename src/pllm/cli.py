@@ -27,7 +27,7 @@ from pllm.console import console, err_console, print_json, settings_of
 from pllm.errors import FileAccessError, PllmError
 from pllm.expert import commands as expert_commands
 from pllm.federated import commands as fed_commands
-from pllm.personal import adapt_commands, privacy_commands
+from pllm.personal import adapt_commands, backup_commands, privacy_commands
 from pllm.personal import commands as personal_commands
 from pllm.processes import watch_owner
 
@@ -95,6 +95,7 @@ def root(
 personal_commands.register(app)
 adapt_commands.register(app)
 privacy_commands.register(app)
+backup_commands.register(app)
 cloud_commands.register(app)
 expert_commands.register(app)
 fed_commands.register(app)

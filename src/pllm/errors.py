@@ -79,6 +79,16 @@ class PassphraseRequiredError(PllmError):
     http_status = 401
 
 
+class DiskFullError(PllmError):
+    """A write did not fit on the disk (the vault, an adapter, a checkpoint); what was committed before is intact."""
+
+    exit_code = 2
+    http_status = 507  # Insufficient Storage
+
+    def __init__(self, where: object) -> None:
+        super().__init__(f"the disk holding {where} is full: free some space and run again")
+
+
 class IngestError(UsageError):
     """A file to ingest is missing, unreadable or malformed (names the file and the line)."""
 

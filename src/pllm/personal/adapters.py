@@ -12,13 +12,14 @@ in-memory file, never to disk, unless the user asks for an export.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import secrets
 from pathlib import Path
 from typing import Any
 
-from pllm.errors import AdapterError, UsageError
+from pllm.errors import AdapterError, DiskFullError, UsageError
 from pllm.files import atomic_write
 from pllm.lm.export import merge_lora_gguf
 from pllm.personal.records import AdapterRecords, AdapterVersion
@@ -68,8 +69,15 @@ class AdapterStore:
         return self.folder / f"{name}.enc"
 
     def write_file(self, name: str, data: bytes) -> None:
+        """Encrypt and write whole (an adapter, the trainer's checkpoint); a full disk leaves the old file, if any,
+        and raises DiskFullError."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(self._path(name), self.encrypt(data, name))
+        try:
+            atomic_write(self._path(name), self.encrypt(data, name))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise DiskFullError(self.folder) from exc
 
     def read_file(self, name: str) -> bytes | None:
         path = self._path(name)

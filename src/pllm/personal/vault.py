@@ -10,24 +10,27 @@ temp data are encrypted. `open_vault()` is the one way in: it checks the file, u
 A document is one passage of a file (a paragraph, a diary's entry: `ingest.passages` decides), with the file as its
 source, so forgetting a name removes the passages that hold it and keeps the rest of the file.
 
-Durability: WAL with synchronous=FULL, each write in one transaction, so a crash mid-write loses nothing committed.
+Durability: WAL, synchronous=FULL, each write one transaction: a crash or a full disk (DiskFullError) loses nothing
+committed.
 Forgetting uses SQLCipher's secure_delete plus VACUUM and a WAL truncate, so forgotten text is gone from the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pllm.errors import UsageError, VaultMissingError, WrongPassphraseError
+from pllm.errors import DiskFullError, UsageError, VaultMissingError, WrongPassphraseError
 from pllm.personal.migrations import migrate
 
 FEEDBACK_KINDS = ("up", "down", "edit", "regenerate", "rating")
@@ -153,17 +156,52 @@ class ForgetReport:
         return self.documents + self.interactions + self.facts + self.synthetic
 
 
+SQLITE_IOERR, SQLITE_FULL = 10, 13  # sqlite3.h's primary result codes
+
+
+@functools.cache
+def _connection_type() -> type:
+    """sqlcipher3's connection, but a full disk raises DiskFullError: every vault statement is an `execute` (or
+    `executemany`) on it, so this is the one place SQLite's "database or disk is full" becomes ours. An I/O error
+    with under 1 MiB free (SQLite growing its WAL index as it opens the vault) is the full disk too."""
+    import sqlcipher3
+
+    class VaultConnection(sqlcipher3.Connection):  # type: ignore[misc]
+        @contextlib.contextmanager
+        def _disk_full_as_error(self) -> Iterator[None]:
+            try:
+                yield
+            except sqlcipher3.DatabaseError as exc:
+                code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+                if code == SQLITE_FULL or (code == SQLITE_IOERR and shutil.disk_usage(self.folder).free < 1 << 20):
+                    raise DiskFullError(self.folder) from exc
+                raise
+
+        def execute(self, *args: Any) -> Any:
+            with self._disk_full_as_error():
+                return super().execute(*args)
+
+        def executemany(self, *args: Any) -> Any:
+            with self._disk_full_as_error():
+                return super().executemany(*args)
+
+    return VaultConnection
+
+
 def _connect(path: Path, passphrase: str) -> Any:
     import sqlcipher3
 
-    conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False, factory=_connection_type())
+    conn.folder = path.parent  # for DiskFullError's message
     conn.execute("PRAGMA cipher_log_level = NONE")  # a wrong key must be one line from us, not C-level noise
     conn.execute("PRAGMA key = " + sql_string(passphrase))
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlcipher3.DatabaseError:
+    except BaseException as exc:  # a full disk is DiskFullError (it fails here first), not a wrong passphrase
         conn.close()
-        raise WrongPassphraseError() from None
+        if isinstance(exc, sqlcipher3.DatabaseError):
+            raise WrongPassphraseError() from None
+        raise
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -210,13 +248,15 @@ class Vault:
     # -- plumbing --------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
+        """All or nothing; a full disk's error, which SQLite rolled back itself, is not hidden by "cannot rollback"."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

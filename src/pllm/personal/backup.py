@@ -196,7 +196,8 @@ def _snapshot(vault: Vault, folder: Path, copy: Path, passphrase: str) -> dict[s
                         "documents": vault.count("documents"), "facts": vault.count("profile_facts")}
             conn.execute("SELECT sqlcipher_export('backup')")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite rolls back itself on a full disk: do not hide its error
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
     finally:

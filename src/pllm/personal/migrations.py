@@ -46,7 +46,8 @@ def migrate(conn: Connection) -> list[str]:
             conn.execute("INSERT INTO _pllm_migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite rolls back itself on a full disk: do not hide its error
+                conn.execute("ROLLBACK")
             raise
         ran.append(name)
     return ran

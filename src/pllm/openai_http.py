@@ -26,11 +26,11 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pllm.errors import PllmError
-from pllm.lm.runtime import GenerationConfig, Usage, stop_generating
+from pllm.lm.runtime import GenerationConfig, Usage, schema_grammar, stop_generating
 from pllm.processes import end_with_owner, stop_process
 
 MAX_TOKENS_CAP = 1024  # one answer, at most
@@ -42,25 +42,94 @@ class ServerStartError(PllmError):
 
 # -- schemas -----------------------------------------------------------------------------------------------------
 class ChatMessage(BaseModel):
+    """A message as clients send it: `developer` is the newer name of `system`; content may be a list of parts, of
+    which only text is understood (an image or audio part is refused, never dropped)."""
+
     role: Literal["system", "user", "assistant"]
     content: str
 
+    @field_validator("role", mode="before")
+    @classmethod
+    def _developer_is_system(cls, role: Any) -> Any:
+        if role == "tool":
+            raise ValueError("tool messages need `tools`, which this server does not support")
+        return "system" if role == "developer" else role
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts(cls, content: Any) -> Any:
+        if content is None:
+            return ""
+        if not isinstance(content, list):
+            return content
+        texts = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind != "text" or not isinstance(part.get("text"), str):
+                raise ValueError(f"content parts of type {kind!r} are not supported: send text parts")
+            texts.append(part["text"])
+        return "\n".join(texts)
+
+
+class ResponseFormat(BaseModel):
+    """`text`, `json_object` (any JSON object) or `json_schema` (its `schema`, always held to: decoding is constrained
+    by a grammar, so `strict` or not the answer is valid)."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: dict[str, Any] | None = None
+
+    def json_schema_text(self) -> str | None:
+        if self.type == "json_object":
+            return json.dumps({"type": "object"})
+        if self.type == "json_schema":
+            schema = (self.json_schema or {}).get("schema")
+            if not isinstance(schema, dict):
+                raise ValueError("json_schema.schema: a JSON Schema object is required")
+            return json.dumps(schema)
+        return None
+
 
 class Sampling(BaseModel):
-    """What a request may say about decoding; what it leaves out decodes as `GenerationConfig()` does."""
+    """What a request may say about decoding; what it leaves out decodes as `GenerationConfig()` does. What it may
+    not say (several choices, log probabilities, tools, audio) is a 400 that names it, never ignored."""
 
     model: str | None = None
     max_tokens: int = Field(default=GenerationConfig.max_tokens, ge=1, le=MAX_TOKENS_CAP)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CAP)
     temperature: float = Field(default=GenerationConfig.temperature, ge=0.0, le=2.0)
     top_p: float = Field(default=GenerationConfig.top_p, gt=0.0, le=1.0)
     seed: int = GenerationConfig.seed
     stop: str | list[str] | None = None
     stream: bool = False
+    response_format: ResponseFormat | None = None
+    n: int = Field(default=1, ge=1, le=1, description="One choice per request: n > 1 is not supported.")
+    logprobs: bool | int | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    audio: Any = None
+
+    @model_validator(mode="after")
+    def _supported(self) -> Sampling:
+        refused = [name for name, given in (("logprobs", bool(self.logprobs)), ("tools", bool(self.tools)),
+                                            ("functions", bool(self.functions)), ("audio", self.audio is not None),
+                                            ("tool_choice", self.tool_choice not in (None, "none")))
+                   if given]
+        if refused:
+            raise ValueError(f"{refused[0]} is not supported by this server")
+        if self.response_format is not None and (schema := self.response_format.json_schema_text()):
+            try:
+                schema_grammar(schema)  # a schema the converter cannot take is the request's fault: say so now
+            except PllmError as exc:
+                raise ValueError(f"response_format: {exc}") from None
+        return self
 
     def config(self) -> GenerationConfig:
         stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
-        return GenerationConfig(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
-                                seed=self.seed, stop=tuple(stop))
+        schema = self.response_format.json_schema_text() if self.response_format is not None else None
+        return GenerationConfig(max_tokens=self.max_completion_tokens or self.max_tokens,
+                                temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=tuple(stop),
+                                json_schema=schema or "")
 
 
 class ChatCompletionCreate(Sampling):

@@ -177,3 +177,46 @@ def test_sigterm_mid_stream_ends_the_answer_and_the_server_within_seconds(tmp_pa
         assert len(before) + len(after) < 1024
     finally:
         stop_process(server, group=True)
+
+
+def test_requests_as_apps_send_them(served: tuple[str, AdapterStore]) -> None:
+    """Content as a list of parts and the `developer` role are understood; what is not supported is a 400 that
+    names it, never silently ignored."""
+    url, _ = served
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    parts = client.chat.completions.create(model="pllm", max_tokens=8, messages=[
+        {"role": "developer", "content": "Answer briefly."},
+        {"role": "user", "content": [{"type": "text", "text": "Say hello"}, {"type": "text", "text": "to me."}]}])
+    assert parts.choices[0].message.content
+    for extra, named in (({"n": 2}, "n"), ({"logprobs": True}, "logprobs"),
+                         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools")):
+        reply = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, **extra})
+        assert reply.status_code == 400 and named in reply.json()["error"]["message"], reply.text
+    image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    reply = httpx.post(url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": image}]})
+    assert reply.status_code == 400 and "image_url" in reply.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_answers_parse_and_validate(served: tuple[str, AdapterStore], stream: bool) -> None:
+    url, _ = served
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                               "sunny": {"type": "boolean"}},
+              "required": ["city", "sunny"], "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": schema, "strict": True}}
+    for question in ("What is the weather in Oslo?", "Tell me about rain in Lima.", "Is it sunny in Rome?"):
+        messages = [{"role": "user", "content": question}]
+        if stream:
+            chunks = client.chat.completions.create(model="pllm", max_tokens=48, messages=messages,
+                                                    response_format=fmt, stream=True)  # type: ignore[call-overload]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            reply = client.chat.completions.create(model="pllm", max_tokens=48, messages=messages,
+                                                   response_format=fmt)  # type: ignore[call-overload]
+            text = reply.choices[0].message.content or ""
+        answer = json.loads(text)
+        assert set(answer) == {"city", "sunny"} and isinstance(answer["sunny"], bool), text
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "$ref": "#/nowhere"}}}
+    reply = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, "response_format": bad})
+    assert reply.status_code == 400 and "response_format" in reply.json()["error"]["message"], reply.text

@@ -573,7 +573,7 @@ def schema_grammar(schema: str) -> Any:
 
     try:
         return LlamaGrammar.from_json_schema(schema, verbose=False)
-    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (ValueError, KeyError, TypeError, RuntimeError, AssertionError) as exc:  # the converter asserts too
         raise UsageError(f"a JSON schema the grammar converter cannot take: {exc}") from None
 
 

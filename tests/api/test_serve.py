@@ -4,6 +4,7 @@ adapters each answered by their own, and bad requests answered 4xx in OpenAI's s
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from openai import OpenAI
 
@@ -220,3 +222,21 @@ def test_json_schema_answers_parse_and_validate(served: tuple[str, AdapterStore]
     bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "$ref": "#/nowhere"}}}
     reply = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, "response_format": bad})
     assert reply.status_code == 400 and "response_format" in reply.json()["error"]["message"], reply.text
+
+
+def test_embeddings_on_the_device_for_the_openai_client(served: tuple[str, AdapterStore]) -> None:
+    """An app does its own retrieval with the packaged all-MiniLM-L6-v2: floats or base64, one text or many."""
+    url, _ = served
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    texts = ["My boat is called Seabird.", "I sail on Sundays.", "The stock market fell today."]
+    many = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
+    vectors = np.array([d.embedding for d in many.data])
+    assert vectors.shape == (3, 384) and many.usage.prompt_tokens > 10
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # sailing is nearer the boat than the stock market
+    one = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts[0], encoding_format="base64")
+    packed = one.data[0].embedding  # asked for by name, the SDK hands base64 back as it came
+    assert np.allclose(np.frombuffer(base64.b64decode(packed), dtype="<f4"), vectors[0], atol=1e-5)
+    for body, status in (({"input": [[1, 2, 3]]}, 400), ({"input": "x", "model": "text-embedding-3-small"}, 404),
+                         ({"input": []}, 400), ({"input": "x", "dimensions": 99}, 400)):
+        assert httpx.post(url + "/v1/embeddings", json=body).status_code == status, body

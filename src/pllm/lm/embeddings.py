@@ -54,6 +54,10 @@ class Embedder:
     def dim(self) -> int:
         return int(self._model.config.hidden_size)
 
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the encoder reads of `texts` (each cut at max_length), as an API's usage counts them."""
+        return sum(len(ids) for ids in self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"])
+
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         import torch
 

@@ -1,0 +1,64 @@
+"""POST /v1/embeddings: the packaged all-MiniLM-L6-v2 on the device, as OpenAI's API answers, so an app can do its
+own retrieval without sending its texts anywhere."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field, field_validator
+
+from pllm.api.deps import Authorised
+from pllm.lm.embeddings import MODEL_NAME, Embedder, need_embedder
+from pllm.openai_http import ApiError
+
+router = APIRouter(prefix="/v1", tags=["embeddings"], dependencies=[Authorised])
+MAX_INPUTS = 256  # texts in one request
+_loading = threading.Lock()
+
+
+class EmbeddingCreate(BaseModel):
+    input: str | list[str] = Field(description="A text, or a list of at most 256 texts.")
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        if isinstance(value, list) and value and not all(isinstance(v, str) for v in value):
+            raise ValueError("token arrays are not supported: send the texts")
+        if isinstance(value, list) and not 1 <= len(value) <= MAX_INPUTS:
+            raise ValueError(f"between 1 and {MAX_INPUTS} texts")
+        return value
+
+
+def _embedder(request: Request) -> Embedder:
+    """Loaded on the first request (a second or two), then kept: most apps never ask for embeddings."""
+    with _loading:
+        if getattr(request.app.state, "embedder", None) is None:
+            request.app.state.embedder = need_embedder("POST /v1/embeddings")
+        return request.app.state.embedder  # type: ignore[no-any-return]
+
+
+@router.post("/embeddings")
+def create_embeddings(body: EmbeddingCreate, request: Request) -> dict[str, Any]:
+    if body.model not in (None, MODEL_NAME):
+        raise ApiError(404, f"no embedding model {body.model!r}: this device serves {MODEL_NAME}",
+                       "invalid_request_error", "model_not_found")
+    embedder = _embedder(request)
+    if body.dimensions not in (None, embedder.dim):
+        raise ApiError(400, f"dimensions: {MODEL_NAME} gives {embedder.dim}", "invalid_request_error")
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    with _loading:  # one encoder, one request at a time
+        vectors = embedder.encode(texts)
+        tokens = embedder.count_tokens(texts)
+    data = [{"object": "embedding", "index": i,
+             "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64"
+             else [float(x) for x in v]}
+            for i, v in enumerate(vectors)]
+    return {"object": "list", "data": data, "model": MODEL_NAME,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -252,7 +252,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
+        # its headers too: a 405 says in `Allow` which methods the path takes
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error", headers=exc.headers)
 
     @app.exception_handler(PllmError)
     async def pllm_error(_: Request, exc: PllmError) -> JSONResponse:

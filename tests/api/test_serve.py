@@ -240,3 +240,10 @@ def test_embeddings_on_the_device_for_the_openai_client(served: tuple[str, Adapt
     for body, status in (({"input": [[1, 2, 3]]}, 400), ({"input": "x", "model": "text-embedding-3-small"}, 404),
                          ({"input": []}, 400), ({"input": "x", "dimensions": 99}, 400)):
         assert httpx.post(url + "/v1/embeddings", json=body).status_code == status, body
+
+
+def test_a_wrong_method_is_405_with_allow(served: tuple[str, AdapterStore]) -> None:
+    url, _ = served
+    reply = httpx.get(url + "/v1/chat/completions")
+    assert reply.status_code == 405 and reply.headers.get("allow") == "POST", reply.headers
+    assert reply.json()["error"]["message"]

@@ -253,7 +253,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # its headers too: a 405 says in `Allow` which methods the path takes
-        return error_response(exc.status_code, str(exc.detail), "invalid_request_error", headers=exc.headers)
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error",
+                              headers=dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(PllmError)
     async def pllm_error(_: Request, exc: PllmError) -> JSONResponse:

@@ -247,3 +247,16 @@ def test_a_wrong_method_is_405_with_allow(served: tuple[str, AdapterStore]) -> N
     reply = httpx.get(url + "/v1/chat/completions")
     assert reply.status_code == 405 and reply.headers.get("allow") == "POST", reply.headers
     assert reply.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_simonws_llm_cli_talks_to_it(served: tuple[str, AdapterStore], tmp_path: Path, stream: bool) -> None:
+    """A client nobody here wrote: `llm` with pllm as an extra OpenAI model, configured as its docs describe."""
+    url, _ = served
+    (tmp_path / "extra-openai-models.yaml").write_text(f"- model_id: pllm\n  model_name: pllm\n  api_base: {url}/v1\n")
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path), "OPENAI_API_KEY": "unused"}
+    command = [str(Path(sys.executable).with_name("llm")), "-m", "pllm", "-o", "max_tokens", "12",
+               *([] if stream else ["--no-stream"]), "Say hello to me."]
+    ran = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip(), "llm printed no answer"

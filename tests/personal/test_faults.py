@@ -24,9 +24,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pllm.config import Settings
 from pllm.errors import DiskFullError, WrongPassphraseError
 from pllm.openai_http import free_port, start_server
 from pllm.personal.adapters import AdapterStore
+from pllm.personal.forget import forget_everywhere
 from pllm.personal.ingest import parse_file
 from pllm.personal.vault import Vault, create_vault, open_vault
 from pllm.processes import stop_process
@@ -193,6 +195,18 @@ def test_kill_9_mid_rekey_leaves_exactly_one_passphrase_that_opens(pllm_home: Pa
     rekey(current, "last", None)  # a rekey after the killed ones clears what they left
     assert opens("last") and not opens(current), outcomes
     assert sorted(p.name for p in pllm_home.iterdir()) == ["vault.db"]
+
+
+def test_forgetting_removes_the_copy_a_killed_rekey_left(pllm_home: Path) -> None:
+    """A rekey killed before its swap leaves a whole copy of the vault; what is forgotten must not live on in it."""
+    vault = create_vault(pllm_home / "vault.db", "s3cret")
+    vault.add_document(source="n", kind="note", content="My locker code is Quillfeather-19.")
+    vault.close()
+    shutil.copy(pllm_home / "vault.db", pllm_home / "vault.db.rekey")  # what the killed rekey's export left
+    settings = Settings(home=pllm_home)
+    with open_vault(pllm_home / "vault.db", "s3cret") as again:
+        forget_everywhere(settings, again, query="Quillfeather", retrain=False)
+    assert not (pllm_home / "vault.db.rekey").exists()
 
 
 def test_kill_9_mid_stream_keeps_the_vault_and_the_active_adapter(pllm: Run, pllm_home: Path, tmp_path: Path,

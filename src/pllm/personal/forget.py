@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pllm.config import Settings
 from pllm.personal.adapt import AdaptReport, collect, discard_pending_job, run_adaptation
@@ -50,6 +51,11 @@ def forget_everywhere(settings: Settings, vault: Vault, *, query: str | None = N
     outcome = ForgetOutcome(report)
     if not report.hashes:
         return outcome
+    # A `pllm profile rekey` killed before its swap leaves a whole copy of the vault beside it (under the new
+    # passphrase): it may hold what was just forgotten, and the next rekey would only then remove it.
+    stale = vault.path.with_name(vault.path.name + ".rekey")
+    for leftover in (stale, Path(f"{stale}-wal"), Path(f"{stale}-shm")):
+        leftover.unlink(missing_ok=True)
     store = AdapterStore(vault, settings.paths.adapters)
     was_active = store.active()
     outcome.retired = store.retire_trained_on(report.hashes)

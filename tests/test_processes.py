@@ -71,5 +71,13 @@ def test_stop_process_ends_a_group_that_ignores_sigterm() -> None:
     stubborn = subprocess.Popen([sys.executable, "-c", ignores_term], start_new_session=True, stdout=subprocess.PIPE)
     assert stubborn.stdout is not None and stubborn.stdout.readline() == b"\n"  # SIGTERM is ignored from here on
     assert stop_process(stubborn, group=True, grace_s=1.0) == -signal.SIGKILL
-    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "600"]
-                and os.getpgid(p.pid) == stubborn.pid]
+    alive = [p for p in psutil.process_iter(["cmdline", "status"]) if p.info["cmdline"] == ["sleep", "600"]
+             and p.info["status"] != psutil.STATUS_ZOMBIE]  # killed, and only not yet reaped by init
+    assert not [p for p in alive if _group(p.pid) == stubborn.pid]
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

@@ -21,19 +21,38 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pllm.errors import PllmError
-from pllm.lm.runtime import GenerationConfig, Usage, schema_grammar, stop_generating
+from pllm.lm.grammar import bounded_schema, schema_grammar
+from pllm.lm.runtime import GenerationConfig, Usage, stop_generating
+from pllm.lm.tools import Tool, ToolError, call_id, chosen, parse_tools, transcript
 from pllm.processes import end_with_owner, stop_process
 
 MAX_TOKENS_CAP = 1024  # one answer, at most
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer as JSON Schema means it: 3 and 3.0, never true, "3" or 3.5 (pydantic's lax mode takes all of those).
+JsonInt = Annotated[int, Strict(), BeforeValidator(_integral)]
 
 
 class ServerStartError(PllmError):
@@ -41,18 +60,38 @@ class ServerStartError(PllmError):
 
 
 # -- schemas -----------------------------------------------------------------------------------------------------
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = Field(description="The arguments as JSON text.")
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     """A message as clients send it: `developer` is the newer name of `system`; content may be a list of parts, of
-    which only text is understood (an image or audio part is refused, never dropped)."""
+    which only text is understood (an image or audio part is refused, never dropped); an assistant's `tool_calls` and
+    the `tool` messages with their results (on a server that takes `tools`)."""
 
-    role: Literal["system", "user", "assistant"]
-    content: str
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: Literal["system", "user", "assistant", "tool"] = Field(
+        json_schema_extra={"enum": ["system", "developer", "user", "assistant", "tool"]})
+    content: Annotated[str, WithJsonSchema({"anyOf": [
+        {"type": "string"}, {"type": "null"},
+        {"type": "array", "items": {"type": "object", "properties": {"type": {"type": "string"},
+                                                                     "text": {"type": "string"}},
+                                    "required": ["type"]}}]})] = ""
+    name: str | None = Field(default=None, description="The participant's name (not used).")
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     @field_validator("role", mode="before")
     @classmethod
     def _developer_is_system(cls, role: Any) -> Any:
-        if role == "tool":
-            raise ValueError("tool messages need `tools`, which this server does not support")
         return "system" if role == "developer" else role
 
     @field_validator("content", mode="before")
@@ -70,54 +109,87 @@ class ChatMessage(BaseModel):
             texts.append(part["text"])
         return "\n".join(texts)
 
+    def as_message(self) -> dict[str, Any]:
+        """The message as a dict, without the fields it leaves empty."""
+        return self.model_dump(exclude_none=True)
 
-class ResponseFormat(BaseModel):
-    """`text`, `json_object` (any JSON object) or `json_schema` (its `schema`, always held to: decoding is constrained
-    by a grammar, so `strict` or not the answer is valid)."""
 
-    type: Literal["text", "json_object", "json_schema"] = "text"
-    json_schema: dict[str, Any] | None = None
+class TextFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["text"]
 
-    def json_schema_text(self) -> str | None:
-        if self.type == "json_object":
-            return json.dumps({"type": "object"})
-        if self.type == "json_schema":
-            schema = (self.json_schema or {}).get("schema")
-            if not isinstance(schema, dict):
-                raise ValueError("json_schema.schema: a JSON Schema object is required")
-            return json.dumps(schema)
-        return None
+    def schema_text(self) -> str:
+        return ""
+
+
+class JsonObjectFormat(BaseModel):
+    """Any JSON object."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["json_object"]
+
+    def schema_text(self) -> str:
+        return json.dumps(bounded_schema({"type": "object"}))
+
+
+class JsonSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema", description="A JSON Schema the answer must match.")
+    strict: bool | None = Field(default=None, description="Always held to: decoding follows the schema's grammar.")
+
+
+class JsonSchemaFormat(BaseModel):
+    """The answer matches `json_schema.schema`: decoding is constrained by its grammar, so strict or not the answer
+    is valid (bounded so that it ends within its budget: lm/grammar.py)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+    def schema_text(self) -> str:
+        return json.dumps(bounded_schema(self.json_schema.schema_))
+
+
+ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    include_usage: bool = Field(default=True, description="The last chunk carries the usage (always).")
 
 
 class Sampling(BaseModel):
-    """What a request may say about decoding; what it leaves out decodes as `GenerationConfig()` does. What it may
-    not say (several choices, log probabilities, tools, audio) is a 400 that names it, never ignored."""
+    """What a request may say about decoding; what it leaves out decodes as `GenerationConfig()` does. A parameter
+    it does not declare (tools where the server has none, functions, audio, top_logprobs, ...) is a 400 that names it,
+    never ignored, and the schema says so (no additional properties, strict types)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    takes_tools: ClassVar[bool] = False  # the device's chat route takes `tools` (lm/tools.py), the T-tier does not
 
     model: str | None = None
-    max_tokens: int = Field(default=GenerationConfig.max_tokens, ge=1, le=MAX_TOKENS_CAP)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CAP)
+    max_tokens: JsonInt = Field(default=GenerationConfig.max_tokens, ge=1, le=MAX_TOKENS_CAP)
+    max_completion_tokens: JsonInt | None = Field(default=None, ge=1, le=MAX_TOKENS_CAP)
     temperature: float = Field(default=GenerationConfig.temperature, ge=0.0, le=2.0)
     top_p: float = Field(default=GenerationConfig.top_p, gt=0.0, le=1.0)
-    seed: int = GenerationConfig.seed
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    seed: JsonInt = GenerationConfig.seed
     stop: str | list[str] | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
-    n: int = Field(default=1, ge=1, le=1, description="One choice per request: n > 1 is not supported.")
-    logprobs: bool | int | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-    functions: list[Any] | None = None
-    audio: Any = None
+    n: JsonInt = Field(default=1, ge=1, le=1, description="One choice per request: n > 1 is not supported.")
+    logprobs: Annotated[bool, WithJsonSchema({"const": False})] | None = Field(
+        default=None, description="Log probabilities are not returned.")
+    user: str | None = Field(default=None, description="The app's id for its end user (not used).")
 
     @model_validator(mode="after")
-    def _supported(self) -> Sampling:
-        refused = [name for name, given in (("logprobs", bool(self.logprobs)), ("tools", bool(self.tools)),
-                                            ("functions", bool(self.functions)), ("audio", self.audio is not None),
-                                            ("tool_choice", self.tool_choice not in (None, "none")))
-                   if given]
-        if refused:
-            raise ValueError(f"{refused[0]} is not supported by this server")
-        if self.response_format is not None and (schema := self.response_format.json_schema_text()):
+    def _convertible(self) -> Sampling:
+        if self.logprobs:
+            raise ValueError("logprobs are not returned by this server")
+        if self.response_format is not None and (schema := self.response_format.schema_text()):
             try:
                 schema_grammar(schema)  # a schema the converter cannot take is the request's fault: say so now
             except PllmError as exc:
@@ -126,14 +198,43 @@ class Sampling(BaseModel):
 
     def config(self) -> GenerationConfig:
         stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
-        schema = self.response_format.json_schema_text() if self.response_format is not None else None
+        schema = self.response_format.schema_text() if self.response_format is not None else None
         return GenerationConfig(max_tokens=self.max_completion_tokens or self.max_tokens,
                                 temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=tuple(stop),
+                                frequency_penalty=self.frequency_penalty, presence_penalty=self.presence_penalty,
                                 json_schema=schema or "")
 
 
 class ChatCompletionCreate(Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tool_messages(self) -> ChatCompletionCreate:
+        if not self.takes_tools and any(m.role == "tool" or m.tool_calls for m in self.messages):
+            raise ValueError("tool messages need `tools`, which this server does not support")
+        return self
+
+
+class ToolChatCompletionCreate(ChatCompletionCreate):
+    """A chat request on a server that calls functions (lm/tools.py)."""
+
+    takes_tools: ClassVar[bool] = True
+    tools: list[dict[str, Any]] | None = Field(default=None, description="Functions, as OpenAI describes them.")
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = Field(default=None, description="At most one call is made per answer.")
+
+    @model_validator(mode="after")
+    def _usable_tools(self) -> ToolChatCompletionCreate:
+        try:  # a request whose tools cannot be used is the request's fault: say so now
+            self.tool_mode()
+            transcript([m.as_message() for m in self.messages])
+        except ToolError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def tool_mode(self) -> tuple[str, list[Tool]]:
+        """("none" | "auto" | "required", the functions a call may use)."""
+        return chosen(parse_tools(self.tools or []), self.tool_choice)
 
 
 class CompletionCreate(Sampling):
@@ -150,6 +251,11 @@ class Unreachable(Exception):
     def __init__(self, problem: str) -> None:
         super().__init__(problem)
         self.problem = problem
+
+
+def sse_event(payload: dict[str, Any]) -> str:
+    """One server-sent event carrying `payload`."""
+    return f"data: {json.dumps(payload)}\n\n"
 
 
 def sse_data(line: str) -> dict[str, Any] | None:
@@ -223,6 +329,56 @@ def error_message(response: Any) -> str:
 
 
 # -- errors ------------------------------------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error, as OpenAI shapes it."""
+
+    error: ErrorDetail
+
+
+ERROR_MEANINGS = {
+    400: "The request is malformed, or asks for something this server does not support (the message names it).",
+    401: "A bearer token is missing or wrong.",
+    402: "This device has used its credits: contributions earn more.",
+    403: "Not allowed: this route needs a bearer token configured, or consent for the destination.",
+    404: "What the request names (a model, an adapter version, a completion, an expert) is not here.",
+    409: "The server's state does not allow it now (no vault, nothing to roll back, a job already running).",
+    413: "The request body, or the prompt with its answer, is too large.",
+    429: "Too many requests or tokens for this key: wait and retry.",
+    502: "The upstream model answered with an error.",
+    503: "The model or an upstream service is not available.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route or router: each status with the error body's schema."""
+    return {status: {"model": ErrorBody, "description": ERROR_MEANINGS[status]} for status in statuses}
+
+
+def _schema_without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI declares 422 for invalid bodies; these servers answer 400 (as OpenAI does), declared per route."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, type_: str, code: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -237,7 +393,9 @@ def error_response(status: int, message: str, type_: str, code: str | None = Non
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Every error as OpenAI-shaped JSON, by exception type: ours, validation (400), HTTP, and PllmError."""
+    """Every error as OpenAI-shaped JSON, by exception type: ours, validation (400), HTTP, and PllmError; the
+    schema declares 400 where FastAPI would say 422."""
+    app.openapi = _schema_without_422(app)  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -247,18 +405,32 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        if first.get("type") == "extra_forbidden":  # a parameter this server does not take: never ignored
+            return error_response(400, f"{where} is not supported by this server", "invalid_request_error")
         return error_response(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}",
                               "invalid_request_error")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # its headers too: a 405 says in `Allow` which methods the path takes
-        return error_response(exc.status_code, str(exc.detail), "invalid_request_error",
-                              headers=dict(exc.headers) if exc.headers else None)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # `Allow`: every method the path takes (Starlette names only its first route's)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error", headers=headers)
 
     @app.exception_handler(PllmError)
     async def pllm_error(_: Request, exc: PllmError) -> JSONResponse:
         return error_response(exc.http_status, str(exc), type(exc).__name__)
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods the app's schema declares for the request's path (what `Allow` must say)."""
+    import re
+
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
 
 
 def install_size_limit(app: FastAPI, limit: int, record: list[tuple[str, bytes]] | None = None) -> None:
@@ -315,9 +487,7 @@ def respond(pieces: Iterator[str], usage: Usage, stream: bool, model: str, kind:
     first = next(pieces, None)
 
     def events() -> Iterator[str]:
-        def event(payload: dict[str, Any]) -> str:
-            return f"data: {json.dumps(payload)}\n\n"
-
+        event = sse_event
         base = {"id": ident, "object": chunk_kind, "created": created, "model": model}
         try:
             for text in itertools.chain([] if first is None else [first], pieces):
@@ -326,6 +496,31 @@ def respond(pieces: Iterator[str], usage: Usage, stream: bool, model: str, kind:
             yield event({"error": {"message": str(exc), "type": type(exc).__name__, "param": None, "code": None}})
             return
         yield event({**base, "choices": [choice("", usage.finish_reason, False)], "usage": usage.as_dict()})
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def respond_tool_call(name: str, arguments: str, usage: Usage, stream: bool, model: str, ident: str) -> Any:
+    """A function call as the answer, OpenAI-shaped: one `tool_calls` entry and finish_reason `tool_calls`; streamed
+    as the SDK assembles it (the call's id and name first, then its arguments)."""
+    call = {"id": call_id(), "type": "function", "function": {"name": name, "arguments": arguments}}
+    base = {"id": ident, "created": int(time.time()), "model": model}
+    usage.finish_reason = "tool_calls"
+    if not stream:
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {**base, "object": "chat.completion", "usage": usage.as_dict(),
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
+    opened = {"index": 0, **call, "function": {"name": name, "arguments": ""}}
+    deltas = [{"role": "assistant", "content": None, "tool_calls": [opened]},
+              {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}]
+
+    def events() -> Iterator[str]:
+        chunk = {**base, "object": "chat.completion.chunk"}
+        for delta in deltas:
+            yield sse_event({**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        yield sse_event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+                         "usage": usage.as_dict()})
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")

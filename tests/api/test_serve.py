@@ -151,7 +151,7 @@ def test_adapter_versions_promoted_and_rolled_back_over_http(served: tuple[str, 
     assert httpx.post(url + "/v1/adapters/v0002/promote").json() == {"active": "v0002"}
     assert store.active() == "v0002"  # in the vault: `pllm adapters list` sees it too
     assert httpx.post(url + "/v1/adapters/rollback").json() == {"active": "v0001"}
-    assert httpx.post(url + "/v1/adapters/v0042/promote").status_code == 400
+    assert httpx.post(url + "/v1/adapters/v0042/promote").status_code == 404
     assert httpx.get(url + "/v1/privacy/report").status_code == 403  # what left the device: token only
 
 
@@ -191,7 +191,7 @@ def test_requests_as_apps_send_them(served: tuple[str, AdapterStore]) -> None:
         {"role": "user", "content": [{"type": "text", "text": "Say hello"}, {"type": "text", "text": "to me."}]}])
     assert parts.choices[0].message.content
     for extra, named in (({"n": 2}, "n"), ({"logprobs": True}, "logprobs"),
-                         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools")):
+                         ({"functions": [{"name": "f", "parameters": {}}]}, "functions"), ({"audio": {}}, "audio")):
         reply = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, **extra})
         assert reply.status_code == 400 and named in reply.json()["error"]["message"], reply.text
     image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]

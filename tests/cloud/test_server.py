@@ -93,6 +93,11 @@ def test_an_oversized_request_gets_413_and_a_bad_one_400(cloud: tuple[str, str])
     junk = httpx.post(url + "/v1/chat/completions", headers={**auth, "Content-Type": "application/json"},
                       content=b"{not json")
     assert junk.status_code == 400 and "error" in junk.json()
+    hi = [{"role": "user", "content": "hi"}]
+    for body, named in (({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+                        ({"messages": [*hi, {"role": "tool", "tool_call_id": "c", "content": "1"}]}, "tool")):
+        refused = httpx.post(url + "/v1/chat/completions", headers=auth, json={"messages": hi, **body})
+        assert refused.status_code == 400 and named in refused.json()["error"]["message"], refused.text  # T-tier
 
 
 def test_a_prompt_longer_than_the_context_is_a_413_not_a_500(cloud: tuple[str, str]) -> None:

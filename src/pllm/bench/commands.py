@@ -165,7 +165,9 @@ def eval_command(
                                   "routing (the router on personal, domain and general questions), "
                                   "experts (every registered expert on every domain's exam), "
                                   "cloud (the T-models, named by --methods, on general questions), "
-                                  "teachers (each domain's expert distilled from each T-model named by --methods)."),
+                                  "teachers (each domain's expert distilled from each T-model named by --methods), "
+                                  "tools (json_schema answers and function calls through pllm serve; --data: labelled "
+                                  "questions)."),
     data: Path = typer.Option(None, "--data", help="A folder of LaMP files (or the MovieLens folder)."),
     synthetic: str = typer.Option(None, "--synthetic", help="Synthetic users: small, medium or large."),
     methods: str = typer.Option(DEFAULT_METHODS, "--methods",
@@ -205,12 +207,15 @@ def eval_command(
     if task_name == "teachers":
         _teachers(ctx, methods if methods != DEFAULT_METHODS else "gemma-3-270m,qwen2.5-1.5b", json_out, report)
         return
+    if task_name == "tools":
+        _tools(ctx, data, json_out, report)
+        return
     if task_name == "cloud":
         _cloud(ctx, methods if methods != DEFAULT_METHODS else "gemma-3-270m,qwen2.5-1.5b", json_out, report)
         return
     if task_name not in TASK_NAMES:
         raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory, privacy, "
-                         "routing, experts, cloud, teachers")
+                         "routing, experts, cloud, teachers, tools")
     settings = settings_of(ctx)
     if per_seed is not None:
         settings = settings.model_copy(update={"augment_per_seed": per_seed})
@@ -402,6 +407,31 @@ def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool,
     if result.answered:
         p = rows["pllm"]
         console.print(f"answers: token F1 {p['answer_f1']:.3f}, {p['seconds_per_question']:.1f} s per question")
+
+
+def _tools(ctx: typer.Context, data: Path | None, json_out: bool, report: Path | None) -> None:
+    """`pllm eval --task tools`: json_schema answers and function calls (auto, required) through pllm serve."""
+    from pllm.bench.tools import DEFAULT_QUESTIONS, run_tools, write_tools_report  # heavy: imports fastapi
+
+    with err_console.status("tools") as status:
+        result = run_tools(settings_of(ctx), data or DEFAULT_QUESTIONS,
+                           tick=lambda label: status.update(f"tools: {label}") if err_console.is_terminal
+                           else err_console.print(f"tools: {label}"))
+    if report is not None:
+        cpu = cpu_info()
+        command = f"pllm eval --task tools{f' --data {data}' if data else ''} --report {report}"
+        write_tools_report(result, report, command=command, machine=f"{cpu.model} ({cpu.cores} cores)")
+    if json_out:
+        print_json(result)
+        return
+    auto, req, js = result["auto"], result["required"], result["json_schema"]
+    console.print(f"json_schema: {js['valid']} of {js['of']} valid; required: {req['valid']} of {req['of']} valid "
+                  f"calls ({req['right_function']} the right function)")
+    for name in ("false_call", "missed_call", "wrong_function"):
+        r = auto[name]
+        console.print(f"auto {name.replace('_', ' ')}: {r['rate']:.3f} [{r['interval'][0]:.3f}, "
+                      f"{r['interval'][1]:.3f}] of {r['of']}")
+    console.print(f"auto threshold {auto['threshold']}; this set's best {auto['best_threshold_on_this_set']}")
 
 
 def _privacy(ctx: typer.Context, data: Path | None, json_out: bool, report: Path | None) -> None:

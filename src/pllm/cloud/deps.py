@@ -75,6 +75,17 @@ def paying_caller(request: Request, who: Annotated[Caller, Depends(caller)]) -> 
     return who
 
 
+def afford(request: Request, who: Caller, *, tokens_out: int, items: int = 0) -> None:
+    """402 unless the caller's balance covers the most a call may cost (its answer budget at the output price, and
+    its synthetic items), so that no request runs up more than the device has, however long it asks to run."""
+    settings: Settings = request.app.state.settings
+    most = tokens_out * settings.ledger_price_out / 1000 + items * settings.ledger_item_price
+    balance = request.app.state.ledger.balance(who.device)
+    if balance - most < -settings.ledger_credit_limit:
+        raise ApiError(402, f"device {who.device} has {balance:.2f} credits and this call may cost {most:.2f}: ask "
+                       "for fewer tokens, or contribute to earn more", "insufficient_quota", "insufficient_quota")
+
+
 Device = Annotated[Caller, Depends(caller)]
 Paying = Annotated[Caller, Depends(paying_caller)]
 

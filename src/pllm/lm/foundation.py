@@ -145,6 +145,9 @@ def _sampling(config: GenerationConfig) -> dict[str, object]:
                               "top_p": config.top_p, "seed": config.seed}
     if config.stop:
         out["stop"] = list(config.stop)
+    for penalty in ("frequency_penalty", "presence_penalty"):
+        if getattr(config, penalty):
+            out[penalty] = getattr(config, penalty)
     if config.json_schema:
         out["response_format"] = {"type": "json_schema",
                                   "json_schema": {"name": "answer", "schema": json.loads(config.json_schema),

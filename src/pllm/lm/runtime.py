@@ -20,7 +20,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
-import functools
 import json
 import threading
 import time
@@ -31,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pllm.config import Settings, default
-from pllm.errors import AdapterError, ModelLoadError, PromptTooLongError, UsageError
+from pllm.errors import AdapterError, ModelLoadError, PromptTooLongError
 from pllm.lm.export import memory_file
+from pllm.lm.grammar import schema_grammar
 from pllm.lm.models import ModelFile, runtime_model
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ class GenerationConfig:
     top_k: int = 40  # candidates considered when sampling
     seed: int = default("seed")  # sampling seed
     stop: tuple[str, ...] = ()  # extra stop strings (the template's own are added)
+    frequency_penalty: float = 0.0  # OpenAI's: a token's logit lowered by this times its count in the recent text
+    presence_penalty: float = 0.0  # and by this once it appears there (llama.cpp counts the last 64 tokens)
     json_schema: str = ""  # a JSON Schema (as JSON text) the answer must match: decoding follows its grammar
 
     def __post_init__(self) -> None:
@@ -275,6 +277,9 @@ class Runtime:
     # -- generation ------------------------------------------------------------------------------------------
     def _prompt_tokens(self, prompt: str, max_tokens: int) -> tuple[list[int], int]:
         tokens = self.tokenize(prompt)
+        if not tokens:  # an empty prompt on a model that adds no BOS: start from its document boundary
+            bos = self.llm.token_bos()
+            tokens = [bos if bos >= 0 else self.llm.token_eos()]
         room = self.n_ctx - len(tokens)
         if room < 1:
             raise PromptTooLongError(
@@ -361,6 +366,8 @@ class Runtime:
             top_k=config.top_k if config.temperature > 0 else 1,
             min_p=0.0,
             repeat_penalty=1.0,
+            frequency_penalty=config.frequency_penalty,
+            presence_penalty=config.presence_penalty,
             grammar=schema_grammar(config.json_schema) if config.json_schema else None,
         )
         for token in generator:
@@ -564,17 +571,6 @@ class Runtime:
         for name in list(self._adapters):
             self.unload_adapter(name)
         self.llm.close()
-
-
-@functools.lru_cache(maxsize=32)
-def schema_grammar(schema: str) -> Any:
-    """The llama.cpp grammar of a JSON Schema (converted once per schema): what decoding may produce."""
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    try:
-        return LlamaGrammar.from_json_schema(schema, verbose=False)
-    except (ValueError, KeyError, TypeError, RuntimeError, AssertionError) as exc:  # the converter asserts too
-        raise UsageError(f"a JSON schema the grammar converter cannot take: {exc}") from None
 
 
 def json_list_items(text: str) -> list[Any] | None:

@@ -36,9 +36,10 @@ class AdaptRunningError(PllmError):
 
 
 class AdaptUnavailableError(PllmError):
-    """The server cannot start a training process (it was not given the vault's passphrase)."""
+    """The server cannot start a training process (it was not given the vault's passphrase): its state, not a
+    failure, so 409 as for a job already running."""
 
-    http_status = 503
+    http_status = 409
 
 
 @dataclass(frozen=True)

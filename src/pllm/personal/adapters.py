@@ -34,6 +34,18 @@ class MergeUnsupportedError(AdapterError):
     """The model's weights are not of a type an adapter can be folded into (it is then applied unmerged)."""
 
 
+class AdapterNotFoundError(UsageError):
+    """No adapter version by that name."""
+
+    http_status = 404
+
+
+class NothingToRollBackError(UsageError):
+    """Rollback asked for with no adapter active."""
+
+    http_status = 409
+
+
 class AdapterStore:
     def __init__(self, vault: Vault, folder: Path) -> None:
         self.vault = vault
@@ -141,7 +153,7 @@ class AdapterStore:
         for v in self.versions():
             if v.version == version:
                 return v
-        raise UsageError(f"no adapter version {version!r} (see `pllm adapters list`)")
+        raise AdapterNotFoundError(f"no adapter version {version!r} (see `pllm adapters list`)")
 
     def set_status(self, version: str, status: str) -> None:
         self.records.set_status(version, status)
@@ -160,7 +172,7 @@ class AdapterStore:
         """Go back to the adapter promoted before the active one (None: the base model alone)."""
         stack = self.stack()
         if not stack:
-            raise UsageError("no adapter is active: nothing to roll back")
+            raise NothingToRollBackError("no adapter is active: nothing to roll back")
         self.vault.set_meta(STACK_META, json.dumps(stack[:-1]))
         return stack[-2] if len(stack) > 1 else None
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pllm.errors import PllmError, UsageError
+from pllm.lm import tools
 from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
 from pllm.personal.adapters import AdapterStore, MergeUnsupportedError
 from pllm.personal.assistant import Assistant, Turn
@@ -199,6 +200,15 @@ class ServedModel:
                     self._logged.popitem(last=False)
             usage.prompt_tokens, usage.completion_tokens = stats.prompt_tokens, stats.tokens
             usage.finish_reason = stats.finish_reason or "stop"
+
+    def plan_call(self, messages: list[Message], mode: str, candidates: list[tools.Tool], *,
+                  model: str | None = None, after_result: bool = False) -> tools.Tool | None:
+        """The function the answer to `messages` (functions described in them) calls, or None (lm/tools.py), asked
+        of the model that would answer."""
+        with self.lock:
+            _, version = self._adapter_for(model or PERSONAL)
+            return tools.plan_call(self._runtime_for(version), messages, mode, candidates,
+                                   after_result=after_result)
 
     # -- what the user gives and takes back ----------------------------------------------------------------------
     def _vault(self) -> Vault:

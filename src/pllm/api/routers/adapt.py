@@ -5,17 +5,19 @@ served from the next request on."""
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pllm.api.deps import Authorised, Jobs
+from pllm.openai_http import error_responses
 
-router = APIRouter(prefix="/v1/adapt", tags=["adapt"], dependencies=[Authorised])
+router = APIRouter(prefix="/v1/adapt", tags=["adapt"], dependencies=[Authorised],
+                   responses=error_responses(400, 401, 409, 413))
 
 
 class AdaptRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    force: bool = Field(default=False, description="Promote even without held-out evidence that it generalises.")
+    force: StrictBool = Field(default=False, description="Promote even without held-out evidence that it generalises.")
 
 
 @router.post("", status_code=202)

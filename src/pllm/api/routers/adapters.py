@@ -6,8 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pllm.api.deps import Authorised, Served
+from pllm.openai_http import error_responses
 
-router = APIRouter(prefix="/v1/adapters", tags=["adapters"], dependencies=[Authorised])
+router = APIRouter(prefix="/v1/adapters", tags=["adapters"], dependencies=[Authorised],
+                   responses=error_responses(401, 404, 409))
 
 
 @router.get("")

@@ -5,25 +5,27 @@ from __future__ import annotations
 
 import base64
 import threading
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator
 
 from pllm.api.deps import Authorised
 from pllm.lm.embeddings import MODEL_NAME, Embedder, need_embedder
-from pllm.openai_http import ApiError
+from pllm.openai_http import ApiError, error_responses
 
-router = APIRouter(prefix="/v1", tags=["embeddings"], dependencies=[Authorised])
+router = APIRouter(prefix="/v1", tags=["embeddings"], dependencies=[Authorised],
+                   responses=error_responses(400, 401, 404, 413, 503))
 MAX_INPUTS = 256  # texts in one request
 _loading = threading.Lock()
 
 
 class EmbeddingCreate(BaseModel):
-    input: str | list[str] = Field(description="A text, or a list of at most 256 texts.")
+    input: str | Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)] = Field(
+        description="A text, or a list of 1 to 256 texts.")
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
+    dimensions: Literal[384] | None = Field(default=None, description="all-MiniLM-L6-v2 gives 384.")
     user: str | None = None
 
     @field_validator("input", mode="before")

@@ -9,8 +9,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from pllm.api.deps import Authorised, Served
+from pllm.openai_http import error_responses
 
-router = APIRouter(prefix="/v1", tags=["feedback"], dependencies=[Authorised])
+router = APIRouter(prefix="/v1", tags=["feedback"], dependencies=[Authorised],
+                   responses=error_responses(400, 401, 404, 409, 413))
 
 
 class FeedbackCreate(BaseModel):

@@ -7,8 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from pllm.api.deps import Authorised, Served
+from pllm.openai_http import error_responses
 
-router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authorised])
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authorised],
+                   responses=error_responses(401))
 
 
 @router.get("/models")

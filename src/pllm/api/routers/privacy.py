@@ -6,8 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pllm.api.deps import Served, TokenHolder
+from pllm.openai_http import error_responses
 
-router = APIRouter(prefix="/v1/privacy", tags=["privacy"], dependencies=[TokenHolder])
+router = APIRouter(prefix="/v1/privacy", tags=["privacy"], dependencies=[TokenHolder],
+                   responses=error_responses(401, 403, 409))
 
 
 @router.get("/report")

@@ -5,29 +5,54 @@ required for all three, even on loopback."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from pllm.api.deps import Jobs, Served, TokenHolder
 from pllm.errors import PllmError
+from pllm.openai_http import error_responses
 
-router = APIRouter(prefix="/v1/profile", tags=["profile"], dependencies=[TokenHolder])
+router = APIRouter(prefix="/v1/profile", tags=["profile"], dependencies=[TokenHolder],
+                   responses=error_responses(400, 401, 403, 409, 413))
+
+
+NAMES_SOMETHING: Any = [{"required": [name], "properties": {name: kind}} for name, kind in (
+    ("query", {"type": "string"}), ("all", {"const": True}), ("since", {"type": "string"}),
+    ("until", {"type": "string"}))]
 
 
 class ForgetRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """At least one of query, all (true), since, until: the schema says so, so a client built from it never sends a
+    request that forgets nothing."""
 
-    query: str | None = Field(default=None, description="Forget items containing this text (literal).")
-    like: bool = Field(default=False, description="Read the query as an SQL LIKE pattern.")
-    all: bool = Field(default=False, description="Forget everything the vault holds about the user.")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": NAMES_SOMETHING})
+
+    query: str | None = Field(default=None, min_length=1, description="Forget items containing this text (literal).")
+    like: StrictBool = Field(default=False, description="Read the query as an SQL LIKE pattern.")
+    all: StrictBool = Field(default=False, description="Forget everything the vault holds about the user.")
     since: datetime | None = None
     until: datetime | None = None
-    whole_file: bool = Field(default=False, description="Forget every passage of each file that holds a match, not "
-                             "only the passages that do.")
-    retrain: bool = Field(default=True, description="Retrain the active adapter without the forgotten items, in a "
-                          "separate process (GET /v1/adapt follows it), when the serving one trained on them.")
+    whole_file: StrictBool = Field(default=False, description="Forget every passage of each file that holds a "
+                                   "match, not only the passages that do.")
+    retrain: StrictBool = Field(default=True, description="Retrain the active adapter without the forgotten items, "
+                                "in a separate process (GET /v1/adapt follows it), when the serving one trained on "
+                                "them.")
 
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _date_time_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):  # pydantic would read a number as a Unix time
+            raise ValueError("an ISO 8601 date-time string")
+        return value
+
+    @model_validator(mode="after")
+    def _names_something(self) -> ForgetRequest:
+        if not self.all and self.query is None and self.since is None and self.until is None:
+            raise ValueError("say what to forget: query, all, since or until")
+        return self
 
 @router.get("")
 def show_profile(served: Served) -> dict[str, object]:

@@ -25,10 +25,10 @@ from pllm.lm.embeddings import load_embedder, need_embedder
 from pllm.lm.runtime import GenerationConfig, Runtime, StreamStats
 from pllm.personal.adapters import activate
 from pllm.personal.assistant import Assistant, answer_record
-from pllm.personal.ingest import expand_paths, parse_file
+from pllm.personal.ingest import expand_paths, parse_file, store_records
 from pllm.personal.keys import resolve_passphrase, store_in_keyring
 from pllm.personal.privacy import PrivacyGate
-from pllm.personal.profile import build_profile, learn_facts
+from pllm.personal.profile import build_profile
 from pllm.personal.retrieve import RetrievalConfig
 from pllm.personal.router import ExpertInfo, Router
 from pllm.personal.vault import Vault, create_vault, dumps_export, open_vault
@@ -125,10 +125,7 @@ def ingest(
                 errors.append(str(exc))
                 progress.advance(task)
                 continue
-            added, skipped = vault.add_documents([r.row(mine) for r in records])
-            facts = sum(len(learn_facts(vault, r.said or r.content, source=f"document:{path.name}", runtime=runtime,
-                                        subject=r.subject(mine), stated_at=r.created_at))
-                        for r in records)
+            added, skipped, facts = store_records(vault, records, path.name, mine=mine, runtime=runtime)
             table.add_row(str(path), str(added), str(skipped), str(facts))
             progress.advance(task)
     console.print(table)

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pllm.config import default
 from pllm.errors import IngestError
-from pllm.personal.vault import approx_tokens
+from pllm.personal.vault import Vault, approx_tokens
+
+if TYPE_CHECKING:
+    from pllm.lm.runtime import Runtime
 
 SUFFIXES = (".txt", ".md", ".jsonl", ".json")
 CONVERSATION_KIND = "jsonl"  # a document of this kind is a line of a .jsonl file: a turn or a dated note
@@ -50,6 +54,18 @@ class Record:
     def subject(self, user_speakers: frozenset[str]) -> str:
         """'' when the user said it (or the file has no speakers), else the speaker's name."""
         return "" if not self.speaker or self.speaker.lower() in user_speakers else self.speaker
+
+
+def store_records(vault: Vault, records: Sequence[Record], source: str, *, mine: frozenset[str] = frozenset(),
+                  runtime: Runtime | None = None) -> tuple[int, int, int]:
+    """Add `records` to the vault as documents (deduplicated) and learn the facts each states, about whoever said
+    it: (added, skipped, facts). The one path `pllm ingest` and the library's `remember` take."""
+    from pllm.personal.profile import learn_facts  # here: the profile imports the vault, which imports this module
+
+    added, skipped = vault.add_documents([r.row(mine) for r in records])
+    facts = sum(len(learn_facts(vault, r.said or r.content, source=f"document:{source}", runtime=runtime,
+                                subject=r.subject(mine), stated_at=r.created_at)) for r in records)
+    return added, skipped, facts
 
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",

@@ -23,9 +23,8 @@ from pllm.lm.runtime import GenerationConfig, Usage
 from pllm.openai_http import completion_id
 from pllm.personal.adapt import AdaptReport, run_adaptation
 from pllm.personal.forget import ForgetOutcome
-from pllm.personal.ingest import passages
+from pllm.personal.ingest import Record, passages, store_records
 from pllm.personal.keys import resolve_passphrase
-from pllm.personal.profile import learn_facts
 from pllm.personal.serving import PERSONAL, ServedModel
 from pllm.personal.vault import Vault, open_vault
 
@@ -70,11 +69,9 @@ class PersonalModel:
     def remember(self, text: str, *, source: str = "pllm.remember") -> int:
         """Store `text` in the vault (as its passages, deduplicated) and learn the facts it states; the passages
         that were new."""
-        now = time.time()
+        records = [Record(source, "note", passage, dated) for passage, dated in passages(text, dated=time.time())]
         with self.served.lock:
-            added, _ = self.vault.add_documents([(source, "note", passage, dated)
-                                                 for passage, dated in passages(text, dated=now)])
-            learn_facts(self.vault, text, source=f"document:{source}", stated_at=now)
+            added, _, _ = store_records(self.vault, records, source)
         return added
 
     def feedback(self, answer_id: str, kind: str, value: str | None = None) -> int:

@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pllm.errors import PllmError
 from pllm.lm.grammar import bounded_schema, schema_grammar
 from pllm.lm.runtime import GenerationConfig, Usage, stop_generating
-from pllm.lm.tools import Tool, ToolError, call_id, chosen, parse_tools, transcript
+from pllm.lm.tools import ToolError, call_id, chosen, parse_tools, transcript
 from pllm.processes import end_with_owner, stop_process
 
 MAX_TOKENS_CAP = 1024  # one answer, at most
@@ -226,15 +226,11 @@ class ToolChatCompletionCreate(ChatCompletionCreate):
     @model_validator(mode="after")
     def _usable_tools(self) -> ToolChatCompletionCreate:
         try:  # a request whose tools cannot be used is the request's fault: say so now
-            self.tool_mode()
+            chosen(parse_tools(self.tools or []), self.tool_choice)
             transcript([m.as_message() for m in self.messages])
         except ToolError as exc:
             raise ValueError(str(exc)) from None
         return self
-
-    def tool_mode(self) -> tuple[str, list[Tool]]:
-        """("none" | "auto" | "required", the functions a call may use)."""
-        return chosen(parse_tools(self.tools or []), self.tool_choice)
 
 
 class CompletionCreate(Sampling):
@@ -487,15 +483,14 @@ def respond(pieces: Iterator[str], usage: Usage, stream: bool, model: str, kind:
     first = next(pieces, None)
 
     def events() -> Iterator[str]:
-        event = sse_event
         base = {"id": ident, "object": chunk_kind, "created": created, "model": model}
         try:
             for text in itertools.chain([] if first is None else [first], pieces):
-                yield event({**base, "choices": [choice(text, None, False)]})
+                yield sse_event({**base, "choices": [choice(text, None, False)]})
         except PllmError as exc:
-            yield event({"error": {"message": str(exc), "type": type(exc).__name__, "param": None, "code": None}})
+            yield sse_event({"error": {"message": str(exc), "type": type(exc).__name__, "param": None, "code": None}})
             return
-        yield event({**base, "choices": [choice("", usage.finish_reason, False)], "usage": usage.as_dict()})
+        yield sse_event({**base, "choices": [choice("", usage.finish_reason, False)], "usage": usage.as_dict()})
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -75,10 +75,10 @@ def test_choices_and_calls() -> None:
             tools.chosen(offered, bad)
     with pytest.raises(tools.ToolError, match="share a name"):
         tools.parse_tools([WEATHER, WEATHER])
-    assert tools.parse_call('{"name": "get_weather", "arguments": {"city": "Oslo"}}', offered) == \
+    assert tools.parse_call('{"name": "get_weather", "arguments": {"city": "Oslo"}}', offered[0]) == \
         ("get_weather", '{"city": "Oslo"}')
-    assert tools.parse_call('{"name": "get_weather", "arguments": {}}', offered) is None  # city is required
-    assert tools.parse_call('{"name": "get_weather", "argu', offered) is None  # cut short
+    assert tools.parse_call('{"name": "get_weather", "arguments": {}}', offered[0]) is None  # city is required
+    assert tools.parse_call('{"name": "get_weather", "argu', offered[0]) is None  # cut short
 
 
 def test_the_model_chooses_to_call_or_not_and_which(runtime: Runtime) -> None:

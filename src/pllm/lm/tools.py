@@ -10,14 +10,13 @@ conversation become plain turns the model can read.
     tools = parse_tools(body.tools)
     messages = with_tools(transcript(body.messages), tools)
     mode, callable_ = chosen(tools, tool_choice)
-    tool = plan_call(runtime, messages, mode, callable_)  # None: answer in text
-    text = ...decoded under call_schema([tool])...
-    name, arguments = parse_call(text, [tool])
+    tool = plan_call(runtime, messages, mode, callable_, embedder=embedder)  # None: answer in text
+    text = ...decoded under call_schema(tool)...
+    name, arguments = parse_call(text, tool)
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import uuid
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pllm.errors import UsageError
-from pllm.lm.embeddings import Embedder, load_embedder
+from pllm.lm.embeddings import Embedder
 from pllm.lm.grammar import bounded_schema
 from pllm.lm.runtime import Message, Runtime
 
@@ -146,13 +145,12 @@ def transcript(messages: Sequence[dict[str, Any]]) -> list[Message]:
     return out
 
 
-def call_schema(tools: list[Tool]) -> str:
-    """The JSON Schema a call must match: one of the functions by name, with arguments that fit its parameters
-    (bounded, so that the call ends within its budget: lm/grammar.py)."""
-    alternatives = [{"type": "object", "properties": {"name": {"const": t.name},
-                                                      "arguments": bounded_schema(t.parameters)},
-                     "required": ["name", "arguments"]} for t in tools]
-    return json.dumps(alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives})
+def call_schema(tool: Tool) -> str:
+    """The JSON Schema a call of `tool` must match: its name, and arguments that fit its parameters (bounded, so
+    that the call ends within its budget: lm/grammar.py)."""
+    return json.dumps({"type": "object", "properties": {"name": {"const": tool.name},
+                                                        "arguments": bounded_schema(tool.parameters)},
+                       "required": ["name", "arguments"]})
 
 
 def call_log_probability(runtime: Runtime, messages: list[Message]) -> float:
@@ -160,16 +158,11 @@ def call_log_probability(runtime: Runtime, messages: list[Message]) -> float:
     return runtime.score_options(runtime.chat_prompt(messages), [CALL_OPENER])[0]
 
 
-@functools.cache
-def _embedder() -> Embedder | None:
-    return load_embedder()
-
-
-def choose_function(runtime: Runtime, messages: list[Message], tools: list[Tool]) -> Tool:
+def choose_function(runtime: Runtime, messages: list[Message], tools: list[Tool],
+                    embedder: Embedder | None = None) -> Tool:
     """The function a call should use: the one whose name and description are nearest the user's last turn (the
     packaged sentence embedder, 18 of 20 right on the development questions where the 135M model's own scores of
-    the names got 16 and its greedy decoding 9); the model's scores where the embedder is not installed."""
-    embedder = _embedder()
+    the names got 16 and its greedy decoding 9); the model's scores without an embedder."""
     if embedder is None:
         prompt = runtime.chat_prompt(messages)
         scores = runtime.score_options(prompt, [f'{{"name": "{t.name}"' for t in tools])
@@ -181,7 +174,7 @@ def choose_function(runtime: Runtime, messages: list[Message], tools: list[Tool]
 
 
 def plan_call(runtime: Runtime, messages: list[Message], mode: str, tools: list[Tool], *,
-              after_result: bool = False) -> Tool | None:
+              after_result: bool = False, embedder: Embedder | None = None) -> Tool | None:
     """The function to call in answer to `messages` (functions described in them), or None for a text answer:
     always a call for "required", never for "none" or, under "auto", right after results were handed over
     (`after_result`: a small model would call again); under "auto" a call when the model's own wish to open one
@@ -189,11 +182,11 @@ def plan_call(runtime: Runtime, messages: list[Message], mode: str, tools: list[
     if mode == "none" or (mode == "auto" and (after_result or
                                               call_log_probability(runtime, messages) < AUTO_LOG_THRESHOLD)):
         return None
-    return tools[0] if len(tools) == 1 else choose_function(runtime, messages, tools)
+    return tools[0] if len(tools) == 1 else choose_function(runtime, messages, tools, embedder)
 
 
-def parse_call(text: str, tools: list[Tool]) -> tuple[str, str] | None:
-    """(name, arguments as JSON text) of a decoded call, checked against the function's parameters; None when the
+def parse_call(text: str, tool: Tool) -> tuple[str, str] | None:
+    """(name, arguments as JSON text) of a decoded call of `tool`, checked against its parameters; None when the
     text is no complete call (a budget that ran out)."""
     import jsonschema
 
@@ -201,8 +194,7 @@ def parse_call(text: str, tools: list[Tool]) -> tuple[str, str] | None:
         call = json.loads(text)
     except json.JSONDecodeError:
         return None
-    tool = next((t for t in tools if isinstance(call, dict) and t.name == call.get("name")), None)
-    if tool is None or not isinstance(call.get("arguments"), dict):
+    if not isinstance(call, dict) or call.get("name") != tool.name or not isinstance(call.get("arguments"), dict):
         return None
     try:
         jsonschema.validate(call["arguments"], tool.parameters)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from pllm.errors import PllmError, UsageError
 from pllm.lm import tools
+from pllm.lm.embeddings import Embedder, embedding_model_dir, need_embedder
 from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
 from pllm.personal.adapters import AdapterStore, MergeUnsupportedError
 from pllm.personal.assistant import Assistant, Turn
@@ -105,6 +106,8 @@ class ServedModel:
         self._store: AdapterStore | None = None
         self._merged: tuple[str, Runtime] | None = None  # the active version folded into a copy of the model
         self._unmergeable: set[str] = set()  # versions whose merge the model's weight type does not allow
+        self._embedder: Embedder | None = None  # loaded on first use: most apps never need it
+        self.embedding_lock = threading.RLock()  # one encoder, one user at a time (fast tokenizers are not reentrant)
         if vault is not None:
             self._store = AdapterStore(vault, settings.paths.adapters)
 
@@ -201,14 +204,23 @@ class ServedModel:
             usage.prompt_tokens, usage.completion_tokens = stats.prompt_tokens, stats.tokens
             usage.finish_reason = stats.finish_reason or "stop"
 
+    def embedder(self) -> Embedder:
+        """The packaged sentence embedder, one for the server (POST /v1/embeddings, choosing a function);
+        ModelNotFoundError when it is not installed."""
+        with self.embedding_lock:
+            if self._embedder is None:
+                self._embedder = need_embedder("embeddings and function calls")
+            return self._embedder
+
     def plan_call(self, messages: list[Message], mode: str, candidates: list[tools.Tool], *,
                   model: str | None = None, after_result: bool = False) -> tools.Tool | None:
         """The function the answer to `messages` (functions described in them) calls, or None (lm/tools.py), asked
         of the model that would answer."""
-        with self.lock:
+        with self.lock, self.embedding_lock:
             _, version = self._adapter_for(model or PERSONAL)
             return tools.plan_call(self._runtime_for(version), messages, mode, candidates,
-                                   after_result=after_result)
+                                   after_result=after_result,
+                                   embedder=self.embedder() if embedding_model_dir() is not None else None)
 
     # -- what the user gives and takes back ----------------------------------------------------------------------
     def _vault(self) -> Vault:

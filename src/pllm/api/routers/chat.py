@@ -25,16 +25,17 @@ def chat_completions(body: ToolChatCompletionCreate, served: Served) -> Any:
     messages = tools.transcript([m.as_message() for m in body.messages])
     ident = completion_id("chat.completion")  # feedback on the answer names it (POST /v1/feedback)
     config = body.config()
-    mode, callable_ = body.tool_mode()
+    offered = tools.parse_tools(body.tools or [])
+    mode, callable_ = tools.chosen(offered, body.tool_choice)
     if mode != "none":
-        messages = tools.with_tools(messages, tools.parse_tools(body.tools or []))
+        messages = tools.with_tools(messages, offered)
         tool = served.plan_call(messages, mode, callable_, model=model, after_result=body.messages[-1].role == "tool")
         if tool is not None:
             budget = config.max_tokens if {"max_tokens", "max_completion_tokens"} & body.model_fields_set else \
                 max(config.max_tokens, tools.CALL_MIN_TOKENS)  # unless told otherwise, room for the whole call
-            config = replace(config, json_schema=tools.call_schema([tool]), max_tokens=budget)
+            config = replace(config, json_schema=tools.call_schema(tool), max_tokens=budget)
             text = "".join(served.chat(messages, config, usage, model=model, completion_id=ident))
-            call = tools.parse_call(text, [tool])
+            call = tools.parse_call(text, tool)
             if call is not None:
                 return respond_tool_call(*call, usage, body.stream, model, ident)
             return respond(iter([text]), usage, body.stream, model, "chat.completion", ident)  # cut short

@@ -4,20 +4,18 @@ own retrieval without sending its texts anywhere."""
 from __future__ import annotations
 
 import base64
-import threading
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field, field_validator
 
-from pllm.api.deps import Authorised
-from pllm.lm.embeddings import MODEL_NAME, Embedder, need_embedder
+from pllm.api.deps import Authorised, Served
+from pllm.lm.embeddings import MODEL_NAME
 from pllm.openai_http import ApiError, error_responses
 
 router = APIRouter(prefix="/v1", tags=["embeddings"], dependencies=[Authorised],
                    responses=error_responses(400, 401, 404, 413, 503))
 MAX_INPUTS = 256  # texts in one request
-_loading = threading.Lock()
 
 
 class EmbeddingCreate(BaseModel):
@@ -38,24 +36,16 @@ class EmbeddingCreate(BaseModel):
         return value
 
 
-def _embedder(request: Request) -> Embedder:
-    """Loaded on the first request (a second or two), then kept: most apps never ask for embeddings."""
-    with _loading:
-        if getattr(request.app.state, "embedder", None) is None:
-            request.app.state.embedder = need_embedder("POST /v1/embeddings")
-        return request.app.state.embedder  # type: ignore[no-any-return]
-
-
 @router.post("/embeddings")
-def create_embeddings(body: EmbeddingCreate, request: Request) -> dict[str, Any]:
+def create_embeddings(body: EmbeddingCreate, served: Served) -> dict[str, Any]:
     if body.model not in (None, MODEL_NAME):
         raise ApiError(404, f"no embedding model {body.model!r}: this device serves {MODEL_NAME}",
                        "invalid_request_error", "model_not_found")
-    embedder = _embedder(request)
+    embedder = served.embedder()
     if body.dimensions not in (None, embedder.dim):
         raise ApiError(400, f"dimensions: {MODEL_NAME} gives {embedder.dim}", "invalid_request_error")
     texts = [body.input] if isinstance(body.input, str) else body.input
-    with _loading:  # one encoder, one request at a time
+    with served.embedding_lock:
         vectors = embedder.encode(texts)
         tokens = embedder.count_tokens(texts)
     data = [{"object": "embedding", "index": i,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pllm.bench.lamp import FormatError
 from pllm.config import Settings
 from pllm.reports import Report
 from pllm.stats import Bootstrap, mean_of
@@ -33,8 +34,28 @@ DEFAULT_QUESTIONS = TOOLS_DIR / "tool-questions-heldout.jsonl"
 SCHEMA_PROMPTS = TOOLS_DIR / "json-schema-prompts.jsonl"
 
 
-def load_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def load_questions(path: Path, tools: list[str]) -> list[dict[str, Any]]:
+    """A JSON-lines file of {"question": text, "tool": one of `tools` or null}; FormatError naming the line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{path}: cannot read it ({exc})") from None
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            ok = isinstance(row["question"], str) and (row["tool"] is None or row["tool"] in tools)
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise FormatError(f"{path}:{n}: expected {{\"question\": text, \"tool\": one of {', '.join(tools)} "
+                              "or null}")
+        rows.append(row)
+    if not rows:
+        raise FormatError(f"{path}: no questions")
+    return rows
 
 
 def _rate(hits: list[bool], seed: int) -> dict[str, Any]:
@@ -76,8 +97,8 @@ def run_tools(settings: Settings, questions_file: Path = DEFAULT_QUESTIONS, *,
 
     offered = json.loads(TOOLS_FILE.read_text(encoding="utf-8"))
     parameters = {t["function"]["name"]: t["function"]["parameters"] for t in offered}
-    questions = load_jsonl(questions_file)
-    prompts = load_jsonl(SCHEMA_PROMPTS)
+    questions = load_questions(questions_file, list(parameters))
+    prompts = [json.loads(line) for line in SCHEMA_PROMPTS.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     runtime = Runtime.from_settings(settings)  # the decision's score, in process (what the server thresholds)
     try:

@@ -41,3 +41,14 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def database_files(path: Path) -> tuple[Path, Path, Path]:
+    """A SQLite database's files: the database, its write-ahead log and its shared-memory index."""
+    return path, Path(f"{path}-wal"), Path(f"{path}-shm")
+
+
+def remove_files(paths: tuple[Path, ...]) -> None:
+    """Remove each of `paths` that exists."""
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -44,7 +44,7 @@ from typing import IO, Any, cast
 from pllm import __version__
 from pllm.config import Paths
 from pllm.errors import UsageError
-from pllm.files import atomic_path
+from pllm.files import atomic_path, database_files
 from pllm.personal.adapters import AdapterStore
 from pllm.personal.records import AdapterRecords
 from pllm.personal.vault import Vault, open_vault, sql_string
@@ -225,7 +225,7 @@ def _add(tar: tarfile.TarFile, name: str, source: IO[bytes], size: int) -> None:
 def write_backup(vault: Vault, folder: Path, target: Path, passphrase: str) -> BackupReport:
     """Write the whole backup to `target` atomically (a reader sees the old file or the new one)."""
     resolved, live = target.resolve(), vault.path.resolve()
-    if resolved.parent == folder.resolve() or resolved in (live, Path(f"{live}-wal"), Path(f"{live}-shm")):
+    if resolved.parent == folder.resolve() or resolved in database_files(live):
         raise UsageError(f"{target} is one of the files the backup copies: write it elsewhere")
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=vault.path.parent) as scratch:
         for attempt in range(ATTEMPTS):
@@ -307,8 +307,7 @@ def _swap_in(staging: Path, paths: Paths) -> None:
     if paths.adapters.exists():
         os.rename(paths.adapters, old / "adapters")
     os.rename(staging / "adapters", paths.adapters)
-    for suffix in ("-wal", "-shm"):  # an old WAL must never be replayed onto the new file
-        stale = Path(f"{paths.vault}{suffix}")
+    for stale in database_files(paths.vault)[1:]:  # an old WAL must never be replayed onto the new file
         if stale.exists():
             os.rename(stale, old / stale.name)
     os.replace(staging / "vault.db", paths.vault)

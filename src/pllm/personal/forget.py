@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pllm.config import Settings
+from pllm.files import database_files, remove_files
 from pllm.personal.adapt import AdaptReport, collect, discard_pending_job, run_adaptation
 from pllm.personal.adapters import AdapterStore
-from pllm.personal.vault import ForgetReport, Vault
+from pllm.personal.vault import REKEY_SUFFIX, ForgetReport, Vault
 
 
 @dataclass
@@ -53,9 +53,7 @@ def forget_everywhere(settings: Settings, vault: Vault, *, query: str | None = N
         return outcome
     # A `pllm profile rekey` killed before its swap leaves a whole copy of the vault beside it (under the new
     # passphrase): it may hold what was just forgotten, and the next rekey would only then remove it.
-    stale = vault.path.with_name(vault.path.name + ".rekey")
-    for leftover in (stale, Path(f"{stale}-wal"), Path(f"{stale}-shm")):
-        leftover.unlink(missing_ok=True)
+    remove_files(database_files(vault.path.with_name(vault.path.name + REKEY_SUFFIX)))
     store = AdapterStore(vault, settings.paths.adapters)
     was_active = store.active()
     outcome.retired = store.retire_trained_on(report.hashes)

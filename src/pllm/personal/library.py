@@ -51,19 +51,19 @@ class PersonalModel:
         self.served = ServedModel(Runtime.from_settings(settings), vault, settings, resolve_model(settings).name)
 
     # -- asking --------------------------------------------------------------------------------------------------
+    def _answer(self, question: str, max_tokens: int | None, ident: str, usage: Usage) -> Iterator[str]:
+        config = GenerationConfig.from_settings(self.settings, max_tokens=max_tokens)
+        return self.served.chat([{"role": "user", "content": question}], config, usage, model=PERSONAL,
+                                completion_id=ident)
+
     def stream(self, question: str, *, max_tokens: int | None = None, answer_id: str | None = None) -> Iterator[str]:
         """The answer piece by piece, personalised from the vault and with the active adapter, logged as `ask` does."""
-        config = GenerationConfig.from_settings(self.settings, max_tokens=max_tokens)
-        yield from self.served.chat([{"role": "user", "content": question}], config, Usage(), model=PERSONAL,
-                                    completion_id=answer_id or completion_id("chat.completion"))
+        yield from self._answer(question, max_tokens, answer_id or completion_id("chat.completion"), Usage())
 
     def ask(self, question: str, *, max_tokens: int | None = None) -> Answer:
         """The whole answer, with its id."""
         ident, usage = completion_id("chat.completion"), Usage()
-        config = GenerationConfig.from_settings(self.settings, max_tokens=max_tokens)
-        text = "".join(self.served.chat([{"role": "user", "content": question}], config, usage, model=PERSONAL,
-                                        completion_id=ident))
-        return Answer(text, ident, usage)
+        return Answer("".join(self._answer(question, max_tokens, ident, usage)), ident, usage)
 
     # -- what the user gives and takes back ----------------------------------------------------------------------
     def remember(self, text: str, *, source: str = "pllm.remember") -> int:

@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from pllm.errors import DiskFullError, UsageError, VaultMissingError, WrongPassphraseError
+from pllm.files import database_files, remove_files
 from pllm.personal.migrations import migrate
 
 FEEDBACK_KINDS = ("up", "down", "edit", "regenerate", "rating")
+REKEY_SUFFIX = ".rekey"  # the re-encrypted copy a rekey builds beside the vault before swapping it in
 
 
 def content_hash(text: str) -> str:
@@ -582,17 +584,15 @@ class Vault:
         """Re-encrypt the vault under a new passphrase (a full copy, swapped in atomically)."""
         if not new_passphrase:
             raise UsageError("the new passphrase is empty")
-        tmp = self.path.with_name(self.path.name + ".rekey")
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-            leftover.unlink(missing_ok=True)
+        tmp = self.path.with_name(self.path.name + REKEY_SUFFIX)
+        remove_files(database_files(tmp))
         self.conn.execute(f"ATTACH DATABASE {sql_string(str(tmp))} AS rekeyed KEY {sql_string(new_passphrase)}")
         self.conn.execute("SELECT sqlcipher_export('rekeyed')")
         self.conn.execute("DETACH DATABASE rekeyed")
         os.chmod(tmp, 0o600)
         self.close()
         os.replace(tmp, self.path)
-        for stale in (Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-            stale.unlink(missing_ok=True)
+        remove_files(database_files(self.path)[1:])
         self.conn = _connect(self.path, new_passphrase)
 
 

@@ -31,10 +31,11 @@ from pllm.lm.train import Example, LoraSettings, Preference, TrainConfig
 from pllm.personal.adapters import AdapterStore, EncryptedStorage, MergeUnsupportedError
 from pllm.personal.assistant import SYSTEM_PROMPT
 from pllm.personal.gate import decide, score_candidate
+from pllm.personal.items import accepts
 from pllm.personal.profile import build_profile
 from pllm.personal.records import new_since
 from pllm.personal.text import TOPIC_STOPWORDS, WORD
-from pllm.personal.vault import Vault, accepts, content_hash, fact_hash
+from pllm.personal.vault import Vault, content_hash, fact_hash
 
 JOB = "job"  # prefix of the interrupted-run files in the adapter folder
 

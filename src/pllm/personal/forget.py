@@ -20,7 +20,8 @@ from pllm.config import Settings
 from pllm.files import database_files, remove_files
 from pllm.personal.adapt import AdaptReport, collect, discard_pending_job, run_adaptation
 from pllm.personal.adapters import AdapterStore
-from pllm.personal.vault import REKEY_SUFFIX, ForgetReport, Vault
+from pllm.personal.items import ForgetReport
+from pllm.personal.vault import REKEY_SUFFIX, Vault
 
 
 @dataclass

@@ -50,7 +50,7 @@ from pllm.personal.pii import (
 from pllm.personal.records import speakers
 
 if TYPE_CHECKING:
-    from pllm.personal.vault import Egress as LoggedEgress
+    from pllm.personal.items import Egress as LoggedEgress
     from pllm.personal.vault import Vault
 
 Consent = Literal["none", "redacted", "full"]

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pllm.lm.runtime import GenerationConfig
+from pllm.personal.items import Fact
 from pllm.personal.text import STOPWORDS, TOPIC_STOPWORDS, WORD
-from pllm.personal.vault import Fact, Vault
+from pllm.personal.vault import Vault
 
 if TYPE_CHECKING:
     from pllm.lm.runtime import Runtime

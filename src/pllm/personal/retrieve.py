@@ -26,8 +26,9 @@ import numpy as np
 
 from pllm.config import default
 from pllm.personal.ingest import CONVERSATION_KIND, chunk_text
+from pllm.personal.items import Document
 from pllm.personal.text import STOPWORDS, LightStemmer, content_words, is_degenerate, light_stem
-from pllm.personal.vault import Document, Vault, approx_tokens
+from pllm.personal.vault import Vault, approx_tokens
 
 if TYPE_CHECKING:
     from pllm.config import Settings

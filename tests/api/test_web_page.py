@@ -5,7 +5,8 @@ nothing fetched from anywhere but the device."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -64,3 +65,33 @@ def test_chat_feedback_and_profile_in_a_real_browser(url: str, vault: Vault) -> 
                                 "f.interaction_id").fetchall()
     assert [(a.strip(), k) for a, k in logged] == [(text.strip(), "up")]  # the thumbs-up names the answer shown
     assert requested and all(r.startswith(url) for r in requested)
+
+
+def test_the_microphone_button_asks_by_voice(url: str, vault: Vault, speech: Callable[..., Path]) -> None:
+    """Chromium's fake capture device plays a rendered question into the page's microphone; the page records it,
+    the device transcribes it, and the answer comes back to a spoken request."""
+    chromium = shutil.which("chromium")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is installed by `make setup`")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (`make setup` installs Debian's where it runs as root)")
+    question = speech("What is my boat called?", silence_s=4.0)  # the fake device loops the file: end in silence
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={question}"])
+        page = browser.new_page(viewport=PHONE)
+        page.goto(url + "/")
+        page.fill("#token", TOKEN)
+        page.dispatch_event("#token", "change")
+        page.wait_for_function("document.querySelector('#summary').textContent.includes('Mara')")
+        page.focus("#prompt")  # away from the token field, whose password popup would take the next click
+        page.click("#mic")
+        page.wait_for_selector("#mic.recording")
+        page.wait_for_timeout(3_000)  # the question takes ~1.5 s to say
+        page.click("#mic")
+        page.wait_for_selector("#log li.assistant .actions", timeout=120_000)
+        heard = page.inner_text("#log li.user")
+        browser.close()
+    assert "boat" in heard.lower(), heard
+    logged = vault.conn.execute("SELECT prompt, modality FROM interactions").fetchall()
+    assert [(p.strip(), m) for p, m in logged] == [(heard.strip(), "voice")]

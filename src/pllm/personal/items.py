@@ -35,6 +35,7 @@ class Interaction:
     client: str
     hour: int
     sentiment: float
+    modality: str = "text"  # 'voice': spoken, and transcribed on the device
 
 
 @dataclass(frozen=True)

@@ -319,3 +319,11 @@ def m010_passages(conn: Connection) -> None:
                          " content_hash, tokens, speaker, origin_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (doc_id if n == 0 else None, source, kind, when, ingested_at, text, content_hash(text),
                           approx_tokens(text), speaker, origin or old_hash))
+
+
+@migration
+def m011_modality(conn: Connection) -> None:
+    # How each request came in: 'text' (typed) or 'voice' (spoken and transcribed on the device; the audio is never
+    # kept). The profile reads how often, and when, the user speaks rather than types.
+    if "modality" not in {row[1] for row in conn.execute("PRAGMA table_info(interactions)")}:
+        conn.execute("ALTER TABLE interactions ADD COLUMN modality TEXT NOT NULL DEFAULT 'text'")

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pllm.lm.runtime import GenerationConfig
-from pllm.personal.items import Fact
+from pllm.personal.items import Document, Fact, Interaction
 from pllm.personal.text import STOPWORDS, TOPIC_STOPWORDS, WORD
 from pllm.personal.vault import Vault
 
@@ -170,6 +170,12 @@ class Profile:
     mood: dict[str, Any]
     counts: dict[str, int] = field(default_factory=dict)
     others: list[Fact] = field(default_factory=list)  # what other people said about themselves (imported chats)
+    voice: dict[str, Any] = field(default_factory=dict)  # how often, and when, the user speaks rather than types
+
+    @property
+    def speaks(self) -> bool:
+        """Most of the user's recent requests are spoken (at least three): answers should read aloud well."""
+        return bool(self.voice.get("spoken", 0) >= 3 and (self.voice.get("share") or 0) >= 0.5)
 
     def summary(self, max_facts: int = 8, max_topics: int = 5) -> str:
         """The short profile text that goes into prompts."""
@@ -188,6 +194,8 @@ class Profile:
         style = self.style.describe()
         if style:
             lines.append(f"Style: {style}.")
+        if self.speaks:
+            lines.append("Often speaks to you rather than types: keep answers short and easy to say aloud.")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -200,6 +208,7 @@ class Profile:
             "feedback": self.feedback,
             "mood": self.mood,
             "counts": self.counts,
+            "voice": self.voice,
             "summary": self.summary(),
         }
 
@@ -276,7 +285,22 @@ def build_profile(vault: Vault, *, now: float | None = None, texts_before: float
             "by_day": {day: round(statistics.mean(v), 3) for day, v in sorted(mood_by_day.items())[-30:]},
         },
         counts={"documents": len(docs), "interactions": len(interactions), "feedback": len(feedback)},
+        voice=_voice(interactions, docs, now),
     )
+
+
+VOICE_WINDOW_S = 30 * 86400  # how the user talks to pllm now: the last 30 days
+
+
+def _voice(interactions: list[Interaction], docs: list[Document], now: float) -> dict[str, Any]:
+    """Speaking against typing over the last 30 days: counts, the spoken share, the hours the user speaks most,
+    and the voice memos held."""
+    recent = [i for i in interactions if now - i.created_at < VOICE_WINDOW_S]
+    spoken = [i for i in recent if i.modality == "voice"]
+    hours = Counter(i.hour for i in spoken).most_common(3)
+    return {"spoken": len(spoken), "typed": len(recent) - len(spoken),
+            "share": round(len(spoken) / len(recent), 3) if recent else None,
+            "hours": [hour for hour, _ in hours], "memos": sum(1 for d in docs if d.kind == "voice")}
 
 
 PROMPT_PROFILE_REFRESH_S = 3600

@@ -33,6 +33,7 @@ from pllm.errors import PllmError, UsageError
 from pllm.lm import tools
 from pllm.lm.embeddings import Embedder, embedding_model_dir, need_embedder
 from pllm.lm.runtime import GenerationConfig, Message, Runtime, StreamStats
+from pllm.lm.speech import Transcriber
 from pllm.personal.adapters import AdapterStore, MergeUnsupportedError
 from pllm.personal.assistant import Assistant, Turn
 from pllm.personal.forget import forget_everywhere
@@ -108,6 +109,8 @@ class ServedModel:
         self._unmergeable: set[str] = set()  # versions whose merge the model's weight type does not allow
         self._embedder: Embedder | None = None  # loaded on first use: most apps never need it
         self.embedding_lock = threading.RLock()  # one encoder, one user at a time (fast tokenizers are not reentrant)
+        self._transcriber: Transcriber | None = None  # Whisper, loaded on the first recording
+        self._transcriber_lock = threading.Lock()
         if vault is not None:
             self._store = AdapterStore(vault, settings.paths.adapters)
 
@@ -172,7 +175,7 @@ class ServedModel:
 
     # -- answering -----------------------------------------------------------------------------------------------
     def chat(self, messages: Sequence[Message], config: GenerationConfig, usage: Usage,
-             model: str | None = None, completion_id: str | None = None) -> Iterator[str]:
+             model: str | None = None, completion_id: str | None = None, modality: str = "text") -> Iterator[str]:
         """The answer's pieces; holds the runtime from the first piece to the last (or until the stream is closed).
         A personalised answer is built and logged as `pllm ask` does it."""
         if not messages or messages[-1]["role"] != "user":
@@ -191,7 +194,7 @@ class ServedModel:
                 assistant.history = [Turn(u["content"], a["content"]) for u, a in zip(dialogue[::2], dialogue[1::2],
                                                                                     strict=False)
                                      if u["role"] == "user" and a["role"] == "assistant"]
-                pieces = (p.text for p in assistant.stream(messages[-1]["content"], config, stats))
+                pieces = (p.text for p in assistant.stream(messages[-1]["content"], config, stats, modality=modality))
             else:
                 leading = [m for m in messages[:1] if m["role"] == "system"]  # an app's fixed system turn: kept too
                 pieces = (p.text for p in runtime.stream(runtime.chat_prompt(messages), config, stats,
@@ -211,6 +214,14 @@ class ServedModel:
             if self._embedder is None:
                 self._embedder = need_embedder("embeddings and function calls")
             return self._embedder
+
+    def transcriber(self) -> Transcriber:
+        """The packaged Whisper, one for the server (POST /v1/audio/transcriptions); UsageError naming the `voice`
+        extra, or ModelNotFoundError, when it is not installed."""
+        with self._transcriber_lock:
+            if self._transcriber is None:
+                self._transcriber = Transcriber.from_settings(self.settings)
+            return self._transcriber
 
     def plan_call(self, messages: list[Message], mode: str, candidates: list[tools.Tool], *,
                   model: str | None = None, after_result: bool = False) -> tools.Tool | None:

@@ -224,14 +224,14 @@ class Vault:
     # -- interactions and feedback ---------------------------------------------------------------------------
     def log_interaction(self, *, prompt: str, answer: str, latency_s: float, tokens: int, personal: bool,
                         client: str, sentiment: float, adapter_version: str | None = None,
-                        created_at: float | None = None) -> int:
+                        created_at: float | None = None, modality: str = "text") -> int:
         created = created_at if created_at is not None else time.time()
         with self.transaction() as tx:
             cur = tx.execute(
                 "INSERT INTO interactions (created_at, prompt, answer, adapter_version, latency_s, tokens, personal,"
-                " client, hour, sentiment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " client, hour, sentiment, modality) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (created, prompt, answer, adapter_version, latency_s, tokens, int(personal), client,
-                 time.localtime(created).tm_hour, sentiment),
+                 time.localtime(created).tm_hour, sentiment, modality),
             )
             return int(cur.lastrowid)
 
@@ -259,7 +259,7 @@ class Vault:
 
     def interactions(self, limit: int | None = None) -> list[Interaction]:
         sql = ("SELECT id, created_at, prompt, answer, adapter_version, latency_s, tokens, personal, client, hour,"
-               " sentiment FROM interactions ORDER BY created_at DESC, id DESC")
+               " sentiment, modality FROM interactions ORDER BY created_at DESC, id DESC")
         rows = self.conn.execute(sql + (f" LIMIT {int(limit)}" if limit else ""))
         return [Interaction(*row[:7], bool(row[7]), *row[8:]) for row in rows][::-1]  # type: ignore[call-arg]
 

@@ -39,5 +39,5 @@ def chat_completions(body: ToolChatCompletionCreate, served: Served) -> Any:
             if call is not None:
                 return respond_tool_call(*call, usage, body.stream, model, ident)
             return respond(iter([text]), usage, body.stream, model, "chat.completion", ident)  # cut short
-    pieces = served.chat(messages, config, usage, model=model, completion_id=ident)
+    pieces = served.chat(messages, config, usage, model=model, completion_id=ident, modality=body.modality)
     return respond(pieces, usage, body.stream, model, "chat.completion", ident)

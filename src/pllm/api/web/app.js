@@ -1,4 +1,5 @@
-// pllm's page: chat with streamed answers and feedback on each, the profile, adapters and the privacy report.
+// pllm's page: chat (typed, or spoken into the microphone) with streamed answers and feedback on each, the profile,
+// adapters and the privacy report.
 // Plain JavaScript against the device API on the same origin; nothing is loaded from anywhere else.
 "use strict";
 
@@ -30,11 +31,10 @@ function el(tag, text, cls) {
 }
 
 // -- chat ---------------------------------------------------------------------------------------------------------
-async function stream(messages, onText, temperature = 0) {
-  const res = await fetch("/v1/chat/completions", {
-    method: "POST", headers: headers(),
-    body: JSON.stringify({ model: $("model").value || "pllm", messages, stream: true, temperature }),
-  });
+async function stream(messages, onText, temperature = 0, modality = "text") {
+  const request = { model: $("model").value || "pllm", messages, stream: true, temperature };
+  if (modality === "voice") request.metadata = { modality }; // answered short, logged as spoken
+  const res = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(request) });
   if (!res.ok) {
     const data = await res.json().catch(() => ({}));
     throw new Error((data.error && data.error.message) || `${res.status}`);
@@ -95,10 +95,13 @@ function feedbackButtons(item, answer) {
   return bar;
 }
 
-$("ask").addEventListener("submit", async (event) => {
+$("ask").addEventListener("submit", (event) => {
   event.preventDefault();
   const prompt = $("prompt").value.trim();
-  if (!prompt) return;
+  if (prompt) send(prompt, "text");
+});
+
+async function send(prompt, modality) {
   $("prompt").value = "";
   $("send").disabled = true;
   turns.push({ role: "user", content: prompt });
@@ -107,7 +110,7 @@ $("ask").addEventListener("submit", async (event) => {
   item.append(el("span", "…"));
   $("log").append(item);
   try {
-    const { id, text } = await stream(turns.slice(), (t) => { item.firstChild.textContent = t; });
+    const { id, text } = await stream(turns.slice(), (t) => { item.firstChild.textContent = t; }, 0, modality);
     const turn = { role: "assistant", content: text };
     turns.push(turn);
     item.firstChild.textContent = text;
@@ -120,9 +123,42 @@ $("ask").addEventListener("submit", async (event) => {
     $("send").disabled = false;
     item.scrollIntoView({ block: "end" });
   }
-});
+}
 $("prompt").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("ask").requestSubmit(); }
+});
+
+// -- the microphone: record, transcribe on the device (POST /v1/audio/transcriptions), ask ----------------------------
+let recorder = null;
+$("mic").addEventListener("click", async () => {
+  const status = $("mic-status");
+  if (recorder) { recorder.stop(); return; }
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) { status.textContent = `no microphone: ${err.message}`; return; }
+  const chunks = [];
+  recorder = new MediaRecorder(media);
+  recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+  recorder.onstop = async () => {
+    media.getTracks().forEach((t) => t.stop());
+    recorder = null;
+    $("mic").classList.remove("recording");
+    status.textContent = "transcribing…";
+    const form = new FormData();
+    form.append("file", new Blob(chunks, { type: chunks[0] ? chunks[0].type : "audio/webm" }), "speech.webm");
+    form.append("model", "whisper-base");
+    try {
+      const res = await fetch("/v1/audio/transcriptions", { method: "POST", headers: headers(false), body: form });
+      const data = await res.json().catch(() => ({}));
+      if (!res.ok) throw new Error((data.error && data.error.message) || `${res.status}`);
+      status.textContent = data.text ? "" : "heard nothing: try again";
+      if (data.text) send(data.text, "voice");
+    } catch (err) { status.textContent = `error: ${err.message}`; }
+  };
+  recorder.start();
+  $("mic").classList.add("recording");
+  status.textContent = "listening… click 🎤 again to send";
 });
 
 // -- models, profile, adapters, privacy ---------------------------------------------------------------------------

@@ -167,7 +167,8 @@ def eval_command(
                                   "cloud (the T-models, named by --methods, on general questions), "
                                   "teachers (each domain's expert distilled from each T-model named by --methods), "
                                   "tools (json_schema answers and function calls through pllm serve; --data: labelled "
-                                  "questions)."),
+                                  "questions), "
+                                  "speech (Whisper's word error rate on rendered sentences; --data: one a line)."),
     data: Path = typer.Option(None, "--data", help="A folder of LaMP files (or the MovieLens folder)."),
     synthetic: str = typer.Option(None, "--synthetic", help="Synthetic users: small, medium or large."),
     methods: str = typer.Option(DEFAULT_METHODS, "--methods",
@@ -210,12 +211,15 @@ def eval_command(
     if task_name == "tools":
         _tools(ctx, data, json_out, report)
         return
+    if task_name == "speech":
+        _speech(ctx, data, json_out, report)
+        return
     if task_name == "cloud":
         _cloud(ctx, methods if methods != DEFAULT_METHODS else "gemma-3-270m,qwen2.5-1.5b", json_out, report)
         return
     if task_name not in TASK_NAMES:
         raise UsageError(f"unknown task {task_name!r}; choose from {', '.join(TASK_NAMES)}, memory, privacy, "
-                         "routing, experts, cloud, teachers, tools")
+                         "routing, experts, cloud, teachers, tools, speech")
     settings = settings_of(ctx)
     if per_seed is not None:
         settings = settings.model_copy(update={"augment_per_seed": per_seed})
@@ -432,6 +436,27 @@ def _tools(ctx: typer.Context, data: Path | None, json_out: bool, report: Path |
         console.print(f"auto {name.replace('_', ' ')}: {r['rate']:.3f} [{r['interval'][0]:.3f}, "
                       f"{r['interval'][1]:.3f}] of {r['of']}")
     console.print(f"auto threshold {auto['threshold']}; this set's best {auto['best_threshold_on_this_set']}")
+
+
+def _speech(ctx: typer.Context, data: Path | None, json_out: bool, report: Path | None) -> None:
+    """`pllm eval --task speech`: Whisper base's word error rate on sentences espeak-ng renders."""
+    from pllm.bench.speech import DEFAULT_SENTENCES, load_sentences, run_speech, write_speech_report
+
+    sentences = data or DEFAULT_SENTENCES
+    with progress_bar() as progress:
+        bar = progress.add_task("speech", total=len(load_sentences(sentences)))
+        result = run_speech(settings_of(ctx), sentences, tick=lambda: progress.advance(bar))
+    if report is not None:
+        cpu = cpu_info()
+        write_speech_report(result, report, command=f"pllm eval --task speech{f' --data {data}' if data else ''} "
+                            f"--report {report}", machine=f"{cpu.model} ({cpu.cores} cores)")
+    if json_out:
+        print_json({k: v for k, v in result.items() if k != "rows"})
+        return
+    low, high = result["wer_interval"]
+    console.print(f"WER {result['wer']:.3f} [{low:.3f}, {high:.3f}] over {result['sentences']} sentences "
+                  f"({result['words']} words; {result['exact']} exact); real-time factor "
+                  f"{result['real_time_factor']:.2f} on {result['threads']} threads")
 
 
 def _privacy(ctx: typer.Context, data: Path | None, json_out: bool, report: Path | None) -> None:

@@ -28,6 +28,7 @@ from pllm.personal.adapters import activate
 from pllm.personal.assistant import Assistant, answer_record
 from pllm.personal.ingest import expand_paths, is_audio, parse_file, store_records
 from pllm.personal.keys import resolve_passphrase, store_in_keyring
+from pllm.personal.onboarding import QUESTIONS, needs_onboarding, onboard
 from pllm.personal.privacy import PrivacyGate
 from pllm.personal.profile import build_profile
 from pllm.personal.retrieve import RetrievalConfig
@@ -302,6 +303,26 @@ def _chat_command(assistant: Assistant, line: str) -> bool:
     return True
 
 
+def _onboarding(vault: Vault) -> None:
+    """A new user's first conversation: a few questions, each skippable; nothing is written when all are skipped."""
+    console.print("[dim]Your vault is empty: a few questions let pllm know you from the first answer. Enter skips "
+                  "one, /skip the rest.[/dim]")
+    answers: dict[str, str] = {}
+    for question in QUESTIONS:
+        try:
+            answer = input(f"{question.text} ").strip()
+        except EOFError:
+            break
+        if answer == "/skip":
+            break
+        if answer:
+            answers[question.key] = answer
+    if answers:
+        learned = onboard(vault, answers)
+        console.print(f"[dim]noted: {'; '.join(f'{k}: {v}' for k, v in learned)} (`pllm profile show` lists "
+                      "them)[/dim]")
+
+
 def chat(
     ctx: typer.Context,
     personal: bool = typer.Option(True, "--personal/--no-personal", help="Use what the vault knows about you."),
@@ -318,6 +339,8 @@ def chat(
     if interactive:
         console.print(f"[dim]pllm chat on {assistant.runtime.model.name}. {CHAT_HELP}[/dim]")
     try:
+        if interactive and assistant.personalised and assistant.vault is not None and needs_onboarding(assistant.vault):
+            _onboarding(assistant.vault)
         while True:
             try:
                 line = input("you> " if interactive else "").strip()

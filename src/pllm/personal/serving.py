@@ -37,6 +37,7 @@ from pllm.lm.speech import Transcriber
 from pllm.personal.adapters import AdapterStore, MergeUnsupportedError
 from pllm.personal.assistant import Assistant, Turn
 from pllm.personal.forget import forget_everywhere
+from pllm.personal.onboarding import needs_onboarding, onboard
 from pllm.personal.privacy import report_json
 from pllm.personal.profile import build_profile
 from pllm.personal.retrieve import RetrievalConfig
@@ -252,6 +253,14 @@ class ServedModel:
     def profile(self) -> dict[str, object]:
         with self.lock:
             return build_profile(self._vault()).as_dict()
+
+    def needs_onboarding(self) -> bool:
+        with self.lock:
+            return needs_onboarding(self._vault())
+
+    def onboard(self, answers: dict[str, str]) -> list[tuple[str, str]]:
+        with self.lock:
+            return onboard(self._vault(), answers)
 
     def export(self) -> dict[str, object]:
         with self.lock:

@@ -1,6 +1,7 @@
 """The user's profile over HTTP: GET /v1/profile (what the model knows), GET /v1/profile/export (everything the vault
-holds, decrypted) and POST /v1/profile/forget (for good, with every adapter that trained on it). A bearer token is
-required for all three, even on loopback."""
+holds, decrypted), POST /v1/profile/forget (for good, with every adapter that trained on it), and a new user's
+onboarding (GET and POST /v1/profile/onboarding: a few questions, offered while the vault is empty). A bearer token is
+required for all of them, even on loopback."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 from pllm.api.deps import Jobs, Served, TokenHolder
 from pllm.errors import PllmError
 from pllm.openai_http import error_responses
+from pllm.personal.onboarding import MAX_ANSWER_CHARS, QUESTIONS
 
 router = APIRouter(prefix="/v1/profile", tags=["profile"], dependencies=[TokenHolder],
                    responses=error_responses(400, 401, 403, 409, 413))
@@ -54,6 +56,17 @@ class ForgetRequest(BaseModel):
             raise ValueError("say what to forget: query, all, since or until")
         return self
 
+class OnboardingCreate(BaseModel):
+    """Answers to the onboarding questions (GET /v1/profile/onboarding lists them); any may be left out or blank."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = Field(default=None, max_length=MAX_ANSWER_CHARS, description=QUESTIONS[0].text)
+    work: str | None = Field(default=None, max_length=MAX_ANSWER_CHARS, description=QUESTIONS[1].text)
+    people: str | None = Field(default=None, max_length=MAX_ANSWER_CHARS, description=QUESTIONS[2].text)
+    interests: str | None = Field(default=None, max_length=MAX_ANSWER_CHARS, description=QUESTIONS[3].text)
+
+
 @router.get("")
 def show_profile(served: Served) -> dict[str, object]:
     return served.profile()
@@ -78,3 +91,16 @@ def forget(body: ForgetRequest, served: Served, jobs: Jobs) -> dict[str, object]
         except PllmError as exc:  # forgotten all the same: say why no retraining started
             result["retrain_skipped"] = str(exc)
     return result
+
+
+@router.get("/onboarding")
+def onboarding_questions(served: Served) -> dict[str, object]:
+    """Whether a first conversation is offered (the vault holds nothing yet), and its questions."""
+    return {"offered": served.needs_onboarding(), "questions": [q.as_dict() for q in QUESTIONS]}
+
+
+@router.post("/onboarding")
+def answer_onboarding(body: OnboardingCreate, served: Served) -> dict[str, object]:
+    """Store the answers as the user's own statements and facts; the facts learned, and the profile's summary."""
+    learned = served.onboard({k: v for k, v in body.model_dump().items() if v is not None})
+    return {"learned": [{"key": k, "value": v} for k, v in learned], "summary": served.profile()["summary"]}

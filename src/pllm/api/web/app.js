@@ -158,8 +158,37 @@ $("mic").addEventListener("click", async () => {
   };
   recorder.start();
   $("mic").classList.add("recording");
-  status.textContent = "listening… click 🎤 again to send";
+  status.textContent = "listening… click the microphone again to send";
 });
+
+// -- a new user's first conversation: offered while the vault is empty, every question skippable ---------------------
+async function loadOnboarding() {
+  const panel = $("onboarding-panel");
+  const form = $("onboarding");
+  const offer = await api("/v1/profile/onboarding").catch(() => null);
+  panel.hidden = !offer || !offer.offered || sessionStorage.getItem("pllm-onboarding-skipped") === "1";
+  if (panel.hidden || form.querySelector("input")) return;
+  for (const q of offer.questions) {
+    const label = el("label", q.question, "question");
+    const input = el("input");
+    input.name = q.key;
+    input.maxLength = 300;
+    label.append(input);
+    form.insertBefore(label, form.lastElementChild);
+  }
+}
+$("onboarding").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const answers = {};
+  for (const input of $("onboarding").querySelectorAll("input")) if (input.value.trim()) answers[input.name] = input.value;
+  try {
+    const done = await api("/v1/profile/onboarding", answers);
+    $("onboarding-panel").hidden = true;
+    $("profile-hint").textContent = done.learned.length ? `noted: ${done.learned.map((f) => `${f.key}: ${f.value}`).join("; ")}` : "";
+    refresh();
+  } catch (err) { $("profile-hint").textContent = err.message; }
+});
+$("skip").onclick = () => { sessionStorage.setItem("pllm-onboarding-skipped", "1"); $("onboarding-panel").hidden = true; };
 
 // -- models, profile, adapters, privacy ---------------------------------------------------------------------------
 async function loadModels() {
@@ -260,6 +289,7 @@ async function loadPrivacy() {
 }
 
 function refresh() {
+  loadOnboarding();
   loadModels().catch((err) => { $("adapt-status").textContent = err.message; });
   loadProfile();
   loadAdapters();

@@ -177,8 +177,9 @@ def eval_command(
                                 "hybrid, answers; all by default; cloud: T-model names)."),
     users: int = typer.Option(None, "--users", min=1, help="Evaluate this many users (sampled with --seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed for synthetic users and user sampling."),
-    history: int = typer.Option(None, "--history", min=1, help="Low-data users: each evaluated user keeps only "
-                                "their N most recent profile items, for every method (CDCDA's setting)."),
+    history: str = typer.Option(None, "--history", help="Low-data users: each evaluated user keeps only their N most "
+                                "recent profile items, for every method (CDCDA's setting); a list (0,1,2,4,8) "
+                                "sweeps the sizes, each method against the task model."),
     per_seed: int = typer.Option(None, "--per-seed", min=1, max=16,
                                  help="cdcda: new items asked of the T-tier per seed item (PLLM_AUGMENT_PER_SEED)."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
@@ -189,6 +190,7 @@ def eval_command(
     from pllm.bench.data import TASK_NAMES, low_data, questions_for
     from pllm.bench.report import gain_text, improvement_text, ready_folder, with_interval, write_report
     from pllm.bench.runner import run_eval
+    from pllm.bench.sweep import history_sizes
     from pllm.bench.tasks.base import get_task
 
     if report is not None:
@@ -226,8 +228,17 @@ def eval_command(
     task = get_task(task_name)
     names = [m.strip() for m in methods.split(",") if m.strip()]
     eval_data = questions_for(task, settings, data=data, synthetic=synthetic, users=users, seed=seed)
-    if history is not None:
-        eval_data = low_data(eval_data, history)
+    sizes = history_sizes(history)
+    if sizes is not None and len(sizes) > 1:
+        _sweep(task, eval_data, sizes, names, settings, seed=seed, json_out=json_out, report=report,
+               command=" ".join(filter(None, ["pllm eval --task", task_name, f"--data {data}" if data else "",
+                                               f"--synthetic {synthetic}" if synthetic else "",
+                                               f"--methods {','.join(names)}", f"--users {users}" if users else "",
+                                               f"--seed {seed} --history {history}",
+                                               f"--report {report}" if report else ""])))
+        return
+    if sizes is not None:
+        eval_data = low_data(eval_data, sizes[0])
     progress = progress_bar()
     bars: dict[str, object] = {}
 
@@ -263,6 +274,32 @@ def eval_command(
                       "" if m is result.methods[0] else improvement_text(*m.improvement), f"{m.seconds_per_user:.2f}")
     console.print(table)
     console.print(result.protocol)
+    if report is not None:
+        console.print(f"report: {report / 'report.md'}")
+
+
+def _sweep(task: Any, data: Any, sizes: list[int], names: list[str], settings: Settings, *, seed: int,
+           json_out: bool, report: Path | None, command: str) -> None:
+    """`pllm eval --history 0,1,2,4,8`: every method at every size, against the task model."""
+    from pllm.bench.sweep import run_history_sweep, sweep_table, write_sweep_report
+
+    with progress_bar() as progress:
+        bars: dict[str, Any] = {}
+
+        def tick(what: str, done: int, total: int) -> None:
+            if what not in bars:
+                bars[what] = progress.add_task(f"eval {what}", total=total)
+            progress.update(bars[what], completed=done)
+
+        result = run_history_sweep(task, data, sizes, names, settings, seed=seed, tick=tick)
+    if report is not None:
+        cpu = cpu_info()
+        write_sweep_report(result, report, command=command, machine=f"Measured on {cpu.model} ({cpu.cores} cores).")
+    if json_out:
+        print_json(result)
+        return
+    for line in sweep_table(result):
+        console.print(line, markup=False, highlight=False)
     if report is not None:
         console.print(f"report: {report / 'report.md'}")
 

@@ -39,7 +39,7 @@ def low_data(data: EvalData, items: int) -> EvalData:
     for qs in by_user(data.evaluated).values():
         history = shared_history(qs)
         dated = sorted(range(len(history)), key=lambda n: (str(history[n].get("date", "")), n))
-        keep = {item_key(history[n]) for n in dated[-items:]}
+        keep = {item_key(history[n]) for n in dated[len(dated) - items:]} if items else set()
         trimmed += [replace(q, profile=[i for i in q.profile if item_key(i) in keep]) for q in qs]
     return EvalData(trimmed, data.train, f"{data.protocol} Low-data users: each evaluated user keeps only their "
                                          f"{items} most recent profile items, for every method.")

@@ -105,8 +105,11 @@ Tick = Callable[[str, int, int], None]  # (method, users done, users in all)
 
 
 def run_eval(task: Task, data: EvalData, method_names: list[str], settings: Settings, *, seed: int = 0,
-             max_train_steps: int | None = None, tick: Tick = lambda *_: None) -> EvalResult:
-    """`max_train_steps` caps every LoRA training of the run (tests use it; published tables never do)."""
+             max_train_steps: int | None = None, tick: Tick = lambda *_: None, shared: dict[str, Any] | None = None
+             ) -> EvalResult:
+    """`max_train_steps` caps every LoRA training of the run (tests use it; published tables never do). `shared`
+    carries what is trained on the training users alone (the task head) from one run to the next on the same
+    training data (a --history sweep), so it is trained once."""
     questions = data.evaluated
     if not questions:
         raise UsageError("no questions to evaluate")
@@ -117,7 +120,7 @@ def run_eval(task: Task, data: EvalData, method_names: list[str], settings: Sett
     if {q.user_id for q in questions} & {q.user_id for q in data.train}:
         raise UsageError("training and evaluated users overlap")
     env = Env(task=task, settings=settings, seed=seed, train_questions=data.train, max_train_steps=max_train_steps,
-              progress=tick)
+              progress=tick, head=(shared or {}).get("head"))
     # Methods see the evaluated questions without their golds, by construction: only the runner scores.
     gold_of = {q.id: str(q.gold) for q in questions}
     blind = [replace(q, gold=None) for q in questions]
@@ -149,6 +152,8 @@ def run_eval(task: Task, data: EvalData, method_names: list[str], settings: Sett
                                         per_user, learned=method.learned, cost=method.cost,
                                         prepare_seconds=prepared, builds_on=method.builds_on))
     finally:
+        if shared is not None:
+            shared["head"] = env.head
         env.close()
     _intervals(task, questions, gold_of, results, seed)
     choice = choose_train_dtype(settings.train_dtype)

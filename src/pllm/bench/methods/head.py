@@ -170,6 +170,9 @@ class TaskHead:
     fitted_on: int = 0  # training questions with a history that the correction and the pull were fitted on
     memory: Memory | None = None  # ratings: what other people gave the same content
     vectors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # input text -> hidden state, this run
+    trained_on: list[Labelled] = field(default_factory=list, repr=False)  # the training items, in the head's rows
+    x: np.ndarray | None = field(default=None, repr=False)  # their inputs (what `choice.fold` indexes)
+    built: dict[str, Any] = field(default_factory=dict, repr=False)  # what a method built on it, once per head
 
     @property
     def labels(self) -> list[str]:
@@ -264,7 +267,7 @@ def train_head(env: Env) -> TaskHead:
                             free=free)
     head = fit_head(x, y, labels, choice.l2, choice.balanced, threads=threads, free=free)
     trained = TaskHead(head, choice, task.kind, items=len(items), memory=memory,
-                       vectors=dict(zip([i.text for i in items], hidden, strict=True)))
+                       vectors=dict(zip([i.text for i in items], hidden, strict=True)), trained_on=items, x=x)
     _fit_user_side(env, trained, items, x)
     return trained
 
@@ -368,14 +371,16 @@ class HeadMethod(TaskAdapter):
         return self.answer_with(th, self.user_side, x, history, allowed, replace(q, profile=self._history))
 
     def answer_with(self, th: TaskHead, side: str, x: np.ndarray, history: History, allowed: list[str],
-                    asked: Question | None = None) -> str:
+                    asked: Question | None = None, head: Head | None = None) -> str:
         """The head's answer with the user's side: the correction, or the per-user adapter. `asked`: the query with
-        the user's items as its profile, for the votes of the nearest ones (label tasks)."""
+        the user's items as its profile, for the votes of the nearest ones (label tasks); `head`: another head to
+        start from than the population's (coldstart's cluster head)."""
+        head = head or th.head
         if side == "adapter":
-            return th.adapted(th.head, th.pull, x, history, allowed, self.env.settings.threads)
+            return th.adapted(head, th.pull, x, history, allowed, self.env.settings.threads)
         votes = vote_vector(self.task, asked, th.labels) if asked is not None and th.kind != "rating" and \
             th.correction.vote_weight and asked.profile else None
-        return th.corrected(th.correction, th.head.log_probs(x[None])[0], history, th.head.log_probs(history.x),
+        return th.corrected(th.correction, head.log_probs(x[None])[0], history, head.log_probs(history.x),
                             allowed, votes)
 
     @property

@@ -495,15 +495,26 @@ def respond(pieces: Iterator[str], usage: Usage, stream: bool, model: str, kind:
     pieces = iter(pieces)
     first = next(pieces, None)
 
-    def events() -> Iterator[str]:
+    def chunks() -> Iterator[dict[str, Any]]:
         base = {"id": ident, "object": chunk_kind, "created": created, "model": model}
+        for text in itertools.chain([] if first is None else [first], pieces):
+            yield {**base, "choices": [choice(text, None, False)]}
+        yield {**base, "choices": [choice("", usage.finish_reason, False)], "usage": usage.as_dict()}
+
+    return sse_response(chunks())
+
+
+def sse_response(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
+    """Server-sent events, one per chunk, ending in `data: [DONE]`; a PllmError raised while the chunks are made ends
+    the stream with its error event instead, as OpenAI does. The one framing every streamed answer uses."""
+
+    def events() -> Iterator[str]:
         try:
-            for text in itertools.chain([] if first is None else [first], pieces):
-                yield sse_event({**base, "choices": [choice(text, None, False)]})
+            for chunk in chunks:
+                yield sse_event(chunk)
         except PllmError as exc:
             yield sse_event({"error": {"message": str(exc), "type": type(exc).__name__, "param": None, "code": None}})
             return
-        yield sse_event({**base, "choices": [choice("", usage.finish_reason, False)], "usage": usage.as_dict()})
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
@@ -523,15 +534,11 @@ def respond_tool_call(name: str, arguments: str, usage: Usage, stream: bool, mod
     deltas = [{"role": "assistant", "content": None, "tool_calls": [opened]},
               {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}]
 
-    def events() -> Iterator[str]:
-        chunk = {**base, "object": "chat.completion.chunk"}
-        for delta in deltas:
-            yield sse_event({**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-        yield sse_event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
-                         "usage": usage.as_dict()})
-        yield "data: [DONE]\n\n"
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+    chunk = {**base, "object": "chat.completion.chunk"}
+    return sse_response(iter([*({**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                                for delta in deltas),
+                              {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+                               "usage": usage.as_dict()}]))
 
 
 # -- running -----------------------------------------------------------------------------------------------------

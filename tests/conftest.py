@@ -140,14 +140,17 @@ def foundation() -> Iterator[object]:
 
 
 def render_speech(text: str, path: Path, *, silence_s: float = 0.0) -> Path:
-    """`text` spoken by Debian's espeak-ng into a wav file (with `silence_s` of silence after it): speech for the
-    voice tests, where there is no microphone. Skips the test where espeak-ng is not installed."""
+    """`text` spoken by Debian's espeak-ng into a wav file as `pllm eval --task speech` renders it, with `silence_s`
+    of silence after it: speech for the voice tests, where there is no microphone. Skips the test where espeak-ng is
+    not installed."""
     import shutil
     import wave
 
+    from pllm.bench.speech import render
+
     if shutil.which("espeak-ng") is None:
         pytest.skip("no espeak-ng on PATH (`make setup` installs Debian's where it runs as root)")
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+    render(text, path)
     if silence_s:
         with wave.open(str(path), "rb") as f:
             params, frames = f.getparams(), f.readframes(f.getnframes())

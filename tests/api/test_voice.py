@@ -28,10 +28,10 @@ def url(vault: Vault) -> Iterator[str]:
 
 def test_the_openai_sdk_transcribes_on_the_device(url: str, speech: Callable[..., Path]) -> None:
     client = OpenAI(base_url=url + "/v1", api_key="unused-on-loopback", max_retries=0)
-    recording = speech("Remind me to water the plants on Sunday.")
+    recording = speech("Remind me to call my mother on Sunday.")
     with recording.open("rb") as f:
         plain = client.audio.transcriptions.create(model="whisper-1", file=f)
-    assert "water the plants" in plain.text.lower()
+    assert "call my mother" in plain.text.lower()
     with recording.open("rb") as f:
         verbose = client.audio.transcriptions.create(model="whisper-base", file=f, response_format="verbose_json",
                                                      language="en")
@@ -40,6 +40,18 @@ def test_the_openai_sdk_transcribes_on_the_device(url: str, speech: Callable[...
     with recording.open("rb") as f:
         text = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="text")
     assert str(text).strip() == plain.text
+
+
+def test_a_spoken_question_is_answered_from_the_vault(url: str, speech: Callable[..., Path], vault: Vault) -> None:
+    """What an app does with a recording: transcribe it, then ask with what was heard, marked as spoken."""
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with speech("What is my boat called?").open("rb") as f:
+        heard = client.audio.transcriptions.create(model="whisper-1", file=f).text
+    assert "boat" in heard.lower()
+    answer = client.chat.completions.create(model="pllm", max_tokens=64, metadata={"modality": "voice"},
+                                            messages=[{"role": "user", "content": heard}])
+    assert "Seabird" in (answer.choices[0].message.content or "")
+    assert [tuple(r) for r in vault.conn.execute("SELECT prompt, modality FROM interactions")] == [(heard, "voice")]
 
 
 def test_bad_uploads_are_4xx_in_openais_shape(url: str, speech: Callable[..., Path]) -> None:
@@ -71,3 +83,34 @@ def test_a_spoken_chat_request_is_logged_as_spoken_and_answered_short(url: str, 
     with pytest.raises(BadRequestError, match="modality"):
         client.chat.completions.create(model="pllm", max_tokens=8, metadata={"modality": "telepathy"},
                                        messages=[{"role": "user", "content": "Hi"}])
+
+
+def test_a_spoken_no_i_meant_through_the_api_is_feedback_on_the_answer_before(url: str, vault: Vault) -> None:
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    asked = {"role": "user", "content": "What time is the bus?"}
+    first = client.chat.completions.create(model="pllm", max_tokens=24, metadata={"modality": "voice"},
+                                           messages=[asked])  # type: ignore[list-item]
+    shown = first.choices[0].message.content or ""
+    client.chat.completions.create(model="pllm", max_tokens=24, metadata={"modality": "voice"}, messages=[
+        asked, {"role": "assistant", "content": shown},  # type: ignore[list-item]
+        {"role": "user", "content": "No, I meant the train to Oslo."}])
+    rows = vault.conn.execute("SELECT i.prompt, f.kind, f.value FROM feedback f JOIN interactions i "
+                              "ON i.id = f.interaction_id").fetchall()
+    assert [(p, k) for p, k, _ in rows] == [("What time is the bus?", "down")] and "train to Oslo" in rows[0][2]
+
+
+def test_a_recording_over_a_megabyte_stays_in_memory(vault: Vault, speech: Callable[..., Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette spools an upload part over 1 MB to a temporary file; the server keeps recordings in memory."""
+    import tempfile
+
+    rolled: list[int] = []
+    original = tempfile.SpooledTemporaryFile.rollover
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover",
+                        lambda self: rolled.append(1) or original(self))  # type: ignore[func-returns-value]
+    recording = speech("Please book a taxi to the airport.", silence_s=30.0)
+    assert recording.stat().st_size > 1 << 20
+    with serve_background(create_app(Settings(), vault)) as where, recording.open("rb") as f:
+        heard = httpx.post(where + "/v1/audio/transcriptions", files={"file": f}, timeout=180)
+    assert heard.status_code == 200 and "taxi" in heard.json()["text"].lower()
+    assert rolled == []

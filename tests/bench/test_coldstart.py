@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pllm.bench.data import low_data, questions_for
-from pllm.bench.methods.coldstart import build_clusters, spherical_kmeans, unit
+from pllm.bench.methods.coldstart import build_clusters
 from pllm.bench.sweep import history_sizes, run_history_sweep
 from pllm.bench.tasks.base import get_task
 from pllm.config import get_settings
@@ -36,7 +36,7 @@ def two_kinds_of_people(seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str
 def test_people_who_write_alike_share_a_head_that_fits_them() -> None:
     x, y, people = two_kinds_of_people()
     population = fit_head(x, y, ["no", "yes"], 1.0, False, threads=1)
-    clusters = build_clusters(population, x, x, y, people, 2, 1e-3, seed=0, threads=1)
+    clusters = build_clusters(population, x, x, y, people, 2, 1e-3, threads=1)
     assert len(clusters.heads) == 2
     assert sorted(np.argmax(clusters.centroids, axis=1)[:2].tolist()) == [0, 1]  # one cluster per kind
     test_x, test_y, _ = two_kinds_of_people(seed=1)
@@ -46,15 +46,8 @@ def test_people_who_write_alike_share_a_head_that_fits_them() -> None:
         cluster_acc = float((np.argmax(head.log_probs(test_x[mine]), 1) == test_y[mine]).mean())
         population_acc = float((np.argmax(population.log_probs(test_x[mine]), 1) == test_y[mine]).mean())
         assert cluster_acc > population_acc + 0.2, (kind, cluster_acc, population_acc)
-    single = build_clusters(population, x, x, y, people, 1, 1e-3, seed=0, threads=1)
+    single = build_clusters(population, x, x, y, people, 1, 1e-3, threads=1)
     assert single.heads == [population]  # one cluster: the population head itself
-
-
-def test_spherical_kmeans_finds_directions() -> None:
-    rng = np.random.default_rng(0)
-    points = unit(np.vstack([rng.normal([5, 0, 0], 0.5, (30, 3)), rng.normal([0, 5, 0], 0.5, (30, 3))]))
-    centroids = spherical_kmeans(points, 2, seed=0)
-    assert sorted(np.argmax(centroids, axis=1).tolist()) == [0, 1]
 
 
 def test_history_sizes_and_a_user_with_no_items() -> None:
@@ -65,14 +58,21 @@ def test_history_sizes_and_a_user_with_no_items() -> None:
     task, settings = get_task("lamp3"), get_settings()
     data = questions_for(task, settings, data=None, synthetic="small", users=2, seed=0)
     assert all(q.profile == [] for q in low_data(data, 0).evaluated)
-    assert all(len(q.profile) <= 2 for q in low_data(data, 2).evaluated)
+    full = {q.id: len(q.profile) for q in data.evaluated}
+    assert all(len(q.profile) == min(2, full[q.id]) for q in low_data(data, 2).evaluated)
 
 
 @pytest.mark.slow
-def test_the_sweep_puts_coldstart_beside_the_task_model_at_each_size() -> None:
+def test_the_sweep_puts_coldstart_beside_the_task_model_at_each_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pllm.bench.methods import head
+
+    trained: list[object] = []
+    original = head.train_head
+    monkeypatch.setattr(head, "train_head", lambda env: trained.append(env) or original(env))
     task, settings = get_task("lamp3"), get_settings()
     data = questions_for(task, settings, data=None, synthetic="small", users=3, seed=0)
     result = run_history_sweep(task, data, [0, 2], ["coldstart"], settings)
+    assert len(trained) == 1  # on the training users alone: once for every size
     rows = {(r["history"], r["method"]): r for r in result["rows"]}
     assert set(rows) >= {(0, "coldstart"), (0, "task"), (2, "coldstart"), (2, "task")}
     assert rows[(0, "task")]["value"] == rows[(2, "task")]["value"]  # the task model ignores the user's items

@@ -61,3 +61,27 @@ def test_what_is_not_a_readable_recording_is_one_clear_error(transcriber: Transc
     short = Transcriber(transcriber.folder, threads=1, max_seconds=1.0)
     with pytest.raises(AudioError, match="the limit is 1 s"):
         short.transcribe(speech("This sentence takes longer than one second to say."))
+
+
+def test_a_recording_is_dated_by_its_creation_time_tag(tmp_path: Path) -> None:
+    """Phones tag a memo with when it was recorded; a file without a tag is dated by its modification time."""
+    import datetime
+
+    import av
+    import numpy as np
+
+    from pllm.lm.speech import recorded_at
+
+    path = tmp_path / "memo.m4a"
+    with av.open(str(path), "w", format="ipod") as out:
+        out.metadata["creation_time"] = "2025-03-04T10:00:00.000000Z"
+        stream = out.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), dtype=np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    assert recorded_at(path) == datetime.datetime(2025, 3, 4, 10, tzinfo=datetime.UTC).timestamp()
+    plain = tmp_path / "plain.wav"
+    plain.write_bytes(b"RIFF")
+    assert recorded_at(plain) == plain.stat().st_mtime

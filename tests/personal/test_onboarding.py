@@ -76,11 +76,11 @@ def test_answers_become_the_users_own_statements_and_facts(pllm_home: Path) -> N
 
 def test_pllm_chat_asks_on_a_terminal_and_profile_show_lists_it(pllm: Run, pllm_home: Path) -> None:
     assert pllm("init", env=PASS).returncode == 0
-    shown = chat_on_a_terminal(["Mara", "I'm a marine biologist", "my partner Sam", "", "/exit"])
+    shown = chat_on_a_terminal(["I'm Mara", "I'm a marine biologist", "my partner Sam", "", "/exit"])
     assert all(q.text in shown for q in QUESTIONS[:3]), shown
     profile = json.loads(pllm("profile", "show", "--json", env=PASS).stdout)
     facts = {f["key"]: f["value"] for f in profile["facts"]}
-    assert facts == {"name": "Mara", "works as": "I'm a marine biologist", "people": "my partner Sam"}
+    assert facts == {"name": "Mara", "works as": "marine biologist", "people": "my partner Sam"}
     assert "Mara" in profile["summary"]
     shown_table = pllm("profile", "show", env=PASS).stdout
     assert "marine biologist" in shown_table

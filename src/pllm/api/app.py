@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.formparsers import MultiPartParser
 
 from pllm.api.routers import adapt, adapters, audio, chat, embeddings, feedback, models, privacy, profile
 from pllm.config import Settings
@@ -47,6 +48,9 @@ def create_app(settings: Settings, vault: Vault | None = None, passphrase: str |
     install_error_handlers(app)
     install_size_limit(app, settings.api_max_request_bytes,
                        per_path={audio.TRANSCRIPTIONS: settings.api_max_audio_bytes})
+    # A recording stays in memory up to the size the route accepts: Starlette spools a larger upload part to an
+    # unencrypted temporary file, and a user's voice must not touch the disk.
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.api_max_audio_bytes)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

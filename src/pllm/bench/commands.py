@@ -229,13 +229,17 @@ def eval_command(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     eval_data = questions_for(task, settings, data=data, synthetic=synthetic, users=users, seed=seed)
     sizes = history_sizes(history)
+    source = f"--data {data}" if data else f"--synthetic {synthetic}" if synthetic else ""
+    cdcda_settings = ((*CDCDA_SETTINGS, *(("augment_per_seed",) if per_seed is None else ()))
+                      if "cdcda" in names else ())
+    command = " ".join(filter(None, [*_changed_env(settings, cdcda_settings),
+                                     "pllm eval --task", task_name, source, f"--methods {','.join(names)}",
+                                     f"--users {users}" if users else "", f"--seed {seed}",
+                                     f"--history {history}" if history else "",
+                                     f"--per-seed {per_seed}" if per_seed else "",
+                                     f"--report {report}" if report else ""]))
     if sizes is not None and len(sizes) > 1:
-        _sweep(task, eval_data, sizes, names, settings, seed=seed, json_out=json_out, report=report,
-               command=" ".join(filter(None, ["pllm eval --task", task_name, f"--data {data}" if data else "",
-                                               f"--synthetic {synthetic}" if synthetic else "",
-                                               f"--methods {','.join(names)}", f"--users {users}" if users else "",
-                                               f"--seed {seed} --history {history}",
-                                               f"--report {report}" if report else ""])))
+        _sweep(task, eval_data, sizes, names, settings, seed=seed, json_out=json_out, report=report, command=command)
         return
     if sizes is not None:
         eval_data = low_data(eval_data, sizes[0])
@@ -250,15 +254,6 @@ def eval_command(
     with progress:
         result = run_eval(task, eval_data, names, settings, seed=seed, tick=tick)
     if report is not None:
-        source = f"--data {data}" if data else f"--synthetic {synthetic}" if synthetic else ""
-        cdcda_settings = ((*CDCDA_SETTINGS, *(("augment_per_seed",) if per_seed is None else ()))
-                          if "cdcda" in names else ())
-        command = " ".join(filter(None, [*_changed_env(settings, cdcda_settings),
-                                         "pllm eval --task", task_name, source, f"--methods {','.join(names)}",
-                                         f"--users {users}" if users else "", f"--seed {seed}",
-                                         f"--history {history}" if history else "",
-                                         f"--per-seed {per_seed}" if per_seed else "",
-                                         f"--report {report}"]))
         write_report(result, report, command=command)
     if json_out:
         print_json(result.as_json())

@@ -52,7 +52,7 @@ def render(text: str, path: Path) -> Path:
     if shutil.which("espeak-ng") is None:
         raise UsageError("pllm eval --task speech needs Debian's espeak-ng to render speech: apt-get install espeak-ng "
                          "(`make setup` does, as root)")
-    subprocess.run(["espeak-ng", "-v", VOICE[0], "-s", str(VOICE[1]), "-w", str(path), text], check=True,
+    subprocess.run(["espeak-ng", "-v", VOICE[0], "-s", str(VOICE[1]), "-w", str(path), "--", text], check=True,
                    capture_output=True)
     return path
 

@@ -100,11 +100,31 @@ class Transcriber:
             raise AudioError(f"no audio file at {audio}")
         if not (audio.stat().st_size if isinstance(audio, Path) else len(audio)):
             raise AudioError(f"{label} is empty")
+        source: Any = str(audio) if isinstance(audio, Path) else io.BytesIO(audio)
+        declared = container_seconds(source)  # before decoding: hours of compressed audio are gigabytes decoded
+        if declared is not None and declared > self.max_seconds:
+            raise AudioError(f"{label} is {declared:.0f} s long; the limit is {self.max_seconds:.0f} s "
+                             "(PLLM_AUDIO_MAX_SECONDS)")
         try:
-            return self._decode(str(audio) if isinstance(audio, Path) else io.BytesIO(audio), sampling_rate=SAMPLE_RATE)
+            return self._decode(source, sampling_rate=SAMPLE_RATE)
         except Exception as exc:  # PyAV raises its own error types for each way a file can be wrong
             raise AudioError(f"{label} is not audio pllm can read ({type(exc).__name__}): give a wav, mp3, m4a, ogg, "
                              "flac or webm recording") from None
+
+
+def container_seconds(source: Any) -> float | None:
+    """How long a recording says it is (its container's duration), without decoding it; None when it does not say
+    or cannot be opened. A file object is left at its start."""
+    try:
+        import av
+
+        with av.open(source) as container:
+            return container.duration / 1e6 if container.duration else None
+    except Exception:  # not a container PyAV knows: decoding will say so in its own words
+        return None
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
 
 
 def recorded_at(path: Path) -> float:

@@ -110,13 +110,20 @@ def ingest(
     model_facts: bool = typer.Option(False, "--model-facts", help="Also ask the model for stated facts (slower)."),
     me: list[str] = typer.Option([], "--me", help="In a .jsonl conversation, the speaker name that is you "
                                  "(repeatable; your vault name, 'user' and 'me' always are)."),
+    voice_memos: bool = typer.Option(False, "--voice-memos", help="Also transcribe the recordings inside the "
+                                     "folders given (a recording named on its own always is)."),
 ) -> None:
     """Add your own texts to the vault (deduplicated), and learn the facts they state (about whoever said them)."""
     settings = settings_of(ctx)
     vault = unlock(settings)
     runtime = Runtime.from_settings(settings) if model_facts else None
-    files = expand_paths(paths)
-    transcriber = _transcriber(settings) if any(is_audio(f) for f in files) else None
+    files = expand_paths(paths, recordings=voice_memos)
+    transcriber: Transcriber | str | None = None
+    if any(is_audio(f) for f in files):
+        try:
+            transcriber = _transcriber(settings)
+        except PllmError as exc:  # the texts are ingested all the same; each recording says why it was not
+            transcriber = str(exc)
     mine = frozenset(name.lower() for name in [*me, vault.user_name, "user", "me"] if name)
     table = Table(title="ingested")
     for col in ("file", "added", "skipped", "facts"):

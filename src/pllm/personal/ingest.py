@@ -29,14 +29,15 @@ from typing import TYPE_CHECKING, Any
 from pllm.config import default
 from pllm.errors import AudioError, IngestError
 from pllm.lm.speech import AUDIO_SUFFIXES, recorded_at
+from pllm.personal.items import VOICE_KIND
 from pllm.personal.vault import Vault, approx_tokens
 
 if TYPE_CHECKING:
     from pllm.lm.runtime import Runtime
     from pllm.lm.speech import Transcriber
 
-SUFFIXES = (".txt", ".md", ".jsonl", ".json", *AUDIO_SUFFIXES)
-VOICE_KIND = "voice"  # a document transcribed from a voice memo
+TEXT_SUFFIXES = (".txt", ".md", ".jsonl", ".json")
+SUFFIXES = (*TEXT_SUFFIXES, *AUDIO_SUFFIXES)
 CONVERSATION_KIND = "jsonl"  # a document of this kind is a line of a .jsonl file: a turn or a dated note
 # LaMP profile fields, in the order they read best as one text.
 LAMP_FIELDS = ("title", "description", "abstract", "text", "tag", "category", "score")
@@ -274,8 +275,9 @@ def _lamp(path: Path) -> list[Record]:
 
 
 def parse_file(path: Path, *, chunk_tokens: int = default("chunk_tokens"),
-               transcriber: Transcriber | None = None) -> list[Record]:
-    """All records of one file, or IngestError; nothing is written here. A recording needs a `transcriber`."""
+               transcriber: Transcriber | str | None = None) -> list[Record]:
+    """All records of one file, or IngestError; nothing is written here. A recording needs a `transcriber` (or is
+    refused with the reason given in its place)."""
     if not path.exists():
         raise IngestError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -291,10 +293,11 @@ def parse_file(path: Path, *, chunk_tokens: int = default("chunk_tokens"),
     return [Record(str(path), suffix[1:], text, when) for text, when in found]
 
 
-def _voice_memo(path: Path, chunk_tokens: int, transcriber: Transcriber | None) -> list[Record]:
-    """A recording's transcript as the user's own passages, dated when it was recorded (none if nothing was said)."""
-    if transcriber is None:
-        raise IngestError(f"{path}: a recording needs the speech model (pllm's `voice` extra)")
+def _voice_memo(path: Path, chunk_tokens: int, transcriber: Transcriber | str | None) -> list[Record]:
+    """A recording's transcript as the user's own passages, dated when it was recorded (none if nothing was said).
+    `transcriber` may be why there is none (the speech model would not load)."""
+    if not transcriber or isinstance(transcriber, str):
+        raise IngestError(f"{path}: {transcriber or 'a recording needs the speech model'}")
     try:
         transcript = transcriber.transcribe(path)
     except AudioError as exc:
@@ -304,15 +307,18 @@ def _voice_memo(path: Path, chunk_tokens: int, transcriber: Transcriber | None) 
 
 
 def is_audio(path: Path) -> bool:
+    """A recording, by its name: transcribed rather than read."""
     return path.suffix.lower() in AUDIO_SUFFIXES
 
 
-def expand_paths(paths: list[Path]) -> list[Path]:
-    """Files as given, and the supported files inside any folder given (sorted, recursive)."""
+def expand_paths(paths: list[Path], *, recordings: bool = False) -> list[Path]:
+    """Files as given, and the supported files inside any folder given (sorted, recursive): texts, and recordings
+    too only when asked (`recordings`), so a folder that holds music or videos is not transcribed by surprise."""
+    wanted = SUFFIXES if recordings else TEXT_SUFFIXES
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted)
         else:
             out.append(p)
     return out

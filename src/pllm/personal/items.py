@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 FEEDBACK_KINDS = ("up", "down", "edit", "regenerate", "rating")
+VOICE_KIND = "voice"  # a document transcribed from a voice memo; an interaction's modality when it was spoken
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ blank, and skipping all of them writes nothing.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -49,15 +50,30 @@ def needs_onboarding(vault: Vault) -> bool:
     return all(vault.count(table) == 0 for table in ("documents", "interactions", "profile_facts"))
 
 
-def _statement(question: Question, answer: str) -> str:
-    """The answer as the user would say it: a full sentence stays as written ("I'm a nurse"), a bare answer
-    ("a nurse") is put into the question's statement."""
-    first = answer.split(maxsplit=1)[0].lower()
-    if first in ("i", "i'm", "im", "my", "we", "we're") and question.key != "name":
-        return answer if answer[-1] in ".!?" else answer + "."
-    value = answer.rstrip(".!? ")
+# What people put before the answer itself; the fact keeps what follows.
+LEAD_INS = {
+    "name": r"(?:my name is|my name's|i am|i'm|im|call me|it's|it is)\s+",
+    "work": r"(?:i work as|i work in|i work at|i am|i'm|im)\s+(?:an?\s+)?",
+    "people": r"(?:they are|they're|there's|there is)\s+",
+    "interests": r"(?:i am interested in|i'm interested in|i'm into|i am into|i like|i love|i enjoy)\s+",
+}
+
+
+def answer_value(question: Question, answer: str) -> str:
+    """The answer without its lead-in ("I'm Mara" -> "Mara"; "I'm a nurse" -> "nurse"), a name capitalised."""
+    value = re.sub(r"^" + LEAD_INS[question.key], "", answer.strip(), flags=re.I).rstrip(".!? ")
     if question.key == "name":
         value = " ".join(w[:1].upper() + w[1:] for w in value.split())
+    return value or answer.strip()
+
+
+def _statement(question: Question, answer: str) -> str:
+    """The answer as the user would say it: a sentence of their own stays as written ("I'm a nurse."), a bare
+    answer ("a nurse") is put into the question's statement."""
+    first = answer.split(maxsplit=1)[0].lower()
+    if first in ("i", "i'm", "im", "we", "we're") and question.key != "name":
+        return answer if answer[-1] in ".!?" else answer + "."
+    value = answer_value(question, answer) if question.key == "name" else answer.rstrip(".!? ")
     return question.statement.format(value)
 
 
@@ -80,9 +96,9 @@ def onboard(vault: Vault, answers: dict[str, str]) -> list[tuple[str, str]]:
         stated = extract_facts(statement)
         learned += stated
         if question.fact not in dict(stated):  # an answer the patterns do not read is still the fact asked for
-            vault.upsert_fact(question.fact, answer.rstrip(".!? "), source=f"document:{SOURCE}", confidence=0.9,
-                              stated_at=now)
-            learned.append((question.fact, answer.rstrip(".!? ")))
+            value = answer_value(question, answer)
+            vault.upsert_fact(question.fact, value, source=f"document:{SOURCE}", confidence=0.9, stated_at=now)
+            learned.append((question.fact, value))
         name = dict(stated).get("name")
         if name and not vault.user_name:
             vault.set_meta("name", name)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pllm.lm.runtime import GenerationConfig
-from pllm.personal.items import Document, Fact, Interaction
+from pllm.personal.items import VOICE_KIND, Document, Fact, Interaction
 from pllm.personal.text import STOPWORDS, TOPIC_STOPWORDS, WORD
 from pllm.personal.vault import Vault
 
@@ -296,11 +296,11 @@ def _voice(interactions: list[Interaction], docs: list[Document], now: float) ->
     """Speaking against typing over the last 30 days: counts, the spoken share, the hours the user speaks most,
     and the voice memos held."""
     recent = [i for i in interactions if now - i.created_at < VOICE_WINDOW_S]
-    spoken = [i for i in recent if i.modality == "voice"]
+    spoken = [i for i in recent if i.modality == VOICE_KIND]
     hours = Counter(i.hour for i in spoken).most_common(3)
     return {"spoken": len(spoken), "typed": len(recent) - len(spoken),
             "share": round(len(spoken) / len(recent), 3) if recent else None,
-            "hours": [hour for hour, _ in hours], "memos": sum(1 for d in docs if d.kind == "voice")}
+            "hours": [hour for hour, _ in hours], "memos": sum(1 for d in docs if d.kind == VOICE_KIND)}
 
 
 PROMPT_PROFILE_REFRESH_S = 3600

@@ -195,6 +195,9 @@ class ServedModel:
                 assistant.history = [Turn(u["content"], a["content"]) for u, a in zip(dialogue[::2], dialogue[1::2],
                                                                                     strict=False)
                                      if u["role"] == "user" and a["role"] == "assistant"]
+                if dialogue and dialogue[-1]["role"] == "assistant" and self.vault is not None:
+                    # the answer this request follows, so a spoken "no, I meant ..." is feedback on it
+                    assistant.last_interaction = self.vault.interaction_answered(dialogue[-1]["content"])
                 pieces = (p.text for p in assistant.stream(messages[-1]["content"], config, stats, modality=modality))
             else:
                 leading = [m for m in messages[:1] if m["role"] == "system"]  # an app's fixed system turn: kept too

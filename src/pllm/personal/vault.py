@@ -263,6 +263,12 @@ class Vault:
         rows = self.conn.execute(sql + (f" LIMIT {int(limit)}" if limit else ""))
         return [Interaction(*row[:7], bool(row[7]), *row[8:]) for row in rows][::-1]  # type: ignore[call-arg]
 
+    def interaction_answered(self, answer: str) -> int | None:
+        """The newest logged interaction whose answer was `answer` (an app sends the conversation back as shown)."""
+        row = self.conn.execute("SELECT id FROM interactions WHERE trim(answer) = ? ORDER BY id DESC LIMIT 1",
+                                (answer.strip(),)).fetchone()
+        return int(row[0]) if row else None
+
     def add_feedback(self, interaction_id: int, kind: str, value: str | None = None) -> int:
         if kind not in FEEDBACK_KINDS:
             raise UsageError(f"unknown feedback kind {kind!r}; use one of {', '.join(FEEDBACK_KINDS)}")

@@ -1,6 +1,7 @@
 """POST /v1/audio/transcriptions: speech to text on the device (the packaged Whisper base, lm/speech.py), as
 OpenAI's API answers it, so an app (or the page's microphone) can send a recording without it leaving the device.
-The recording is transcribed in memory and never stored."""
+The recording is transcribed in memory and never stored: `create_app` keeps uploads up to the route's size limit in
+memory (Starlette would spool a part over 1 MB to a temporary file)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 
 from pllm.api.deps import Authorised, Served
+from pllm.errors import ModelNotFoundError, UsageError
 from pllm.lm.models import WHISPER
 from pllm.openai_http import ApiError, error_responses
 
@@ -33,8 +35,8 @@ async def create_transcription(
     prompt: Annotated[str | None, Form(max_length=1000, description="Text the speech continues (names, spellings)")
                       ] = None,
     response_format: Annotated[Literal["json", "text", "verbose_json"], Form()] = "json",
-    temperature: Annotated[float, Form(ge=0.0, le=1.0, description="Decoding is greedy with beam search: "
-                                       "accepted, not used")] = 0.0,
+    temperature: Annotated[float, Form(ge=0.0, le=1.0, description="Accepted, not used: decoding is a beam "
+                                       "search of 5")] = 0.0,
 ) -> Any:
     unknown = sorted(set((await request.form()).keys()) - FIELDS)
     if unknown:  # a parameter this server does not take is never ignored
@@ -45,9 +47,12 @@ async def create_transcription(
     audio = await file.read()
     from starlette.concurrency import run_in_threadpool  # the event loop keeps serving while Whisper works
 
+    try:
+        transcriber = await run_in_threadpool(served.transcriber)
+    except (UsageError, ModelNotFoundError) as exc:  # no `voice` extra, or its model is missing: the server's lack
+        raise ApiError(503, str(exc), "server_error", "voice_unavailable") from None
     transcript = await run_in_threadpool(
-        lambda: served.transcriber().transcribe(audio, name=file.filename or "the upload", language=language,
-                                                prompt=prompt))
+        lambda: transcriber.transcribe(audio, name=file.filename or "the upload", language=language, prompt=prompt))
     if response_format == "text":
         return PlainTextResponse(transcript.text)
     if response_format == "verbose_json":

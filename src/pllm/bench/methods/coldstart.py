@@ -1,6 +1,6 @@
 """coldstart: a user the model barely knows starts from the head of the training users most like them.
 
-The training users are clustered by what they write (the mean of their items' hidden states, spherical k-means);
+The training users are clustered by what they write (the mean of their items' hidden states, cosine k-means);
 each cluster gets the population head fine-tuned on its members' items (`adapt_head`, pulled toward the population).
 A new user is sent to the cluster nearest their first items, and with none yet, nearest the query itself (what
 they just wrote is all that is known of them). As their items arrive, their own signal moves the answer as in
@@ -22,6 +22,7 @@ import numpy as np
 from pllm.bench.lamp import Question
 from pllm.bench.methods.base import register_method
 from pllm.bench.methods.head import HeadMethod, TaskHead, covers, inputs, user_history
+from pllm.lm.embeddings import spherical_kmeans
 from pllm.lm.head import Head, adapt_head, primary_score
 
 CLUSTER_GRID = (1, 2, 4, 8)  # clusters of training users (1: the population head alone)
@@ -34,20 +35,6 @@ KMEANS_ROUNDS = 25
 def unit(v: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(v, axis=-1, keepdims=True)
     return np.asarray(v / np.where(norm == 0, 1.0, norm))
-
-
-def spherical_kmeans(points: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """(k, d) unit centroids of unit `points` (cosine k-means, seeded; an empty cluster keeps its centroid)."""
-    rng = np.random.default_rng(seed)
-    centroids = points[rng.choice(len(points), size=k, replace=False)].copy()
-    for _ in range(KMEANS_ROUNDS):
-        assign = np.argmax(points @ centroids.T, axis=1)
-        moved = np.array([unit(points[assign == c].mean(0)) if (assign == c).any() else centroids[c]
-                          for c in range(k)])
-        if np.allclose(moved, centroids):
-            break
-        centroids = moved
-    return np.asarray(centroids)
 
 
 @dataclass
@@ -63,15 +50,15 @@ class Clusters:
 
 
 def build_clusters(base: Head, x: np.ndarray, hidden: np.ndarray, labels: np.ndarray, people: list[str], k: int,
-                   pull: float, *, seed: int, threads: int) -> Clusters:
+                   pull: float, *, threads: int) -> Clusters:
     """Cluster the people of these rows by their mean hidden state; fine-tune `base` on each cluster's rows."""
     names = sorted(set(people))
     rows_of = {name: [n for n, p in enumerate(people) if p == name] for name in names}
     means = unit(np.stack([hidden[rows_of[name]].mean(0) for name in names]))
     if k <= 1 or len(names) < 2 * k:
         return Clusters(unit(hidden.mean(0))[None], [base])
-    centroids = spherical_kmeans(means, k, seed)
-    member = np.argmax(means @ centroids.T, axis=1)
+    member = spherical_kmeans(means, k, iterations=KMEANS_ROUNDS)
+    centroids = unit(np.stack([means[member == c].mean(0) for c in range(k)]))
     heads = []
     for c in range(k):
         rows = [n for name, m in zip(names, member, strict=True) if m == c for n in rows_of[name]]
@@ -85,7 +72,7 @@ class _Scored:
     person: str
     gold: str
     allowed: list[str]
-    earlier: list[int]  # rows of the person's most recent earlier items (at most COLD_ITEMS)
+    earlier: list[int]  # rows of the person's most recent profile items (at most COLD_ITEMS), as a new user's first
 
 
 def choose_clusters(env: Any, th: TaskHead) -> tuple[int, float, dict[str, float]]:
@@ -115,7 +102,7 @@ def choose_clusters(env: Any, th: TaskHead) -> tuple[int, float, dict[str, float
                 continue
             others = [n for n in range(len(items)) if int(th.choice.fold[n]) != fold]
             clusters = build_clusters(th.choice.fold_heads[fold], x[others], hidden[others], labels[others],
-                                      [people[n] for n in others], k, pull, seed=env.seed,
+                                      [people[n] for n in others], k, pull,
                                       threads=env.settings.threads)
             for c in cases:
                 head = clusters.head_for(hidden[[*c.earlier, c.row]])
@@ -125,7 +112,7 @@ def choose_clusters(env: Any, th: TaskHead) -> tuple[int, float, dict[str, float
 
     grid = {(k, pull): score(k, pull) for k in CLUSTER_GRID for pull in (PULL_GRID if k > 1 else (math.inf,))}
     (k, pull), _ = max(grid.items(), key=lambda kv: (kv[1], -kv[0][0]))  # ties: fewer clusters
-    return k, pull, {f"k={k} pull={p:g}": round(v, 4) for (k, p), v in grid.items()}
+    return k, pull, {f"k={k} pull={p:g}": round(v, 4) for (k, p), v in grid.items() if math.isfinite(v)}
 
 
 @register_method
@@ -146,7 +133,7 @@ class ColdStart(HeadMethod):
             d = self.env.runtime.llm.n_embd()
             labels = np.array([th.labels.index(i.label) for i in th.trained_on])
             clusters = build_clusters(th.head, th.x, th.x[:, :d], labels, [i.person for i in th.trained_on], k, pull,
-                                      seed=self.env.seed, threads=self.env.settings.threads)
+                                      threads=self.env.settings.threads)
             th.built[self.name] = (clusters, pull, grid)
         self.clusters, self.pull, self.grid = th.built[self.name]
 
@@ -170,5 +157,5 @@ class ColdStart(HeadMethod):
         out = dict(super().learned)
         out |= {"clusters": float(len(self.clusters.heads)),
                 "cluster_pull": self.pull if math.isfinite(self.pull) else -1.0,
-                "cluster_choice_score": max(self.grid.values())}
+                **({"cluster_choice_score": max(self.grid.values())} if self.grid else {})}
         return out

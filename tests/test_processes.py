@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pllm.openai_http import free_port
+from pllm.http_serving import free_port
 from pllm.processes import stop_process
 
 OWNER = """

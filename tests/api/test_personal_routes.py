@@ -13,7 +13,7 @@ import pytest
 
 from pllm.api.app import create_app
 from pllm.config import Settings
-from pllm.openai_http import serve_background
+from pllm.http_serving import serve_background
 from pllm.personal.profile import learn_facts
 from pllm.personal.retrieve import Retriever
 from pllm.personal.vault import Vault

@@ -13,9 +13,9 @@ from pathlib import Path
 from pllm.api.app import create_app
 from pllm.cloud.server import create_app as create_cloud_app
 from pllm.config import Settings
+from pllm.http_serving import serve_background
 from pllm.lm.foundation import EmbeddedFoundation
 from pllm.lm.runtime import Runtime
-from pllm.openai_http import serve_background
 from pllm.personal.vault import Vault
 
 PASSPHRASE = "s3cret"

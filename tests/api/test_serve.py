@@ -22,7 +22,7 @@ from openai import OpenAI
 
 from pllm.api.app import create_app
 from pllm.config import Settings
-from pllm.openai_http import free_port, serve_background, start_server
+from pllm.http_serving import free_port, serve_background, start_server
 from pllm.personal.adapters import AdapterStore
 from pllm.personal.vault import Vault
 from pllm.processes import stop_process

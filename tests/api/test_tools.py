@@ -15,7 +15,7 @@ from openai import OpenAI
 
 from pllm.api.app import create_app
 from pllm.config import Settings
-from pllm.openai_http import serve_background
+from pllm.http_serving import serve_background
 from pllm.personal.vault import Vault
 
 PASSPHRASE = "s3cret"

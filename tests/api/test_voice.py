@@ -12,7 +12,7 @@ from openai import BadRequestError, NotFoundError, OpenAI
 
 from pllm.api.app import create_app
 from pllm.config import Settings
-from pllm.openai_http import serve_background
+from pllm.http_serving import serve_background
 from pllm.personal.assistant import SPOKEN_MAX_TOKENS
 from pllm.personal.vault import Vault
 

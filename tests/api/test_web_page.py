@@ -14,7 +14,7 @@ import pytest
 
 from pllm.api.app import create_app
 from pllm.config import Settings
-from pllm.openai_http import serve_background
+from pllm.http_serving import serve_background
 from pllm.personal.vault import Vault, create_vault
 
 PASSPHRASE = "s3cret"

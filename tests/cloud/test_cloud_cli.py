@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from pllm.openai_http import free_port, serve_process
+from pllm.http_serving import free_port, serve_process
 
 
 def test_pllm_cloud_serve_answers_the_openai_client(pllm: Callable[..., subprocess.CompletedProcess[str]],

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pllm.cloud.ledger import Ledger
 from pllm.cloud.server import create_app
 from pllm.config import Settings
-from pllm.openai_http import serve_background
+from pllm.http_serving import serve_background
 from pllm.signing import (
     RECEIPT_HEADER,
     SIGNATURE_HEADER,

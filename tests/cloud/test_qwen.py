@@ -14,9 +14,9 @@ import pytest
 from pllm.cloud.augment import AugmentRequest, Seed, augment
 from pllm.cloud.server import create_app
 from pllm.config import Settings
+from pllm.http_serving import serve_background
 from pllm.lm.foundation import EmbeddedFoundation
 from pllm.lm.models import QWEN, resolve_foundation_model
-from pllm.openai_http import serve_background
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 PASS = {"PLLM_PASSPHRASE": "s3cret"}

@@ -13,8 +13,8 @@ import pytest
 from pllm.cloud.devices import DeviceRegistry, RateLimiter
 from pllm.cloud.server import create_app
 from pllm.config import Settings
+from pllm.http_serving import serve_background
 from pllm.lm.foundation import EmbeddedFoundation
-from pllm.openai_http import serve_background
 
 
 @pytest.fixture(scope="module")

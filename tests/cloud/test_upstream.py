@@ -12,9 +12,9 @@ import pytest
 from pllm.cloud.server import create_app
 from pllm.config import Settings
 from pllm.errors import CloudError, CloudUnavailableError
+from pllm.http_serving import free_port, serve_background
 from pllm.lm.foundation import UpstreamFoundation, load_foundation
 from pllm.lm.runtime import GenerationConfig, Usage
-from pllm.openai_http import free_port, serve_background
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pllm.config import get_settings
 from pllm.expert.domains import PACKAGED, load_domain
 from pllm.expert.registry import ExpertRegistry
 from pllm.expert.train import ExpertResult
-from pllm.openai_http import serve_background
+from pllm.http_serving import serve_background
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pllm.config import get_settings
 from pllm.expert.registry import ExpertRegistry
 from pllm.expert.train import ExpertResult
 from pllm.federated.task import FedConfig
-from pllm.openai_http import free_port
+from pllm.http_serving import free_port
 
 CORPUS = Path(__file__).parents[1] / "data" / "cooking-corpus.jsonl"
 

@@ -12,7 +12,7 @@ import pytest
 from pllm.bench.privacy import DEFAULT_DATA, leak_test, load_sentences
 from pllm.cloud.server import create_app
 from pllm.config import Settings
-from pllm.openai_http import serve_background
+from pllm.http_serving import serve_background
 from pllm.personal.augment import FILTERS
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

@@ -26,7 +26,7 @@ import pytest
 
 from pllm.config import Settings
 from pllm.errors import DiskFullError, WrongPassphraseError
-from pllm.openai_http import free_port, start_server
+from pllm.http_serving import free_port, start_server
 from pllm.personal.adapters import AdapterStore
 from pllm.personal.forget import forget_everywhere
 from pllm.personal.ingest import parse_file

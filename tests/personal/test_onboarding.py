@@ -20,7 +20,7 @@ import pytest
 from pllm.api.app import create_app
 from pllm.config import Settings
 from pllm.errors import UsageError
-from pllm.openai_http import serve_background
+from pllm.http_serving import serve_background
 from pllm.personal.onboarding import QUESTIONS, needs_onboarding, onboard
 from pllm.personal.vault import create_vault
 

@@ -30,7 +30,7 @@ def serve(
     """Serve your model to apps on this device: OpenAI-compatible chat (plain and streamed), the model list,
     feedback, your profile (show, export, forget) and adaptation in a separate process."""
     from pllm.api.app import create_app  # heavy: imports fastapi
-    from pllm.openai_http import run_server
+    from pllm.http_serving import run_server
 
     settings = settings_of(ctx)
     if not _is_loopback(host) and not settings.api_token:

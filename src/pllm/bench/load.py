@@ -30,9 +30,10 @@ from typing import Any
 
 from pllm.bench.latency import build_vault
 from pllm.config import Settings
+from pllm.http_serving import free_port, serve_process
 from pllm.lm.hardware import cpu_info
 from pllm.lm.models import resolve_model
-from pllm.openai_http import free_port, serve_process, sse_data
+from pllm.openai_http import sse_data
 
 QUESTIONS = ["What should I cook tonight?", "Give me one tip for running in the cold.", "Why is the sky blue?",
              "How do I keep a sourdough starter alive?", "Suggest a name for a small sailing boat.",

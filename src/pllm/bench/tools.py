@@ -91,9 +91,9 @@ def run_tools(settings: Settings, questions_file: Path = DEFAULT_QUESTIONS, *,
     import httpx
 
     from pllm.api.app import create_app
+    from pllm.http_serving import serve_background
     from pllm.lm import tools
     from pllm.lm.runtime import Runtime
-    from pllm.openai_http import serve_background
 
     offered = json.loads(TOOLS_FILE.read_text(encoding="utf-8"))
     parameters = {t["function"]["name"]: t["function"]["parameters"] for t in offered}

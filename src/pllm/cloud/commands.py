@@ -47,7 +47,7 @@ def serve(
 ) -> None:
     """Run the T-tier service: OpenAI-compatible chat and completions, and CDCDA augmentation, for devices."""
     from pllm.cloud.server import create_app  # heavy: imports fastapi
-    from pllm.openai_http import run_server
+    from pllm.http_serving import run_server
 
     settings = _settings(ctx, upstream_url=upstream, upstream_model=upstream_model)
     app = create_app(settings, state_dir=state)

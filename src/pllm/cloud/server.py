@@ -25,8 +25,9 @@ from pllm.cloud.ledger import Ledger
 from pllm.cloud.routers import ROUTERS
 from pllm.config import Settings
 from pllm.expert.serving import ExpertPool
+from pllm.http_serving import serve_background
 from pllm.lm.foundation import Foundation, load_foundation
-from pllm.openai_http import install_error_handlers, install_size_limit, serve_background
+from pllm.openai_http import install_error_handlers, install_size_limit
 
 
 # -- the app -----------------------------------------------------------------------------------------------------

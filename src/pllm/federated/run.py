@@ -19,7 +19,7 @@ from pllm.errors import PllmError, UsageError
 from pllm.federated.client_app import client_app, secure_client_app
 from pllm.federated.server_app import FedRun, secure_server_app, server_app
 from pllm.federated.task import FedConfig, expert_pairs, results_path
-from pllm.openai_http import free_port, serve_process
+from pllm.http_serving import free_port, serve_process
 from pllm.processes import end_with_owner, stop_process
 
 

@@ -105,17 +105,18 @@ Tick = Callable[[str, int, int], None]  # (method, users done, users in all)
 
 
 def run_eval(task: Task, data: EvalData, method_names: list[str], settings: Settings, *, seed: int = 0,
-             max_train_steps: int | None = None, tick: Tick = lambda *_: None, shared: dict[str, Any] | None = None
-             ) -> EvalResult:
+             max_train_steps: int | None = None, tick: Tick = lambda *_: None, shared: dict[str, Any] | None = None,
+             baseline: bool = True) -> EvalResult:
     """`max_train_steps` caps every LoRA training of the run (tests use it; published tables never do). `shared`
     carries what is trained on the training users alone (the task head) from one run to the next on the same
-    training data (a --history sweep), so it is trained once."""
+    training data (a --history sweep), so it is trained once. `baseline=False` leaves out `none` (the zero-shot
+    model: a sweep over the users' history sizes, where it never changes); gains are then over the first method."""
     questions = data.evaluated
     if not questions:
         raise UsageError("no questions to evaluate")
     if any(q.gold is None for q in questions):
         raise UsageError("every question needs a gold output to be scored")
-    names = [BASELINE, *[n for n in method_names if n != BASELINE]]
+    names = [BASELINE, *[n for n in method_names if n != BASELINE]] if baseline else list(method_names)
     classes = get_methods(names)
     if {q.user_id for q in questions} & {q.user_id for q in data.train}:
         raise UsageError("training and evaluated users overlap")

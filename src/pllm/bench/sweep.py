@@ -1,7 +1,8 @@
 """`pllm eval --history 0,1,2,4,8`: the same users evaluated with 0, 1, 2, ... of their earlier items, every method at
 every size, beside the task model (the population head) with paired intervals: how a method does for a user it
 barely knows, and when the user's own data starts to pay. What is trained on the training users alone (the task
-head) is trained once and shared by every size.
+head) is trained once and shared by every size. The zero-shot model (`none`) reads no history, so it runs only when
+named.
 
     rows = run_history_sweep(task, data, [0, 1, 2, 4, 8], methods, settings)
 """
@@ -38,15 +39,15 @@ def history_sizes(value: str | None) -> list[int] | None:
 
 def run_history_sweep(task: Task, data: EvalData, sizes: list[int], methods: list[str], settings: Settings, *,
                       seed: int = 0, tick: Callable[[str, int, int], None] = lambda *_: None) -> dict[str, Any]:
-    if REFERENCE not in methods:
-        methods = [*methods, REFERENCE]
+    methods = [REFERENCE, *[m for m in methods if m != REFERENCE]]  # first: the gains are over it
     shared: dict[str, Any] = {}
     rows = []
     for size in sizes:
         def sized(method: str, done: int, total: int, size: int = size) -> None:
             tick(f"{size} items: {method}", done, total)
 
-        result = run_eval(task, low_data(data, size), methods, settings, seed=seed, shared=shared, tick=sized)
+        result = run_eval(task, low_data(data, size), methods, settings, seed=seed, shared=shared, tick=sized,
+                          baseline="none" in methods)  # zero-shot reads no history: only when asked for
         primary = result.primary
         for m in result.methods:
             versus = m.versus.get(REFERENCE) if m.name != REFERENCE else None

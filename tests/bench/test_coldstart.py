@@ -80,5 +80,5 @@ def test_the_sweep_puts_coldstart_beside_the_task_model_at_each_size(monkeypatch
         low, high = rows[(size, "coldstart")]["vs_task"]
         assert low <= high and rows[(size, "task")]["vs_task"] is None
     learned = rows[(0, "coldstart")]["learned"]
-    assert learned["clusters"] >= 1 and "cluster_choice_score" in learned
+    assert learned["clusters"] >= 1 and "out-of-fold score, k=1 pull=inf" in learned
     assert Counter(r["history"] for r in result["rows"]) == {0: 2, 2: 2}  # task and coldstart at each size

@@ -157,5 +157,5 @@ class ColdStart(HeadMethod):
         out = dict(super().learned)
         out |= {"clusters": float(len(self.clusters.heads)),
                 "cluster_pull": self.pull if math.isfinite(self.pull) else -1.0,
-                **({"cluster_choice_score": max(self.grid.values())} if self.grid else {})}
+                **{f"out-of-fold score, {point}": score for point, score in self.grid.items()}}
         return out

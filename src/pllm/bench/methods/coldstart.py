@@ -21,7 +21,7 @@ import numpy as np
 
 from pllm.bench.lamp import Question
 from pllm.bench.methods.base import register_method
-from pllm.bench.methods.head import HeadMethod, TaskHead, covers, inputs, user_history
+from pllm.bench.methods.head import HeadMethod, TaskHead, covers, inputs, scorable_questions, user_history
 from pllm.lm.embeddings import spherical_kmeans
 from pllm.lm.head import Head, adapt_head, primary_score
 
@@ -69,7 +69,6 @@ def build_clusters(base: Head, x: np.ndarray, hidden: np.ndarray, labels: np.nda
 @dataclass
 class _Scored:
     row: int
-    person: str
     gold: str
     allowed: list[str]
     earlier: list[int]  # rows of the person's most recent profile items (at most COLD_ITEMS), as a new user's first
@@ -78,22 +77,15 @@ class _Scored:
 def choose_clusters(env: Any, th: TaskHead) -> tuple[int, float, dict[str, float]]:
     """(clusters, pull) that score best out of fold on the training users, and every grid point's score."""
     assert th.x is not None
-    items, x, task = th.trained_on, th.x, env.task
+    items, x = th.trained_on, th.x
     d = env.runtime.llm.n_embd()
     hidden = x[:, :d]
     labels = np.array([th.labels.index(i.label) for i in items])
     people = [i.person for i in items]
-    row = {(i.person, i.text): n for n, i in enumerate(items)}
     scored: dict[int, list[_Scored]] = {f: [] for f in CHOICE_FOLDS}
-    for q in env.train_questions:
-        n = row.get((q.user_id, q.input))
-        allowed = [label for label in task.labels(q) if label in th.labels]
-        if n is None or q.gold is None or str(q.gold) not in allowed or int(th.choice.fold[n]) not in scored:
-            continue
-        dated = sorted(q.profile, key=lambda item: str(item.get("date", "")))
-        earlier = [row[(q.user_id, t)] for t, _ in (task.item_as_question(i, q) for i in dated)
-                   if (q.user_id, t) in row][-COLD_ITEMS:]
-        scored[int(th.choice.fold[n])].append(_Scored(n, q.user_id, str(q.gold), allowed, earlier))
+    for q, n, allowed, history in scorable_questions(env, th.labels, items):
+        if int(th.choice.fold[n]) in scored:
+            scored[int(th.choice.fold[n])].append(_Scored(n, str(q.gold), allowed, history[-COLD_ITEMS:]))
 
     def score(k: int, pull: float) -> float:
         preds, golds = [], []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -293,22 +294,31 @@ def vote_vector(task: Any, q: Question, labels: list[str]) -> np.ndarray:
     return np.log(np.array([votes.get(label, 0.0) / total + VOTE_FLOOR for label in labels]))
 
 
+def scorable_questions(env: Env, labels: list[str], items: list[Labelled]
+                       ) -> Iterator[tuple[Question, int, list[str], list[int]]]:
+    """The training questions the head can be scored on, each as (question, its row in `items`, its allowed labels
+    the head knows, the rows of its person's profile items oldest first): what sits on top of the head is fitted on
+    them."""
+    row = {(i.person, i.text): n for n, i in enumerate(items)}
+    for q in env.train_questions:
+        allowed = [label for label in env.task.labels(q) if label in labels]
+        if q.gold is None or (q.user_id, q.input) not in row or str(q.gold) not in allowed:
+            continue
+        dated = sorted(q.profile, key=lambda item: str(item.get("date", "")))
+        history = [row[(q.user_id, t)] for t, _ in (env.task.item_as_question(i, q) for i in dated)
+                   if (q.user_id, t) in row]
+        yield q, row[(q.user_id, q.input)], allowed, history
+
+
 def _fit_user_side(env: Env, th: TaskHead, items: list[Labelled], x: np.ndarray) -> None:
     """The correction's strength and the per-user adapter's pull that score best on the training questions that
     have a history, every score from a head that never saw that person (out of fold)."""
     task, labels, oof = env.task, th.labels, th.choice.out_of_fold
-    row = {(i.person, i.text): n for n, i in enumerate(items)}
     cases = []
-    for q in env.train_questions:
-        allowed = [label for label in task.labels(q) if label in labels]
-        if q.gold is None or (q.user_id, q.input) not in row or str(q.gold) not in allowed:
-            continue
-        dated = sorted(q.profile, key=lambda item: str(item.get("date", "")))
-        history = [row[(q.user_id, t)] for t, _ in (task.item_as_question(i, q) for i in dated)
-                   if (q.user_id, t) in row]
+    for q, n, allowed, history in scorable_questions(env, labels, items):
         if history:
             votes = vote_vector(task, q, labels) if th.kind != "rating" and q.profile else None
-            cases.append(_Case(row[(q.user_id, q.input)], str(q.gold), history, allowed, votes))
+            cases.append(_Case(n, str(q.gold), history, allowed, votes))
     th.fitted_on = len(cases)
     if not cases:
         return

@@ -129,8 +129,8 @@ class Assistant:
         stats = stats if stats is not None else StreamStats()
         if modality == "voice":
             self._take_correction(prompt)
-            config = replace(config or GenerationConfig(),
-                             max_tokens=min((config or GenerationConfig()).max_tokens, SPOKEN_MAX_TOKENS))
+            config = config or GenerationConfig()
+            config = replace(config, max_tokens=min(config.max_tokens, SPOKEN_MAX_TOKENS))
         pieces: list[str] = []
         for piece in self._generate(prompt, config, stats, modality):
             pieces.append(piece.text)

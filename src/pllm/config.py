@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     augment_keep_per_seed: int = Field(
         default=0, ge=0, le=16, description="CDCDA: keep at most this many new items per seed (0: no limit), so "
         "that a few prolific seeds do not tilt the user's label mix.")
+    augment_similarity_band: tuple[float, float] = Field(
+        default=(0.3, 0.95), description="CDCDA: keep a new item whose embedding's cosine to the nearest real item "
+        "lies in this band (below: off the user's topic; above: a paraphrase). JSON: [0.3, 0.95].")
+    augment_length_band: tuple[float, float] = Field(
+        default=(0.5, 2.0), description="CDCDA: keep a new item whose length in words is at least the first times "
+        "the user's shortest real item and at most the second times their longest. JSON: [0.5, 2.0].")
     synthetic_ratio: float = Field(default=2.0, ge=0.0, le=10.0,
                                    description="CDCDA: synthetic items trained on, at most this many per real item.")
 
@@ -195,6 +201,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("augment_similarity_band", "augment_length_band", mode="after")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= value[1]:
+            raise ValueError(f"a band is [low, high] with 0 <= low <= high, not {list(value)}")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -55,14 +55,14 @@ FILTERS = ("empty", "placeholder", "length", "duplicate", "near_duplicate", "lab
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """How CDCDA's device half asks and filters; per_seed, seeds, label_check and keep_per_seed are settings
-    (`augment_*`)."""
+    """How CDCDA's device half asks and filters; per_seed, seeds, label_check, keep_per_seed and the two bands
+    are settings (`augment_*`)."""
 
     per_seed: int = default("augment_per_seed")  # new items asked for per seed
     seeds: int = default("augment_seeds")  # at most this many seeds per user
     near_duplicate: float = 0.7  # word-set Jaccard at or above this to any kept item is a near duplicate
-    similarity_band: tuple[float, float] = (0.3, 0.95)  # cosine to the nearest real item, both ends inclusive
-    length_band: tuple[float, float] = (0.5, 2.0)  # times the shortest / longest real item, in words
+    similarity_band: tuple[float, float] = default("augment_similarity_band")  # cosine to the nearest real item
+    length_band: tuple[float, float] = default("augment_length_band")  # times the shortest / longest real item
     max_tokens: int = 96
     temperature: float = 0.9
     seed: int = 0
@@ -73,7 +73,8 @@ class AugmentConfig:
     def from_settings(cls, settings: Settings, **overrides: Any) -> AugmentConfig:
         """The settings' values (`PLLM_AUGMENT_*`), then `overrides` (a flag, a run's seed)."""
         values = {"per_seed": settings.augment_per_seed, "seeds": settings.augment_seeds,
-                  "label_check": settings.augment_label_check, "keep_per_seed": settings.augment_keep_per_seed}
+                  "label_check": settings.augment_label_check, "keep_per_seed": settings.augment_keep_per_seed,
+                  "similarity_band": settings.augment_similarity_band, "length_band": settings.augment_length_band}
         return cls(**{**values, **overrides})
 
 

@@ -16,8 +16,9 @@ Redaction finds personal data in three passes, earlier passes winning where span
    left untyped, first names from the census list where they are written as names, capitalised words inside
    a sentence that are no English word, and rare lower-case words standing where a person stands ("ask siobhan
    if kwame ..."). Brands, acronyms and nationalities that everyone writes ("Amazon", "NHS", "Indian") are not
-   replaced unless the sentence makes them the user's employer or school. No second NER model ships on PyPI with its weights (the PII models of
-   GLiNER and the like are downloaded from the Hugging Face hub), so there is no second opinion.
+   replaced unless the sentence makes them the user's employer or school. No second NER model ships on PyPI with
+   its weights (the PII models of GLiNER and the like are downloaded from the Hugging Face hub), so there is no
+   second opinion.
 
 Each value becomes a typed placeholder (`[PERSON_1]`), the same one wherever it recurs in one request, and the
 reply's placeholders are put back on the device. Consent is per destination: `none` (nothing leaves), `redacted`

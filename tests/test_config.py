@@ -36,7 +36,9 @@ def test_paths_expand_user(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().home == Path.home() / "somewhere"
 
 
-@pytest.mark.parametrize("env, value", [("PLLM_THREADS", "0"), ("PLLM_N_CTX", "12"), ("PLLM_TEMPERATURE", "-1")])
+@pytest.mark.parametrize("env, value", [("PLLM_THREADS", "0"), ("PLLM_N_CTX", "12"), ("PLLM_TEMPERATURE", "-1"),
+                                        ("PLLM_AUGMENT_SIMILARITY_BAND", "[0.9, 0.1]"),
+                                        ("PLLM_AUGMENT_LENGTH_BAND", "[-1, 2]")])
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, env: str, value: str) -> None:
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError):
@@ -45,3 +47,11 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, env: str, 
 
 def test_get_settings_is_cached() -> None:
     assert get_settings() is get_settings()
+
+
+def test_cdcdas_filter_bands_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pllm.personal.augment import AugmentConfig
+
+    monkeypatch.setenv("PLLM_AUGMENT_SIMILARITY_BAND", "[0.1, 0.99]")
+    config = AugmentConfig.from_settings(Settings())
+    assert config.similarity_band == (0.1, 0.99) and config.length_band == (0.5, 2.0)

@@ -37,8 +37,8 @@ from pllm.config import Settings
 from pllm.lm.runtime import GenerationConfig, Runtime
 from pllm.personal.assistant import Assistant
 from pllm.personal.augment import AugmentConfig, augment_vault
-from pllm.personal.pii import is_dictionary_word
-from pllm.personal.privacy import PrivacyGate, Redactor, Span, known_entities
+from pllm.personal.pii import Span, is_dictionary_word
+from pllm.personal.privacy import PrivacyGate, Redactor, known_entities
 from pllm.personal.remote import CloudClient
 from pllm.personal.retrieve import RetrievalConfig
 from pllm.personal.vault import create_vault

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.resources
 import pickle
 import re
+from dataclasses import dataclass
 from functools import cache
 
 CALENDAR_WORDS = frozenset("""monday tuesday wednesday thursday friday saturday sunday january february march april
@@ -23,9 +24,34 @@ may june july august september october november december""".split())
 KINSHIP_WORDS = frozenset("""Mum Mom Mam Mummy Mommy Mama Ma Dad Daddy Papa Pa Gran Nan Nanna Nanny Grandad Granddad
 Grandmother Grandfather Sis Bro Honey Babe Darling Hubby Wifey""".split())
 
+# Labels for personal data (and titles and kinship words) that the small NER model mistakes for organisations.
+NOT_NAMES = frozenset("""IBAN SSN DOB PIN ID URL Email E-mail Phone Tel Mobile IBAN: SWIFT BIC Mr Mrs Ms Mx Dr Prof
+Aunt Auntie Uncle Nana Granny Grandma Grandpa Cousin""".split()) | KINSHIP_WORDS
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of text the gate replaces: where, what kind of value, and which pass found it."""
+
+    start: int
+    end: int
+    kind: str
+    source: str  # vault, pattern, number, ner
+
+
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
           r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
-_DATE = (rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|{_MONTH}\.? \d{{1,2}}(?:st|nd|rd|th)?,? "
+_ORDINAL_WORD = (r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|"
+                 r"fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth|"
+                 r"twenty-(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)|thirty-first)")
+_FOREIGN_MONTH = (r"(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|"
+                  r"diciembre|janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre|"
+                  r"januar|jänner|februar|märz|april|juni|juli|oktober|dezember|gennaio|febbraio|aprile|maggio|"
+                  r"giugno|luglio|settembre|ottobre|dicembre|janeiro|fevereiro|março|maio|junho|julho|"
+                  r"setembro|outubro|novembro|dezembro)")
+_DATE = (rf"(?:(?i:{_ORDINAL_WORD}) (?:of )?{_MONTH},? \d{{4}}|"
+         rf"\d{{1,2}}\.? (?:de )?(?i:{_FOREIGN_MONTH})(?: de)? \d{{4}}|"
+         rf"\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|{_MONTH}\.? \d{{1,2}}(?:st|nd|rd|th)?,? "
          rf"\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH},? \d{{4}}|(?i:{_MONTH})\.? \d{{1,2}}(?:st|nd|rd|th)?\b|"
          rf"\d{{1,2}}(?:st|nd|rd|th)? (?:of )?(?i:{_MONTH})\b)")
 # Street words, British ones included: an address "9 Elm Grove" has no "Street" in it.
@@ -34,6 +60,8 @@ _STREET_WORDS = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|
                  r"Heights|Park|Vale|Parade|Wharf|Yard|Quay|Gate|Chase|Meadows?|Fields|Circle|Cir|Loop|Trail|Path)")
 _ROMANCE_STREET = (r"(?:Rue|Avenue|Boulevard|Bd|Chemin|Allée|Impasse|Quai|Cours|Calle|Carrer|Avenida|Paseo|Via|Viale|"
                    r"Piazza|Corso|Largo|Rua|Praça|Travessa)")
+# A flat or a floor after a street's number: ", 3º B", " apto 81", ", kv. 41", ", Apt 5C".
+_FLAT = r"(?:,? (?:(?i:apartment|apto|apt|app|suite|unit|flat|piso|dpto|kv|esc|bus)\.? ?\w{1,4}|\d{1,2}[º°ª] ?[A-Z]?))?"
 _PARTICLE = r"(?:de|des|du|de la|la|le|les|del|della|di|da|do|dos|das|d'|l')"
 _US_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|"
               "ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC")
@@ -44,15 +72,19 @@ _LOCAL = r"[A-Za-z0-9_%+-]+"
 # Our own patterns, for what Presidio has no recognizer for (or one too loose for us).
 PATTERNS: dict[str, re.Pattern[str]] = {
     "DATE_OF_BIRTH": re.compile(
-        rf"(?i:\b(?:born(?: on)?|birthday(?: is)?(?: on)?|d\.?o\.?b\.?:?|date of birth:?|birth date:?)"
+        rf"(?i:\b(?:born(?: on)?|b-?day|birthday(?: is)?(?: on)?|d\.?o\.?b\.?:?|date of birth:?|birth date:?|"
+        rf"né(?:e)? le|geboren am|nacid[oa] el|nat[oa] il|nascid[oa] em|cumpleaños(?: es)?(?: el)?)"
         rf"(?:\s+(?:is|was))?(?:\s+the)?\s+)"
         rf"(?P<value>{_DATE})"),
     "STREET_ADDRESS": re.compile(
         rf"\b(?P<value>\d{{1,5}}[A-Za-z]?,? (?:[A-Z][a-z]+\.? ){{1,3}}{_STREET_WORDS}\b\.?"
         rf"(?:,? (?:Apt|Apartment|Suite|Unit|Flat)\.? ?#?\w+)?"
-        rf"|[A-Z][a-zäöüß]+(?:straße|strasse|str\.|weg|gasse|platz|allee|gata|gatan|vej|laan|straat) \d{{1,4}}[a-z]?"
+        rf"|[A-Z][a-zäöüß]+(?:straße|strasse|str\.|weg|gasse|platz|allee|gata|gatan|vej|laan|straat|gracht|kade|"
+        rf"plein|steeg) \d{{1,4}}(?:[a-z]|-[A-Z]{{1,3}}|-\d{{1,3}})?{_FLAT}"
         rf"|\d{{1,4}}[a-z]?,? {_ROMANCE_STREET}(?: (?:{_PARTICLE} )*[A-ZÀ-Ý][\w'-]+){{1,3}}"
-        rf"|{_ROMANCE_STREET}(?: (?:{_PARTICLE} )*[A-ZÀ-Ý][\w'-]+){{1,3}},? \d{{1,4}}[a-z]?\b"
+        rf"|{_ROMANCE_STREET}(?: (?:{_PARTICLE} )*[A-ZÀ-Ý][\w'-]+){{1,3}},? \d{{1,4}}[a-z]?{_FLAT}"
+        rf"|(?i:ul|ulitsa|pr|prospekt|al|aleja|os)\.? [A-ZÀ-ÝА-Я][\w'-]+(?: [A-Z][\w'-]+)?,? \d{{1,4}}[a-z]?{_FLAT}"
+        rf"|(?i:plot|stand|house|block) \d{{1,5}}[A-Z]?, (?:[A-Z][a-z]+ ){{1,3}}{_STREET_WORDS}\b"
         rf"|(?i:flat|apt\.?|apartment|unit|suite) \w{{1,4}}, \d{{1,5}}[A-Za-z]? [A-Z][a-z]+(?: [A-Z][a-z]+){{0,2}})"),
     # A number and capitalised words where a home is named: "I live at 14 Marlowe", "moved to 3 Kestrel".
     "HOME_ADDRESS": re.compile(
@@ -70,6 +102,8 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"\b(?P<value>[A-Z]{1,2}\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2}|[ABCEGHJ-NPRSTVXY]\d[A-Z] ?\d[A-Z]\d|"
         r"[1-9]\d{3} ?(?!SA|SD|SS)[A-Z]{2}|(?:[AC-FHKNPRTV-Y]\d{2}|D6W) [0-9AC-FHKNPRTV-Y]{4})\b"
         rf"|\b(?:{_US_STATES}) (?P<zip>\d{{5}}(?:-\d{{4}})?)\b|(?<=, )(?P<four>\d{{4}})(?= [A-ZÀ-Ý][\w-]+)"),
+    # A US town and its state: "Brooklyn, NY".
+    "CITY_STATE": re.compile(rf"\b(?P<value>[A-Z][a-z]+(?: [A-Z][a-z]+)?, (?:{_US_STATES}))\b"),
     # A capitalised name after a title or a relation ("my sister Lena", "Dr. Okafor"): NER misses many of these.
     "PERSON": re.compile(
         r"(?:\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sir|Dame|Aunt|Auntie|Uncle|Nana|Granny|Grandma|Grandpa|Cousin)\.? |"
@@ -88,29 +122,37 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         rf"(?:com|org|net|edu|gov|io|me|co|uk|de|fr|nl|se|no|dk|fi|es|it|pl|ca|au|info|dev|app)\b)"),
     # What follows a word that names a secret: "password is X", "PIN: 4471", "the door code is 4471".
     "PASSWORD": re.compile(
-        r"(?i:\b(?:password|passwd|pwd|pw|pword|passphrase|passcode|pass code|pin(?: code| number)?|"
+        r"(?i:\b(?:pas{1,2}w[o0]?r?d|pwd|pw|pword|passphrase|passcode|pass code|pin(?: code| number)?|"
+        r"security answer|secret answer|(?:mother's )?maiden name|"
         r"(?:keypad|garage|lock|locker|lockbox|key ?box|key ?safe|safe|padlock|door|gate|alarm|entry|access|"
         r"security|recovery|backup|verification|2fa|otp|login|sign-?in|unlock|bike lock|combination|voicemail|"
         r"sim|puk|phone|card) codes?|combination|lockbox|key ?safe|key ?box|wi-?fi (?:key|code))\b"
-        r"(?: (?:for|at|to|on|of|in) [\w' -]{1,40}?)?"
-        # "is", ":", "changed the PIN to 7305", or straight before a value with a digit ("password hunter2")
-        r"(?:\s+(?:is|was|=|:|are|now)|:|=|\s+to(?=\s+\S*\d)|(?=\s+\S*\d))\s*[\"'“]?)"
-        r"(?P<value>(?:\S+ ){0,3}?\S*\d\S*?|(?:[a-z]+ ){2,5}[a-z]+|\S{4,}?)"
-        r"(?=[\"'”]?(?:[.,;!?)]?(?:\s|$)))"),
+        # "is" or ":" (after "for the family netflix"), "changed the PIN to 7305", or straight before a value with
+        # a digit ("password hunter2")
+        r"(?: (?:for|at|to|on|of|in) [^.!?\n]{1,60}?(?:\s+(?:is|was|=|:|are|now)|:|=)|"
+        r"\s+(?:is|was|=|:|are|now)|:|=|\s+to(?=\s+\S*\d)|(?=\s+\S*\d))\s*[\"'“]?)"
+        r"(?P<value>(?:\S+ ){0,3}?\S*\d\S*?[!#$%&*]*|(?:[a-z]+ ){2,5}[a-z]+|\S{4,}?[!#$%&*]*)"
+        r"(?=[\"'”]?(?:[.,;!?)]?(?:\s|$)))"
+        r"|(?i:\b(?:memorable|secret|magic) word(?:\s+(?:is|was))?:?\s+)(?P<word>[\w!#$%&*-]{3,})"),
     # Keys and tokens by their shape: vendors' prefixes, then any long run of letters and digits mixed.
     "API_KEY": re.compile(
         r"(?P<value>\b(?:sk|pk|rk)-(?:[A-Za-z0-9]+-){0,2}[A-Za-z0-9]{16,}|\bgh[pousr]_[A-Za-z0-9]{20,}|"
         r"\bgithub_pat_\w{20,}|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b|\bxox[abposr]-[A-Za-z0-9-]{10,}|\bAIza[\w-]{30,}|"
         r"\bglpat-[\w-]{20,}|\beyJ[\w-]{10,}\.[\w-]{10,}\.[\w-]{10,}|"
-        r"\b(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{24,}\b)"),
+        r"(?<![\w+/=-])(?=[A-Za-z0-9_+=-]*\d)(?=[A-Za-z0-9_+=-]*[a-z])(?=[A-Za-z0-9_+=-]*[A-Z])"
+        r"[A-Za-z0-9_+=-]{24,}(?![\w+/=-]))"),
     # A plate after the word for it, or in the British (AB12 CDE) and German (B-MW 4521) shapes.
     "LICENSE_PLATE": re.compile(
         r"(?i:\b(?:licen[cs]e plate|number plate|plate(?: number)?|reg(?:istration)?(?: number)?|tag)"
-        r"(?:\s+(?:is|was|:|reads|for|of))?\s*)(?P<value>[A-Z0-9]{1,4}[- ]?[A-Z0-9]{1,4}(?:[- ]?[A-Z0-9]{1,4})?)\b"
-        r"|\b(?P<uk>[A-Z]{2}\d{2} ?[A-Z]{3})\b|\b(?P<de>[A-ZÄÖÜ]{1,3}-[A-Z]{1,2} ?\d{1,4}[EH]?)\b"),
+        r"(?:\s+(?:is|was|:|reads|for|of))?\s*)(?P<value>[A-Z0-9]{1,4}[- ]?[A-Z0-9]{1,4}(?:[- ]?[A-Z0-9]{1,4}){0,2})\b"
+        r"|\b(?P<uk>[A-Z]{2}\d{2} ?[A-Z]{3})\b|\b(?P<de>[A-ZÄÖÜ]{1,3}-[A-Z]{1,2} ?\d{1,4}[EH]?)\b"
+        r"|\b(?P<india>[A-Z]{2} ?\d{1,2} ?[A-Z]{1,3} ?\d{4})\b"),
+    "ORGANIZATION": re.compile(
+        r"(?P<value>\b(?:[A-Z][\w'-]*(?: &)? ){1,4}(?:LLP|LLC|Ltd|Limited|Inc|GmbH|AG|S\.?A\.?|B\.?V\.?|N\.?V\.?|"
+        r"PLC|plc|Pty|S\.?L\.?|S\.?r\.?l\.?|Oy|AB|ApS|KG)\b\.?)"),
     # Passport, ID and licence numbers after the words that name them.
     "ID_NUMBER": re.compile(
-        r"(?i:\b(?:passport|national id|id card|identity card|id|driver'?s licen[cs]e|driving licen[cs]e|licen[cs]e|"
+        r"(?i:\b(?:passport|national id|id card|identity card|id|driver'?s licen[cs]e|driving licen[cs]e|licen[cs]e|dl|"
         r"social insurance|insurance|nhs|tax|personnel|employee|member(?:ship)?|student|patient|dni|nie|nif|bsn|"
         r"pesel|codice fiscale|aadhaar|pan|ppsn?|ssn|sin|tfn|national insurance|personalausweis|voter id|"
         r"residence permit|visa|account|customer|policy|reference|case|claim|medicare|medicaid|health card)"
@@ -140,7 +182,8 @@ _MY_VALUE = re.compile(r"(?i:\bmy\s+(?:[\w'-]+\s+){0,3}?(?:number\s+|no\.?\s+|#\
                        r"(?P<value>(?=[\w-]*\d)[A-Za-z0-9][\w-]{3,}(?:[ -]\d+)*)\b")
 
 
-_ALNUM_ID = re.compile(r"(?<![\w-])(?P<value>(?=[A-Z0-9]*\d{5})(?=[A-Z0-9]*[A-Z])[A-Z0-9]{6,14})(?![\w-])")
+_ALNUM_ID = re.compile(r"(?<![\w-])(?P<value>(?=[A-Z0-9]*\d{5})(?=[A-Z0-9]*[A-Z])[A-Z0-9]{6,14}|"
+                       r"(?=[A-Z0-9-]*[A-Z])(?=(?:[A-Z-]*\d){6})[A-Z0-9]+(?:-[A-Z0-9]+)+)(?![\w-])")
 
 
 def _an_amount(text: str, start: int, end: int) -> bool:
@@ -171,7 +214,7 @@ def pattern_spans(text: str) -> list[tuple[int, int, str]]:
             group = next(g for g in pattern.groupindex if m.group(g))
             if group == "numbered" and all(is_dictionary_word(w) for w in m.group(group).split()[1:]):
                 continue  # "meet at 7 Eleven, then": words, not a place's name
-            out.append((m.start(group), m.end(group), kind))
+            out.append((m.start(group), m.end(group), "LOCATION" if kind == "CITY_STATE" else kind))
     out += [(m.start("value"), m.end("value"), "CREDIT_CARD") for m in _CARD.finditer(text)
             if _luhn(re.sub(r"\D", "", m.group("value")))]
     return out

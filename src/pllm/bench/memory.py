@@ -18,7 +18,8 @@ Data: LongMemEval's format (Wu et al. 2024; MIT licence): a JSON list of records
 `haystack_sessions` (lists of {"role", "content"} turns). Or LoCoMo's (Maharana et al. 2024, `locomo10.json`,
 CC BY-NC 4.0, not shipped): records with a two-person `conversation` (`session_N` lists of {"speaker", "dia_id",
 "text"}, `session_N_date_time`) and `qa` ({"question", "answer", "evidence": ["D1:3"], "category"}); evidence is by
-turn, and the adversarial category (no answer in the history) is left out.
+turn, and the adversarial category (no answer in the history) is left out. RealMem's people (evidence by session)
+and BEAM's chats (a folder each, evidence by message) are read by pllm.bench.memory_sets.
 """
 
 from __future__ import annotations
@@ -102,13 +103,35 @@ def _date(value: Any, where: str) -> float:
 
 
 def load_histories(path: Path) -> list[History]:
-    """LongMemEval records (sessions of user/assistant turns, evidence by session) or LoCoMo conversations (two
-    people, evidence by turn: `D3:12`), told apart by their fields."""
+    """LongMemEval records (sessions of user/assistant turns, evidence by session), LoCoMo conversations (two
+    people, evidence by turn: `D3:12`) or RealMem people (evidence by session), told apart by their fields; a folder
+    holds BEAM chats (evidence by turn) or such files (see pllm.bench.memory_sets)."""
+    from pllm.bench import memory_sets  # it builds on this module's History and Turn
+
+    histories = memory_sets.load_folder(path, load_histories) if path.is_dir() else _histories_in(path)
+    if not histories:  # e.g. a RealMem person too short for a cut
+        raise FormatError(f"{path}: no history in it has a question to ask")
+    return histories
+
+
+def _histories_in(path: Path) -> list[History]:
+    from pllm.bench import memory_sets
+
     data = _load_json(path)
+    if memory_sets.is_realmem(data):  # a RealMem file is one person, an object
+        data = [data]
     if not isinstance(data, list) or not data:
-        raise FormatError(f"{path}: a memory file is a non-empty JSON list of LongMemEval or LoCoMo records")
-    return [_locomo(record, f"{path}: record {n}", n) if isinstance(record, dict) and "conversation" in record
-            else _longmemeval(record, f"{path}: record {n}", n) for n, record in enumerate(data)]
+        raise FormatError(f"{path}: a memory file is a non-empty JSON list of LongMemEval, LoCoMo or RealMem records")
+    histories: list[History] = []
+    for n, record in enumerate(data):
+        where = f"{path}: record {n}"
+        if isinstance(record, dict) and "conversation" in record:
+            histories.append(_locomo(record, where, n))
+        elif memory_sets.is_realmem(record):
+            histories.extend(memory_sets.realmem(record, where, n))
+        else:
+            histories.append(_longmemeval(record, where, n))
+    return histories
 
 
 def _longmemeval(record: Any, where: str, n: int) -> History:

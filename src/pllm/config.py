@@ -133,6 +133,10 @@ class Settings(BaseSettings):
                                        "accepts.")
     api_max_audio_bytes: int = Field(default=25_000_000, ge=1024, description="Largest recording POST "
                                      "/v1/audio/transcriptions accepts (OpenAI's own limit).")
+    gate_model: Literal["none", "foundation"] = Field(
+        default="none", description="The privacy gate's second opinion: none, or foundation (the T-model's file, an "
+        "instruct model, loaded in the device's own process, reads each outgoing text for personal data the rules "
+        "missed; about a second per short text on 2 cores).")
     augment_per_seed: int = Field(default=4, ge=1, le=16, description="CDCDA: new items asked for per seed item.")
     augment_seeds: int = Field(default=8, ge=1, le=64, description="CDCDA: seed items per user, diverse and recent.")
     augment_label_check: Literal["seed_label", "as_seed"] = Field(

@@ -507,6 +507,8 @@ def _privacy(ctx: typer.Context, data: Path | None, json_out: bool, report: Path
     if report is not None:
         cpu = cpu_info()
         command = f"pllm eval --task privacy{f' --data {data}' if data else ''} --report {report}"
+        if settings_of(ctx).gate_model != "none":
+            command = f"PLLM_GATE_MODEL={settings_of(ctx).gate_model} {command}"
         write_privacy_report(result, report, command=command, machine=f"{cpu.model} ({cpu.cores} cores)")
     if json_out:
         print_json(result.as_json())

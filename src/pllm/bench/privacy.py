@@ -38,6 +38,7 @@ from pllm.lm.runtime import GenerationConfig, Runtime
 from pllm.personal.assistant import Assistant
 from pllm.personal.augment import AugmentConfig, augment_vault
 from pllm.personal.pii import Span, is_dictionary_word
+from pllm.personal.pii_model import PiiModel, load_pii_model
 from pllm.personal.privacy import PrivacyGate, Redactor, known_entities
 from pllm.personal.remote import CloudClient
 from pllm.personal.retrieve import RetrievalConfig
@@ -237,6 +238,7 @@ class PrivacyResult:
     alone: RedactionScore
     with_vault: RedactionScore
     leak: LeakResult | None
+    model: str = "none"  # the gate's second opinion (PLLM_GATE_MODEL): none, or the model file's name
 
     def as_json(self) -> dict[str, Any]:
         def score(s: RedactionScore) -> dict[str, Any]:
@@ -247,7 +249,8 @@ class PrivacyResult:
                     "gold": s.gold, "predicted": s.predicted, "misses": s.misses,
                     "false_positives": s.false_positives}
 
-        out: dict[str, Any] = {"task": "privacy", "sentences": self.sentences, "gate_alone": score(self.alone),
+        out: dict[str, Any] = {"task": "privacy", "sentences": self.sentences, "gate_model": self.model,
+                               "gate_alone": score(self.alone),
                                "gate_with_vault": score(self.with_vault)}
         if self.leak is not None:
             leak = self.leak
@@ -257,23 +260,25 @@ class PrivacyResult:
         return out
 
 
-def redaction_with_vault(sentences: list[PiiSentence]) -> Redactor:
+def redaction_with_vault(sentences: list[PiiSentence], model: PiiModel | None = None) -> Redactor:
     """The redactor a device would have once these sentences are in its vault."""
     with tempfile.TemporaryDirectory(prefix="pllm-privacy-") as tmp:
         vault = create_vault(Path(tmp) / "vault.db", secrets.token_hex(16), name="Alex Morgan")
         add_sentences(vault, sentences)
         known = known_entities(vault)
         vault.close()
-    return Redactor(known)
+    return Redactor(known, model=model)
 
 
 def run_privacy(sentences: list[PiiSentence], settings: Settings, *, leak: bool = True,
                 tick: Callable[[int, int], None] | None = None) -> PrivacyResult:
+    model = load_pii_model(settings)
     return PrivacyResult(
         sentences=len(sentences),
-        alone=score_redaction(sentences, Redactor([])),
-        with_vault=score_redaction(sentences, redaction_with_vault(sentences)),
-        leak=leak_test(sentences, settings, questions=LEAK_QUESTIONS, tick=tick) if leak else None)
+        alone=score_redaction(sentences, Redactor([], model=model)),
+        with_vault=score_redaction(sentences, redaction_with_vault(sentences, model)),
+        leak=leak_test(sentences, settings, questions=LEAK_QUESTIONS, tick=tick) if leak else None,
+        model=model.runtime.model.name if model is not None else "none")
 
 
 def write_privacy_report(result: PrivacyResult, folder: Path, *, command: str, machine: str) -> None:
@@ -281,7 +286,8 @@ def write_privacy_report(result: PrivacyResult, folder: Path, *, command: str, m
     report.add(f"{result.sentences} labelled sentences ({result.alone.gold} personal values); 95% bootstrap intervals "
                "over sentences.")
     rows = ["| gate | recall | precision | values | replaced spans |", "|---|---|---|---|---|"]
-    for name, s in (("patterns + NER", result.alone), ("with the vault's knowledge", result.with_vault)):
+    rules = "patterns + NER" + (f" + the model ({result.model})" if result.model != "none" else "")
+    for name, s in ((rules, result.alone), ("with the vault's knowledge", result.with_vault)):
         rows.append(f"| {name} | {with_interval(s.recall, s.recall_interval)} | "
                     f"{with_interval(s.precision, s.precision_interval)} | {s.gold} | {s.predicted} |")
     report.add(*rows)

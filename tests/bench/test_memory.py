@@ -57,6 +57,9 @@ def test_a_conversation_is_scored_by_its_answering_turns(tmp_path: Path) -> None
     assert (data["unit"], data["questions"], data["left_out"]) == ("turn", 3, 2)
     # Ben's answer never says 'paint': only pllm, which indexes a turn with the one it answers, ranks it in the top 3
     assert data["methods"]["pllm"]["recall@3"] == 1.0 > data["methods"]["bm25"]["recall@3"]
+    # each question's rank per method (to pool sets), and what ingesting cost
+    assert len(data["ranks"]) == 3 and all(r["pllm"] is not None and r["pllm"] <= 3 for r in data["ranks"])
+    assert data["turns"] > 0 and data["ingest_seconds_per_1000_turns"] > 0
 
 
 def test_questions_asked_in_sequence_through_the_assistant(tmp_path: Path) -> None:

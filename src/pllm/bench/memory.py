@@ -222,6 +222,10 @@ class QuestionResult:
     def recall(self, method: str, k: int) -> float:
         return float(any(u in self.question.evidence for u in self.found[method][:k]))
 
+    def rank(self, method: str) -> int | None:
+        """Where the first item from the evidence is in the method's ranking (1 = first), None when not found."""
+        return next((i + 1 for i, u in enumerate(self.found[method]) if u in self.question.evidence), None)
+
 
 @dataclass
 class MemoryResult:
@@ -234,6 +238,9 @@ class MemoryResult:
     embeddings_setting: bool
     unit: str = "session"  # what recall counts: an item from an answering session, or an answering turn itself
     left_out: int = 0  # questions of the data not asked (see History.left_out)
+    ingest_seconds: float = 0.0  # every history into its vault (text, passages, the BM25 index)
+    embed_seconds: float = 0.0  # hybrid's embeddings of every history, when it ran
+    turns: int = 0  # ingested over all histories
 
     def table(self) -> dict[str, dict[str, Any]]:
         """Per method: recall@k with intervals, the paired interval against bm25; answers for pllm."""
@@ -271,6 +278,12 @@ class MemoryResult:
                 "history_tokens": self.history_tokens, "context_tokens": self.context_tokens,
                 "full_history_fits": max(self.history_tokens) <= self.context_tokens,
                 "embeddings_setting": self.embeddings_setting, "machine": self.machine, "methods": self.table(),
+                "turns": self.turns, "ingest_seconds_per_1000_turns": round(1000 * self.ingest_seconds
+                                                                          / max(1, self.turns), 2),
+                "embed_seconds_per_1000_turns": round(1000 * self.embed_seconds / max(1, self.turns), 2),
+                # per question, the rank (1-based) of the first item from its evidence, by method: what lets
+                # several sets be pooled into one paired interval
+                "ranks": [{"id": r.question.id, **{m: r.rank(m) for m in self.methods}} for r in self.results],
                 "answers": [{"id": r.question.id, "question": r.question.question, "gold": r.question.answer,
                              "answer": r.answer} for r in self.results] if self.answered else []}
 
@@ -319,16 +332,21 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
     ranking = RetrievalConfig(k=max(KS), budget_tokens=10**9)  # recall@k judges the order, not the budget
     results: list[QuestionResult] = []
     total = sum(len(h.questions) for h in histories)
+    ingest_seconds = embed_seconds = 0.0
     try:
         for history in histories:
             with tempfile.TemporaryDirectory(prefix="pllm-memory-") as tmp:
                 vault = create_vault(Path(tmp) / "vault.db", secrets.token_hex(16))
+                started = time.perf_counter()
                 units = _ingest(vault, history)
+                ingest_seconds += time.perf_counter() - started
                 plain = _plain_bm25(history.turns)
                 assistant = Assistant(runtime, vault=vault, retrieval=config,  # type: ignore[arg-type]
                                       embedder=embedder if settings.embeddings else None, client="eval")
                 # No answer is accepted here, so the log never joins the index: one hybrid index per history.
+                started = time.perf_counter()
                 hybrid = Retriever.from_vault(vault, embedder=embedder) if "hybrid" in methods and embedder else None
+                embed_seconds += time.perf_counter() - started
                 for q in history.questions:
                     found = {BASELINE: [history.turns[i].unit for i in plain(q.question, max(KS))]}
                     started = time.perf_counter()
@@ -352,7 +370,8 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
     used = [m for m in methods if all(m in r.found for r in results)]
     unit = " or ".join(sorted({h.unit for h in histories}))
     return MemoryResult(results, used, answer, {"cpu": cpu_info().as_dict()}, [h.tokens for h in histories],
-                        settings.n_ctx, settings.embeddings, unit, sum(h.left_out for h in histories))
+                        settings.n_ctx, settings.embeddings, unit, sum(h.left_out for h in histories),
+                        ingest_seconds, embed_seconds, sum(len(h.turns) for h in histories))
 
 
 def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> Path:
@@ -391,6 +410,10 @@ def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> 
                + f". recall@k: one of the k best items is an answering {result.unit}"
                + (" or comes from one" if "session" in result.unit else "") + ".")
     report.add(*rows)
+    report.add(f"Cost: {data['turns']} turns ingested, {data['ingest_seconds_per_1000_turns']:.1f} s per 1,000 turns "
+               "into the vault (text, passages, BM25)"
+               + (f"; hybrid's embeddings {data['embed_seconds_per_1000_turns']:.1f} s more per 1,000 turns"
+                  if "hybrid" in result.methods else "") + ".")
     if result.answered:
         pllm = table["pllm"]
         report.add(f"Answers through the assistant (SmolLM2 with the retrieved items in its prompt): token F1 "

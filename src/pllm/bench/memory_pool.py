@@ -1,0 +1,88 @@
+"""Pool memory runs of several sets into one paired comparison: a design change counts when it wins on each set or
+on their pooled questions (issue 36). Each run's results.json holds every question's rank per method.
+
+    python -m pllm.bench.memory_pool docs/eval/memory-locomo docs/eval/memory-beam-100k docs/eval/memory-realmem \
+        --report docs/eval/memory-pooled
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pllm.bench.report import improvement_text, with_interval
+from pllm.reports import Report
+from pllm.stats import Bootstrap, mean_of
+
+BASELINE = "bm25"
+KS = (3, 10)
+
+
+def _ranks(folder: Path) -> tuple[str, list[dict[str, Any]]]:
+    data = json.loads((folder / "results.json").read_text())
+    if "ranks" not in data:
+        sys.exit(f"error: {folder}/results.json has no per-question ranks: rerun its `pllm eval --task memory`")
+    return folder.name, data["ranks"]
+
+
+def _hits(ranks: list[dict[str, Any]], method: str, k: int) -> np.ndarray:
+    return np.array([float(r[method] is not None and r[method] <= k) for r in ranks])
+
+
+def pool(folders: list[Path]) -> dict[str, Any]:
+    """Per set and pooled: recall@k per method, its ratio to bm25's, and the paired interval against bm25."""
+    runs = [_ranks(f) for f in folders]
+    methods = [m for m in runs[0][1][0] if m != "id" and all(m in r[1][0] for r in runs)]
+    out: dict[str, Any] = {"sets": {}, "methods": methods}
+    for name, ranks in [*runs, ("pooled", [r for _, rs in runs for r in rs])]:
+        boot = Bootstrap(len(ranks), seed=0)
+        row: dict[str, Any] = {"questions": len(ranks)}
+        for k in KS:
+            base = _hits(ranks, BASELINE, k)
+            for m in methods:
+                hits = _hits(ranks, m, k)
+                row[f"{m}@{k}"] = round(float(hits.mean()), 4)
+                row[f"{m}@{k}_interval"] = [round(v, 4) for v in boot.interval(mean_of(hits))]
+                if m != BASELINE:
+                    row[f"{m}@{k}_vs_bm25"] = [round(v, 4) for v in
+                                               boot.difference_interval(mean_of(hits), mean_of(base))]
+                    row[f"{m}@{k}_ratio"] = round(float(hits.mean() / base.mean()), 3) if base.mean() else None
+        out["sets"][name] = row
+    return out
+
+
+def write_pool_report(result: dict[str, Any], folder: Path, *, command: str) -> None:
+    report = Report("Memory: sets pooled", command=command, machine="")
+    for k in KS:
+        head = ["set", "questions", *[f"{m} recall@{k}" for m in result["methods"]],
+                *[f"{m} vs bm25 (ratio; paired 95% CI)" for m in result["methods"] if m != BASELINE]]
+        rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, row in result["sets"].items():
+            cells = [f"**{name}**" if name == "pooled" else name, str(row["questions"])]
+            cells += [with_interval(row[f"{m}@{k}"], row[f"{m}@{k}_interval"]) for m in result["methods"]]
+            cells += [f"{row[f'{m}@{k}_ratio']}x; {improvement_text(*row[f'{m}@{k}_vs_bm25'])}"
+                      for m in result["methods"] if m != BASELINE]
+            rows.append("| " + " | ".join(cells) + " |")
+        report.add(f"recall@{k}:", "", *rows)
+    report.write(folder, result)
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pllm.bench.memory_pool", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="report folders of `pllm eval --task memory`")
+    parser.add_argument("--report", type=Path, required=True)
+    args = parser.parse_args(argv)
+    result = pool(args.runs)
+    command = "python -m pllm.bench.memory_pool " + " ".join(map(str, args.runs)) + f" --report {args.report}"
+    write_pool_report(result, args.report, command=command)
+    sys.stdout.write(json.dumps(result["sets"]["pooled"]) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,34 @@
+"""Pooling memory runs: per set and over all their questions, recall@k and the paired interval against BM25."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pllm.bench.memory_pool import main, pool
+
+
+def _run(folder: Path, ranks: list[tuple[int | None, int | None]]) -> Path:
+    folder.mkdir()
+    rows = [{"id": f"q{n}", "bm25": b, "pllm": p} for n, (b, p) in enumerate(ranks)]
+    (folder / "results.json").write_text(json.dumps({"task": "memory", "ranks": rows}))
+    return folder
+
+
+def test_sets_are_pooled_question_by_question(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", [(1, 1), (None, 2), (5, 3), (None, None)])  # pllm finds 3 in the top 3, bm25 1
+    b = _run(tmp_path / "b", [(2, 2), (1, 4)])
+    result = pool([a, b])
+    assert result["sets"]["a"]["pllm@3"] == 0.75 and result["sets"]["a"]["bm25@3"] == 0.25
+    pooled = result["sets"]["pooled"]
+    assert pooled["questions"] == 6 and pooled["pllm@3"] == round(4 / 6, 4) and pooled["bm25@3"] == 0.5
+    assert pooled["pllm@3_ratio"] == round((4 / 6) / 0.5, 3)
+    low, high = pooled["pllm@10_vs_bm25"]
+    assert low <= (5 / 6 - 4 / 6) <= high
+
+
+def test_the_report_is_written(tmp_path: Path, capsys: object) -> None:
+    a = _run(tmp_path / "a", [(1, 1), (None, 2)])
+    main([str(a), "--report", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| **pooled** | 2 |" in text and "python -m pllm.bench.memory_pool" in text

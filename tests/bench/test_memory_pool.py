@@ -32,3 +32,13 @@ def test_the_report_is_written(tmp_path: Path, capsys: object) -> None:
     main([str(a), "--report", str(tmp_path / "out")])
     text = (tmp_path / "out" / "report.md").read_text()
     assert "| **pooled** | 2 |" in text and "python -m pllm.bench.memory_pool" in text
+
+
+def test_a_change_is_judged_on_the_same_questions(tmp_path: Path) -> None:
+    after = _run(tmp_path / "after", [(1, 1), (None, 2), (5, 3)])
+    before = _run(tmp_path / "before", [(1, 4), (None, 2), (5, None)])
+    main([str(after), "--before", str(before), "--report", str(tmp_path / "out")])
+    data = json.loads((tmp_path / "out" / "results.json").read_text())["against"]
+    assert (data["after@3"], data["before@3"]) == (1.0, round(1 / 3, 4))
+    low, high = data["after_vs_before@3"]
+    assert 0 <= low <= high and high > 0  # never worse: only resamples without a changed question tie

@@ -55,6 +55,29 @@ def pool(folders: list[Path]) -> dict[str, Any]:
     return out
 
 
+def against(folders: list[Path], before: list[Path], method: str = "pllm") -> dict[str, Any]:
+    """A design change judged on the same questions: `method` in `folders` (after) against `before`, set by set in
+    the same order, pooled; the paired interval of the difference in recall@k."""
+    if len(folders) != len(before):
+        sys.exit("error: --before names one earlier run per run, in the same order")
+    after_hits: dict[int, list[float]] = {k: [] for k in KS}
+    before_hits: dict[int, list[float]] = {k: [] for k in KS}
+    for new, old in zip(folders, before, strict=True):
+        ranks_new, ranks_old = ({r["id"]: r[method] for r in _ranks(f)[1]} for f in (new, old))
+        if ranks_new.keys() != ranks_old.keys():
+            sys.exit(f"error: {new} and {old} did not ask the same questions")
+        for k in KS:
+            after_hits[k] += [float(r is not None and r <= k) for r in ranks_new.values()]
+            before_hits[k] += [float(ranks_old[i] is not None and ranks_old[i] <= k) for i in ranks_new]
+    out: dict[str, Any] = {"method": method, "questions": len(after_hits[KS[0]])}
+    boot = Bootstrap(out["questions"], seed=0)
+    for k in KS:
+        a, b = np.array(after_hits[k]), np.array(before_hits[k])
+        out[f"after@{k}"], out[f"before@{k}"] = round(float(a.mean()), 4), round(float(b.mean()), 4)
+        out[f"after_vs_before@{k}"] = [round(v, 4) for v in boot.difference_interval(mean_of(a), mean_of(b))]
+    return out
+
+
 def write_pool_report(result: dict[str, Any], folder: Path, *, command: str) -> None:
     report = Report("Memory: sets pooled", command=command, machine="")
     for k in KS:
@@ -68,6 +91,12 @@ def write_pool_report(result: dict[str, Any], folder: Path, *, command: str) -> 
                       for m in result["methods"] if m != BASELINE]
             rows.append("| " + " | ".join(cells) + " |")
         report.add(f"recall@{k}:", "", *rows)
+    if "against" in result:
+        change = result["against"]
+        report.add(f"Against the earlier runs (`--before`), {change['method']} on the same {change['questions']} "
+                   "questions, pooled: " + "; ".join(
+                       f"recall@{k} {change[f'before@{k}']:.3f} -> {change[f'after@{k}']:.3f}, "
+                       f"{improvement_text(*change[f'after_vs_before@{k}'])}" for k in KS) + ".")
     report.write(folder, result)
 
 
@@ -76,10 +105,15 @@ def main(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m pllm.bench.memory_pool", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="report folders of `pllm eval --task memory`")
+    parser.add_argument("--before", type=Path, nargs="+", default=[],
+                        help="the same sets run before a change, in the same order: judged against them")
     parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args(argv)
     result = pool(args.runs)
-    command = "python -m pllm.bench.memory_pool " + " ".join(map(str, args.runs)) + f" --report {args.report}"
+    if args.before:
+        result["against"] = against(args.runs, args.before)
+    command = "python -m pllm.bench.memory_pool " + " ".join(map(str, args.runs)) + (
+        " --before " + " ".join(map(str, args.before)) if args.before else "") + f" --report {args.report}"
     write_pool_report(result, args.report, command=command)
     sys.stdout.write(json.dumps(result["sets"]["pooled"]) + "\n")
 

@@ -3,8 +3,10 @@
 Relevance decides: an item is a candidate only when BM25 or the embeddings (close enough) find it, and the rankers'
 ranks are fused with reciprocal-rank fusion. Recency is a tie-break, and a real signal only for questions that ask
 about the present ("what is my current job?", "where do I live now?"). Documents are indexed as passages that fit
-the prompt budget, so a long text is found by its relevant part; a turn of a conversation is indexed with the end of
-the turn before it, which is often the question it answers ("What did you paint?" / "A sunrise, last year"). The
+the prompt budget, so a long text is found by its relevant part; a turn of a conversation between people is indexed
+with who said it and the end of the turn before it, which is often the question it answers ("What did you paint?" /
+"A sunrise, last year"); a user's chat with an assistant is not (its long replies repeat the question's words, and
+the context let them crowd out the user's own turns: docs/BENCHMARKS.md, "Memory"). The
 assistant's own answers are memory only where
 the user accepted or edited them, never when degenerate, and then below the user's own documents. The index lives
 in memory, rebuilt from the vault per process: nothing plaintext is written to disk. Embedding vectors are stored
@@ -247,12 +249,29 @@ def document_passages(vault: Vault) -> list[Item]:
     before: Document | None = None
     for d in vault.documents():
         parts = chunk_text(d.content, PASSAGE_TOKENS) or [d.content]
-        context = _turn_before(before, d)
+        context = _speaker_and_turn_before(before, d)
         items += [Item(f"document:{d.id}" if len(parts) == 1 else f"document:{d.id}#{n}", part, d.created_at,
                        context=context if n == 1 else "")
                   for n, part in enumerate(parts, start=1)]
         before = d
     return items
+
+
+# Speakers that are roles, not people: a chat with an assistant (LongMemEval, BEAM, RealMem, `pllm chat`'s own log).
+ROLE_SPEAKERS = frozenset(("", "user", "assistant", "me", "system", "bot", "ai"))
+
+
+def _speaker_and_turn_before(before: Document | None, turn: Document) -> str:
+    """What a turn of a conversation between people is indexed with beside its text: who said it ("What did Caroline
+    say about ..." finds Caroline's turns) and the end of the turn before; '' for any other document, and for a
+    chat with an assistant, where neither turn is a person's (the user's own turns have no speaker)."""
+    named = [d.speaker.strip() for d in (turn, before) if d is not None
+             and d.speaker.strip().lower() not in ROLE_SPEAKERS]
+    if turn.kind != CONVERSATION_KIND or not named:
+        return ""
+    speaker = turn.speaker.strip()
+    who = f"{speaker}: " if speaker.lower() not in ROLE_SPEAKERS else ""
+    return f"{who}{_turn_before(before, turn)}".strip()
 
 
 def _turn_before(before: Document | None, turn: Document) -> str:

@@ -55,3 +55,32 @@ def test_the_packaged_model_reads_a_phone_number_spelled_out(model: PiiModel) ->
 @pytest.mark.slow
 def test_the_packaged_model_names_nothing_in_general_knowledge(model: PiiModel) -> None:
     assert model.spans("Water boils at 100 degrees at sea level and the Moon orbits the Earth.") == []
+
+
+class _Answers:
+    """The runtime's `chat` as the model would answer, from a queue (the real model is tested below)."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers, self.asked = list(answers), 0
+
+    def chat(self, messages: list[dict[str, str]], config: object) -> object:
+        self.asked += 1
+        return type("Completion", (), {"text": self.answers.pop(0)})()
+
+
+def test_the_answer_is_read_matched_as_written_and_cached() -> None:
+    runtime = _Answers('[{"v": "Will", "k": "PERSON"}, {"v": "Thandiwe", "k": "PERSON"}]')
+    model = PiiModel(runtime)  # type: ignore[arg-type]
+    text = "Will said Thandiwe will call thandiwe back"
+    spans = [(text[s.start:s.end], s.kind) for s in model.spans(text)]
+    # "Will" is also a word: only as written; a name that is no word in any case
+    assert spans == [("Will", "PERSON"), ("Thandiwe", "PERSON"), ("thandiwe", "PERSON")]
+    model.spans(text)
+    assert runtime.asked == 1  # the same text is not read twice
+
+
+def test_an_answer_cut_short_loses_only_its_piece() -> None:
+    long_text = " ".join(["word"] * 500) + " call Thandiwe"  # no full stop: cut at spaces into pieces
+    runtime = _Answers('[{"v": "Thandi', '[{"v": "Thandiwe", "k": "PERSON"}]')
+    model = PiiModel(runtime)  # type: ignore[arg-type]
+    assert [v for v, _ in model.values(long_text)] == ["Thandiwe"] and runtime.asked == 2

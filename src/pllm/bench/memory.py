@@ -108,7 +108,7 @@ def load_histories(path: Path) -> list[History]:
     holds BEAM chats (evidence by turn) or such files (see pllm.bench.memory_sets)."""
     from pllm.bench import memory_sets  # it builds on this module's History and Turn
 
-    histories = memory_sets.load_folder(path, load_histories) if path.is_dir() else _histories_in(path)
+    histories = memory_sets.load_folder(path, _histories_in) if path.is_dir() else _histories_in(path)
     if not histories:  # e.g. a RealMem person too short for a cut
         raise FormatError(f"{path}: no history in it has a question to ask")
     return histories
@@ -341,7 +341,7 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
                 units = _ingest(vault, history)
                 assistant = Assistant(runtime, vault=vault, retrieval=config,  # type: ignore[arg-type]
                                       embedder=embedder if settings.embeddings else None, client="eval")
-                assistant.retriever()  # the passages and their index, built once per vault as `pllm ask` does
+                assistant.retriever()  # passages and index (and embeddings with PLLM_EMBEDDINGS), as `pllm ask`
                 ingest_seconds += time.perf_counter() - started
                 plain = _plain_bm25(history.turns)
                 # No answer is accepted here, so the log never joins the index: one hybrid index per history.
@@ -412,7 +412,7 @@ def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> 
                + (" or comes from one" if "session" in result.unit else "") + ".")
     report.add(*rows)
     report.add(f"Cost: {data['turns']} turns ingested, {data['ingest_seconds_per_1000_turns']:.1f} s per 1,000 turns "
-               "into the vault (text, passages, BM25)"
+               "into the vault (text, passages, BM25" + (", embeddings" if result.embeddings_setting else "") + ")"
                + (f"; hybrid's embeddings {data['embed_seconds_per_1000_turns']:.1f} s more per 1,000 turns"
                   if "hybrid" in result.methods else "") + ".")
     if result.answered:

@@ -87,7 +87,7 @@ def write_pool_report(result: dict[str, Any], folder: Path, *, command: str) -> 
         for name, row in result["sets"].items():
             cells = [f"**{name}**" if name == "pooled" else name, str(row["questions"])]
             cells += [with_interval(row[f"{m}@{k}"], row[f"{m}@{k}_interval"]) for m in result["methods"]]
-            cells += [f"{row[f'{m}@{k}_ratio']}x; {improvement_text(*row[f'{m}@{k}_vs_bm25'])}"
+            cells += [f"{row[f'{m}@{k}_ratio'] or '-'}x; {improvement_text(*row[f'{m}@{k}_vs_bm25'])}"
                       for m in result["methods"] if m != BASELINE]
             rows.append("| " + " | ".join(cells) + " |")
         report.add(f"recall@{k}:", "", *rows)

@@ -110,7 +110,7 @@ def _word_taken_for_a_name(text: str, span: Span) -> bool:
         return True  # "Der Nachbar ...", "Envíale el ...": the opening words of a sentence in another language
     if span.kind in ("ORGANIZATION", "LOCATION") and _a_public_place(text, span):
         return True
-    if span.kind not in ("ORGANIZATION", "NAME") or " " in value or _EMPLOYER_BEFORE.search(text[:span.start]):
+    if span.kind not in ("ORGANIZATION", "NAME") or " " in value or _employer_before(text, span):
         return False
     if span.kind == "ORGANIZATION" and is_dictionary_word(value) and not text[:span.start].strip(" \"'“"):
         return True
@@ -133,7 +133,11 @@ def _a_public_place(text: str, span: Span) -> bool:
         return True
     the = words[0] in ("The", "the") or text[:span.start].endswith(("the ", "The "))
     return (the and len([w for w in words if w[:1].isupper()]) >= 2 and not _FIRST_PERSON.search(text)
-            and not _EMPLOYER_BEFORE.search(text[:span.start]))
+            and not _employer_before(text, span))
+
+
+def _employer_before(text: str, span: Span) -> bool:
+    return _EMPLOYER_BEFORE.search(text[max(0, span.start - 80):span.start]) is not None
 
 
 # Words before an organisation that make it the user's own: where they work or study.

@@ -15,7 +15,7 @@ import importlib.resources
 import pickle
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 CALENDAR_WORDS = frozenset("""monday tuesday wednesday thursday friday saturday sunday january february march april
 may june july august september october november december""".split())
@@ -36,7 +36,7 @@ class Span:
     start: int
     end: int
     kind: str
-    source: str  # vault, pattern, number, ner
+    source: str  # vault, pattern, number, ner, model (the order in which they win an overlap)
 
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
@@ -259,6 +259,15 @@ def is_listed_name(word: str, *, sentence_start: bool) -> bool:
     return False  # ALL CAPS: a heading or an acronym, not how a name is written
 
 
+def value_pattern(value: str) -> re.Pattern[str]:
+    """Where a known value recurs: in any case ("mara", "MARA"), possessives included (the match stops at the
+    apostrophe), any run of spaces for a space; a one-word name that is also an English word ("Rose", "Hope",
+    "Will") only as written, so the flower, "I hope" and "I will" stay."""
+    one_word_word = " " not in value and is_dictionary_word(value)
+    body = r"\s+".join(re.escape(part) for part in value.split())
+    return re.compile(rf"(?<!\w){body}(?!\w)", 0 if one_word_word else re.I)
+
+
 def is_dictionary_word(word: str) -> bool:
     """Whether `word` in lower case is an English word (then a name that is one is matched only as written)."""
     return word.lower() in dictionary_words()
@@ -296,7 +305,7 @@ def is_foreign_word(word: str, text: str) -> bool:
         max(zipf_frequency(lower, lang) for lang in FOREIGN_LANGUAGES) >= FOREIGN_WORD_ZIPF
 
 
-@cache
+@lru_cache(maxsize=8)  # the few texts one request looks at, token by token; not every text the process saw
 def in_another_language(text: str) -> bool:
     """Whether fewer than half of the lower-case words of `text` are written more in English than in any of the
     other languages (a sentence in Spanish, German, Polish ...). Names are mostly capitalised: they do not decide."""

@@ -31,6 +31,7 @@ from pllm.personal.pii import (
     is_an_amount,
     is_dictionary_word,
     is_foreign_word,
+    value_pattern,
     word_zipf,
 )
 
@@ -75,6 +76,8 @@ EXAMPLES: tuple[tuple[str, list[dict[str, str]]], ...] = (
       {"v": "oh seven seven one two nine double four five one", "k": "CONTACT"}]),
 )
 MAX_CHARS = 1500  # a longer text is read in pieces of about this size (the model's context is shared with them)
+CACHED_TEXTS = 32  # answers kept for texts read again within a request or two (a body's context items recur)
+N_CTX = 4096  # instructions and examples (~900 tokens), a piece (~450), the answer (max_tokens)
 
 
 class PiiModel:
@@ -84,7 +87,7 @@ class PiiModel:
         self.runtime = runtime
         self.lock = threading.Lock()
         self._answers: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()  # text -> values, newest last
-        self.config = GenerationConfig(max_tokens=400, temperature=0.0, json_schema=SCHEMA)
+        self.config = GenerationConfig(max_tokens=1200, temperature=0.0, json_schema=SCHEMA)
 
     def _messages(self, text: str) -> list[Message]:
         messages: list[Message] = [{"role": "system", "content": INSTRUCTIONS}]
@@ -95,22 +98,22 @@ class PiiModel:
 
     def values(self, text: str) -> list[tuple[str, str]]:
         """(value, placeholder type) of what the model reads as personal in `text`, as it wrote them."""
-        if text in self._answers:
-            self._answers.move_to_end(text)
-            return self._answers[text]
-        found: list[tuple[str, str]] = []
-        for piece in _pieces(text):
-            with self.lock:
+        with self.lock:  # one question at a time, and the cache read and written by one thread
+            if text in self._answers:
+                self._answers.move_to_end(text)
+                return self._answers[text]
+            found: list[tuple[str, str]] = []
+            for piece in _pieces(text):
                 answer = self.runtime.chat(self._messages(piece), self.config).text
-            try:
-                items = json.loads(answer)
-            except json.JSONDecodeError:  # cut at max_tokens: what came before is lost, the rules still ran
-                continue
-            found += [(str(i["v"]).strip(), KINDS[i["k"]]) for i in items if str(i.get("v", "")).strip()]
-        self._answers[text] = found
-        if len(self._answers) > 256:
-            self._answers.popitem(last=False)
-        return found
+                try:
+                    items = json.loads(answer)
+                except json.JSONDecodeError:  # cut at max_tokens: this piece's values are lost, the rules still ran
+                    continue
+                found += [(str(i["v"]).strip(), KINDS[i["k"]]) for i in items if str(i.get("v", "")).strip()]
+            self._answers[text] = found
+            if len(self._answers) > CACHED_TEXTS:
+                self._answers.popitem(last=False)
+            return found
 
     def spans(self, text: str) -> list[Span]:
         """Where the values the model named stand in `text` (every occurrence, any case), less what it made up and
@@ -119,8 +122,7 @@ class PiiModel:
         for value, kind in self.values(text):
             if len(value) < 3 or len(value) > 0.8 * len(text):
                 continue
-            out += [Span(m.start(), m.end(), kind, "model")
-                    for m in re.finditer(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.I)
+            out += [Span(m.start(), m.end(), kind, "model") for m in value_pattern(value).finditer(text)
                     if plausible(text, m.start(), m.end(), kind)]
         return out
 
@@ -156,7 +158,7 @@ def plausible(text: str, start: int, end: int, kind: str) -> bool:
         return False
     if _NOT_A_VALUE.fullmatch(value) and not (kind == "PASSWORD" and value.isdigit()):  # "gate: 1984" is a code
         return False
-    if value.isupper() and len(value) <= 4 and value.lower() not in first_names():  # "CEP", "DNI"; "RAY" is a name
+    if value.isalpha() and value.isupper() and len(value) <= 4 and value.lower() not in first_names():  # "CEP"
         return False
     if any(c.isdigit() for c in value):  # "250 g flour", "serves 4", "73 bus": amounts and routes
         return not (is_an_amount(text, start, end) or _AMOUNT_INSIDE.search(value) or _a_count(value))
@@ -181,12 +183,26 @@ def _pieces(text: str) -> list[str]:
     if len(text) <= MAX_CHARS:
         return [text]
     pieces, current = [], ""
-    for part in re.split(r"(?<=[\n.!?])\s+", text):
+    parts = [p for sentence in re.split(r"(?<=[\n.!?])\s+", text) for p in _at_most(sentence, MAX_CHARS)]
+    for part in parts:
         if current and len(current) + len(part) > MAX_CHARS:
             pieces.append(current)
             current = ""
         current = f"{current} {part}".strip()
     return [*pieces, current] if current else pieces
+
+
+def _at_most(sentence: str, size: int) -> list[str]:
+    """A sentence longer than `size` cut at spaces into parts of at most about `size` (a text without full stops)."""
+    if len(sentence) <= size:
+        return [sentence]
+    parts, current = [], ""
+    for word in sentence.split():
+        if current and len(current) + len(word) >= size:
+            parts.append(current)
+            current = ""
+        current = f"{current} {word}".strip()
+    return [*parts, current] if current else parts
 
 
 def load_pii_model(settings: Settings) -> PiiModel | None:
@@ -203,7 +219,7 @@ def _loaded(path: Path, threads: int, seed: int) -> PiiModel | None:
     from pllm.errors import UsageError
     from pllm.lm.models import ModelFile
 
-    runtime = Runtime(ModelFile(name=path.stem, path=path, source="PLLM_GATE_MODEL"), n_ctx=4096, threads=threads,
+    runtime = Runtime(ModelFile(name=path.stem, path=path, source="PLLM_GATE_MODEL"), n_ctx=N_CTX, threads=threads,
                       seed=seed)
     if not runtime.has_chat_template:
         raise UsageError(f"PLLM_GATE_MODEL=foundation needs an instruct model; {path.name} has no chat template "

@@ -1,7 +1,7 @@
 """The privacy gate: the one door through which anything leaves the device.
 
 Every request to another tier is redacted here, logged in the vault's egress log, and its reply restored here.
-Redaction finds personal data in three passes, earlier passes winning where spans overlap:
+Redaction finds personal data in four passes, earlier passes winning where spans overlap:
 
 1. what the vault already knows: the user's name, the people in imported conversations, the names, places and
    organisations in stated facts and in every ingested text, in any case and possessive (a name that is also a
@@ -17,8 +17,9 @@ Redaction finds personal data in three passes, earlier passes winning where span
    a sentence that are no English word, and rare lower-case words standing where a person stands ("ask siobhan
    if kwame ..."). Brands, acronyms and nationalities that everyone writes ("Amazon", "NHS", "Indian") are not
    replaced unless the sentence makes them the user's employer or school. No second NER model ships on PyPI with
-   its weights (the PII models of GLiNER and the like are downloaded from the Hugging Face hub), so there is no
-   second opinion.
+   its weights (the PII models of GLiNER and the like are downloaded from the Hugging Face hub);
+4. with `PLLM_GATE_MODEL=foundation`, a second opinion: the T-model's instruct model, in this process, reads the
+   text for what the rules missed (`pii_model.py`).
 
 Each value becomes a typed placeholder (`[PERSON_1]`), the same one wherever it recurs in one request, and the
 reply's placeholders are put back on the device. Consent is per destination: `none` (nothing leaves), `redacted`
@@ -53,6 +54,7 @@ from pllm.personal.pii import (
     is_dictionary_word,
     number_spans,
     pattern_spans,
+    value_pattern,
     word_zipf,
 )
 from pllm.personal.records import speakers
@@ -183,10 +185,11 @@ class Redactor:
         # Longest first, so "Mara Lindqvist" wins over "Mara".
         # A name that is a month ("May") is found by its title ("Aunt May"), never on its own: "the May holiday".
         entities = sorted((e for e in known or [] if e.text.lower() not in CALENDAR_WORDS), key=lambda e: -len(e.text))
-        self._known = [(_value_pattern(e.text), e.kind) for e in entities]
+        self._known = [(value_pattern(e.text), e.kind) for e in entities]
 
     def spans(self, text: str, seen: dict[str, str] | None = None) -> list[Span]:
-        """Non-overlapping spans to replace, in text order; vault beats pattern beats NER, then longer wins.
+        """Non-overlapping spans to replace, in text order; vault beats pattern beats number beats NER beats the
+        model, then longer wins.
 
         `seen` (value -> kind) holds what this request already replaced: found again, it is replaced whole and
         with the same placeholder, whatever NER makes of it in a new sentence."""
@@ -196,7 +199,7 @@ class Redactor:
         patterns += [s for s in presidio if s.source == "pattern"]
         ner = [s for s in presidio if s.source == "ner" and is_name(text[s.start:s.end])]
         # A known name inside an e-mail address or a URL is replaced with the whole address, not on its own.
-        requested = [(_value_pattern(value), kind)
+        requested = [(value_pattern(value), kind)
                      for value, kind in sorted((seen or {}).items(), key=lambda item: -len(item[0]))]
         known = [_with_overlapping_values(Span(m.start(), m.end(), kind, "vault"), patterns)
                  for pattern, kind in requested + self._known for m in pattern.finditer(text)
@@ -210,7 +213,7 @@ class Redactor:
             rest = _uncovered(text, span, chosen)  # "London" of an NER "London NW1" whose postcode a pattern took
             if rest is not None:
                 chosen.append(rest)
-        return [_shouted_name(text, s) for s in sorted(chosen, key=lambda s: s.start)]
+        return _shouted_names(text, sorted(chosen, key=lambda s: s.start))
 
     def redact(self, text: str, redaction: Redaction) -> str:
         out, last = [], 0
@@ -231,8 +234,20 @@ def _with_overlapping_values(span: Span, values: list[Span]) -> Span:
                 touching[0].kind, span.source)
 
 
+def _shouted_names(text: str, spans: list[Span]) -> list[Span]:
+    """Each name in capitals takes the capitalised words beside it that are no common word ("PRIYANKA ROUT"), up to
+    the next span: the spans stay apart."""
+    out: list[Span] = []
+    for n, span in enumerate(spans):
+        grown = _shouted_name(text, span)
+        low = out[-1].end if out else 0
+        high = spans[n + 1].start if n + 1 < len(spans) else len(text)
+        out.append(grown if low <= grown.start and grown.end <= high else span)
+    return out
+
+
 def _shouted_name(text: str, span: Span) -> Span:
-    """A name in capitals takes the capitalised words beside it that are no common word: "PRIYANKA ROUT"."""
+    """A name in capitals with the capitalised words beside it that are no common word: "PRIYANKA ROUT"."""
     if span.kind not in ("PERSON", "NAME") or not text[span.start:span.end].isupper():
         return span
     start, end = span.start, span.end
@@ -276,14 +291,6 @@ def _uncovered(text: str, span: Span, chosen: list[Span]) -> Span | None:
     rest = text[start:end]
     word = rest.isalpha() if span.source == "ner" else rest.replace(" ", "").isalnum()  # a postcode's half
     return Span(start, end, span.kind, span.source) if len(rest) >= 3 and word and rest not in NOT_NAMES else None
-
-
-def _value_pattern(value: str) -> re.Pattern[str]:
-    """Where a known value recurs: in any case ("mara", "MARA"), possessives included (the match stops at the
-    apostrophe); a one-word name that is also an English word ("Rose", "Hope") only as written, so the flower and
-    "I hope" stay."""
-    one_word_word = " " not in value and is_dictionary_word(value)
-    return re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", 0 if one_word_word else re.I)
 
 
 def spacy_model_path() -> Path:

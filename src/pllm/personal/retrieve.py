@@ -258,7 +258,8 @@ def document_passages(vault: Vault) -> list[Item]:
 
 
 # Speakers that are roles, not people: a chat with an assistant (LongMemEval, BEAM, RealMem, `pllm chat`'s own log).
-ROLE_SPEAKERS = frozenset(("", "user", "assistant", "me", "system", "bot", "ai"))
+ROLE_SPEAKERS = frozenset(("", "user", "assistant", "me", "system", "bot", "ai", "chatgpt", "claude", "gemini",
+                           "copilot", "pllm"))
 
 
 def _speaker_and_turn_before(before: Document | None, turn: Document) -> str:

@@ -121,3 +121,12 @@ def test_the_real_script_answers_as_json(pllm: Run) -> None:
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["text"].strip() and record["tokens"] > 0
+
+
+def test_doctor_names_the_privacy_gates_second_opinion(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = {c["check"]: c for c in json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)}
+    assert "second opinion: none" in checks["privacy gate"]["detail"]
+    monkeypatch.setenv("PLLM_GATE_MODEL", "foundation")
+    get_settings.cache_clear()
+    checks = {c["check"]: c for c in json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)}
+    assert "reads each outgoing text" in checks["privacy gate"]["detail"]

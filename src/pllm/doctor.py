@@ -116,8 +116,11 @@ def _training_check(settings: Settings) -> Check:
                  + (" (set PLLM_TRAIN_DTYPE=auto)" if slow else ""))
 
 
-def _privacy_check() -> Check:
-    return Check("privacy gate", True, f"NER model {spacy_model_path().name} (packaged, loaded by path)")
+def _privacy_check(settings: Settings) -> Check:
+    second = ("none (PLLM_GATE_MODEL=foundation adds the T-model's reading)" if settings.gate_model == "none"
+              else f"the T-model ({settings.foundation_model}) reads each outgoing text")
+    return Check("privacy gate", True, f"NER model {spacy_model_path().name} (packaged, loaded by path); "
+                 f"second opinion: {second}")
 
 
 def _cloud_check(settings: Settings) -> Check:
@@ -141,7 +144,7 @@ def run_checks(settings: Settings) -> list[Check]:
         _guard("cpu", _cpu_check),
         _guard("model loads", lambda: _load_check(settings)),
         _guard("training dtype", lambda: _training_check(settings)),
-        _guard("privacy gate", _privacy_check),
+        _guard("privacy gate", lambda: _privacy_check(settings)),
         _guard("cloud", lambda: _cloud_check(settings)),
         Check("threads", True, f"{settings.threads} (cores available: {len(os.sched_getaffinity(0))})"),
         _folder("home", settings.paths.home, must_exist=False),

@@ -298,19 +298,21 @@ def is_foreign_word(word: str, text: str) -> bool:
     """Whether `word` is a common word of another language ("Geboren", "pasaporte", "del") in a `text` written
     mostly in that language, and no first name from the list: the English NER and the name rules otherwise take
     such words for names. In English text every word is left to the English rules ("de Vries", "Oslo")."""
+    lower = word.lower()
+    return in_another_language(text) and lower not in first_names() and foreign_zipf(lower) >= FOREIGN_WORD_ZIPF
+
+
+def foreign_zipf(word: str) -> float:
+    """How often `word` is written in the most common of the other languages (wordfreq's Zipf scale)."""
     from wordfreq import zipf_frequency
 
-    lower = word.lower()
-    return in_another_language(text) and lower not in first_names() and \
-        max(zipf_frequency(lower, lang) for lang in FOREIGN_LANGUAGES) >= FOREIGN_WORD_ZIPF
+    return max(float(zipf_frequency(word, lang)) for lang in FOREIGN_LANGUAGES)
 
 
 @lru_cache(maxsize=8)  # the few texts one request looks at, token by token; not every text the process saw
 def in_another_language(text: str) -> bool:
     """Whether fewer than half of the lower-case words of `text` are written more in English than in any of the
     other languages (a sentence in Spanish, German, Polish ...). Names are mostly capitalised: they do not decide."""
-    from wordfreq import zipf_frequency
-
     words = [w for w in re.findall(r"[^\W\d_]{2,}", text) if w.islower()]
-    english = sum(word_zipf(w) >= max(zipf_frequency(w, lang) for lang in FOREIGN_LANGUAGES) - 1.0 for w in words)
+    english = sum(word_zipf(w) >= foreign_zipf(w) - 1.0 for w in words)
     return len(words) >= 3 and english < 0.5 * len(words)

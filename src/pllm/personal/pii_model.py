@@ -18,6 +18,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -139,13 +140,13 @@ _NOT_A_VALUE = re.compile(r"\d{1,2}[:.]\d{2}(?:\s?[ap]m)?|[£$€¥₹].*|.*%|(?
 _SEASONS = frozenset("spring summer autumn fall winter".split())
 
 
+COMMON_ZIPF = 3.5  # a word written more often than this in general English is a word, unless it is a first name
+
+
 def _a_count(value: str) -> bool:
     """A number and common lower-case words: "250 paper cups", "40 napkins", "330 metres"."""
     m = re.fullmatch(r"\d[\d.,]*\s+([a-z][a-z -]*)", value)
     return m is not None and all(_zipf(w) >= COMMON_ZIPF - 0.5 for w in m.group(1).split())
-
-
-COMMON_ZIPF = 3.5  # a word written more often than this in general English is a word, unless it is a first name
 
 
 def plausible(text: str, start: int, end: int, kind: str) -> bool:
@@ -182,27 +183,19 @@ def _pieces(text: str) -> list[str]:
     """`text` cut at line or sentence ends into pieces of at most about MAX_CHARS."""
     if len(text) <= MAX_CHARS:
         return [text]
-    pieces, current = [], ""
-    parts = [p for sentence in re.split(r"(?<=[\n.!?])\s+", text) for p in _at_most(sentence, MAX_CHARS)]
+    sentences = re.split(r"(?<=[\n.!?])\s+", text)  # one longer than a piece (no full stops): cut at its spaces
+    return _packed(p for s in sentences for p in ([s] if len(s) <= MAX_CHARS else _packed(s.split())))
+
+
+def _packed(parts: Iterable[str]) -> list[str]:
+    """`parts` joined by spaces, in order, into as few strings of at most about MAX_CHARS as they fit in."""
+    packed, current = [], ""
     for part in parts:
-        if current and len(current) + len(part) > MAX_CHARS:
-            pieces.append(current)
+        if current and len(current) + 1 + len(part) > MAX_CHARS:
+            packed.append(current)
             current = ""
         current = f"{current} {part}".strip()
-    return [*pieces, current] if current else pieces
-
-
-def _at_most(sentence: str, size: int) -> list[str]:
-    """A sentence longer than `size` cut at spaces into parts of at most about `size` (a text without full stops)."""
-    if len(sentence) <= size:
-        return [sentence]
-    parts, current = [], ""
-    for word in sentence.split():
-        if current and len(current) + len(word) >= size:
-            parts.append(current)
-            current = ""
-        current = f"{current} {word}".strip()
-    return [*parts, current] if current else parts
+    return [*packed, current] if current else packed
 
 
 def load_pii_model(settings: Settings) -> PiiModel | None:

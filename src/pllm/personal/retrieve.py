@@ -266,13 +266,14 @@ def _speaker_and_turn_before(before: Document | None, turn: Document) -> str:
     """What a turn of a conversation between people is indexed with beside its text: who said it ("What did Caroline
     say about ..." finds Caroline's turns) and the end of the turn before; '' for any other document, and for a
     chat with an assistant, where neither turn is a person's (the user's own turns have no speaker)."""
-    named = [d.speaker.strip() for d in (turn, before) if d is not None
-             and d.speaker.strip().lower() not in ROLE_SPEAKERS]
-    if turn.kind != CONVERSATION_KIND or not named:
+    if turn.kind != CONVERSATION_KIND or not (_a_person(turn) or _a_person(before)):
         return ""
-    speaker = turn.speaker.strip()
-    who = f"{speaker}: " if speaker.lower() not in ROLE_SPEAKERS else ""
+    who = f"{turn.speaker.strip()}: " if _a_person(turn) else ""
     return f"{who}{_turn_before(before, turn)}".strip()
+
+
+def _a_person(turn: Document | None) -> bool:
+    return turn is not None and turn.speaker.strip().lower() not in ROLE_SPEAKERS
 
 
 def _turn_before(before: Document | None, turn: Document) -> str:

@@ -155,6 +155,10 @@ class Settings(BaseSettings):
         "the user's shortest real item and at most the second times their longest. JSON: [0.5, 2.0].")
     synthetic_ratio: float = Field(default=2.0, ge=0.0, le=10.0,
                                    description="CDCDA: synthetic items trained on, at most this many per real item.")
+    augment_step_factor: float = Field(
+        default=1.0, ge=0.25, le=4.0, description="CDCDA: the user's adapter trains this many times the steps that "
+        "give the real items peft's passes and the synthetic ones as many (1: that budget; below 1 the real items "
+        "are seen less often than peft sees them).")
 
     # -- the ledger: what calls cost and contributions earn, in credits ---------------------------------------
     ledger_price_in: float = Field(default=1.0, ge=0, description="Credits per 1,000 prompt tokens sent to the "

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pllm.bench.lamp import by_user, load_outputs
@@ -141,10 +142,18 @@ def test_methods_never_see_an_evaluated_gold() -> None:
     assert spent["trained_on"] <= spent["kept"] <= spent["proposed"]
 
 
-def test_a_reports_command_names_the_cdcda_settings_changed_from_their_defaults() -> None:
+def test_a_reports_command_names_the_cdcda_settings_changed_from_their_defaults(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from pllm.bench.commands import CDCDA_SETTINGS, _changed_env
     from pllm.config import Settings
 
     assert _changed_env(Settings(), CDCDA_SETTINGS) == []
     changed = Settings(augment_label_check="as_seed", augment_keep_per_seed=2)
     assert _changed_env(changed, CDCDA_SETTINGS) == ["PLLM_AUGMENT_LABEL_CHECK=as_seed", "PLLM_AUGMENT_KEEP_PER_SEED=2"]
+    # a band is written as the JSON its environment variable takes, and the step lever is named too
+    changed = Settings(augment_similarity_band=(0.1, 0.99), augment_step_factor=2.0)
+    env = _changed_env(changed, CDCDA_SETTINGS)
+    assert env == ["PLLM_AUGMENT_SIMILARITY_BAND='[0.1, 0.99]'", "PLLM_AUGMENT_STEP_FACTOR=2.0"]
+    name, value = env[0].split("=", 1)
+    monkeypatch.setenv(name, value.strip("'"))
+    assert Settings().augment_similarity_band == (0.1, 0.99)

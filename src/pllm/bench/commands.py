@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from pllm.lm.hardware import cpu_info
 
 DEFAULT_METHODS = "stats,none,rag,profile"
 # Settings that change what `cdcda` does: a report's command names those set apart from their defaults.
-CDCDA_SETTINGS = ("augment_seeds", "augment_label_check", "augment_keep_per_seed", "synthetic_ratio")
+CDCDA_SETTINGS = ("augment_seeds", "augment_label_check", "augment_keep_per_seed", "augment_similarity_band",
+                  "augment_length_band", "synthetic_ratio", "augment_step_factor")
 
 
 def bench(
@@ -302,8 +304,13 @@ def _sweep(task: Any, data: Any, sizes: list[int], names: list[str], settings: S
 def _changed_env(settings: Settings, names: Sequence[str]) -> list[str]:
     """`PLLM_NAME=value` for each of `names` whose value is not its default (the form a user reruns it with)."""
     fields = type(settings).model_fields
-    return [f"PLLM_{name.upper()}={getattr(settings, name)}" for name in names
+    return [f"PLLM_{name.upper()}={_env_value(getattr(settings, name))}" for name in names
             if getattr(settings, name) != fields[name].default]
+
+
+def _env_value(value: object) -> str:
+    """A setting as its environment variable takes it: a pair as quoted JSON ('[0.1, 0.99]')."""
+    return f"'{json.dumps(list(value))}'" if isinstance(value, tuple) else str(value)
 
 
 def _cloud(ctx: typer.Context, models: str, json_out: bool, report: Path | None) -> None:

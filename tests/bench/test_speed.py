@@ -1,7 +1,9 @@
 """`pllm bench`: the A/B comparison runs and reports consistent figures (speed itself is claimed in BENCHMARKS.md)."""
 
 import json
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pllm.bench.speed import run_speed_bench
@@ -72,3 +74,44 @@ def test_the_latency_bench_times_a_personalised_request_against_raw() -> None:
         "prompt_tokens"]
     assert result["prefix_hits"] == 2  # the first question builds the system turn's state, the next two reuse it
     assert result["ratio_to_raw_cold"]["raw, cold"] == 1.0
+
+
+def test_the_formats_bench_measures_each_format_and_auto_serves_its_choice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pllm.bench.formats import choose_format, repack_safe, run_formats_bench
+    from pllm.lm.models import format_choice_path, gguf_file_type, runtime_model
+
+    monkeypatch.setenv("PLLM_CACHE_DIR", str(tmp_path / "cache"))  # the choice it writes is this test's only
+    settings = Settings()
+    result = run_formats_bench(settings, reps=1, formats=("Q4_1", "Q4_0", "Q8_0"), questions=3)
+    rows = {(r["format"], r["repacked"]): r for r in result["rows"]}
+    assert len(rows) == (6 if repack_safe() else 3)
+    packaged = rows["Q4_1", False]
+    assert packaged["perplexity_ratio"] == [1.0, 1.0, 1.0] and packaged["same_answers"] == 3
+    assert rows["Q8_0", False]["megabytes"] > packaged["megabytes"] > rows["Q4_0", False]["megabytes"]
+    for row in rows.values():
+        assert row["decode_tokens_per_second"] > 0 and row["prefill_512_tokens_per_second"] > 0
+        assert 250 <= row["request_prompt_tokens"] <= 350
+        assert row["end_to_end_256_seconds"] > row["end_to_end_32_seconds"] > row["first_token_seconds"]
+    # Q4_0 is made from Q4_1's values on a coarser grid: its perplexity moves, Q8_0's barely does
+    assert abs(rows["Q8_0", False]["perplexity_ratio"][0] - 1) < abs(rows["Q4_0", False]["perplexity_ratio"][0] - 1)
+    choice = result["choice"]
+    assert choice == choose_format(result["rows"], "Q4_1")
+    served = runtime_model(Settings())
+    assert json.loads(format_choice_path(settings).read_text())["choice"] == choice
+    assert gguf_file_type(served.path) == {"Q4_1": 3, "Q4_0": 2, "Q8_0": 7}[choice["format"]]
+    assert served.repacked == choice["repacked"] and "chosen by `pllm bench --formats`" in served.source
+
+
+def test_the_chosen_format_is_the_fastest_that_keeps_the_packaged_quality() -> None:
+    from pllm.bench.formats import choose_format
+
+    def row(fmt: str, seconds: float, ratio: list[float]) -> dict[str, object]:
+        return {"format": fmt, "repacked": False, "end_to_end_32_seconds": seconds,
+                "end_to_end_256_seconds": seconds * 4, "perplexity_ratio": ratio}
+
+    rows = [row("Q4_1", 3.0, [1.0, 1.0, 1.0]), row("Q8_0", 2.5, [1.001, 0.998, 1.004]),
+            row("Q4_0", 1.5, [1.08, 1.05, 1.11]), row("Q5_0", 2.0, [1.004, 0.999, 1.012])]
+    assert choose_format(rows, "Q4_1")["format"] == "Q5_0"  # its interval reaches 1: kept, and faster than Q8_0
+    rows[3]["perplexity_ratio"] = [1.03, 1.02, 1.04]
+    assert choose_format(rows, "Q4_1")["format"] == "Q8_0"  # the faster ones lose quality

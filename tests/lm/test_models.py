@@ -41,16 +41,42 @@ def test_a_directory_is_not_a_model(tmp_path: Path) -> None:
         resolve_model(Settings(model=tmp_path))
 
 
-def test_the_runtime_loads_a_q8_0_copy_made_once(model_path: Path) -> None:
-    from pllm.lm.models import SLOW_PREFILL_TYPES, gguf_file_type, runtime_model
+def test_the_runtime_loads_a_q8_0_copy_made_once_until_the_formats_are_measured(
+        model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pllm.lm.models import SLOW_PREFILL_TYPES, format_choice_path, gguf_file_type, runtime_model
 
+    monkeypatch.setenv("PLLM_CACHE_DIR", str(tmp_path / "cache"))  # a cache no formats bench has measured in
+    settings = Settings()
+    assert not format_choice_path(settings).exists()
     assert SLOW_PREFILL_TYPES.get(gguf_file_type(model_path) or -1) == "Q4_1"  # the packaged model: slow prefill
-    copy = runtime_model(Settings())
+    copy = runtime_model(settings)
     assert copy.path != model_path and gguf_file_type(copy.path) == 7 and copy.name == DEFAULT_MODEL.name
     made = copy.path.stat().st_mtime_ns
     assert runtime_model(Settings()).path == copy.path and copy.path.stat().st_mtime_ns == made  # reused
-    assert runtime_model(Settings(fast_prefill=False)).path == model_path
+    assert runtime_model(Settings(model_format="packaged")).path == model_path
+    assert runtime_model(Settings(model_format="Q4_1")).path == model_path  # the format it already has
     assert runtime_model(Settings(model=copy.path)).path == copy.path  # already fast: loaded as it is
+    q4_0 = runtime_model(Settings(model_format="Q4_0"))
+    assert gguf_file_type(q4_0.path) == 2 and not q4_0.repacked
+
+
+def test_auto_serves_what_the_formats_bench_chose_on_this_cpu(
+        model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from pllm.lm.models import format_choice_path, gguf_file_type, runtime_model
+
+    monkeypatch.setenv("PLLM_CACHE_DIR", str(tmp_path / "cache"))  # the choice written here is this test's only
+    settings = Settings()
+    path = format_choice_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model": DEFAULT_MODEL.name, "choice": {"format": "Q5_0", "repacked": True}}))
+    served = runtime_model(settings)
+    assert gguf_file_type(served.path) == 8 and served.repacked
+    path.write_text(json.dumps({"model": "another model", "choice": {"format": "Q5_0", "repacked": True}}))
+    assert gguf_file_type(runtime_model(settings).path) == 7  # measured for another model: not this one's
+    path.write_text("{not json")
+    assert gguf_file_type(runtime_model(settings).path) == 7
 
 
 def test_the_file_type_is_read_from_the_header_as_gguf_reads_it(model_path: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from pllm.config import Settings
 from pllm.lm.hardware import cpu_info
 from pllm.lm.models import resolve_model
-from pllm.lm.runtime import GenerationConfig, Runtime, load_llama
+from pllm.lm.runtime import GenerationConfig, Runtime, raw_llama
 from pllm.personal.assistant import SYSTEM_PROMPT, Assistant, user_turn
 from pllm.personal.profile import build_profile
 from pllm.personal.retrieve import RetrievalConfig, Retriever
@@ -150,10 +150,8 @@ def run_latency_bench(settings: Settings, *, questions: int = QUESTIONS, tick: C
                       ) -> dict[str, Any]:
     """Time to first token per engine (medians over the questions) and the ratios against raw, cold."""
     runtime = Runtime.from_settings(settings)
-    raw_kwargs = {"n_ctx": settings.n_ctx, "n_threads": settings.threads, "n_threads_batch": settings.threads,
-                  "seed": settings.seed, "verbose": False}
     packaged = resolve_model(settings).path  # raw llama-cpp-python gets the file as it is packaged
-    raw_cold, raw_warm = load_llama(packaged, **raw_kwargs), load_llama(packaged, **raw_kwargs)
+    raw_cold, raw_warm = raw_llama(packaged, settings), raw_llama(packaged, settings)
     times: dict[str, list[float]] = {"raw, cold": [], "raw, warm": [], "pllm": []}
     tokens: dict[str, list[int]] = {name: [] for name in times}
     with tempfile.TemporaryDirectory(prefix="pllm-latency-") as folder:

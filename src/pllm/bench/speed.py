@@ -19,7 +19,7 @@ from typing import Any
 from pllm.config import Settings
 from pllm.lm.hf import load_causal_lm
 from pllm.lm.models import resolve_model, runtime_model
-from pllm.lm.runtime import GenerationConfig, Runtime, load_llama
+from pllm.lm.runtime import GenerationConfig, Runtime, raw_llama
 
 BENCH_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -110,15 +110,14 @@ def run_speed_bench(settings: Settings, *, reps: int = 5, max_tokens: int = 128,
     """Run the A/B comparison; `tick` is called after every timed generation (progress bars).
 
     Raw llama-cpp-python loads the model file as it is packaged. Where pllm runs another file (its Q8_0 copy,
-    `fast_prefill`), a third engine is raw llama-cpp-python on that same file, so the file's share and the engine's
+    `model_format`), a third engine is raw llama-cpp-python on that same file, so the file's share and the engine's
     share of any difference are apart."""
     runtime = Runtime.from_settings(settings)
-    kwargs = {"n_ctx": settings.n_ctx, "n_threads": settings.threads, "n_threads_batch": settings.threads,
-              "seed": settings.seed, "verbose": False}
     packaged = resolve_model(settings).path
-    engines = {"llama-cpp-python": load_llama(packaged, **kwargs)}
+    engines = {"llama-cpp-python": raw_llama(packaged, settings)}
     if runtime.model.path != packaged:
-        engines["llama-cpp-python, pllm's file"] = load_llama(runtime.model.path, **kwargs)
+        engines["llama-cpp-python, pllm's file"] = raw_llama(runtime.model.path, settings,
+                                                             extra_buffers=runtime.model.repacked)
     text = runtime.chat_prompt([{"role": "user", "content": prompt}])
     prompt_tokens = len(runtime.tokenize(text))
     config = GenerationConfig(max_tokens=max_tokens, temperature=0.0)

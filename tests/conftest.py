@@ -104,12 +104,15 @@ def files_holding() -> Callable[..., list[Path]]:
 @pytest.fixture(autouse=True)
 def pllm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point PLLM_HOME at a fresh folder and ignore any user config file and PLLM_* variables (but the cache, the
-    worker's threads and the T-model)."""
+    worker's threads and the T-model); the gate without the T-model's reading."""
     for key in list(os.environ):
         if key.startswith("PLLM_") and key not in ("PLLM_CACHE_DIR", "PLLM_THREADS", "PLLM_FOUNDATION_MODEL"):
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     monkeypatch.setenv("PLLM_HOME", str(home))
+    # The gate's reading by the T-model costs ~4 s a text: the suite runs the rules unless a test asks for it
+    # (tests/personal/test_pii_model.py runs the default).
+    monkeypatch.setenv("PLLM_GATE_MODEL", "none")
     monkeypatch.setenv("PLLM_CONFIG", str(tmp_path / "no-config.toml"))
     get_settings.cache_clear()
     yield home

@@ -22,6 +22,7 @@ from pllm.errors import PllmError
 from pllm.lm.hardware import choose_train_dtype, cpu_info
 from pllm.lm.models import resolve_foundation_model, resolve_model, speed_class
 from pllm.lm.runtime import Runtime
+from pllm.personal.pii_model import gate_reader
 from pllm.personal.privacy import spacy_model_path
 
 # Instruction sets llama.cpp's CPU backend cares about: /proc/cpuinfo name -> llama_print_system_info name.
@@ -117,8 +118,7 @@ def _training_check(settings: Settings) -> Check:
 
 
 def _privacy_check(settings: Settings) -> Check:
-    second = ("none (PLLM_GATE_MODEL=foundation adds the T-model's reading)" if settings.gate_model == "none"
-              else f"the T-model ({settings.foundation_model}) reads each outgoing text")
+    second = gate_reader(settings)
     return Check("privacy gate", True, f"NER model {spacy_model_path().name} (packaged, loaded by path); "
                  f"second opinion: {second}")
 

@@ -31,7 +31,17 @@ def test_what_the_model_names_is_kept_only_where_its_shape_allows(text: str, val
     assert _plausible(text, value) is kept
 
 
-def test_no_second_opinion_unless_asked(pllm_home: object) -> None:
+def test_the_default_gate_reads_with_an_instruct_t_model_and_loads_it_only_to_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pllm.personal.pii_model import gate_reader
+
+    monkeypatch.delenv("PLLM_GATE_MODEL")  # the suite's conftest turns it off; this is the default
+    assert Settings().gate_model == "auto"
+    reader = PrivacyGate(Settings(foundation_model="qwen2.5-1.5b")).redactor.model
+    assert isinstance(reader, PiiModel) and reader._runtime is None  # made, not loaded: a gate costs nothing yet
+    assert "reads each outgoing text" in gate_reader(Settings(foundation_model="qwen2.5-1.5b"))
+    assert load_pii_model(Settings(foundation_model="gemma-3-270m")) is None  # a base model cannot follow it
+    assert "base model" in gate_reader(Settings(foundation_model="gemma-3-270m"))
     assert load_pii_model(Settings(gate_model="none")) is None
     assert PrivacyGate(Settings(gate_model="none")).redactor.model is None
 

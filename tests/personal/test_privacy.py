@@ -55,6 +55,18 @@ def redact(text: str, redactor: Redactor | None = None) -> tuple[str, Redaction]
     ("secret AbCdEf12+GhIjKl34=MnOpQr56StUvWx in the env file", "AbCdEf12+GhIjKl34=MnOpQr56StUvWx", "API_KEY"),
     ("the contract is with Fjord & Pine Ltd now", "Fjord & Pine Ltd", "ORGANIZATION"),
     ("her DL is K7731-40982-11234", "K7731-40982-11234", "ID_NUMBER"),
+    ("born 9 mar 1987 in a small town", "9 mar 1987", "DATE_OF_BIRTH"),  # a month in any case
+    ("DATE OF BIRTH 4 AUGUST 1975, PLEASE CHECK", "4 AUGUST 1975", "DATE_OF_BIRTH"),
+    ("kod do furtki to 5127, nie mów nikomu", "5127", "PASSWORD"),  # code words of other languages
+    ("il codice del cancello è 8264", "8264", "PASSWORD"),
+    ("alarm 730415 and the spare key is under the pot", "730415", "PASSWORD"),  # a lock or alarm, no "code"
+    ("the bike lock is 4-0-8-2 btw", "4-0-8-2", "PASSWORD"),
+    ("o CPF dele é 529.982.247-25", "529.982.247-25", "ID_NUMBER"),  # a number by its shape
+    ("deploy key 9f8e7d6c5b4a39281706f5e4d3c2b1a0 is in the vault", "9f8e7d6c5b4a39281706f5e4d3c2b1a0", "API_KEY"),
+    ("text her on oh seven seven double four one two three nine five", "oh seven seven double four one two three "
+     "nine five", "PHONE_NUMBER"),  # digits read aloud
+    ("his licence is KA05 20170012345", "KA05 20170012345", "ID_NUMBER"),
+    ("post it to Kirsten Flagstads gate 7, Bergen", "Kirsten Flagstads gate 7", "STREET_ADDRESS"),
 ])
 def test_each_kind_of_personal_data_becomes_a_typed_placeholder(text: str, secret: str, kind: str) -> None:
     out, redaction = redact(text)
@@ -74,6 +86,8 @@ def test_each_kind_of_personal_data_becomes_a_typed_placeholder(text: str, secre
     "the docs at https://docs.python.org/3/library/re.html explain it",  # a URL without credentials
     "the meeting moved from Tuesday to Wednesday at 10",
     "I paid 1200 dollars for the bike",
+    "the gate is open and the alarm is loud",  # a lock or an alarm without a number
+    "boarding at gate 12 now",
 ])
 def test_what_is_not_personal_is_left_alone(text: str) -> None:
     assert redact(text)[0] == text
@@ -87,6 +101,9 @@ def test_what_is_not_personal_is_left_alone(text: str) -> None:
     ("the booking is under Sanne de Vries.", "Vries"),  # a name with a particle is one name
     ("can you tell hope the dinner moved", "hope"),  # a word, but where a verb of telling puts a person
     ("NAME ON CARD: AMARA NWOSU", "NWOSU"),  # capitals: rare and no word
+    ("PLEASE TELL CHIDI OKONKWO-BELL TO CALL", "BELL"),  # the piece after a hyphen is the name's too
+    ("remind me to ring tunde adewale about it", "adewale"),  # a lower-case surname beside the first name
+    ("Signed today with Niamh Ní Dhomhnaill at the bank.", "Dhomhnaill"),  # an Irish particle between
 ])
 def test_first_names_the_ner_misses_are_found(text: str, name: str) -> None:
     assert name not in redact(text)[0]
@@ -189,6 +206,20 @@ def test_the_gate_works_with_the_network_blocked(tmp_path: Path) -> None:
                           env={**os.environ, "HOME": str(tmp_path)})  # an empty cache: nothing found there
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[EMAIL_ADDRESS_1]" in proc.stdout
+
+
+def test_a_value_counts_as_hidden_when_each_of_its_letters_and_digits_is_replaced() -> None:
+    from pllm.bench.privacy import _hidden
+    from pllm.personal.pii import Span
+
+    text = "From: Wiktoria Zielinska-Nowak, 12 Ash Lawn"
+    first, last = text.index("Wiktoria"), text.index("Zielinska")
+    whole = (first, text.index(","))
+    apart = [Span(first, first + 8, "PERSON", "ner"), Span(last, last + 9, "PERSON", "ner"),
+             Span(last + 10, whole[1], "PERSON", "ner")]
+    assert _hidden(text, *whole, apart)  # the space and the hyphen between replaced pieces give nothing away
+    assert not _hidden(text, *whole, apart[:2])  # "Nowak" left: a part of the name leaks
+    assert not _hidden(text, *whole, [Span(first, whole[1] - 1, "PERSON", "ner")])  # one letter left is a miss too
 
 
 def test_redaction_on_the_labelled_set_finds_nearly_everything() -> None:

@@ -111,9 +111,11 @@ class RedactionScore:
     false_positives: list[str] = field(default_factory=list)
 
 
-def _hidden(start: int, end: int, spans: list[Span]) -> bool:
-    covered = sum(min(s.end, end) - max(s.start, start) for s in spans if s.start < end and s.end > start)
-    return covered >= end - start
+def _hidden(text: str, start: int, end: int, spans: list[Span]) -> bool:
+    """Every letter and digit of the value lies inside a replaced span. A space or a hyphen between two replaced
+    pieces ("<PERSON_1> <PERSON_2>" for a first name and a surname found apart) gives nothing away; until
+    2026-12-07 such a value counted as missed."""
+    return all(any(s.start <= i < s.end for s in spans) for i in range(start, end) if text[i].isalnum())
 
 
 def score_redaction(sentences: list[PiiSentence], redactor: Redactor, *, seed: int = 0) -> RedactionScore:
@@ -125,7 +127,7 @@ def score_redaction(sentences: list[PiiSentence], redactor: Redactor, *, seed: i
         gold = sentence.spans()
         hidden = 0
         for start, end, kind in gold:
-            ok = _hidden(start, end, spans)
+            ok = _hidden(sentence.text, start, end, spans)
             hidden += ok
             by_type.setdefault(kind, [0, 0])
             by_type[kind][0] += ok
@@ -278,7 +280,7 @@ def run_privacy(sentences: list[PiiSentence], settings: Settings, *, leak: bool 
         alone=score_redaction(sentences, Redactor([], model=model)),
         with_vault=score_redaction(sentences, redaction_with_vault(sentences, model)),
         leak=leak_test(sentences, settings, questions=LEAK_QUESTIONS, tick=tick) if leak else None,
-        model=model.runtime.model.name if model is not None else "none")
+        model=settings.foundation_model if model is not None else "none")
 
 
 def write_privacy_report(result: PrivacyResult, folder: Path, *, command: str, machine: str) -> None:

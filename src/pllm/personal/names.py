@@ -221,7 +221,8 @@ def _lower_case_name(token: Any) -> bool:
     return rare and (token.pos_ == "PROPN" or (token.pos_ == "NOUN" and token.dep_ in ("nsubj", "nsubjpass", "poss")))
 
 
-_NAME_GAP = re.compile(r" (?:(?:de|da|das|do|dos|di|del|della|van|von|der|den|ter|ten|le|la|du|bin|binti|ibn|al|el) )*")
+_NAME_GAP = re.compile(r" (?:(?i:de|da|das|do|dos|di|del|della|van|von|der|den|ter|ten|le|la|du|bin|binti|ibn|al|el|"
+                       r"ó|ní|nic|mac|mc|ua) )*")
 
 
 def _joined_names(text: str, ner: list[Span]) -> list[Span]:

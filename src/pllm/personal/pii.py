@@ -51,8 +51,9 @@ _FOREIGN_MONTH = (r"(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiem
                   r"setembro|outubro|novembro|dezembro)")
 _DATE = (rf"(?:(?i:{_ORDINAL_WORD}) (?:of )?{_MONTH},? \d{{4}}|"
          rf"\d{{1,2}}\.? (?:de )?(?i:{_FOREIGN_MONTH})(?: de)? \d{{4}}|"
-         rf"\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|{_MONTH}\.? \d{{1,2}}(?:st|nd|rd|th)?,? "
-         rf"\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH},? \d{{4}}|(?i:{_MONTH})\.? \d{{1,2}}(?:st|nd|rd|th)?\b|"
+         rf"\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|\d{{4}}-\d{{2}}-\d{{2}}|(?i:{_MONTH})\.? \d{{1,2}}(?:st|nd|rd|th)?,? "
+         rf"\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?(?i:{_MONTH})\.?,? \d{{4}}|"
+         rf"(?i:{_MONTH})\.? \d{{1,2}}(?:st|nd|rd|th)?\b|"
          rf"\d{{1,2}}(?:st|nd|rd|th)? (?:of )?(?i:{_MONTH})\b)")
 # Street words, British ones included: an address "9 Elm Grove" has no "Street" in it.
 _STREET_WORDS = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|"
@@ -73,7 +74,8 @@ _LOCAL = r"[A-Za-z0-9_%+-]+"
 PATTERNS: dict[str, re.Pattern[str]] = {
     "DATE_OF_BIRTH": re.compile(
         rf"(?i:\b(?:born(?: on)?|b-?day|birthday(?: is)?(?: on)?|d\.?o\.?b\.?:?|date of birth:?|birth date:?|"
-        rf"né(?:e)? le|geboren am|nacid[oa] el|nat[oa] il|nascid[oa] em|cumpleaños(?: es)?(?: el)?)"
+        rf"né(?:e)? le|geboren am|nacid[oa] el|nat[oa] il|nascid[oa] em|cumpleaños(?: es)?(?: el)?|urodzon[ay]|"
+        rf"(?:ka |ki |ke )?janam ?din|doğum tarihi:?|sinh ngày|ngày sinh:?)"
         rf"(?:\s+(?:is|was))?(?:\s+the)?\s+)"
         rf"(?P<value>{_DATE})"),
     "STREET_ADDRESS": re.compile(
@@ -83,6 +85,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         rf"plein|steeg) \d{{1,4}}(?:[a-z]|-[A-Z]{{1,3}}|-\d{{1,3}})?{_FLAT}"
         rf"|\d{{1,4}}[a-z]?,? {_ROMANCE_STREET}(?: (?:{_PARTICLE} )*[A-ZÀ-Ý][\w'-]+){{1,3}}"
         rf"|{_ROMANCE_STREET}(?: (?:{_PARTICLE} )*[A-ZÀ-Ý][\w'-]+){{1,3}},? \d{{1,4}}[a-z]?{_FLAT}"
+        rf"|[A-ZÆØÅ][\wæøå]+ (?:gate|gata|gatan|vei|veien|vej|väg|vägen|allé|plass|torg) \d{{1,4}}[A-Z]?\b"
         rf"|(?i:ul|ulitsa|pr|prospekt|al|aleja|os)\.? [A-ZÀ-ÝА-Я][\w'-]+(?: [A-Z][\w'-]+)?,? \d{{1,4}}[a-z]?{_FLAT}"
         rf"|(?i:plot|stand|house|block) \d{{1,5}}[A-Z]?, (?:[A-Z][a-z]+ ){{1,3}}{_STREET_WORDS}\b"
         rf"|(?i:flat|apt\.?|apartment|unit|suite) \w{{1,4}}, \d{{1,5}}[A-Za-z]? [A-Z][a-z]+(?: [A-Z][a-z]+){{0,2}})"),
@@ -126,14 +129,21 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"security answer|secret answer|(?:mother's )?maiden name|"
         r"(?:keypad|garage|lock|locker|lockbox|key ?box|key ?safe|safe|padlock|door|gate|alarm|entry|access|"
         r"security|recovery|backup|verification|2fa|otp|login|sign-?in|unlock|bike lock|combination|voicemail|"
-        r"sim|puk|phone|card) codes?|combination|lockbox|key ?safe|key ?box|wi-?fi (?:key|code))\b"
+        r"sim|puk|phone|card) codes?|combination|lockbox|key ?safe|key ?box|wi-?fi (?:key|code)|"
+        r"kod(?: do \w+)?|codice(?: del \w+)?|c[oó]digo(?: d[eao] \w+)?|"
+        r"code (?:de la |du |d')?(?:porte|portail|entrée|immeuble)|digicode|t[üu]rcode|torcode|pincode|"
+        r"haslo|hasło|contraseña|senha|mot de passe|passwort|wachtwoord|şifre|sifre|mat khau|mật khẩu)\b"
         # "is" or ":" (after "for the family netflix"), "changed the PIN to 7305", or straight before a value with
         # a digit ("password hunter2")
         r"(?: (?:for|at|to|on|of|in) [^.!?\n]{1,60}?(?:\s+(?:is|was|=|:|are|now)|:|=)|"
-        r"\s+(?:is|was|=|:|are|now)|:|=|\s+to(?=\s+\S*\d)|(?=\s+\S*\d))\s*[\"'“]?)"
+        r"\s+(?:is|was|=|:|are|now|è|é|es|est|ist|is het|jest|la|là|olan|dır|dir)(?=\s)|:|=|"
+        r"\s+to(?=\s+\S*\d)|(?=\s+\S*\d))\s*[\"'“]?)"
         r"(?P<value>(?:\S+ ){0,3}?\S*\d\S*?[!#$%&*]*|(?:[a-z]+ ){2,5}[a-z]+|\S{4,}?[!#$%&*]*)"
         r"(?=[\"'”]?(?:[.,;!?)]?(?:\s|$)))"
-        r"|(?i:\b(?:memorable|secret|magic) word(?:\s+(?:is|was))?:?\s+)(?P<word>[\w!#$%&*-]{3,})"),
+        r"|(?i:\b(?:memorable|secret|magic) word(?:\s+(?:is|was))?:?\s+)(?P<word>[\w!#$%&*-]{3,})"
+        # a lock, an alarm or a gate named without the word "code": only a number of four digits or more
+        r"|(?i:\b(?:(?:bike |door |gate )?lock|alarm|gate)(?:\s+(?:is|was))?:?\s+)"
+        r"(?P<digits>\d[\d-]{2,9}\d)(?![\w:.])"),
     # Keys and tokens by their shape: vendors' prefixes, then any long run of letters and digits mixed.
     "API_KEY": re.compile(
         r"(?P<value>\b(?:sk|pk|rk)-(?:[A-Za-z0-9]+-){0,2}[A-Za-z0-9]{16,}|\bgh[pousr]_[A-Za-z0-9]{20,}|"
@@ -157,8 +167,17 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"pesel|codice fiscale|aadhaar|pan|ppsn?|ssn|sin|tfn|national insurance|personalausweis|voter id|"
         r"residence permit|visa|account|customer|policy|reference|case|claim|medicare|medicaid|health card)"
         r"(?:,? (?:number|no\.?|num|#))?(?:\s+(?:is|was|:)|:|#|,)?\s*)"
-        r"(?P<value>(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{4,}[A-Z0-9]|\d{2,4}(?: \d{2,4}){1,4})\b"),
+        r"(?P<value>[A-Z]{1,3}\d{1,3} \d{5,}|(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{4,}[A-Z0-9]|"
+        r"\d{2,4}(?: \d{2,4}){1,4})\b"),
 }
+
+# Numbers by a shape no amount has: a Brazilian CPF (318.604.729-31); a hex secret of 24+ digits and letters.
+_SHAPED = re.compile(r"(?<![\w.])(?P<cpf>\d{3}\.\d{3}\.\d{3}-\d{2})(?![\w.])"
+                     r"|(?<![\w-])(?P<hex>(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{24,}|"
+                     r"(?=[0-9A-F]*\d)(?=[0-9A-F]*[A-F])[0-9A-F]{24,})(?![\w-])")
+# A number read aloud, seven digits or more: "oh seven nine one one four nine six two three eight".
+_DIGIT_WORD = r"(?:zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double \w+|triple \w+)"
+_SPOKEN_NUMBER = re.compile(rf"(?i:(?<![\w-])(?P<value>(?:plus )?{_DIGIT_WORD}(?:[ ,-]+{_DIGIT_WORD}){{6,}})\b)")
 
 # Card numbers by their digits (Luhn-checked in pattern_spans): Presidio's pattern misses newer ranges.
 _CARD = re.compile(r"\b(?P<value>\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7})\b")
@@ -207,7 +226,8 @@ def number_spans(text: str) -> list[tuple[int, int, str]]:
 
 def pattern_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, type) of every pattern's values in `text` (each pattern's other named groups are values too:
-    a plate's bare shapes, a listed address, a ZIP code), and Luhn-valid card numbers."""
+    a plate's bare shapes, a listed address, a ZIP code), Luhn-valid card numbers, numbers by their shape and
+    numbers read aloud."""
     out = []
     for kind, pattern in PATTERNS.items():
         kind = {"HOME_ADDRESS": "STREET_ADDRESS", "POSTCODE": "STREET_ADDRESS"}.get(kind, kind)
@@ -218,6 +238,8 @@ def pattern_spans(text: str) -> list[tuple[int, int, str]]:
             out.append((m.start(group), m.end(group), "LOCATION" if kind == "CITY_STATE" else kind))
     out += [(m.start("value"), m.end("value"), "CREDIT_CARD") for m in _CARD.finditer(text)
             if _luhn(re.sub(r"\D", "", m.group("value")))]
+    out += [(m.start(), m.end(), "ID_NUMBER" if m.group("cpf") else "API_KEY") for m in _SHAPED.finditer(text)]
+    out += [(m.start("value"), m.end("value"), "PHONE_NUMBER") for m in _SPOKEN_NUMBER.finditer(text)]
     return out
 
 

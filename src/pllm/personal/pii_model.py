@@ -8,8 +8,10 @@ process** (nothing is sent anywhere to be checked) and asks it, with a few examp
 answer always parses, for every value in the text with its kind. A value it names that is not in the text is
 ignored; what it finds is replaced after what the vault, the patterns and NER found (`privacy.Redactor`).
 
-It costs time: about a second per short text on two cores after the first (the instructions and examples are a
-prefix the runtime keeps), more for a long one. `PLLM_GATE_MODEL` chooses it: `none` or `foundation`.
+It costs time: about four seconds per short text on two cores after the first (the instructions and examples are a
+prefix the runtime keeps), more for a long one, and 1.2 GB while loaded: it is loaded when the gate first reads a
+text, not when the gate is made. `PLLM_GATE_MODEL` chooses it: `auto` (the default: where the T-model is an
+instruct model), `foundation` or `none`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
 from pllm.config import Settings
-from pllm.lm.models import resolve_foundation_model
+from pllm.lm.models import ChunkedModel, foundation_choice, resolve_foundation_model
 from pllm.lm.runtime import GenerationConfig, Message, Runtime
 from pllm.personal.pii import (
     CALENDAR_WORDS,
@@ -84,8 +86,11 @@ N_CTX = 4096  # instructions and examples (~900 tokens), a piece (~450), the ans
 class PiiModel:
     """The instruct model as a reader of personal data; one question at a time (the runtime is not thread-safe)."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: Runtime | None = None, *, load: Callable[[], Runtime] | None = None) -> None:
+        """`runtime` loaded, or `load` to load it when the first text is read."""
+        if (runtime is None) == (load is None):
+            raise ValueError("give the runtime or a way to load it, not both")
+        self._runtime, self._load = runtime, load
         self.lock = threading.Lock()
         self._answers: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()  # text -> values, newest last
         self.config = GenerationConfig(max_tokens=1200, temperature=0.0, json_schema=SCHEMA)
@@ -104,8 +109,11 @@ class PiiModel:
                 self._answers.move_to_end(text)
                 return self._answers[text]
             found: list[tuple[str, str]] = []
+            if self._runtime is None and self._load is not None:
+                self._runtime = self._load()
+            assert self._runtime is not None
             for piece in _pieces(text):
-                answer = self.runtime.chat(self._messages(piece), self.config).text
+                answer = self._runtime.chat(self._messages(piece), self.config).text
                 try:
                     items = json.loads(answer)
                 except json.JSONDecodeError:  # cut at max_tokens: this piece's values are lost, the rules still ran
@@ -199,22 +207,48 @@ def _packed(parts: Iterable[str]) -> list[str]:
 
 
 def load_pii_model(settings: Settings) -> PiiModel | None:
-    """The second opinion PLLM_GATE_MODEL asks for: None for `none`, else the T-model's file in this process
-    (it must be an instruct model: a base model cannot follow the instructions)."""
+    """The second opinion PLLM_GATE_MODEL asks for: None for `none`, and for `auto` where the T-model is a base
+    model; else the T-model's file, loaded in this process when the first text is read (it must be an instruct
+    model: a base model cannot follow the instructions)."""
     if settings.gate_model == "none":
         return None
-    model = resolve_foundation_model(settings)
-    return _loaded(model.path, settings.threads, settings.seed)
+    choice = foundation_choice(settings)
+    if settings.gate_model == "auto" and isinstance(choice, ChunkedModel) and not choice.instruct:
+        return None
+    return _reader(settings.model_copy(), settings.threads, settings.seed)
+
+
+def gate_reader(settings: Settings) -> str:
+    """What reads outgoing text besides the rules, in words (doctor, reports)."""
+    if load_pii_model(settings) is None:
+        return (f"none (PLLM_GATE_MODEL={settings.gate_model}"
+                + (f"; the T-model {settings.foundation_model} is a base model)" if settings.gate_model == "auto"
+                   else ")"))
+    return f"the T-model ({settings.foundation_model}) reads each outgoing text, in this process"
 
 
 @cache
-def _loaded(path: Path, threads: int, seed: int) -> PiiModel | None:
+def _loaded(path: Path, threads: int, seed: int) -> Runtime:
     from pllm.errors import UsageError
     from pllm.lm.models import ModelFile
 
     runtime = Runtime(ModelFile(name=path.stem, path=path, source="PLLM_GATE_MODEL"), n_ctx=N_CTX, threads=threads,
                       seed=seed)
     if not runtime.has_chat_template:
+        runtime.close()
         raise UsageError(f"PLLM_GATE_MODEL=foundation needs an instruct model; {path.name} has no chat template "
                          "(choose PLLM_FOUNDATION_MODEL=qwen2.5-1.5b)")
-    return PiiModel(runtime)
+    return runtime
+
+
+_READERS: dict[tuple[str, int, int], PiiModel] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def _reader(settings: Settings, threads: int, seed: int) -> PiiModel:
+    """One reader per T-model choice in a process (its answers cache is shared by every gate)."""
+    key = (str(settings.foundation_model), threads, seed)
+    with _READERS_LOCK:
+        if key not in _READERS:
+            _READERS[key] = PiiModel(load=lambda: _loaded(resolve_foundation_model(settings).path, threads, seed))
+        return _READERS[key]

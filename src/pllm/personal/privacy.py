@@ -44,13 +44,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pllm.config import Settings
 from pllm.errors import ConsentError, ModelNotFoundError
-from pllm.personal.names import find_names
+from pllm.personal.names import RARE_WORD_ZIPF, find_names
 from pllm.personal.pii import (
     CALENDAR_WORDS,
     COMMON_WORD_ZIPF,
+    FOREIGN_WORD_ZIPF,
     NOT_NAMES,
     PATTERNS,
     Span,
+    foreign_zipf,
     is_dictionary_word,
     number_spans,
     pattern_spans,
@@ -213,7 +215,7 @@ class Redactor:
             rest = _uncovered(text, span, chosen)  # "London" of an NER "London NW1" whose postcode a pattern took
             if rest is not None:
                 chosen.append(rest)
-        return _shouted_names(text, sorted(chosen, key=lambda s: s.start))
+        return _grown_names(text, sorted(chosen, key=lambda s: s.start))
 
     def redact(self, text: str, redaction: Redaction) -> str:
         out, last = [], 0
@@ -234,29 +236,49 @@ def _with_overlapping_values(span: Span, values: list[Span]) -> Span:
                 touching[0].kind, span.source)
 
 
-def _shouted_names(text: str, spans: list[Span]) -> list[Span]:
-    """Each name in capitals takes the capitalised words beside it that are no common word ("PRIYANKA ROUT"), up to
-    the next span: the spans stay apart."""
+def _grown_names(text: str, spans: list[Span]) -> list[Span]:
+    """Each name takes the rest of itself that its finder left beside it (see _grown_name), up to the next span:
+    the spans stay apart."""
     out: list[Span] = []
     for n, span in enumerate(spans):
-        grown = _shouted_name(text, span)
+        grown = _grown_name(text, span)
         low = out[-1].end if out else 0
         high = spans[n + 1].start if n + 1 < len(spans) else len(text)
         out.append(grown if low <= grown.start and grown.end <= high else span)
     return out
 
 
-def _shouted_name(text: str, span: Span) -> Span:
-    """A name in capitals with the capitalised words beside it that are no common word: "PRIYANKA ROUT"."""
-    if span.kind not in ("PERSON", "NAME") or not text[span.start:span.end].isupper():
+_ATTACHED = re.compile(r"(?:[-'’][^\W\d_]+)+\b")  # "-COLE" of "ADEBAYO-COLE", "-ruiz" of "okonjo-ruiz"
+_SURNAME = re.compile(r" ((?i:ó|ní|nic|mac|mc|ua|van|von|de|da|di|del|della|der|den|le|la|du|bin|ibn|al|el) )?"
+                      r"([^\W\d_][\w'’-]*)")
+
+
+def _written_as(word: str) -> str:
+    return "upper" if word.isupper() else "lower" if word.islower() else "capitalised" if word[:1].isupper() else ""
+
+
+def _grown_name(text: str, span: Span) -> Span:
+    """A name with the pieces of it that NER cut off: a part joined by a hyphen or an apostrophe, and the words
+    after it written as it is written (in capitals, capitalised, or lower case) that are no common word, with a
+    particle between ("KEVIN O'SULLIVAN", "obiageli nwankwo", "Paddy Ó Briain"); a name in capitals also takes
+    such a word before it ("PRIYANKA ROUT")."""
+    if span.kind not in ("PERSON", "NAME"):
         return span
+    value = text[span.start:span.end]
+    style = _written_as(value)
+    limit = RARE_WORD_ZIPF if style == "lower" else COMMON_WORD_ZIPF
     start, end = span.start, span.end
-    after = re.match(r" ([A-Z]{2,})\b", text[end:])
-    while after and word_zipf(after.group(1)) < COMMON_WORD_ZIPF:
-        end += after.end()
-        after = re.match(r" ([A-Z]{2,})\b", text[end:])
+    while True:
+        attached = _ATTACHED.match(text, end)
+        if attached:
+            end = attached.end()
+        after = _SURNAME.match(text, end)
+        if (not after or _written_as(after.group(2)) != style or word_zipf(after.group(2)) >= limit
+                or (style == "lower" and foreign_zipf(after.group(2)) >= FOREIGN_WORD_ZIPF)):
+            break  # a word of English or of a language our users write besides it: not the name's
+        end = after.end()
     before = re.search(r"\b([A-Z]{2,}) $", text[:start])
-    if before and word_zipf(before.group(1)) < COMMON_WORD_ZIPF:
+    if style == "upper" and before and word_zipf(before.group(1)) < COMMON_WORD_ZIPF:
         start = before.start()
     return Span(start, end, span.kind, span.source)
 

@@ -248,7 +248,8 @@ def _grown_names(text: str, spans: list[Span]) -> list[Span]:
     return out
 
 
-_ATTACHED = re.compile(r"(?:[-'’][^\W\d_]+)+\b")  # "-COLE" of "ADEBAYO-COLE", "-ruiz" of "okonjo-ruiz"
+# "-COLE" of "ADEBAYO-COLE", "-ruiz" of "okonjo-ruiz", "'SULLIVAN"; not a possessive or a contraction ("Hope's")
+_ATTACHED = re.compile(r"(?:[-'’](?!(?i:s|d|ll|re|ve|m|t)\b)[^\W\d_]+)+\b")
 _SURNAME = re.compile(r" ((?i:ó|ní|nic|mac|mc|ua|van|von|de|da|di|del|della|der|den|le|la|du|bin|ibn|al|el) )?"
                       r"([^\W\d_][\w'’-]*)")
 

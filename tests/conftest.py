@@ -30,6 +30,9 @@ THREADS = max(1, min(2, available_cores() // int(os.environ.get("PYTEST_XDIST_WO
 os.environ["PLLM_THREADS"] = str(THREADS)
 # Tests that only need *a* T-model use Gemma 3 270M (fast); the ones about the default T-model ask for Qwen by name.
 os.environ["PLLM_FOUNDATION_MODEL"] = "gemma-3-270m"
+# The served format is what `pllm bench --formats` chose on the machine (kept in the model cache); the suite runs
+# the same Q8_0 copy everywhere, and the tests of `auto` clear this.
+os.environ["PLLM_MODEL_FORMAT"] = "Q8_0"
 
 
 # Every process this worker starts, and each test's own, carry a mark in their environment (children inherit it), so
@@ -104,9 +107,10 @@ def files_holding() -> Callable[..., list[Path]]:
 @pytest.fixture(autouse=True)
 def pllm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point PLLM_HOME at a fresh folder and ignore any user config file and PLLM_* variables (but the cache, the
-    worker's threads and the T-model); the gate without the T-model's reading."""
+    worker's threads, the T-model and the served format); the gate without the T-model's reading."""
     for key in list(os.environ):
-        if key.startswith("PLLM_") and key not in ("PLLM_CACHE_DIR", "PLLM_THREADS", "PLLM_FOUNDATION_MODEL"):
+        if key.startswith("PLLM_") and key not in ("PLLM_CACHE_DIR", "PLLM_THREADS", "PLLM_FOUNDATION_MODEL",
+                                                    "PLLM_MODEL_FORMAT"):
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     monkeypatch.setenv("PLLM_HOME", str(home))

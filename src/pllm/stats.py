@@ -7,11 +7,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 Statistic = Callable[[np.ndarray], float]  # a number computed over the questions at these indices (repeats allowed)
+
+
+def perplexity_of(scored: Sequence[tuple[float, int]]) -> float:
+    """Perplexity of texts scored as (summed log-likelihood, tokens): per token over all of them."""
+    return math.exp(-sum(lp for lp, _ in scored) / max(1, sum(n for _, n in scored)))
 
 
 def mean_of(values: np.ndarray) -> Statistic:

@@ -82,15 +82,17 @@ def test_the_formats_bench_measures_each_format_and_auto_serves_its_choice(
     from pllm.lm.models import format_choice_path, gguf_file_type, runtime_model
 
     monkeypatch.setenv("PLLM_CACHE_DIR", str(tmp_path / "cache"))  # the choice it writes is this test's only
+    monkeypatch.delenv("PLLM_MODEL_FORMAT")  # the default, auto, serves the choice
     settings = Settings()
-    result = run_formats_bench(settings, reps=1, formats=("Q4_1", "Q4_0", "Q8_0"), questions=3)
+    result = run_formats_bench(settings, reps=1, formats=("Q4_1", "Q4_0", "Q8_0"), questions=3, prompt_lengths=(64,),
+                               decode_tokens=16)
     rows = {(r["format"], r["repacked"]): r for r in result["rows"]}
     assert len(rows) == (6 if repack_safe() else 3)
     packaged = rows["Q4_1", False]
     assert packaged["perplexity_ratio"] == [1.0, 1.0, 1.0] and packaged["same_answers"] == 3
     assert rows["Q8_0", False]["megabytes"] > packaged["megabytes"] > rows["Q4_0", False]["megabytes"]
     for row in rows.values():
-        assert row["decode_tokens_per_second"] > 0 and row["prefill_512_tokens_per_second"] > 0
+        assert row["decode_tokens_per_second"] > 0 and row["prefill_64_tokens_per_second"] > 0
         assert 250 <= row["request_prompt_tokens"] <= 350
         assert row["end_to_end_256_seconds"] > row["end_to_end_32_seconds"] > row["first_token_seconds"]
     # Q4_0 is made from Q4_1's values on a coarser grid: its perplexity moves, Q8_0's barely does
@@ -103,15 +105,22 @@ def test_the_formats_bench_measures_each_format_and_auto_serves_its_choice(
     assert served.repacked == choice["repacked"] and "chosen by `pllm bench --formats`" in served.source
 
 
-def test_the_chosen_format_is_the_fastest_that_keeps_the_packaged_quality() -> None:
+def test_the_chosen_format_is_the_fastest_that_keeps_the_packaged_quality_and_decode() -> None:
     from pllm.bench.formats import choose_format
 
-    def row(fmt: str, seconds: float, ratio: list[float]) -> dict[str, object]:
-        return {"format": fmt, "repacked": False, "end_to_end_32_seconds": seconds,
-                "end_to_end_256_seconds": seconds * 4, "perplexity_ratio": ratio}
+    def row(fmt: str, seconds: float, ratio: list[float], decode: float = 100.0,
+            repacked: bool = False) -> dict[str, object]:
+        return {"format": fmt, "repacked": repacked, "end_to_end_32_seconds": seconds,
+                "end_to_end_256_seconds": seconds * 4, "perplexity_ratio": ratio, "decode_tokens_per_second": decode}
 
-    rows = [row("Q4_1", 3.0, [1.0, 1.0, 1.0]), row("Q8_0", 2.5, [1.001, 0.998, 1.004]),
+    rows = [row("Q4_1", 3.0, [1.0, 1.0, 1.0]), row("Q8_0", 2.5, [1.006, 1.002, 1.011]),
             row("Q4_0", 1.5, [1.08, 1.05, 1.11]), row("Q5_0", 2.0, [1.004, 0.999, 1.012])]
     assert choose_format(rows, "Q4_1")["format"] == "Q5_0"  # its interval reaches 1: kept, and faster than Q8_0
-    rows[3]["perplexity_ratio"] = [1.03, 1.02, 1.04]
+    rows[3]["perplexity_ratio"] = [1.03, 1.025, 1.04]
     assert choose_format(rows, "Q4_1")["format"] == "Q8_0"  # the faster ones lose quality
+    rows[1]["decode_tokens_per_second"] = 90.0
+    assert choose_format(rows, "Q4_1")["format"] == "Q4_1"  # Q8_0 answers sooner but decodes at 0.9x: not served
+    rows.append(row("Q4_1", 2.9, [1.0, 1.0, 1.0], repacked=True))
+    assert choose_format(rows, "Q4_1")["repacked"] is False  # faster by noise only: plain buffers
+    rows.append(row("Q8_0", 1.0, [1.006, 1.002, 1.011], decode=100.0, repacked=True))
+    assert choose_format(rows, "Q4_1") == {**choose_format(rows, "Q4_1"), "format": "Q8_0", "repacked": True}

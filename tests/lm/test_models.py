@@ -46,6 +46,7 @@ def test_the_runtime_loads_a_q8_0_copy_made_once_until_the_formats_are_measured(
     from pllm.lm.models import SLOW_PREFILL_TYPES, format_choice_path, gguf_file_type, runtime_model
 
     monkeypatch.setenv("PLLM_CACHE_DIR", str(tmp_path / "cache"))  # a cache no formats bench has measured in
+    monkeypatch.delenv("PLLM_MODEL_FORMAT")  # the default, auto
     settings = Settings()
     assert not format_choice_path(settings).exists()
     assert SLOW_PREFILL_TYPES.get(gguf_file_type(model_path) or -1) == "Q4_1"  # the packaged model: slow prefill
@@ -67,6 +68,7 @@ def test_auto_serves_what_the_formats_bench_chose_on_this_cpu(
     from pllm.lm.models import format_choice_path, gguf_file_type, runtime_model
 
     monkeypatch.setenv("PLLM_CACHE_DIR", str(tmp_path / "cache"))  # the choice written here is this test's only
+    monkeypatch.delenv("PLLM_MODEL_FORMAT")  # the default, auto
     settings = Settings()
     path = format_choice_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def bench(
     formats: bool = typer.Option(False, "--formats", help="Instead: the P-model in every format llama.cpp makes "
                                  "from it (prompt and decode speed, a personalised request end to end, size, "
                                  "quality against the packaged file); the fastest that keeps the quality becomes "
-                                 "what `PLLM_MODEL_FORMAT=auto` serves on this CPU (~5 min)."),
+                                 "what `PLLM_MODEL_FORMAT=auto` serves on this CPU (~15 min with --reps 2)."),
     clients: int = typer.Option(20, "--clients", min=1, max=200, help="--load: concurrent clients."),
     seconds: float = typer.Option(30.0, "--seconds", min=1.0, max=600.0, help="--load: seconds of load per server."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
@@ -114,7 +114,7 @@ def _latency(settings: Settings, json_out: bool) -> None:
 
 
 def _formats(settings: Settings, reps: int, json_out: bool) -> None:
-    from pllm.bench.formats import run_formats_bench, timed_formats
+    from pllm.bench.formats import PROMPT_LENGTHS, run_formats_bench, timed_formats
 
     progress = progress_bar("formats")
     with progress:
@@ -125,7 +125,7 @@ def _formats(settings: Settings, reps: int, json_out: bool) -> None:
              ("format", "MB", "prompt tok/s 64/256/512", "first token s", "decode tok/s", "32 / 256 tokens s",
               "perplexity x [95%]", "same answers"),
              [(row["format"] + (" repacked" if row["repacked"] else ""), f"{row['megabytes']:.0f}",
-               " / ".join(f"{row[f'prefill_{n}_tokens_per_second']:.0f}" for n in (64, 256, 512)),
+               " / ".join(f"{row[f'prefill_{n}_tokens_per_second']:.0f}" for n in PROMPT_LENGTHS),
                f"{row['first_token_seconds']:.3f}", f"{row['decode_tokens_per_second']:.1f}",
                f"{row['end_to_end_32_seconds']:.2f} / {row['end_to_end_256_seconds']:.2f}",
                "{:.3f} [{:.3f}, {:.3f}]".format(*row["perplexity_ratio"]),

@@ -224,12 +224,13 @@ class Runtime:
         return cls(runtime_model(settings), n_ctx=settings.n_ctx, threads=settings.threads, seed=settings.seed)
 
     @classmethod
-    def from_gguf_bytes(cls, name: str, data: bytes, settings: Settings, *, folded: dict[str, float] | None = None
-                        ) -> Runtime:
+    def from_gguf_bytes(cls, name: str, data: bytes, settings: Settings, *, folded: dict[str, float] | None = None,
+                        repacked: bool = False) -> Runtime:
         """A model that exists only in memory (a decrypted per-user merge), loaded through an in-memory file.
-        `folded`: the adapters merged into its weights, reported as active (answers are logged under them)."""
+        `folded`: the adapters merged into its weights, reported as active (answers are logged under them);
+        `repacked`: on the buffers its base was chosen to run on."""
         with memory_file(data) as path:  # llama.cpp maps it; the mapping outlives the file descriptor
-            runtime = cls(ModelFile(name=name, path=path, source="memory"), n_ctx=settings.n_ctx,
+            runtime = cls(ModelFile(name=name, path=path, source="memory", repacked=repacked), n_ctx=settings.n_ctx,
                           threads=settings.threads, seed=settings.seed)
         runtime._folded = dict(folded or {})
         return runtime

@@ -188,7 +188,8 @@ class AdapterStore:
     def merged_model(self, version: str, base: Path) -> bytes:
         """The GGUF of `base` with `version` folded into its weights: built once per base file (a few seconds) and
         kept encrypted like the adapter; its name carries the base's size, so another base builds its own.
-        MergeUnsupportedError where the base's adapted weights are not Q8_0."""
+        MergeUnsupportedError where the base's adapted weights are in no format gguf can round back into (K-quants,
+        IQ4_NL): such a version is applied unmerged."""
         name = f"{version}.merged-{base.stat().st_size}.gguf"
         data = self.read_file(name)
         if data is None:

@@ -13,7 +13,6 @@ With nothing held out there is no evidence: not promoted unless forced, and the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from pllm.lm.adapter import examine
 from pllm.lm.runtime import GenerationConfig, Runtime
 from pllm.lm.train import Example
+from pllm.stats import perplexity_of
 
 GENERAL_TOLERANCE = 0.10  # general perplexity may rise at most this much for a promote
 TEXT_TOLERANCE = 0.01  # held-out text perplexity counts as worse only beyond noise
@@ -44,8 +44,7 @@ class GateEvidence:
 def _perplexity(runtime: Runtime, examples: Sequence[Example]) -> float:
     if not examples:
         return float("nan")
-    scored = [runtime.answer_logprob(e.message_list(), e.target) for e in examples]
-    return math.exp(-sum(lp for lp, _ in scored) / max(1, sum(n for _, n in scored)))
+    return perplexity_of([runtime.answer_logprob(e.message_list(), e.target) for e in examples])
 
 
 def facts_answered(runtime: Runtime, facts: Sequence[tuple[Example, str]], *, max_tokens: int = 32) -> int:

@@ -154,7 +154,8 @@ class ServedModel:
                 self._unmergeable.add(version)
                 return self._runtime_for(version)
             self._merged = (version, Runtime.from_gguf_bytes(f"{self.base_name}+{version}", data, self.settings,
-                                                             folded={version: 1.0}))
+                                                             folded={version: 1.0},
+                                                             repacked=self.runtime.model.repacked))
         return self._merged[1]
 
     def _close_merged(self) -> None:

@@ -151,9 +151,9 @@ def test_a_reports_command_names_the_cdcda_settings_changed_from_their_defaults(
     changed = Settings(augment_label_check="as_seed", augment_keep_per_seed=2)
     assert _changed_env(changed, CDCDA_SETTINGS) == ["PLLM_AUGMENT_LABEL_CHECK=as_seed", "PLLM_AUGMENT_KEEP_PER_SEED=2"]
     # a band is written as the JSON its environment variable takes, and the step lever is named too
-    changed = Settings(augment_similarity_band=(0.1, 0.99), augment_step_factor=2.0)
+    changed = Settings(augment_similarity_band=(0.1, 0.99), augment_step_factor=1.0)
     env = _changed_env(changed, CDCDA_SETTINGS)
-    assert env == ["PLLM_AUGMENT_SIMILARITY_BAND='[0.1, 0.99]'", "PLLM_AUGMENT_STEP_FACTOR=2.0"]
+    assert env == ["PLLM_AUGMENT_SIMILARITY_BAND='[0.1, 0.99]'", "PLLM_AUGMENT_STEP_FACTOR=1.0"]
     name, value = env[0].split("=", 1)
     monkeypatch.setenv(name, value.strip("'"))
     assert Settings().augment_similarity_band == (0.1, 0.99)

@@ -74,6 +74,11 @@ def test_the_latency_bench_times_a_personalised_request_against_raw() -> None:
         "prompt_tokens"]
     assert result["prefix_hits"] == 2  # the first question builds the system turn's state, the next two reuse it
     assert result["ratio_to_raw_cold"]["raw, cold"] == 1.0
+    for row in rows.values():  # each request also decodes: its rate, and a short and a long answer end to end
+        assert row["decode_tokens_per_second"] > 0
+        assert row["end_to_end_256_seconds"] > row["end_to_end_32_seconds"] > row["first_token_seconds"]
+    ratio = rows["pllm"]["decode_tokens_per_second"] / rows["raw, cold"]["decode_tokens_per_second"]
+    assert result["decode_ratio_to_raw"] == round(ratio, 3)
 
 
 def test_the_formats_bench_measures_each_format_and_auto_serves_its_choice(

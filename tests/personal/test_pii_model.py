@@ -54,12 +54,12 @@ def model() -> PiiModel:
 
 
 @pytest.mark.slow
-def test_the_packaged_model_reads_a_phone_number_spelled_out(model: PiiModel) -> None:
-    text = "voice memo: call darragh back on oh eight seven double two nine one four three eight before friday"
-    spoken = "oh eight seven double two nine one four three eight"
-    assert spoken in Redactor([]).redact(text, Redaction())  # no rule reads a number in words
-    out = Redactor([], model=model).redact(text, Redaction())
-    assert "nine one four three" not in out and "darragh" not in out
+def test_the_packaged_model_reads_secrets_no_rule_has_a_word_for(model: PiiModel) -> None:
+    texts = {"remind me that the storage unit opens with 5529 on the keypad": "5529",
+             "for the router it's the usual one: tangerine-Walrus-88, don't share it": "tangerine-Walrus-88"}
+    for text, secret in texts.items():
+        assert secret in Redactor([]).redact(text, Redaction())  # no rule knows these shapes
+        assert secret not in Redactor([], model=model).redact(text, Redaction())
 
 
 @pytest.mark.slow

@@ -20,13 +20,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pllm.config import Settings
 from pllm.lm.hardware import cpu_info
 from pllm.lm.models import resolve_model
-from pllm.lm.runtime import GenerationConfig, Runtime, raw_llama
+from pllm.lm.runtime import GenerationConfig, Runtime, StreamStats, raw_llama
 from pllm.personal.assistant import SYSTEM_PROMPT, Assistant, user_turn
 from pllm.personal.profile import build_profile
 from pllm.personal.retrieve import RetrievalConfig, Retriever
@@ -35,7 +36,11 @@ from pllm.personal.vault import Vault, create_vault
 K = 4  # notes in the prompt, as the request in the issue that set the goal
 NOTES = 40
 QUESTIONS = 12
-FIRST_TOKEN = GenerationConfig(max_tokens=4)  # the first token is what is timed; a few more close the answer
+# The first token, then up to 48 more for the decode rate; a 32- and a 256-token answer's seconds are the first token
+# plus that many at the rate (an answer that ends sooner gives its rate over what it wrote, if 8 tokens or more).
+ANSWER = GenerationConfig(max_tokens=48, temperature=0.0)
+ANSWER_LENGTHS = (32, 256)
+MIN_DECODED = 8
 
 FACTS = [("name of my cat", "Pixel"), ("sister", "Ingrid"), ("home town", "Tromso"), ("job", "night nurse"),
          ("boat", "Seabird"), ("favourite food", "rye bread"), ("running goal", "a 10k under 50 minutes"),
@@ -117,62 +122,85 @@ def whole_item_prompt(runtime: Runtime, vault: Vault, question: str) -> str:
                                 {"role": "user", "content": user_turn(question, hits, 0)}])
 
 
-def _first_token_raw(llm: Any, prompt: str, *, cold: bool) -> float:
+@dataclass
+class Timed:
+    """One request: seconds to its first token, and the decode rate after it (0 when too few tokens came)."""
+
+    first: float
+    decode_tps: float
+
+
+def _rate(tokens: int, seconds: float) -> float:
+    return (tokens - 1) / seconds if tokens >= MIN_DECODED and seconds > 0 else 0.0
+
+
+def _timed_raw(llm: Any, prompt: str, *, cold: bool) -> Timed:
     if cold:
         llm.reset()
         llm._ctx.kv_cache_clear()
     started = time.perf_counter()
-    for chunk in llm.create_completion(prompt, max_tokens=FIRST_TOKEN.max_tokens, temperature=0.0, top_k=1,
+    first, tokens = 0.0, 0
+    for chunk in llm.create_completion(prompt, max_tokens=ANSWER.max_tokens, temperature=0.0, top_k=1,
                                        repeat_penalty=1.0, stream=True):
         if chunk["choices"][0]["text"]:
-            return time.perf_counter() - started
-    return time.perf_counter() - started
+            tokens += 1
+            first = first or time.perf_counter() - started
+    return Timed(first, _rate(tokens, time.perf_counter() - started - first))
 
 
-def _first_token_pllm(runtime: Runtime, vault: Vault, question: str) -> tuple[float, int]:
+def _timed_pllm(runtime: Runtime, vault: Vault, question: str) -> tuple[Timed, int]:
     assistant = Assistant(runtime, vault=vault, client="bench", retrieval=RetrievalConfig(k=K, budget_tokens=10_000))
+    stats = StreamStats()
     started = time.perf_counter()
     first = 0.0
-    for _ in assistant.stream(question, FIRST_TOKEN):  # exhausted, so the answer is logged as a served one is
+    for _ in assistant.stream(question, ANSWER, stats):  # exhausted, so the answer is logged as a served one is
         first = first or time.perf_counter() - started
+    decoding = stats.ended_at - stats.first_token_at if stats.first_token_at else 0.0
     rendered = runtime.chat_prompt(assistant.messages(question, assistant.last_context))
-    return first, len(runtime.tokenize(rendered))
+    return Timed(first, _rate(stats.tokens, decoding)), len(runtime.tokenize(rendered))
 
 
-def _row(engine: str, seconds: list[float], prompt_tokens: list[int]) -> dict[str, Any]:
+def _row(engine: str, timed: list[Timed], prompt_tokens: list[int]) -> dict[str, Any]:
+    seconds = [t.first for t in timed]
+    rates = [t.decode_tps for t in timed if t.decode_tps > 0]
+    first, decode = statistics.median(seconds), statistics.median(rates) if rates else 0.0
     return {"engine": engine, "requests": len(seconds),
-            "first_token_seconds": round(statistics.median(seconds), 4),
+            "first_token_seconds": round(first, 4),
             "first_token_min": round(min(seconds), 4), "first_token_max": round(max(seconds), 4),
+            "decode_tokens_per_second": round(decode, 2),
+            **{f"end_to_end_{n}_seconds": round(first + (n - 1) / decode, 3) if decode else None
+               for n in ANSWER_LENGTHS},
             "prompt_tokens": int(statistics.median(prompt_tokens))}
 
 
 def run_latency_bench(settings: Settings, *, questions: int = QUESTIONS, tick: Callable[[], None] = lambda: None
                       ) -> dict[str, Any]:
-    """Time to first token per engine (medians over the questions) and the ratios against raw, cold."""
+    """Time to first token, decode rate and the end-to-end seconds of a short and a long answer per engine
+    (medians over the questions), and the ratios against raw, cold."""
     runtime = Runtime.from_settings(settings)
     packaged = resolve_model(settings).path  # raw llama-cpp-python gets the file as it is packaged
     raw_cold, raw_warm = raw_llama(packaged, settings), raw_llama(packaged, settings)
-    times: dict[str, list[float]] = {"raw, cold": [], "raw, warm": [], "pllm": []}
+    times: dict[str, list[Timed]] = {"raw, cold": [], "raw, warm": [], "pllm": []}
     tokens: dict[str, list[int]] = {name: [] for name in times}
     with tempfile.TemporaryDirectory(prefix="pllm-latency-") as folder:
         vault, asked = build_vault(Path(folder) / "vault.db", "latency-bench", questions=questions)
         try:
-            _first_token_raw(raw_cold, whole_item_prompt(runtime, vault, "warm-up"), cold=True)  # page in weights
+            _timed_raw(raw_cold, whole_item_prompt(runtime, vault, "warm-up"), cold=True)  # page in the weights
             for n, question in enumerate(asked):
                 whole = whole_item_prompt(runtime, vault, question)
                 whole_tokens = len(runtime.tokenize(whole))
 
                 def cold(p: str = whole, t: int = whole_tokens) -> None:
-                    times["raw, cold"].append(_first_token_raw(raw_cold, p, cold=True))
+                    times["raw, cold"].append(_timed_raw(raw_cold, p, cold=True))
                     tokens["raw, cold"].append(t)
 
                 def warm(p: str = whole, t: int = whole_tokens) -> None:
-                    times["raw, warm"].append(_first_token_raw(raw_warm, p, cold=False))
+                    times["raw, warm"].append(_timed_raw(raw_warm, p, cold=False))
                     tokens["raw, warm"].append(t)
 
                 def ours(q: str = question) -> None:
-                    seconds, count = _first_token_pllm(runtime, vault, q)
-                    times["pllm"].append(seconds)
+                    timed, count = _timed_pllm(runtime, vault, q)
+                    times["pllm"].append(timed)
                     tokens["pllm"].append(count)
 
                 runs: list[Callable[[], None]] = [cold, warm, ours]
@@ -190,5 +218,7 @@ def run_latency_bench(settings: Settings, *, questions: int = QUESTIONS, tick: C
         "model": runtime.model.name, "threads": settings.threads, "questions": len(asked), "k": K,
         "cpu": cpu_info().as_dict(), "rows": rows,
         "ratio_to_raw_cold": {r["engine"]: round(r["first_token_seconds"] / cold_median, 3) for r in rows},
+        "decode_ratio_to_raw": round(rows[2]["decode_tokens_per_second"] / rows[0]["decode_tokens_per_second"], 3)
+        if rows[0]["decode_tokens_per_second"] else None,
         "prefix_hits": runtime.prefix_hits,
     }

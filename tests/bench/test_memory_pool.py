@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pllm.bench.memory_pool import main, pool
+from pllm.errors import UsageError
 
 
 def _run(folder: Path, ranks: list[tuple[int | None, int | None]]) -> Path:
@@ -42,3 +45,21 @@ def test_a_change_is_judged_on_the_same_questions(tmp_path: Path) -> None:
     assert (data["after@3"], data["before@3"]) == (1.0, round(1 / 3, 4))
     low, high = data["after_vs_before@3"]
     assert 0 <= low <= high and high > 0  # never worse: only resamples without a changed question tie
+
+
+def test_runs_that_cannot_be_compared_get_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    after = _run(tmp_path / "after", [(1, 1), (None, 2)])
+    other = _run(tmp_path / "other", [(1, 1)])
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text(json.dumps({"task": "memory"}))
+    for argv, said in ([str(after), "--before", str(other)], "did not ask the same questions"), \
+            ([str(after), "--before", str(after), str(other)], "one earlier run per run"), \
+            ([str(tmp_path / "old")], "no per-question ranks"), ([str(tmp_path / "none")], "No such file"):
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "--report", str(tmp_path / "out")])
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and said in err and err.count("\n") == 1
+    with pytest.raises(UsageError):  # the library function raises; only the command line exits
+        pool([tmp_path / "old"])

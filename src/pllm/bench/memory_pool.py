@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pllm.bench.report import improvement_text, with_interval
+from pllm.errors import UsageError
 from pllm.reports import Report
 from pllm.stats import Bootstrap, mean_of
 
@@ -25,7 +26,7 @@ KS = (3, 10)
 def _ranks(folder: Path) -> tuple[str, list[dict[str, Any]]]:
     data = json.loads((folder / "results.json").read_text())
     if "ranks" not in data:
-        sys.exit(f"error: {folder}/results.json has no per-question ranks: rerun its `pllm eval --task memory`")
+        raise UsageError(f"{folder}/results.json has no per-question ranks: rerun its `pllm eval --task memory`")
     return folder.name, data["ranks"]
 
 
@@ -59,13 +60,13 @@ def against(folders: list[Path], before: list[Path], method: str = "pllm") -> di
     """A design change judged on the same questions: `method` in `folders` (after) against `before`, set by set in
     the same order, pooled; the paired interval of the difference in recall@k."""
     if len(folders) != len(before):
-        sys.exit("error: --before names one earlier run per run, in the same order")
+        raise UsageError("--before names one earlier run per run, in the same order")
     after_hits: dict[int, list[float]] = {k: [] for k in KS}
     before_hits: dict[int, list[float]] = {k: [] for k in KS}
     for new, old in zip(folders, before, strict=True):
         ranks_new, ranks_old = ({r["id"]: r[method] for r in _ranks(f)[1]} for f in (new, old))
         if ranks_new.keys() != ranks_old.keys():
-            sys.exit(f"error: {new} and {old} did not ask the same questions")
+            raise UsageError(f"{new} and {old} did not ask the same questions")
         for k in KS:
             after_hits[k] += [float(r is not None and r <= k) for r in ranks_new.values()]
             before_hits[k] += [float(ranks_old[i] is not None and ranks_old[i] <= k) for i in ranks_new]
@@ -109,9 +110,13 @@ def main(argv: list[str]) -> None:
                         help="the same sets run before a change, in the same order: judged against them")
     parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args(argv)
-    result = pool(args.runs)
-    if args.before:
-        result["against"] = against(args.runs, args.before)
+    try:
+        result = pool(args.runs)
+        if args.before:
+            result["against"] = against(args.runs, args.before)
+    except (UsageError, OSError, ValueError) as exc:  # one line and exit 2, as the pllm commands answer bad input
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
     command = "python -m pllm.bench.memory_pool " + " ".join(map(str, args.runs)) + (
         " --before " + " ".join(map(str, args.before)) if args.before else "") + f" --report {args.report}"
     write_pool_report(result, args.report, command=command)

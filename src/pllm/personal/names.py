@@ -21,6 +21,7 @@ from pllm.personal.pii import (
     is_dictionary_word,
     is_foreign_word,
     is_listed_name,
+    opens_sentence,
     word_zipf,
 )
 
@@ -52,14 +53,9 @@ def find_names(text: str, tokens: Any, typed: list[Span]) -> list[Span]:
 
 
 def _opens_sentence(token: Any) -> bool:
-    """Whether the token opens a sentence: the text's first, or after a full stop, a question or exclamation mark,
-    a colon, a dash or a line break (the parser's own guess also opens one after a postcode: "10435 Berlin")."""
-    if token.i == 0:
-        return True
-    before = token.doc[token.i - 1]
-    if before.text in ('"', "“", "'", "‘", "("):
-        return _opens_sentence(before)
-    return before.text in (".", "!", "?", "…", ":", "-", "–", "—") or "\n" in before.text
+    """Whether the token opens a sentence (`pii.opens_sentence`; the parser's own guess also opens one after a
+    postcode: "10435 Berlin")."""
+    return opens_sentence(token.doc.text, token.idx)
 
 
 def _named_by_its_sentence(token: Any) -> bool:
@@ -104,9 +100,9 @@ def _word_taken_for_a_name(text: str, span: Span) -> bool:
     if value.islower() and all(is_dictionary_word(w) for w in value.split()):
         return True
     foreign = [is_foreign_word(w, text) for w in value.split()]
-    opens = not text[:span.start].strip() or text[:span.start].rstrip()[-1] in ".!?:"
-    if opens and any(foreign) and all(f or (is_common_word(w) and w.lower() not in first_names())
-                                      for w, f in zip(value.split(), foreign, strict=True)):
+    if opens_sentence(text, span.start) and any(foreign) and all(
+            f or (is_common_word(w) and w.lower() not in first_names())
+            for w, f in zip(value.split(), foreign, strict=True)):
         return True  # "Der Nachbar ...", "Envíale el ...": the opening words of a sentence in another language
     if span.kind in ("ORGANIZATION", "LOCATION") and _a_public_place(text, span):
         return True

@@ -206,6 +206,13 @@ _ALNUM_ID = re.compile(r"(?<![\w-])(?P<value>(?=[A-Z0-9]*\d{5})(?=[A-Z0-9]*[A-Z]
                        r"(?=[A-Z0-9-]*[A-Z])(?=(?:[A-Z-]*\d){6})[A-Z0-9]+(?:-[A-Z0-9]+)+)(?![\w-])")
 
 
+def opens_sentence(text: str, start: int) -> bool:
+    """Whether the word at `start` opens a sentence: the text's first, or after a full stop, a question or
+    exclamation mark, an ellipsis, a colon, a dash or a line break, with any opening quote or bracket between."""
+    before = text[:start].rstrip(" \t\"“'‘(")
+    return not before.strip() or before[-1] in ".!?…:-–—\n"
+
+
 def is_an_amount(text: str, start: int, end: int) -> bool:
     """Whether the number at text[start:end] is an amount, a count, a product or a version by the words around."""
     before = text[:start].rstrip(" :#")

@@ -55,6 +55,7 @@ from pllm.personal.pii import (
     foreign_zipf,
     is_dictionary_word,
     number_spans,
+    opens_sentence,
     pattern_spans,
     value_pattern,
     word_zipf,
@@ -287,9 +288,8 @@ def _grown_name(text: str, span: Span) -> Span:
 def _the_word_opening_a_sentence(text: str, match: re.Match[str]) -> bool:
     """A known name that is also a word, opening a sentence, is taken for the word ("Summer is my favourite
     season"), unless a possessive makes it a name ("Hope's car")."""
-    before = text[:match.start()].rstrip()
-    opens = not before or before[-1] in ".!?\n"
-    return opens and is_dictionary_word(match.group()) and not re.match(r"['’]s\b", text[match.end():])
+    return (opens_sentence(text, match.start()) and is_dictionary_word(match.group())
+            and not re.match(r"['’]s\b", text[match.end():]))
 
 
 def _uncovered(text: str, span: Span, chosen: list[Span]) -> Span | None:

@@ -27,6 +27,13 @@ def test_a_long_paragraph_splits_at_sentences() -> None:
     assert all(c.endswith(".") for c in chunks)
 
 
+def test_a_transcript_without_punctuation_splits_between_words() -> None:
+    text = " ".join(f"then we talked about item {n} and the weather" for n in range(80))  # one sentence, no stop
+    chunks = chunk_text(text, budget=40)
+    assert len(chunks) > 10 and all(approx_tokens(c) <= 40 for c in chunks)
+    assert " ".join(chunks) == text  # every word kept, in order, none cut in two
+
+
 def test_markdown_headings_stay_with_their_text(tmp_path: Path) -> None:
     md = tmp_path / "n.md"
     md.write_text("# Pets\n\nMy cat is called Pixel.\n\n# Work\n\n" + "Busy week at the hospital. " * 30)

@@ -146,7 +146,7 @@ def _pieces(text: str, budget: int) -> list[str]:
             pieces.append(p)
             continue
         sentence, pieces_before = "", len(pieces)
-        for s in re.split(r"(?<=[.!?])\s+", p):
+        for s in (cut for whole in re.split(r"(?<=[.!?])\s+", p) for cut in _within(whole, budget)):
             if sentence and approx_tokens(sentence + " " + s) > budget:
                 pieces.append(sentence)
                 sentence = s
@@ -155,6 +155,20 @@ def _pieces(text: str, budget: int) -> list[str]:
         if sentence or len(pieces) == pieces_before:
             pieces.append(sentence)
     return pieces
+
+
+def _within(sentence: str, budget: int) -> list[str]:
+    """A sentence as it is, or one over `budget` tokens (a transcript without punctuation) cut between words."""
+    if approx_tokens(sentence) <= budget:
+        return [sentence]
+    cuts, current = [], ""
+    for word in sentence.split():
+        if current and approx_tokens(current + " " + word) > budget:
+            cuts.append(current)
+            current = word
+        else:
+            current = f"{current} {word}".strip()
+    return [*cuts, current] if current else cuts
 
 
 def _is_title(piece: str, markdown: bool) -> bool:

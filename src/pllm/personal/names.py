@@ -15,6 +15,7 @@ from pllm.personal.pii import (
     CALENDAR_WORDS,
     KINSHIP_WORDS,
     NOT_NAMES,
+    RARE_WORD_ZIPF,
     Span,
     first_names,
     is_common_word,
@@ -179,7 +180,6 @@ def _untyped_name(token: Any, *, titled: bool) -> bool:
     return token.pos_ == "PROPN" or (text[1:].islower() and not is_dictionary_word(text) and not is_common_word(text))
 
 
-RARE_WORD_ZIPF = 3.3  # "kwame" 2.7, "siobhan" 2.8; "wifi" 3.9, "repo" 3.4
 _SOFTWARE_VERBS = frozenset("install installed upgrade upgraded update updated restart restarted run ran deploy "
                             "deployed uninstall reinstall pip npm brew apt using use".split())
 

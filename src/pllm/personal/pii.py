@@ -302,7 +302,11 @@ def is_dictionary_word(word: str) -> bool:
     return word.lower() in dictionary_words()
 
 
+# Word frequencies (wordfreq's Zipf scale) the gate's rules judge words by, in one place:
 COMMON_WORD_ZIPF = 3.9  # about once in 8,000 words of general English: "Amazon", "NHS", "Indian"; "Leith" is 3.0
+RARE_WORD_ZIPF = 3.3  # below it a proper noun or a lower-case word is rare enough for a name: "kwame" 2.7, "siobhan"
+# 2.8; "wifi" 3.9, "repo" 3.4
+MODEL_WORD_ZIPF = 3.5  # what the model names is a word above this, unless it is a first name (pii_model.plausible)
 
 
 def word_zipf(word: str) -> float:

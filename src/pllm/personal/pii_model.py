@@ -29,6 +29,7 @@ from pllm.lm.models import ChunkedModel, foundation_choice, resolve_foundation_m
 from pllm.lm.runtime import GenerationConfig, Message, Runtime
 from pllm.personal.pii import (
     CALENDAR_WORDS,
+    MODEL_WORD_ZIPF,
     Span,
     first_names,
     is_an_amount,
@@ -148,13 +149,10 @@ _NOT_A_VALUE = re.compile(r"\d{1,2}[:.]\d{2}(?:\s?[ap]m)?|[£$€¥₹].*|.*%|(?
 _SEASONS = frozenset("spring summer autumn fall winter".split())
 
 
-COMMON_ZIPF = 3.5  # a word written more often than this in general English is a word, unless it is a first name
-
-
 def _a_count(value: str) -> bool:
     """A number and common lower-case words: "250 paper cups", "40 napkins", "330 metres"."""
     m = re.fullmatch(r"\d[\d.,]*\s+([a-z][a-z -]*)", value)
-    return m is not None and all(_zipf(w) >= COMMON_ZIPF - 0.5 for w in m.group(1).split())
+    return m is not None and all(_zipf(w) >= MODEL_WORD_ZIPF - 0.5 for w in m.group(1).split())
 
 
 def plausible(text: str, start: int, end: int, kind: str) -> bool:
@@ -175,10 +173,10 @@ def plausible(text: str, start: int, end: int, kind: str) -> bool:
     if sum(w in _NUMBER_WORDS for w in words) >= 3:
         return True
     if len(words) == 1:
-        return (_zipf(words[0]) < COMMON_ZIPF and not is_foreign_word(words[0], text)) or words[0] in first_names()
+        return (_zipf(words[0]) < MODEL_WORD_ZIPF and not is_foreign_word(words[0], text)) or words[0] in first_names()
     # a phrase is a name when a word of it is one no dictionary has ("Mama Njeri", "ngozi okafor"), not when it
     # is words that are also names ("amber warning", "misty in the morning")
-    return any(_zipf(w) < COMMON_ZIPF and not is_foreign_word(w, text) and not is_dictionary_word(w) for w in words)
+    return any(_zipf(w) < MODEL_WORD_ZIPF and not is_foreign_word(w, text) and not is_dictionary_word(w) for w in words)
 
 
 def _zipf(word: str) -> float:

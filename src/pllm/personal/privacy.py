@@ -44,13 +44,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pllm.config import Settings
 from pllm.errors import ConsentError, ModelNotFoundError
-from pllm.personal.names import RARE_WORD_ZIPF, find_names
+from pllm.personal.names import find_names
 from pllm.personal.pii import (
     CALENDAR_WORDS,
     COMMON_WORD_ZIPF,
     FOREIGN_WORD_ZIPF,
     NOT_NAMES,
     PATTERNS,
+    RARE_WORD_ZIPF,
     Span,
     foreign_zipf,
     is_dictionary_word,

@@ -83,7 +83,8 @@ def test_the_latency_bench_times_a_personalised_request_against_raw() -> None:
 
 def test_the_formats_bench_measures_each_format_and_auto_serves_its_choice(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pllm.bench.formats import choose_format, repack_safe, run_formats_bench
+    from pllm.bench.formats import choose_format, run_formats_bench
+    from pllm.lm.hardware import repack_safe
     from pllm.lm.models import format_choice_path, gguf_file_type, runtime_model
 
     monkeypatch.setenv("PLLM_CACHE_DIR", str(tmp_path / "cache"))  # the choice it writes is this test's only
@@ -120,7 +121,9 @@ def test_the_chosen_format_is_the_fastest_that_keeps_the_packaged_quality_and_de
 
     rows = [row("Q4_1", 3.0, [1.0, 1.0, 1.0]), row("Q8_0", 2.5, [1.006, 1.002, 1.011]),
             row("Q4_0", 1.5, [1.08, 1.05, 1.11]), row("Q5_0", 2.0, [1.004, 0.999, 1.012])]
-    assert choose_format(rows, "Q4_1")["format"] == "Q5_0"  # its interval reaches 1: kept, and faster than Q8_0
+    assert choose_format(rows, "Q4_1")["format"] == "Q5_0"  # its whole interval under 1.02: kept, faster than Q8_0
+    rows[3]["perplexity_ratio"] = [1.01, 0.99, 1.10]
+    assert choose_format(rows, "Q4_1")["format"] == "Q8_0"  # a wide, noisy interval does not pass
     rows[3]["perplexity_ratio"] = [1.03, 1.025, 1.04]
     assert choose_format(rows, "Q4_1")["format"] == "Q8_0"  # the faster ones lose quality
     rows[1]["decode_tokens_per_second"] = 90.0

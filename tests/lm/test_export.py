@@ -147,8 +147,8 @@ def test_a_merged_adapter_answers_as_the_applied_one(tmp_path: Path, fmt: str) -
     tensor is rounded to its format again, so the logits carry that rounding's noise: they must move the way the
     applied adapter moves them, far beyond it, and give the same answer. (Q4_0 failed this: 43% off; it is not
     merged, below.)"""
-    from pllm.bench.formats import repack_safe
     from pllm.lm.export import merge_lora_gguf
+    from pllm.lm.hardware import repack_safe
     from pllm.lm.models import ModelFile, runtime_model
     from pllm.lm.runtime import GenerationConfig
 

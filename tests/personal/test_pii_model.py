@@ -41,9 +41,16 @@ def test_the_default_gate_reads_with_an_instruct_t_model_and_loads_it_only_to_re
     assert isinstance(reader, PiiModel) and reader._runtime is None  # made, not loaded: a gate costs nothing yet
     assert "reads each outgoing text" in gate_reader(Settings(foundation_model="qwen2.5-1.5b"))
     assert load_pii_model(Settings(foundation_model="gemma-3-270m")) is None  # a base model cannot follow it
-    assert "base model" in gate_reader(Settings(foundation_model="gemma-3-270m"))
+    assert "base model or not installed" in gate_reader(Settings(foundation_model="gemma-3-270m"))
     assert load_pii_model(Settings(gate_model="none")) is None
     assert PrivacyGate(Settings(gate_model="none")).redactor.model is None
+    # a T-model given as a file: an instruct model by its chat template, read from the header alone
+    from pllm.lm.models import resolve_foundation_model, resolve_model
+
+    with_template = resolve_model(Settings()).path  # the P-model file: an instruct model
+    assert isinstance(load_pii_model(Settings(foundation_model=str(with_template))), PiiModel)
+    base = resolve_foundation_model(Settings(foundation_model="gemma-3-270m")).path
+    assert load_pii_model(Settings(foundation_model=str(base))) is None
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,8 @@ def redact(text: str, redactor: Redactor | None = None) -> tuple[str, Redaction]
      "nine five", "PHONE_NUMBER"),  # digits read aloud
     ("his licence is KA05 20170012345", "KA05 20170012345", "ID_NUMBER"),
     ("post it to Kirsten Flagstads gate 7, Bergen", "Kirsten Flagstads gate 7", "STREET_ADDRESS"),
+    ("The password is: hunter2", "hunter2", "PASSWORD"),  # "is" with a colon after it
+    ("My door code is: 7731#", "7731#", "PASSWORD"),
 ])
 def test_each_kind_of_personal_data_becomes_a_typed_placeholder(text: str, secret: str, kind: str) -> None:
     out, redaction = redact(text)
@@ -88,6 +90,7 @@ def test_each_kind_of_personal_data_becomes_a_typed_placeholder(text: str, secre
     "I paid 1200 dollars for the bike",
     "the gate is open and the alarm is loud",  # a lock or an alarm without a number
     "boarding at gate 12 now",
+    "Boarding gate 14 closes in ten minutes.",  # a gate and its number: no Nordic street
 ])
 def test_what_is_not_personal_is_left_alone(text: str) -> None:
     assert redact(text)[0] == text

@@ -145,7 +145,8 @@ def _timed_raw(llm: Any, prompt: str, *, cold: bool) -> Timed:
         if chunk["choices"][0]["text"]:
             tokens += 1
             first = first or time.perf_counter() - started
-    return Timed(first, _rate(tokens, time.perf_counter() - started - first))
+    ended = time.perf_counter() - started
+    return Timed(first or ended, _rate(tokens, ended - first) if first else 0.0)  # no text: the wait is all there is
 
 
 def _timed_pllm(runtime: Runtime, vault: Vault, question: str) -> tuple[Timed, int]:
@@ -155,6 +156,7 @@ def _timed_pllm(runtime: Runtime, vault: Vault, question: str) -> tuple[Timed, i
     first = 0.0
     for _ in assistant.stream(question, ANSWER, stats):  # exhausted, so the answer is logged as a served one is
         first = first or time.perf_counter() - started
+    first = first or time.perf_counter() - started
     decoding = stats.ended_at - stats.first_token_at if stats.first_token_at else 0.0
     rendered = runtime.chat_prompt(assistant.messages(question, assistant.last_context))
     return Timed(first, _rate(stats.tokens, decoding)), len(runtime.tokenize(rendered))

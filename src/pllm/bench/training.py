@@ -172,7 +172,8 @@ def run_training_bench(settings: Settings, *, items: int = 100, steps: int | Non
     folded = merge_lora_gguf(runtime.model.path, adapters[first])
     merge_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    merged = Runtime.from_gguf_bytes(f"{runtime.model.name}+{first}", folded, settings, folded={first: 1.0})
+    merged = Runtime.from_gguf_bytes(f"{runtime.model.name}+{first}", folded, settings, folded={first: 1.0},
+                                     repacked=runtime.model.repacked)
     load_seconds = time.perf_counter() - started
     merged_hits = facts_recalled(merged, update, None)
     prompt = runtime.chat_prompt([{"role": "user", "content": "Write a short story about a lighthouse keeper."}])

@@ -58,6 +58,12 @@ def cpu_info() -> CpuInfo:
     return CpuInfo(model or platform.processor() or platform.machine() or "unknown", flags, available_cores())
 
 
+def repack_safe() -> bool:
+    """llama.cpp's repacked ("extra") buffers include AMX where the CPU has it, and its AMX matmul crashes on some
+    of those machines (llama.cpp issue 20824): repacked buffers only where the CPU has no AMX."""
+    return not any(flag.startswith("amx") for flag in cpu_info().flags)
+
+
 @dataclass(frozen=True)
 class DtypeChoice:
     """The precision the trainer runs in, and why (doctor and every report print both)."""

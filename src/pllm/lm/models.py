@@ -198,13 +198,16 @@ def measured_format(settings: Settings, model: ModelFile) -> tuple[str, bool] | 
     """The format (and buffer kind) `pllm bench --formats` chose on this CPU for `model`, if it has measured it."""
     import json
 
+    from pllm.lm.hardware import repack_safe
+
     path = format_choice_path(settings)
     try:
         measured = json.loads(path.read_text(encoding="utf-8"))
         choice = measured["choice"]
-        if measured.get("model") not in (None, model.name) or choice["format"] not in FORMATS:
+        if measured.get("model") != model.name or choice["format"] not in FORMATS:
             return None
-        return str(choice["format"]), bool(choice["repacked"])
+        # repacked only where this CPU still allows it (the file is keyed by the CPU's name, not its flags)
+        return str(choice["format"]), choice["repacked"] is True and repack_safe()
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

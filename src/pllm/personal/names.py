@@ -14,6 +14,7 @@ from typing import Any
 from pllm.personal.pii import (
     CALENDAR_WORDS,
     KINSHIP_WORDS,
+    NAME_PARTICLES,
     NOT_NAMES,
     RARE_WORD_ZIPF,
     Span,
@@ -217,8 +218,7 @@ def _lower_case_name(token: Any) -> bool:
     return rare and (token.pos_ == "PROPN" or (token.pos_ == "NOUN" and token.dep_ in ("nsubj", "nsubjpass", "poss")))
 
 
-_NAME_GAP = re.compile(r" (?:(?i:de|da|das|do|dos|di|del|della|van|von|der|den|ter|ten|le|la|du|bin|binti|ibn|al|el|"
-                       r"ó|ní|nic|mac|mc|ua) )*")
+_NAME_GAP = re.compile(rf" (?:{NAME_PARTICLES} )*")
 
 
 def _joined_names(text: str, ner: list[Span]) -> list[Span]:

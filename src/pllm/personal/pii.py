@@ -64,6 +64,9 @@ _ROMANCE_STREET = (r"(?:Rue|Avenue|Boulevard|Bd|Chemin|Allée|Impasse|Quai|Cours
 # A flat or a floor after a street's number: ", 3º B", " apto 81", ", kv. 41", ", Apt 5C".
 _FLAT = r"(?:,? (?:(?i:apartment|apto|apt|app|suite|unit|flat|piso|dpto|kv|esc|bus)\.? ?\w{1,4}|\d{1,2}[º°ª] ?[A-Z]?))?"
 _PARTICLE = r"(?:de|des|du|de la|la|le|les|del|della|di|da|do|dos|das|d'|l')"
+# The particles between a person's names ("Sanne de Vries", "Paddy Ó Briain", "Aisha bint Salem"), any case.
+NAME_PARTICLES = (r"(?i:de|da|das|do|dos|di|del|della|van|von|der|den|ter|ten|le|la|du|bin|binti|bint|ibn|al|el|ó|ní|"
+                  r"nic|mac|mc|ua)")
 _US_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|"
               "ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC")
 _SEP = r"(?:\s*(?:\.|\(dot\)|\[dot\]|\bdot\b)\s*)"  # "." as people spell it out to dodge scrapers
@@ -85,7 +88,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         rf"plein|steeg) \d{{1,4}}(?:[a-z]|-[A-Z]{{1,3}}|-\d{{1,3}})?{_FLAT}"
         rf"|\d{{1,4}}[a-z]?,? {_ROMANCE_STREET}(?: (?:{_PARTICLE} )*[A-ZÀ-Ý][\w'-]+){{1,3}}"
         rf"|{_ROMANCE_STREET}(?: (?:{_PARTICLE} )*[A-ZÀ-Ý][\w'-]+){{1,3}},? \d{{1,4}}[a-z]?{_FLAT}"
-        rf"|[A-ZÆØÅ][\wæøå]+ (?:gate|gata|gatan|vei|veien|vej|väg|vägen|allé|plass|torg) \d{{1,4}}[A-Z]?\b"
+        rf"|[A-ZÆØÅ][\wæøå]*s (?:gate|gata|gatan|vei|veien|vej|väg|vägen|allé|plass|torg) \d{{1,4}}[A-Z]?\b"
         rf"|(?i:ul|ulitsa|pr|prospekt|al|aleja|os)\.? [A-ZÀ-ÝА-Я][\w'-]+(?: [A-Z][\w'-]+)?,? \d{{1,4}}[a-z]?{_FLAT}"
         rf"|(?i:plot|stand|house|block) \d{{1,5}}[A-Z]?, (?:[A-Z][a-z]+ ){{1,3}}{_STREET_WORDS}\b"
         rf"|(?i:flat|apt\.?|apartment|unit|suite) \w{{1,4}}, \d{{1,5}}[A-Za-z]? [A-Z][a-z]+(?: [A-Z][a-z]+){{0,2}})"),
@@ -136,7 +139,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         # "is" or ":" (after "for the family netflix"), "changed the PIN to 7305", or straight before a value with
         # a digit ("password hunter2")
         r"(?: (?:for|at|to|on|of|in) [^.!?\n]{1,60}?(?:\s+(?:is|was|=|:|are|now)|:|=)|"
-        r"\s+(?:is|was|=|:|are|now|è|é|es|est|ist|is het|jest|la|là|olan|dır|dir)(?=\s)|:|=|"
+        r"\s+(?:is|was|=|:|are|now|è|é|es|est|ist|is het|jest|la|là|olan|dır|dir)(?:\s*[:=])?(?=\s)|:|=|"
         r"\s+to(?=\s+\S*\d)|(?=\s+\S*\d))\s*[\"'“]?)"
         r"(?P<value>(?:\S+ ){0,3}?\S*\d\S*?[!#$%&*]*|(?:[a-z]+ ){2,5}[a-z]+|\S{4,}?[!#$%&*]*)"
         r"(?=[\"'”]?(?:[.,;!?)]?(?:\s|$)))"

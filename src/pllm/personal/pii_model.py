@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -210,18 +211,32 @@ def load_pii_model(settings: Settings) -> PiiModel | None:
     model: a base model cannot follow the instructions)."""
     if settings.gate_model == "none":
         return None
-    choice = foundation_choice(settings)
-    if settings.gate_model == "auto" and isinstance(choice, ChunkedModel) and not choice.instruct:
+    if settings.gate_model == "auto" and not _instruct_model_at_hand(settings):
         return None
     return _reader(settings.model_copy(), settings.threads, settings.seed)
+
+
+def _instruct_model_at_hand(settings: Settings) -> bool:
+    """`auto`: whether the T-model is an instruct model that is here to load (a device without the `[cloud]` extra
+    has no Qwen chunks; a GGUF path says by its chat template), checked without loading or joining it."""
+    from pllm.errors import ModelNotFoundError
+    from pllm.lm.models import chunk_paths, read_gguf_header
+
+    choice = foundation_choice(settings)
+    try:
+        if isinstance(choice, ChunkedModel):
+            return choice.instruct and bool(chunk_paths(choice))
+        return "tokenizer.chat_template" in read_gguf_header(choice, stop_at="tokenizer.chat_template").scalars
+    except (ModelNotFoundError, OSError, ValueError, struct.error):
+        return False
 
 
 def gate_reader(settings: Settings) -> str:
     """What reads outgoing text besides the rules, in words (doctor, reports)."""
     if load_pii_model(settings) is None:
         return (f"none (PLLM_GATE_MODEL={settings.gate_model}"
-                + (f"; the T-model {settings.foundation_model} is a base model)" if settings.gate_model == "auto"
-                   else ")"))
+                + (f"; the T-model {settings.foundation_model} is a base model or not installed)"
+                   if settings.gate_model == "auto" else ")"))
     return f"the T-model ({settings.foundation_model}) reads each outgoing text, in this process"
 
 

@@ -49,6 +49,7 @@ from pllm.personal.pii import (
     CALENDAR_WORDS,
     COMMON_WORD_ZIPF,
     FOREIGN_WORD_ZIPF,
+    NAME_PARTICLES,
     NOT_NAMES,
     PATTERNS,
     RARE_WORD_ZIPF,
@@ -252,8 +253,7 @@ def _grown_names(text: str, spans: list[Span]) -> list[Span]:
 
 # "-COLE" of "ADEBAYO-COLE", "-ruiz" of "okonjo-ruiz", "'SULLIVAN"; not a possessive or a contraction ("Hope's")
 _ATTACHED = re.compile(r"(?:[-'’](?!(?i:s|d|ll|re|ve|m|t)\b)[^\W\d_]+)+\b")
-_SURNAME = re.compile(r" ((?i:ó|ní|nic|mac|mc|ua|van|von|de|da|di|del|della|der|den|le|la|du|bin|ibn|al|el) )?"
-                      r"([^\W\d_][\w'’-]*)")
+_SURNAME = re.compile(rf" ({NAME_PARTICLES} )?([^\W\d_][\w'’-]*)")
 
 
 def _written_as(word: str) -> str:

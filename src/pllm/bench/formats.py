@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pllm.bench.speed import ANSWER_LENGTHS, answer_seconds, decode_rate
 from pllm.config import Settings
 from pllm.errors import UsageError
 from pllm.files import atomic_write
@@ -41,7 +42,6 @@ from pllm.stats import Bootstrap, perplexity_of
 
 PROMPT_LENGTHS = (64, 256, 512)
 REQUEST_TOKENS = 300  # the personalised prompt pllm sends: system, profile, retrieved notes, the question
-ANSWER_LENGTHS = (32, 256)
 DECODE_TOKENS = 128  # tokens timed for the decode rate (the longer answer's seconds use that rate)
 # A format whose perplexity ratio's whole interval lies below 1.02 keeps the quality. (It was 1.01 until the first full
 # run, 2026-12-07: Q8_0 measured 1.0063 [1.0023, 1.0105] and only the packaged file itself qualified; see
@@ -104,8 +104,7 @@ def _request(llm: Any, tokens: list[int], answer_tokens: int) -> tuple[float, fl
             first = time.perf_counter() - started
         if count >= answer_tokens:
             break
-    span = time.perf_counter() - started - first
-    return first, (count - 1) / span if count > 1 and span > 0 else 0.0
+    return first, decode_rate(count, time.perf_counter() - started - first)
 
 
 def _quality(runtime: Runtime, rows: list[dict[str, str]], questions: list[str]
@@ -192,7 +191,7 @@ def run_formats_bench(settings: Settings, *, reps: int = 3, formats: tuple[str, 
             "request_prompt_tokens": len(request),
             "first_token_seconds": round(ttft, 4),
             "decode_tokens_per_second": round(tps, 2),
-            **{f"end_to_end_{n}_seconds": round(ttft + (n - 1) / tps, 3) if tps else None for n in ANSWER_LENGTHS},
+            **answer_seconds(ttft, tps),
             "perplexity": round(perplexity_of(q["scored"]), 4),
             "perplexity_ratio": [round(ratio, 4), round(low, 4), round(high, 4)],
             "same_answers": sum(a == b for a, b in zip(q["answers"], reference["answers"], strict=True)),

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pllm.bench.speed import answer_seconds, decode_rate
 from pllm.config import Settings
 from pllm.lm.hardware import cpu_info
 from pllm.lm.models import resolve_model
@@ -39,7 +40,6 @@ QUESTIONS = 12
 # The first token, then up to 48 more for the decode rate; a 32- and a 256-token answer's seconds are the first token
 # plus that many at the rate (an answer that ends sooner gives its rate over what it wrote, if 8 tokens or more).
 ANSWER = GenerationConfig(max_tokens=48, temperature=0.0)
-ANSWER_LENGTHS = (32, 256)
 MIN_DECODED = 8
 
 FACTS = [("name of my cat", "Pixel"), ("sister", "Ingrid"), ("home town", "Tromso"), ("job", "night nurse"),
@@ -130,10 +130,6 @@ class Timed:
     decode_tps: float
 
 
-def _rate(tokens: int, seconds: float) -> float:
-    return (tokens - 1) / seconds if tokens >= MIN_DECODED and seconds > 0 else 0.0
-
-
 def _timed_raw(llm: Any, prompt: str, *, cold: bool) -> Timed:
     if cold:
         llm.reset()
@@ -146,7 +142,8 @@ def _timed_raw(llm: Any, prompt: str, *, cold: bool) -> Timed:
             tokens += 1
             first = first or time.perf_counter() - started
     ended = time.perf_counter() - started
-    return Timed(first or ended, _rate(tokens, ended - first) if first else 0.0)  # no text: the wait is all there is
+    # no text at all: the whole wait counts as the first token, and no rate (no tokens)
+    return Timed(first or ended, decode_rate(tokens, ended - first, at_least=MIN_DECODED))
 
 
 def _timed_pllm(runtime: Runtime, vault: Vault, question: str) -> tuple[Timed, int]:
@@ -159,7 +156,8 @@ def _timed_pllm(runtime: Runtime, vault: Vault, question: str) -> tuple[Timed, i
     first = first or time.perf_counter() - started
     decoding = stats.ended_at - stats.first_token_at if stats.first_token_at else 0.0
     rendered = runtime.chat_prompt(assistant.messages(question, assistant.last_context))
-    return Timed(first, _rate(stats.tokens, decoding)), len(runtime.tokenize(rendered))
+    timed = Timed(first, decode_rate(stats.tokens, decoding, at_least=MIN_DECODED))
+    return timed, len(runtime.tokenize(rendered))
 
 
 def _row(engine: str, timed: list[Timed], prompt_tokens: list[int]) -> dict[str, Any]:
@@ -170,8 +168,7 @@ def _row(engine: str, timed: list[Timed], prompt_tokens: list[int]) -> dict[str,
             "first_token_seconds": round(first, 4),
             "first_token_min": round(min(seconds), 4), "first_token_max": round(max(seconds), 4),
             "decode_tokens_per_second": round(decode, 2),
-            **{f"end_to_end_{n}_seconds": round(first + (n - 1) / decode, 3) if decode else None
-               for n in ANSWER_LENGTHS},
+            **answer_seconds(first, decode),
             "prompt_tokens": int(statistics.median(prompt_tokens))}
 
 

@@ -24,6 +24,22 @@ from pllm.lm.runtime import GenerationConfig, Runtime, raw_llama
 BENCH_PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
+# The answers a personalised request gets, short and long: their seconds are the first token plus the answer's
+# tokens at the measured decode rate (`pllm bench --latency` and `--formats`).
+ANSWER_LENGTHS = (32, 256)
+
+
+def decode_rate(tokens: int, seconds: float, *, at_least: int = 2) -> float:
+    """Tokens per second after the first one, over the `seconds` they took (0 with fewer than `at_least` tokens)."""
+    return (tokens - 1) / seconds if tokens >= at_least and seconds > 0 else 0.0
+
+
+def answer_seconds(first: float, decode: float) -> dict[str, float | None]:
+    """`end_to_end_<n>_seconds` for each of ANSWER_LENGTHS (None without a decode rate)."""
+    return {f"end_to_end_{n}_seconds": round(first + (n - 1) / decode, 3) if decode else None
+            for n in ANSWER_LENGTHS}
+
+
 @dataclass
 class Sample:
     """One timed generation."""
@@ -34,8 +50,7 @@ class Sample:
 
     @property
     def decode_tps(self) -> float:
-        span = self.seconds - self.first_token_seconds
-        return (self.tokens - 1) / span if self.tokens > 1 and span > 0 else 0.0
+        return decode_rate(self.tokens, self.seconds - self.first_token_seconds)
 
 
 @dataclass

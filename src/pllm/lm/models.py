@@ -16,7 +16,7 @@ import importlib.util
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -230,11 +230,9 @@ def runtime_model(settings: Settings) -> ModelFile:
         wanted, repacked = measured or (("Q8_0", False) if ftype in SLOW_PREFILL_TYPES else ("packaged", False))
         why = ("; chosen by `pllm bench --formats` on this CPU" if measured
                else "; not yet measured on this CPU (`pllm bench --formats`)")
+    served = model if wanted == "packaged" or FORMATS.get(wanted) == ftype else format_copy(settings, model, wanted)
     buffers = ", on repacked buffers" if repacked else ""
-    if wanted == "packaged" or FORMATS.get(wanted) == ftype:
-        return ModelFile(name=model.name, path=model.path, source=f"{model.source}{buffers}{why}", repacked=repacked)
-    copy = format_copy(settings, model, wanted)
-    return ModelFile(name=copy.name, path=copy.path, source=f"{copy.source}{buffers}{why}", repacked=repacked)
+    return replace(served, source=f"{served.source}{buffers}{why}", repacked=repacked)
 
 
 def _requantize(source: Path, target: Path, ftype: int, fmt: str) -> None:

@@ -30,6 +30,7 @@ from pllm.config import default
 from pllm.errors import AudioError, IngestError
 from pllm.lm.speech import AUDIO_SUFFIXES, recorded_at
 from pllm.personal.items import VOICE_KIND
+from pllm.personal.text import packed
 from pllm.personal.vault import Vault, approx_tokens
 
 if TYPE_CHECKING:
@@ -145,30 +146,13 @@ def _pieces(text: str, budget: int) -> list[str]:
         if approx_tokens(p) <= budget:
             pieces.append(p)
             continue
-        sentence, pieces_before = "", len(pieces)
-        for s in (cut for whole in re.split(r"(?<=[.!?])\s+", p) for cut in _within(whole, budget)):
-            if sentence and approx_tokens(sentence + " " + s) > budget:
-                pieces.append(sentence)
-                sentence = s
-            else:
-                sentence = f"{sentence} {s}".strip()
-        if sentence or len(pieces) == pieces_before:
-            pieces.append(sentence)
+        def fits(chunk: str) -> bool:
+            return approx_tokens(chunk) <= budget
+
+        # a sentence over the budget (a transcript without punctuation) is cut between words
+        sentences = re.split(r"(?<=[.!?])\s+", p)
+        pieces += packed((cut for s in sentences for cut in ([s] if fits(s) else packed(s.split(), fits))), fits)
     return pieces
-
-
-def _within(sentence: str, budget: int) -> list[str]:
-    """A sentence as it is, or one over `budget` tokens (a transcript without punctuation) cut between words."""
-    if approx_tokens(sentence) <= budget:
-        return [sentence]
-    cuts, current = [], ""
-    for word in sentence.split():
-        if current and approx_tokens(current + " " + word) > budget:
-            cuts.append(current)
-            current = word
-        else:
-            current = f"{current} {word}".strip()
-    return [*cuts, current] if current else cuts
 
 
 def _is_title(piece: str, markdown: bool) -> bool:

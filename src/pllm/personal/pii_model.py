@@ -21,7 +21,7 @@ import re
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from pllm.personal.pii import (
     value_pattern,
     word_zipf,
 )
+from pllm.personal.text import packed
 
 # The kinds the model names, and the placeholder type each becomes.
 KINDS = {"PERSON": "PERSON", "PLACE": "LOCATION", "ORGANIZATION": "ORGANIZATION", "ADDRESS": "STREET_ADDRESS",
@@ -191,18 +192,10 @@ def _pieces(text: str) -> list[str]:
     if len(text) <= MAX_CHARS:
         return [text]
     sentences = re.split(r"(?<=[\n.!?])\s+", text)  # one longer than a piece (no full stops): cut at its spaces
-    return _packed(p for s in sentences for p in ([s] if len(s) <= MAX_CHARS else _packed(s.split())))
+    def fits(piece: str) -> bool:
+        return len(piece) <= MAX_CHARS
 
-
-def _packed(parts: Iterable[str]) -> list[str]:
-    """`parts` joined by spaces, in order, into as few strings of at most about MAX_CHARS as they fit in."""
-    packed, current = [], ""
-    for part in parts:
-        if current and len(current) + 1 + len(part) > MAX_CHARS:
-            packed.append(current)
-            current = ""
-        current = f"{current} {part}".strip()
-    return [*packed, current] if current else packed
+    return packed((p for s in sentences for p in ([s] if fits(s) else packed(s.split(), fits))), fits)
 
 
 def load_pii_model(settings: Settings) -> PiiModel | None:
@@ -213,7 +206,7 @@ def load_pii_model(settings: Settings) -> PiiModel | None:
         return None
     if settings.gate_model == "auto" and not _instruct_model_at_hand(settings):
         return None
-    return _reader(settings.model_copy(), settings.threads, settings.seed)
+    return _reader(settings)
 
 
 def _instruct_model_at_hand(settings: Settings) -> bool:
@@ -258,10 +251,11 @@ _READERS: dict[tuple[str, int, int], PiiModel] = {}
 _READERS_LOCK = threading.Lock()
 
 
-def _reader(settings: Settings, threads: int, seed: int) -> PiiModel:
+def _reader(settings: Settings) -> PiiModel:
     """One reader per T-model choice in a process (its answers cache is shared by every gate)."""
-    key = (str(settings.foundation_model), threads, seed)
+    key = (settings.foundation_model, settings.threads, settings.seed)
     with _READERS_LOCK:
         if key not in _READERS:
-            _READERS[key] = PiiModel(load=lambda: _loaded(resolve_foundation_model(settings).path, threads, seed))
+            _READERS[key] = PiiModel(load=lambda: _loaded(resolve_foundation_model(settings).path, settings.threads,
+                                                          settings.seed))
         return _READERS[key]

@@ -1,8 +1,10 @@
-"""Small text helpers shared by the profile and retrieval: words, stopwords, a light stemmer."""
+"""Small text helpers shared by the profile, retrieval, ingest and the gate: words, stopwords, a light stemmer,
+packing pieces of text into chunks."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 
 WORD = re.compile(r"[a-z][a-z'-]+")
 
@@ -57,3 +59,16 @@ def is_degenerate(text: str) -> bool:
         if top >= 3 and top * n / len(tokens) > 0.5:
             return True
     return False
+
+
+def packed(parts: Iterable[str], fits: Callable[[str], bool]) -> list[str]:
+    """`parts` joined by spaces, in order, into as few strings as `fits` allows (a part that fits nowhere stands
+    alone): sentences into chunks, words of an over-long sentence into pieces."""
+    out, current = [], ""
+    for part in parts:
+        if current and not fits(f"{current} {part}"):
+            out.append(current)
+            current = part
+        else:
+            current = f"{current} {part}".strip()
+    return [*out, current] if current else out

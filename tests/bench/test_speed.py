@@ -53,7 +53,9 @@ def test_training_rows_ablate_each_technique_against_the_naive_loop() -> None:
     assert ours["steps"] == 2 and ours["dtype"] == result["train_dtype"] and ours["lora_layers"] == 10
     assert result["updates"][0]["dtype"] == result["train_dtype"]  # the chosen precision first
     assert 0 <= ours["facts_recalled"] <= 8 and ours["general_before"] > 1
-    assert result["step_speedup"] == round(result["ablation"][0]["seconds_per_step"] / ours["seconds_per_step"], 2)
+    # the rows are rounded to 4 places before the ratio is read back from them
+    step_ratio = result["ablation"][0]["seconds_per_step"] / ours["seconds_per_step"]
+    assert abs(result["step_speedup"] - step_ratio) <= 0.011
     assert 1.0 < ours["adapter_mb"] < 3.0
     assert result["adapter_decode_ratio"] > 0
     merged = result["merged"]

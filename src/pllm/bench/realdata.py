@@ -8,6 +8,7 @@ are not ours to): docs/BENCHMARKS.md names each file with its sha256. Converted 
     python -m pllm.bench.realdata yelp yelp.csv data/dev/yelp              # writes data/dev/yelp-a, data/dev/yelp-b
     python -m pllm.bench.realdata huffpost News_Category_Dataset_v3.json data/dev/news
     python -m pllm.bench.realdata yelp yelp.csv data/dev/yelp-small --train 400 --profile 4
+    python -m pllm.bench.realdata goodreads young_adult_10000.json.gz fantasy_10000.json.gz data/dev/goodreads
 
 The protocol, by construction:
 - a person is evaluated when they have at least `min_items` items: their latest item is the query (their latest
@@ -22,6 +23,7 @@ The protocol, by construction:
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import random
@@ -29,6 +31,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,24 @@ def read_yelp(path: Path) -> list[Record]:
     return out
 
 
+def read_goodreads(path: Path) -> list[Record]:
+    """UCSD's Goodreads reviews (Wan & McAuley 2018), one JSON object a line, gzipped or not: user_id, rating (0: the
+    reader gave none, dropped), review_text, date_added."""
+    out = []
+    with _open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            text, stars = _cut(row["review_text"]), str(row["rating"]).strip()
+            if len(text) < 20 or stars not in {"1", "2", "3", "4", "5"}:
+                continue
+            added = datetime.strptime(row["date_added"], "%a %b %d %H:%M:%S %z %Y")
+            out.append(Record(row["user_id"], added.strftime("%Y-%m-%d %H:%M:%S"), row["review_id"],
+                              {"text": text, "score": stars}, RATING_INSTRUCTION + text, stars))
+    return out
+
+
 def read_huffpost(path: Path) -> list[Record]:
     """HuffPost's News Category Dataset (Misra 2022), one JSON object a line: the byline is the person."""
     rows = []
@@ -102,10 +123,13 @@ def read_huffpost(path: Path) -> list[Record]:
 def _open(path: Path) -> Any:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
     return path.open(encoding="utf-8", newline="")
 
 
-SOURCES = {"yelp": Source("LaMP_3", read_yelp), "huffpost": Source("LaMP_2", read_huffpost)}
+SOURCES = {"yelp": Source("LaMP_3", read_yelp), "goodreads": Source("LaMP_3", read_goodreads),
+           "huffpost": Source("LaMP_2", read_huffpost)}
 
 
 def _user_id(name: str) -> str:
@@ -119,20 +143,26 @@ def _question(records: list[Record], at: int, profile: int) -> Question:
     return Question(id=f"{uid}-{record.key}", input=record.query, profile=history, gold=record.gold, user=uid)
 
 
-def convert(source: str, path: Path, out: Path, *, min_items: int = 5, profile: int = 4, train: int | None = None,
-            seed: int = 0, whole: bool = False, queries: int = 1) -> dict[str, dict[str, int]]:
-    """Write `out`-a and `out`-b (or, `whole`, one folder `out` evaluating everyone eligible); returns their sizes."""
+def convert(source: str, paths: list[Path], out: Path, *, min_items: int = 5, profile: int = 4,
+            train: int | None = None, seed: int = 0, whole: bool = False,
+            queries: int = 1) -> dict[str, dict[str, int]]:
+    """Write `out`-a and `out`-b (or, `whole`, one folder `out` evaluating everyone eligible) from one file or
+    several (an item in more than one, by its key, counts once); returns their sizes."""
     if source not in SOURCES:
         raise UsageError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
     spec = SOURCES[source]
     people: dict[str, list[Record]] = defaultdict(list)
-    for record in spec.read(path):
-        people[record.user].append(record)
+    seen: set[tuple[str, str]] = set()
+    for path in paths:
+        for record in spec.read(path):
+            if (record.user, record.key) not in seen:
+                seen.add((record.user, record.key))
+                people[record.user].append(record)
     for records in people.values():
         records.sort(key=lambda r: (r.date, r.key))
     evaluated = sorted(u for u, rs in people.items() if len(rs) >= min_items)
     if len(evaluated) < 2:
-        raise UsageError(f"{path}: fewer than two people with {min_items} items")
+        raise UsageError(f"{', '.join(map(str, paths))}: fewer than two people with {min_items} items")
     random.Random(seed).shuffle(evaluated)
     halves = {"a": evaluated[: len(evaluated) // 2], "b": evaluated[len(evaluated) // 2:]}
     sizes = {}
@@ -159,7 +189,7 @@ def main(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m pllm.bench.realdata", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", choices=sorted(SOURCES))
-    parser.add_argument("file", type=Path)
+    parser.add_argument("file", type=Path, nargs="+", help="the source's file (several: joined, duplicates once)")
     parser.add_argument("out", type=Path, help="folder prefix: OUT-a and OUT-b are written")
     parser.add_argument("--min-items", type=int, default=5, help="items a person needs to be evaluated")
     parser.add_argument("--profile", type=int, default=4, help="earlier items kept as a query's profile")

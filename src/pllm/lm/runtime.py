@@ -42,6 +42,9 @@ Message = dict[str, str]
 # Set once, when a serving process is shutting down: every answer being generated ends at its next token.
 stop_generating = threading.Event()
 PREFIX_STATES_KEPT = 4  # saved prefix KV states (one per adapter set in use, a few MB each)
+# A prompt is computed on the model's prefill copy (ModelFile.prefill) only when at least this many of its tokens are
+# not already in the decoding model's KV cache: below it, handing the cache over costs more than it saves.
+HANDOVER_MIN_TOKENS = 32
 
 
 def load_llama(path: Path, *, extra_buffers: bool = False, **kwargs: Any) -> Llama:
@@ -70,6 +73,41 @@ def load_llama(path: Path, *, extra_buffers: bool = False, **kwargs: Any) -> Lla
         return Llama(model_path=str(path), **kwargs)
     finally:
         C.llama_model_default_params = defaults
+
+
+def common_prefix(llm: Llama, tokens: Sequence[int]) -> int:
+    """How many of `tokens`, from the start, `llm`'s KV cache already holds."""
+    n, limit = 0, min(llm.n_tokens, len(tokens))
+    while n < limit and llm.input_ids[n] == tokens[n]:
+        n += 1
+    return n
+
+
+def hand_over(prefiller: Llama, decoder: Llama, tokens: Sequence[int]) -> bool:
+    """Compute `tokens` on `prefiller` (a faster-prefilling copy of the same model: Q8_0 has a batched kernel that
+    Q4_1 lacks) and move the KV cache into `decoder`, which then decodes at its own speed: after this,
+    `decoder.generate(tokens + more)` or `decoder.eval(more)` processes only what follows. The cache's keys and
+    values are laid out by the architecture, not by the weights' format, so a copy of the same model can fill it.
+    False (and `decoder` empty) where llama.cpp refused the state."""
+    from llama_cpp import llama_cpp as C
+
+    done = common_prefix(prefiller, tokens)
+    prefiller.n_tokens = done  # eval drops the cells after it
+    if done < len(tokens):
+        prefiller.eval(list(tokens[done:]))
+    ctx = prefiller._ctx.ctx
+    size = C.llama_state_seq_get_size(ctx, 0)
+    buffer = (ctypes.c_uint8 * size)()
+    written = C.llama_state_seq_get_data(ctx, buffer, size, 0)
+    decoder.reset()
+    decoder._ctx.kv_cache_clear()
+    if C.llama_state_seq_set_data(decoder._ctx.ctx, buffer, written, 0) != written:
+        decoder._ctx.kv_cache_clear()
+        return False
+    decoder.input_ids[:len(tokens)] = tokens
+    decoder.n_tokens = len(tokens)
+    decoder._requires_eval = True  # its logits are not the prompt's: what follows is evaluated on the decoder
+    return True
 
 
 def raw_llama(path: Path, settings: Settings, *, n_ctx: int | None = None, extra_buffers: bool = False) -> Llama:
@@ -190,7 +228,9 @@ class Completion:
 
 
 class Runtime:
-    """One loaded GGUF model with its tokenizer, chat template and LoRA adapters."""
+    """One loaded GGUF model with its tokenizer, chat template and LoRA adapters; where the served model names a
+    prefill copy (`pllm bench --formats` chose "prompts on Q8_0, decode on the packaged file"), that copy too, which
+    computes long prompts and hands their KV cache to the model that decodes."""
 
     def __init__(self, model: ModelFile, *, n_ctx: int = default("n_ctx"), threads: int = 2,
                  seed: int = default("seed")) -> None:
@@ -208,10 +248,20 @@ class Runtime:
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {model.path}: {exc}") from None
+        self.prefiller: Llama | None = None
+        if model.prefill is not None:
+            try:
+                self.prefiller = load_llama(model.prefill, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                                            seed=seed, verbose=False)
+            except (ValueError, RuntimeError) as exc:
+                self.llm.close()
+                raise ModelLoadError(f"llama.cpp could not load {model.prefill}: {exc}") from None
         self.load_seconds = time.perf_counter() - started
         self.n_ctx = self.llm.n_ctx()
         self._vocab = self.llm._model.vocab
-        self._adapters: dict[str, Any] = {}  # name -> llama_adapter_lora_p
+        # name -> llama_adapter_lora_p for the decoding model, and for the prefill copy where there is one
+        self._adapters: dict[str, Any] = {}
+        self._prefill_adapters: dict[str, Any] = {}
         self._active: dict[str, float] = {}
         self._folded: dict[str, float] = {}  # adapters merged into the weights (a per-user copy)
         self._template = self._chat_formatter()
@@ -311,7 +361,8 @@ class Runtime:
         n = len(prefix)
         if n < 2 or n >= len(tokens) or tokens[:n] != prefix:
             return  # no prefix, or the template's tokens merge across its end: nothing reusable
-        llm, ctx = self.llm, self.llm._ctx.ctx
+        llm = self.prompt_llm
+        ctx = llm._ctx.ctx
         key = self._prefix_key(prefix)
         if llm.n_tokens >= n and list(llm.input_ids[:n]) == prefix:
             self.prefix_hits += 1
@@ -337,8 +388,9 @@ class Runtime:
     def _save_prefix(self, key: tuple[tuple[tuple[str, float], ...], tuple[int, ...]], n: int) -> None:
         from llama_cpp import llama_cpp as C
 
-        ctx = self.llm._ctx.ctx
-        if self.llm.n_tokens != n:  # the cache holds more than the prefix (the last answer): save the prefix only
+        llm = self.prompt_llm
+        ctx = llm._ctx.ctx
+        if llm.n_tokens != n:  # the cache holds more than the prefix (the last answer): save the prefix only
             return
         size = C.llama_state_seq_get_size(ctx, 0)
         buffer = (ctypes.c_uint8 * size)()
@@ -346,6 +398,23 @@ class Runtime:
         self._prefix_states[key] = bytes(buffer[:written])
         while len(self._prefix_states) > PREFIX_STATES_KEPT:
             self._prefix_states.popitem(last=False)
+
+    @property
+    def prompt_llm(self) -> Llama:
+        """The model that computes prompts: the prefill copy where there is one (its KV cache holds the saved
+        prefixes), else the model itself."""
+        return self.prefiller if self.prefiller is not None else self.llm
+
+    def _prefill(self, tokens: list[int]) -> None:
+        """With a prefill copy: leave the decoding model's KV cache holding all of `tokens` but the last (whose
+        logits the decoder computes itself), computed on the copy, unless most of them are in the cache already."""
+        if self.prefiller is None:
+            return
+        ahead = tokens[:-1]
+        if len(ahead) - common_prefix(self.llm, ahead) < HANDOVER_MIN_TOKENS:
+            return
+        if not hand_over(self.prefiller, self.llm, ahead):
+            self.llm.reset()  # the decoder computes the prompt itself
 
     def _forget_prefixes(self, adapter: str) -> None:
         for key in [k for k in self._prefix_states if any(name == adapter for name, _ in k[0])]:
@@ -365,6 +434,7 @@ class Runtime:
         stats.prompt_tokens = len(tokens)
         if cached_prefix:
             self._warm_prefix(tokens, cached_prefix)
+        self._prefill(tokens)
         stops = tuple(s for s in config.stop if s)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""  # text held back while it could still be the start of a stop string
@@ -455,9 +525,7 @@ class Runtime:
         llm, ctx = self.llm, self.llm._ctx.ctx
         # Prompts of one task share their beginning (the system turn, the instruction): what the KV cache holds of it
         # from the last call is kept, and only the rest is processed (eval drops the cells after it).
-        common, limit = 0, min(llm.n_tokens, len(tokens) - 1)
-        while common < limit and llm.input_ids[common] == tokens[common]:
-            common += 1
+        common = common_prefix(llm, tokens[:-1])
         llm.n_tokens = common
         try:
             if common < len(tokens) - 1:
@@ -483,7 +551,8 @@ class Runtime:
 
         tokens, _ = self._prompt_tokens(prompt, 1)
         self.llm.reset()
-        self.llm.eval(tokens)
+        self._prefill(tokens)
+        self.llm.eval(tokens[self.llm.n_tokens:])
         base = self.llm.n_tokens
         first = _log_softmax(self._last_logits())
         scores = []
@@ -525,9 +594,15 @@ class Runtime:
             self.unload_adapter(name)
         with _adapter_path(source) as path:
             handle = C.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
-        if not handle:
-            raise AdapterError(f"llama.cpp could not load the LoRA adapter {name!r}: not a LoRA for this model")
-        self._adapters[name] = handle
+            if not handle:
+                raise AdapterError(f"llama.cpp could not load the LoRA adapter {name!r}: not a LoRA for this model")
+            self._adapters[name] = handle
+            if self.prefiller is not None:  # the prompt's keys and values are computed under the adapter too
+                prefill_handle = C.llama_adapter_lora_init(self.prefiller._model.model, str(path).encode())
+                if not prefill_handle:
+                    self.unload_adapter(name)
+                    raise AdapterError(f"llama.cpp could not load the LoRA adapter {name!r} on the prefill copy")
+                self._prefill_adapters[name] = prefill_handle
 
     def unload_adapter(self, name: str) -> None:
         from llama_cpp import llama_cpp as C
@@ -539,6 +614,9 @@ class Runtime:
             self.set_adapters({k: v for k, v in self._active.items() if k != name})
         self._forget_prefixes(name)
         C.llama_adapter_lora_free(handle)
+        prefill_handle = self._prefill_adapters.pop(name, None)
+        if prefill_handle is not None:
+            C.llama_adapter_lora_free(prefill_handle)
 
     @contextlib.contextmanager
     def trying_adapter(self, source: Path | bytes, name: str = "candidate") -> Iterator[str]:
@@ -568,20 +646,27 @@ class Runtime:
         if unknown:
             raise AdapterError(f"adapter not loaded: {', '.join(unknown)}")
         names = list(scales)
-        handles = (C.llama_adapter_lora_p_ctypes * max(1, len(names)))(*[self._adapters[n] for n in names])
         values = (ctypes.c_float * max(1, len(names)))(*[float(scales[n]) for n in names])
-        if C.llama_set_adapters_lora(self.llm._ctx.ctx, handles if names else None, len(names),
-                                     values if names else None):
-            raise AdapterError("llama.cpp refused to apply the adapters")
+        models = [(self.llm, self._adapters)]
+        if self.prefiller is not None:
+            models.append((self.prefiller, self._prefill_adapters))
+        for llm, loaded in models:
+            handles = (C.llama_adapter_lora_p_ctypes * max(1, len(names)))(*[loaded[n] for n in names])
+            if C.llama_set_adapters_lora(llm._ctx.ctx, handles if names else None, len(names),
+                                         values if names else None):
+                raise AdapterError("llama.cpp refused to apply the adapters")
         self._active = dict(scales)
         # Cached keys/values were computed under the old weights: drop them.
-        self.llm.reset()
-        self.llm._ctx.kv_cache_clear()
+        for llm, _ in models:
+            llm.reset()
+            llm._ctx.kv_cache_clear()
 
     def close(self) -> None:
         for name in list(self._adapters):
             self.unload_adapter(name)
         self.llm.close()
+        if self.prefiller is not None:
+            self.prefiller.close()
 
 
 def json_list_items(text: str) -> list[Any] | None:

@@ -45,7 +45,8 @@ def test_the_openai_sdk_transcribes_on_the_device(url: str, speech: Callable[...
 def test_a_spoken_question_is_answered_from_the_vault(url: str, speech: Callable[..., Path], vault: Vault) -> None:
     """What an app does with a recording: transcribe it, then ask with what was heard, marked as spoken."""
     client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
-    with speech("What is my boat called?").open("rb") as f:
+    # "sailing boat": espeak-ng's "my boat" alone is heard as "my vote" on the Xeon with AMX
+    with speech("What is my sailing boat called?").open("rb") as f:
         heard = client.audio.transcriptions.create(model="whisper-1", file=f).text
     assert "boat" in heard.lower()
     answer = client.chat.completions.create(model="pllm", max_tokens=64, metadata={"modality": "voice"},

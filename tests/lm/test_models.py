@@ -65,6 +65,7 @@ def test_auto_serves_what_the_formats_bench_chose_on_this_cpu(
         model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
+    from pllm.lm.hardware import repack_safe
     from pllm.lm.models import format_choice_path, gguf_file_type, runtime_model
 
     monkeypatch.setenv("PLLM_CACHE_DIR", str(tmp_path / "cache"))  # the choice written here is this test's only
@@ -74,7 +75,7 @@ def test_auto_serves_what_the_formats_bench_chose_on_this_cpu(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"model": DEFAULT_MODEL.name, "choice": {"format": "Q5_0", "repacked": True}}))
     served = runtime_model(settings)
-    assert gguf_file_type(served.path) == 8 and served.repacked
+    assert gguf_file_type(served.path) == 8 and served.repacked == repack_safe()  # never repacked where AMX is
     path.write_text(json.dumps({"model": "another model", "choice": {"format": "Q5_0", "repacked": True}}))
     assert gguf_file_type(runtime_model(settings).path) == 7  # measured for another model: not this one's
     path.write_text("{not json")

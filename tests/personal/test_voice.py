@@ -42,14 +42,15 @@ def test_a_voice_memo_is_remembered_and_a_spoken_question_answered_from_it(
     assert ingested.returncode == 0, ingested.stderr
     exported = json.loads(pllm("profile", "export", env=PASS).stdout)
     voice = [d for d in exported["documents"] if d["kind"] == "voice"]
-    assert len(voice) == 1 and "Biscuit" in voice[0]["content"]
+    # the name as heard: Whisper writes "biscuit" in lower case on some CPUs (the Xeon with AMX), "Biscuit" on others
+    assert len(voice) == 1 and "biscuit" in voice[0]["content"].lower()
     assert abs(voice[0]["created_at"] - recording.stat().st_mtime) < 1  # dated when it was recorded
     assert files_holding(recording.read_bytes()[-4096:], home) == []  # the audio itself is not kept
 
     asked = pllm("ask", "--audio", str(speech("What is my sister's dog called?")), "--json", env=PASS)
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
-    assert "dog" in answer["heard"].lower() and "Biscuit" in answer["text"]
+    assert "dog" in answer["heard"].lower() and "biscuit" in answer["text"].lower()
     assert answer["tokens"] <= SPOKEN_MAX_TOKENS
 
     profile = json.loads(pllm("profile", "show", "--json", env=PASS).stdout)

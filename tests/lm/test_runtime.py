@@ -224,6 +224,11 @@ def test_the_prefill_copy_fills_the_cache_the_packaged_model_answers_from(
         assert answer.strip() and stats.prompt_tokens == len(tokens)
         assert both.prefiller.n_tokens == len(tokens) - 1  # the prompt was the copy's work, the answer the decoder's
         assert both.llm.n_tokens >= len(tokens) + stats.tokens - 1
+        # the next turn of the chat: the decoder holds the answer, so its few new tokens are not handed over
+        follow = both.chat_prompt([*messages, {"role": "assistant", "content": answer},
+                                   {"role": "user", "content": "And my boat?"}])
+        assert "".join(p.text for p in both.stream(follow, config)).strip()
+        assert both.prefiller.n_tokens == len(tokens) - 1  # the copy did not recompute the answer
         scores = both.score_options(prompt, [" Pixel", " Seabird"])  # the gate's scores read the same way
         assert np.allclose(scores, runtime.score_options(prompt, [" Pixel", " Seabird"]), atol=0.5)
         both.load_adapter("one", random_lora(seed=1))  # an adapter is on both: the prompt is computed under it

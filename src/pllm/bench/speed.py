@@ -73,7 +73,7 @@ class Row:
 
 
 def _time_pllm(runtime: Runtime, prompt: str, config: GenerationConfig) -> Sample:
-    runtime.llm.reset()  # no prompt cache across reps: both engines process the whole prompt every time
+    runtime.reset()  # no prompt cache across reps: both engines process the whole prompt every time
     c = runtime.complete(prompt, config)
     return Sample(c.tokens, c.seconds, c.first_token_seconds)
 

@@ -45,6 +45,7 @@ PREFIX_STATES_KEPT = 4  # saved prefix KV states (one per adapter set in use, a 
 # A prompt is computed on the model's prefill copy (ModelFile.prefill) only when at least this many of its tokens are
 # not already in the decoding model's KV cache: below it, handing the cache over costs more than it saves.
 HANDOVER_MIN_TOKENS = 32
+PREFILL_SPEEDUP = 1.5  # the Q8_0 copy computes prompts 1.6-1.8x as fast as Q4_1 (docs/BENCHMARKS.md, both CPUs)
 
 
 def load_llama(path: Path, *, extra_buffers: bool = False, **kwargs: Any) -> Llama:
@@ -92,7 +93,8 @@ def hand_over(prefiller: Llama, decoder: Llama, tokens: Sequence[int]) -> bool:
     from llama_cpp import llama_cpp as C
 
     done = common_prefix(prefiller, tokens)
-    prefiller.n_tokens = done  # eval drops the cells after it
+    prefiller.n_tokens = done
+    prefiller._ctx.kv_cache_seq_rm(-1, done, -1)  # a longer cached tail must not travel with the prompt
     if done < len(tokens):
         prefiller.eval(list(tokens[done:]))
     ctx = prefiller._ctx.ctx
@@ -101,7 +103,7 @@ def hand_over(prefiller: Llama, decoder: Llama, tokens: Sequence[int]) -> bool:
     written = C.llama_state_seq_get_data(ctx, buffer, size, 0)
     decoder.reset()
     decoder._ctx.kv_cache_clear()
-    if C.llama_state_seq_set_data(decoder._ctx.ctx, buffer, written, 0) != written:
+    if written == 0 or C.llama_state_seq_set_data(decoder._ctx.ctx, buffer, written, 0) != written:
         decoder._ctx.kv_cache_clear()
         return False
     decoder.input_ids[:len(tokens)] = tokens
@@ -249,6 +251,7 @@ class Runtime:
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {model.path}: {exc}") from None
         self.prefiller: Llama | None = None
+        self._handed_over = False  # the decoder's cache holds cells the copy computed (last_hidden_state skips them)
         if model.prefill is not None:
             try:
                 self.prefiller = load_llama(model.prefill, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
@@ -411,10 +414,21 @@ class Runtime:
         if self.prefiller is None:
             return
         ahead = tokens[:-1]
-        if len(ahead) - common_prefix(self.llm, ahead) < HANDOVER_MIN_TOKENS:
+        decoder_work = len(ahead) - common_prefix(self.llm, ahead)
+        copy_work = len(ahead) - common_prefix(self.prefiller, ahead)
+        # A chat's next turn: the decoder holds the last answer, the copy only the prompt before it. Hand over only
+        # where the copy computes no more than PREFILL_SPEEDUP times what the decoder would.
+        if decoder_work < HANDOVER_MIN_TOKENS or copy_work > PREFILL_SPEEDUP * decoder_work:
             return
+        self._handed_over = True
         if not hand_over(self.prefiller, self.llm, ahead):
             self.llm.reset()  # the decoder computes the prompt itself
+
+    def reset(self) -> None:
+        """Forget what the KV caches hold (the saved prefix states stay): the next prompt is computed whole."""
+        for llm in (self.llm, self.prefiller):
+            if llm is not None:
+                llm.reset()
 
     def _forget_prefixes(self, adapter: str) -> None:
         for key in [k for k in self._prefix_states if any(name == adapter for name, _ in k[0])]:
@@ -525,7 +539,9 @@ class Runtime:
         llm, ctx = self.llm, self.llm._ctx.ctx
         # Prompts of one task share their beginning (the system turn, the instruction): what the KV cache holds of it
         # from the last call is kept, and only the rest is processed (eval drops the cells after it).
-        common = common_prefix(llm, tokens[:-1])
+        # (not cells the prefill copy computed: a text's features must not depend on what was asked before it)
+        common = 0 if self._handed_over else common_prefix(llm, tokens[:-1])
+        self._handed_over = False
         llm.n_tokens = common
         try:
             if common < len(tokens) - 1:
@@ -650,16 +666,21 @@ class Runtime:
         models = [(self.llm, self._adapters)]
         if self.prefiller is not None:
             models.append((self.prefiller, self._prefill_adapters))
+        refused = False
         for llm, loaded in models:
             handles = (C.llama_adapter_lora_p_ctypes * max(1, len(names)))(*[loaded[n] for n in names])
-            if C.llama_set_adapters_lora(llm._ctx.ctx, handles if names else None, len(names),
-                                         values if names else None):
-                raise AdapterError("llama.cpp refused to apply the adapters")
-        self._active = dict(scales)
+            refused = refused or bool(C.llama_set_adapters_lora(llm._ctx.ctx, handles if names else None,
+                                                                len(names), values if names else None))
         # Cached keys/values were computed under the old weights: drop them.
         for llm, _ in models:
             llm.reset()
             llm._ctx.kv_cache_clear()
+        if refused:  # neither model keeps a set the other lacks
+            for llm, _ in models:
+                C.llama_set_adapters_lora(llm._ctx.ctx, None, 0, None)
+            self._active = {}
+            raise AdapterError("llama.cpp refused to apply the adapters")
+        self._active = dict(scales)
 
     def close(self) -> None:
         for name in list(self._adapters):

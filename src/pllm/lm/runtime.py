@@ -84,32 +84,46 @@ def common_prefix(llm: Llama, tokens: Sequence[int]) -> int:
     return n
 
 
+def kv_state(llm: Llama) -> bytes:
+    """The KV cache of `llm`'s sequence 0, as llama.cpp serialises it (b"" where it could not)."""
+    from llama_cpp import llama_cpp as C
+
+    ctx = llm._ctx.ctx
+    size = C.llama_state_seq_get_size(ctx, 0)
+    buffer = (ctypes.c_uint8 * size)()
+    written = C.llama_state_seq_get_data(ctx, buffer, size, 0)
+    return bytes(buffer[:written])
+
+
+def load_kv_state(llm: Llama, state: bytes, tokens: Sequence[int]) -> bool:
+    """Replace `llm`'s KV cache with `state`, which holds `tokens`: afterwards `generate` or `eval` processes only
+    what follows them. False, and the cache empty, where llama.cpp refused the state."""
+    from llama_cpp import llama_cpp as C
+
+    llm.reset()
+    llm._ctx.kv_cache_clear()
+    buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+    if not state or C.llama_state_seq_set_data(llm._ctx.ctx, buffer, len(state), 0) != len(state):
+        llm._ctx.kv_cache_clear()  # a state that did not fit may have left part of itself behind
+        return False
+    llm.input_ids[:len(tokens)] = tokens
+    llm.n_tokens = len(tokens)
+    llm._requires_eval = True  # its logits are not the last token's: what follows is evaluated afresh
+    return True
+
+
 def hand_over(prefiller: Llama, decoder: Llama, tokens: Sequence[int]) -> bool:
     """Compute `tokens` on `prefiller` (a faster-prefilling copy of the same model: Q8_0 has a batched kernel that
     Q4_1 lacks) and move the KV cache into `decoder`, which then decodes at its own speed: after this,
     `decoder.generate(tokens + more)` or `decoder.eval(more)` processes only what follows. The cache's keys and
     values are laid out by the architecture, not by the weights' format, so a copy of the same model can fill it.
     False (and `decoder` empty) where llama.cpp refused the state."""
-    from llama_cpp import llama_cpp as C
-
     done = common_prefix(prefiller, tokens)
     prefiller.n_tokens = done
     prefiller._ctx.kv_cache_seq_rm(-1, done, -1)  # a longer cached tail must not travel with the prompt
     if done < len(tokens):
         prefiller.eval(list(tokens[done:]))
-    ctx = prefiller._ctx.ctx
-    size = C.llama_state_seq_get_size(ctx, 0)
-    buffer = (ctypes.c_uint8 * size)()
-    written = C.llama_state_seq_get_data(ctx, buffer, size, 0)
-    decoder.reset()
-    decoder._ctx.kv_cache_clear()
-    if written == 0 or C.llama_state_seq_set_data(decoder._ctx.ctx, buffer, written, 0) != written:
-        decoder._ctx.kv_cache_clear()
-        return False
-    decoder.input_ids[:len(tokens)] = tokens
-    decoder.n_tokens = len(tokens)
-    decoder._requires_eval = True  # its logits are not the prompt's: what follows is evaluated on the decoder
-    return True
+    return load_kv_state(decoder, kv_state(prefiller), tokens)
 
 
 def raw_llama(path: Path, settings: Settings, *, n_ctx: int | None = None, extra_buffers: bool = False) -> Llama:
@@ -358,14 +372,11 @@ class Runtime:
     def _warm_prefix(self, tokens: list[int], prefix_text: str) -> None:
         """Leave the KV cache holding `prefix_text`'s tokens when `tokens` starts with them: kept from the last
         request, copied back from a saved state, or processed once and saved. `generate` then reuses them."""
-        from llama_cpp import llama_cpp as C
-
         prefix = self.tokenize(prefix_text)
         n = len(prefix)
         if n < 2 or n >= len(tokens) or tokens[:n] != prefix:
             return  # no prefix, or the template's tokens merge across its end: nothing reusable
         llm = self.prompt_llm
-        ctx = llm._ctx.ctx
         key = self._prefix_key(prefix)
         if llm.n_tokens >= n and list(llm.input_ids[:n]) == prefix:
             self.prefix_hits += 1
@@ -373,32 +384,19 @@ class Runtime:
                 self._save_prefix(key, n)
             return
         saved = self._prefix_states.pop(key, None)
+        if saved is not None and load_kv_state(llm, saved, prefix):
+            self._prefix_states[key] = saved  # back in, as the most recently used
+            self.prefix_hits += 1
+            return
         llm.reset()
         llm._ctx.kv_cache_clear()
-        if saved is not None:
-            buffer = (ctypes.c_uint8 * len(saved)).from_buffer_copy(saved)
-            if C.llama_state_seq_set_data(ctx, buffer, len(saved), 0) == len(saved):
-                self._prefix_states[key] = saved  # back in, as the most recently used
-                llm.input_ids[:n] = prefix
-                llm.n_tokens = n
-                llm._requires_eval = True  # the logits are not the prefix's: generate evaluates what follows
-                self.prefix_hits += 1
-                return
-            llm._ctx.kv_cache_clear()  # a state that did not fit may have left part of itself behind
         llm.eval(prefix)
         self._save_prefix(key, n)
 
     def _save_prefix(self, key: tuple[tuple[tuple[str, float], ...], tuple[int, ...]], n: int) -> None:
-        from llama_cpp import llama_cpp as C
-
-        llm = self.prompt_llm
-        ctx = llm._ctx.ctx
-        if llm.n_tokens != n:  # the cache holds more than the prefix (the last answer): save the prefix only
+        if self.prompt_llm.n_tokens != n:  # the cache holds more than the prefix (the last answer): the prefix only
             return
-        size = C.llama_state_seq_get_size(ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = C.llama_state_seq_get_data(ctx, buffer, size, 0)
-        self._prefix_states[key] = bytes(buffer[:written])
+        self._prefix_states[key] = kv_state(self.prompt_llm)
         while len(self._prefix_states) > PREFIX_STATES_KEPT:
             self._prefix_states.popitem(last=False)
 

@@ -67,16 +67,23 @@ def _cut(text: str) -> str:
     return " ".join(words[:MAX_WORDS])
 
 
+STARS = {"1", "2", "3", "4", "5"}
+
+
+def _review(user: str, date: str, key: str, text: str, stars: str) -> Record:
+    """A review as a rating question (LaMP-3): its text asked about, its stars the answer."""
+    return Record(user, date, key, {"text": text, "score": stars}, RATING_INSTRUCTION + text, stars)
+
+
 def read_yelp(path: Path) -> list[Record]:
     """Kaggle's 10,000-review sample of the Yelp Dataset Challenge (Phoenix, 2013): user_id, stars, text, date."""
     out = []
     with _open(path) as f:
         for row in csv.DictReader(f):
             text, stars = _cut(row["text"]), row["stars"].strip()
-            if not text or stars not in {"1", "2", "3", "4", "5"}:
+            if not text or stars not in STARS:
                 continue
-            out.append(Record(row["user_id"], row["date"], row["review_id"], {"text": text, "score": stars},
-                              RATING_INSTRUCTION + text, stars))
+            out.append(_review(row["user_id"], row["date"], row["review_id"], text, stars))
     return out
 
 
@@ -90,11 +97,10 @@ def read_goodreads(path: Path) -> list[Record]:
                 continue
             row = json.loads(line)
             text, stars = _cut(row["review_text"]), str(row["rating"]).strip()
-            if len(text) < 20 or stars not in {"1", "2", "3", "4", "5"}:
+            if len(text) < 20 or stars not in STARS:
                 continue
             added = datetime.strptime(row["date_added"], "%a %b %d %H:%M:%S %z %Y")
-            out.append(Record(row["user_id"], added.strftime("%Y-%m-%d %H:%M:%S"), row["review_id"],
-                              {"text": text, "score": stars}, RATING_INSTRUCTION + text, stars))
+            out.append(_review(row["user_id"], added.strftime("%Y-%m-%d %H:%M:%S"), row["review_id"], text, stars))
     return out
 
 

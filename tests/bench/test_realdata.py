@@ -75,6 +75,12 @@ def test_a_missing_or_thin_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "thin.csv").write_text("business_id,date,review_id,stars,text,type,user_id\n")
     with pytest.raises(UsageError, match="fewer than two people"):
         convert("yelp", [tmp_path / "thin.csv"], tmp_path / "out")
+    (tmp_path / "broken.json").write_text('{"user_id": "a", "rating": 5\nnot json\n')
+    with pytest.raises(UsageError, match=r"broken\.json: not a goodreads file"):
+        convert("goodreads", [tmp_path / "broken.json"], tmp_path / "out")
+    (tmp_path / "fake.json.gz").write_text("plain text, not gzip")
+    with pytest.raises(UsageError, match=r"fake\.json\.gz: not a goodreads file"):
+        convert("goodreads", [tmp_path / "fake.json.gz"], tmp_path / "out")
 
 
 def test_several_queries_a_person_each_with_only_what_came_before(tmp_path: Path) -> None:

@@ -160,7 +160,11 @@ def convert(source: str, paths: list[Path], out: Path, *, min_items: int = 5, pr
     people: dict[str, list[Record]] = defaultdict(list)
     seen: set[tuple[str, str]] = set()
     for path in paths:
-        for record in spec.read(path):
+        try:
+            records = spec.read(path)
+        except (KeyError, ValueError, TypeError, OSError) as exc:  # a malformed line or field, a broken gzip
+            raise UsageError(f"{path}: not a {source} file as expected ({type(exc).__name__}: {exc})") from None
+        for record in records:
             if (record.user, record.key) not in seen:
                 seen.add((record.user, record.key))
                 people[record.user].append(record)
@@ -210,7 +214,8 @@ def main(argv: list[str]) -> None:
         sizes = convert(args.source, args.file, args.out, min_items=args.min_items, profile=args.profile,
                         train=args.train, seed=args.seed, whole=args.whole, queries=args.queries)
     except UsageError as exc:
-        sys.exit(f"error: {exc}")
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)  # bad input, as the pllm command line exits on it
     sys.stdout.write(json.dumps(sizes) + "\n")
 
 

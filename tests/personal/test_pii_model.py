@@ -101,3 +101,48 @@ def test_an_answer_cut_short_loses_only_its_piece() -> None:
     runtime = _Answers('[{"v": "Thandi', '[{"v": "Thandiwe", "k": "PERSON"}]')
     model = PiiModel(runtime)  # type: ignore[arg-type]
     assert [v for v, _ in model.values(long_text)] == ["Thandiwe"] and runtime.asked == 2
+
+
+def test_the_example_bank_is_the_development_sets_and_never_a_held_out_one() -> None:
+    from pllm.bench.privacy import HELD_OUT_SETS, example_bank_rows
+    from pllm.personal.pii_model import example_bank
+
+    bank = example_bank()
+    rows = example_bank_rows()
+    assert [(e.set, e.text) for e in bank] == [(r["set"], r["text"]) for r in rows]  # rewrite it if this fails
+    assert len(bank) >= 400 and not {e.set for e in bank} & set(HELD_OUT_SETS)
+    assert any(not e.answer for e in bank) and any(k == "SECRET" for e in bank for _, k in e.answer)
+
+
+def test_the_nearest_examples_are_alike_in_language_and_shape_and_a_set_can_be_withheld() -> None:
+    from pllm.personal.pii_model import example_bank, nearest_examples
+
+    text = "kod do bramy to 4471, mieszkam na ul. Kwiatowa 3/12"  # Polish: a gate code and a street
+    near = nearest_examples(text)
+    assert any("ul." in e.text or "kod" in e.text for e in near[-2:])  # the most alike come last, nearest the text
+    assert any(not e.answer for e in near)  # and one with nothing personal in it
+    withheld = frozenset({near[-1].set})
+    assert all(e.set not in withheld for e in nearest_examples(text, withheld))
+    own = example_bank()[0].text
+    assert all(e.text != own for e in nearest_examples(own))  # a bank sentence is never its own example
+
+
+def test_an_evaluated_set_is_withheld_from_the_model_whole() -> None:
+    from pllm.personal.pii_model import example_bank
+
+    runtime = _Answers("[]", "[]")
+    model = PiiModel(runtime)  # type: ignore[arg-type]
+    first = example_bank()[0]
+    model.withhold_sets_of([first.text, "a sentence of no set"])
+    assert model.withheld == {first.set}
+    shown = [m["content"] for m in model._messages(first.text)[:-1]]  # all but the text read
+    assert not any(e.text in shown for e in example_bank() if e.set == first.set)
+
+
+def test_ner_names_stand_where_the_model_read_them_too_and_all_where_it_could_not_read() -> None:
+    text = "Der Hausmeister sagt, Thandiwe Dube holt den Schlüssel"  # NER takes German nouns for names
+    assert "Schlüssel" in [text[s.start:s.end] for s in Redactor().spans(text)]  # the rules alone
+    agreed = Redactor(model=PiiModel(_Answers('[{"v": "Thandiwe Dube", "k": "PERSON"}]')))  # type: ignore[arg-type]
+    assert [text[s.start:s.end] for s in agreed.spans(text)] == ["Thandiwe Dube"]
+    cut = Redactor(model=PiiModel(_Answers('[{"v": "Thandiwe')))  # type: ignore[arg-type]
+    assert "Schlüssel" in [text[s.start:s.end] for s in cut.spans(text)]  # an answer cut short vetoes nothing

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 LEAK_QUESTIONS = 20  # asked through the cloud path; the augmentation sends every sentence besides
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "data" / "privacy" / "pii-sentences.jsonl"
+# Written blind and not measured yet: never in the gate's example bank (data/privacy/README.md says which and why).
+HELD_OUT_SETS = ("pii-heldout-8",)
 
 
 @dataclass(frozen=True)
@@ -272,9 +274,26 @@ def redaction_with_vault(sentences: list[PiiSentence], model: PiiModel | None = 
     return Redactor(known, model=model)
 
 
+def example_bank_rows(folder: Path = DEFAULT_DATA.parent) -> list[dict[str, Any]]:
+    """The gate's example bank (`pii_model.EXAMPLE_BANK`): every labelled sentence of the development sets, by set;
+    the held-out sets stay out."""
+    return [{"set": path.stem, "text": s.text, "pii": [list(p) for p in s.pii]}
+            for path in sorted(folder.glob("pii-*.jsonl")) if path.stem not in HELD_OUT_SETS
+            for s in load_sentences(path)]
+
+
+def write_example_bank(out: Path) -> int:
+    """Write the bank as the package ships it; how many sentences (`python -m pllm.bench.privacy bank`)."""
+    rows = example_bank_rows()
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return len(rows)
+
+
 def run_privacy(sentences: list[PiiSentence], settings: Settings, *, leak: bool = True,
                 tick: Callable[[int, int], None] | None = None) -> PrivacyResult:
     model = load_pii_model(settings)
+    if model is not None:  # the model is never shown the evaluated set's answers, nor its writer's other sentences
+        model.withhold_sets_of(s.text for s in sentences)
     return PrivacyResult(
         sentences=len(sentences),
         alone=score_redaction(sentences, Redactor([], model=model)),
@@ -310,3 +329,14 @@ def write_privacy_report(result: PrivacyResult, folder: Path, *, command: str, m
                    "answers as restored on the device:", "",
                    *[f"- {q} -> {' '.join(a.split())[:160]}" for q, a in leak.answers])
     report.write(folder, result.as_json())
+
+
+if __name__ == "__main__":
+    import sys
+
+    from pllm.personal.pii_model import EXAMPLE_BANK
+
+    if sys.argv[1:] != ["bank"]:
+        sys.exit("usage: python -m pllm.bench.privacy bank   (writes the gate's example bank from data/privacy)")
+    target = Path(__file__).resolve().parents[1] / "data" / EXAMPLE_BANK
+    sys.stdout.write(f"{write_example_bank(target)} sentences -> {target}\n")

@@ -16,12 +16,15 @@ instruct model), `foundation` or `none`.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
+import math
 import re
 import struct
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -81,9 +84,78 @@ EXAMPLES: tuple[tuple[str, list[dict[str, str]]], ...] = (
       {"v": "Sunny", "k": "PERSON"}, {"v": "Ashgrove Primary", "k": "ORGANIZATION"},
       {"v": "oh seven seven one two nine double four five one", "k": "CONTACT"}]),
 )
+# Labelled sentences of the development sets (data/privacy, `bench.privacy.write_example_bank`): for each text the
+# model reads, the most alike of them are shown with their answers first. A writer's new shapes (a Turkish address,
+# a passphrase of four words) are far likelier to be met by one of ~500 labelled sentences than by three fixed ones.
+EXAMPLE_BANK = "pii_examples.jsonl"
+NEAREST_EXAMPLES = 4  # and the nearest sentence with nothing personal in it, for what is not to be named
+TYPE_KINDS = {"PERSON": "PERSON", "LOCATION": "PLACE", "ORGANIZATION": "ORGANIZATION", "STREET_ADDRESS": "ADDRESS",
+              "PHONE_NUMBER": "CONTACT", "EMAIL_ADDRESS": "EMAIL", "DATE_OF_BIRTH": "BIRTHDATE",
+              "PASSWORD": "SECRET", "API_KEY": "SECRET", "URL_SECRET": "SECRET", "ID_NUMBER": "ID", "US_SSN": "ID",
+              "LICENSE_PLATE": "PLATE", "CREDIT_CARD": "ACCOUNT", "IBAN_CODE": "ACCOUNT"}
 MAX_CHARS = 1500  # a longer text is read in pieces of about this size (the model's context is shared with them)
-CACHED_TEXTS = 32  # answers kept for texts read again within a request or two (a body's context items recur)
-N_CTX = 4096  # instructions and examples (~900 tokens), a piece (~450), the answer (max_tokens)
+CACHED_TEXTS = 256  # answers kept for texts read again: a body's context items recur, an evaluation reads a set twice
+N_CTX = 6144  # instructions and fixed examples (~900 tokens), the nearest examples (~1,000), a piece (~450), the answer
+
+
+@dataclass(frozen=True)
+class Example:
+    """A labelled sentence of a development set, as the model is shown it."""
+
+    set: str  # the file it comes from ("pii-heldout-7")
+    text: str
+    answer: tuple[tuple[str, str], ...]  # (value, kind of KINDS)
+
+    def messages(self) -> list[Message]:
+        answer = [{"v": v, "k": k} for v, k in self.answer]
+        return [{"role": "user", "content": self.text},
+                {"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)}]
+
+
+@cache
+def example_bank() -> tuple[Example, ...]:
+    """The packaged bank of labelled sentences (empty where it is missing: the fixed examples still serve)."""
+    bank = importlib.resources.files("pllm.data") / EXAMPLE_BANK
+    if not bank.is_file():
+        return ()
+    rows = [json.loads(line) for line in bank.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return tuple(Example(r["set"], r["text"], tuple((v, TYPE_KINDS[t]) for v, t in r["pii"])) for r in rows)
+
+
+def _grams(text: str) -> Counter[str]:
+    """Character 3- and 4-grams of the lower-cased words: alike in language, format and spelling, not in topic."""
+    words = re.findall(r"\w+|[^\w\s]", text.lower())
+    return Counter(g for w in words for n in (3, 4) for g in
+                   (f" {w} "[i:i + n] for i in range(max(1, len(w) + 3 - n))))
+
+
+@cache
+def _bank_vectors(bank: tuple[Example, ...]) -> tuple[dict[str, float], list[dict[str, float]]]:
+    counts = [_grams(e.text) for e in bank]
+    df = Counter(g for c in counts for g in c)
+    idf = {g: math.log((1 + len(bank)) / (1 + n)) + 1 for g, n in df.items()}
+    return idf, [_unit({g: (1 + math.log(n)) * idf[g] for g, n in c.items()}) for c in counts]
+
+
+def _unit(vector: dict[str, float]) -> dict[str, float]:
+    norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
+    return {g: v / norm for g, v in vector.items()}
+
+
+def nearest_examples(text: str, withheld: frozenset[str] = frozenset(), k: int = NEAREST_EXAMPLES) -> list[Example]:
+    """The `k` bank sentences most alike `text` (TF-IDF over character n-grams), and the nearest one with nothing
+    personal in it where none of them is such; none from a withheld set, and never `text` itself."""
+    bank = example_bank()
+    if not bank:
+        return []
+    idf, vectors = _bank_vectors(bank)
+    query = _unit({g: (1 + math.log(n)) * idf.get(g, 0.0) for g, n in _grams(text).items()})
+    scored = sorted(((sum(w * vector.get(g, 0.0) for g, w in query.items()), i) for i, vector in enumerate(vectors)
+                     if bank[i].set not in withheld and bank[i].text != text), reverse=True)
+    chosen = [bank[i] for _, i in scored[:k]]
+    if not any(not e.answer for e in chosen):
+        chosen += [bank[i] for _, i in scored if not bank[i].answer][:1]
+    return chosen[::-1]  # the most alike last, nearest the text
 
 
 class PiiModel:
@@ -95,23 +167,42 @@ class PiiModel:
             raise ValueError("give the runtime or a way to load it, not both")
         self._runtime, self._load = runtime, load
         self.lock = threading.Lock()
-        self._answers: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()  # text -> values, newest last
+        self._answers: OrderedDict[str, tuple[list[tuple[str, str]], bool]] = OrderedDict()  # text -> reading
+        self.withheld: frozenset[str] = frozenset()  # bank sets not to show (`withhold_sets_of`)
         self.config = GenerationConfig(max_tokens=1200, temperature=0.0, json_schema=SCHEMA)
 
+    def withhold_sets_of(self, texts: Iterable[str]) -> None:
+        """Show no example from a bank set that holds any of `texts`: an evaluation of a set (or of part of one)
+        never shows the model that set's own answers, nor its writer's other sentences."""
+        wanted = set(texts)
+        withheld = frozenset(e.set for e in example_bank() if e.text in wanted)
+        with self.lock:
+            if withheld != self.withheld:
+                self.withheld = withheld
+                self._answers.clear()
+
     def _messages(self, text: str) -> list[Message]:
+        """The instructions and the fixed examples (a prefix the runtime keeps), then the bank's nearest examples."""
         messages: list[Message] = [{"role": "system", "content": INSTRUCTIONS}]
         for example, answer in EXAMPLES:
             messages += [{"role": "user", "content": example},
                          {"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)}]
+        for near in nearest_examples(text, self.withheld):
+            messages += near.messages()
         return [*messages, {"role": "user", "content": text}]
 
     def values(self, text: str) -> list[tuple[str, str]]:
         """(value, placeholder type) of what the model reads as personal in `text`, as it wrote them."""
+        return self.reading(text)[0]
+
+    def reading(self, text: str) -> tuple[list[tuple[str, str]], bool]:
+        """The values, and whether every piece of `text` was read (an answer cut at max_tokens loses its piece)."""
         with self.lock:  # one question at a time, and the cache read and written by one thread
             if text in self._answers:
                 self._answers.move_to_end(text)
                 return self._answers[text]
             found: list[tuple[str, str]] = []
+            whole = True
             if self._runtime is None and self._load is not None:
                 self._runtime = self._load()
             assert self._runtime is not None
@@ -120,12 +211,13 @@ class PiiModel:
                 try:
                     items = json.loads(answer)
                 except json.JSONDecodeError:  # cut at max_tokens: this piece's values are lost, the rules still ran
+                    whole = False
                     continue
                 found += [(str(i["v"]).strip(), KINDS[i["k"]]) for i in items if str(i.get("v", "")).strip()]
-            self._answers[text] = found
+            self._answers[text] = (found, whole)
             if len(self._answers) > CACHED_TEXTS:
                 self._answers.popitem(last=False)
-            return found
+            return found, whole
 
     def spans(self, text: str) -> list[Span]:
         """Where the values the model named stand in `text` (every occurrence, any case), less what it made up and
@@ -149,6 +241,15 @@ _AMOUNT_INSIDE = re.compile(r"(?i:^\d[\d.,]*(?:\s*(?:-|to)\s*\d[\d.,]*)?\s*(?:g|
 _NOT_A_VALUE = re.compile(r"\d{1,2}[:.]\d{2}(?:\s?[ap]m)?|[£$€¥₹].*|.*%|(?:19|20)\d{2}|v?\d+(?:\.\d+){1,3}|"
                           r"\d{2}/\d{2}|[A-Za-z]{1,2}-?\d{1,2}")
 _SEASONS = frozenset("spring summer autumn fall winter".split())
+# A decade, an ordinal alone, a day and a time, an error code ("1840s", "9th", "Thursday at 10:40", "0x80070005").
+_NOT_A_VALUE_EITHER = re.compile(r"(?:1[5-9]|20)\d0s|\d{1,2}(?:st|nd|rd|th)|0x[0-9A-Fa-f]{4,8}|"
+                                 r"(?i:(?:mon|tues|wednes|thurs|fri|satur|sun)day,? )?(?:at )?"
+                                 r"\d{1,2}[:.]\d{2}(?:\s?[ap]m)?")
+# How people name a relative in the languages our users write besides English: a word, not a person ("bhaiya",
+# "abuela", "nana"); "Mama Njeri", a word and a name, stays a name.
+RELATIVES = frozenset("""aunt auntie aunty uncle nana nani nanu nanna dadi dada bhai bhaiya bhaiyya didi behen chacha
+chachi mausi mama mami abuela abuelo abuelita tia tio tía tío oma opa tante onkel nonna nonno zia zio babcia
+dziadek ciocia wujek teyze amca dayı abla ağabey annem mamá papá mãe avó avô vovó shangazi""".split())
 
 
 def _a_count(value: str) -> bool:
@@ -163,7 +264,9 @@ def plausible(text: str, start: int, end: int, kind: str) -> bool:
     "lease", "Monday" and "allergic to penicillin" too) unless it spells a number out ("oh seven nine one ...") or
     holds a first name ("hope", "ray")."""
     value = text[start:end]
-    if value.lower() in CALENDAR_WORDS or value.lower() in _SEASONS:
+    if value.lower() in CALENDAR_WORDS or value.lower() in _SEASONS or _NOT_A_VALUE_EITHER.fullmatch(value):
+        return False
+    if re.sub(r"['’]s$", "", value).lower() in RELATIVES:
         return False
     if _NOT_A_VALUE.fullmatch(value) and not (kind == "PASSWORD" and value.isdigit()):  # "gate: 1984" is a code
         return False

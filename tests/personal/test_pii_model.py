@@ -146,3 +146,13 @@ def test_ner_names_stand_where_the_model_read_them_too_and_all_where_it_could_no
     assert [text[s.start:s.end] for s in agreed.spans(text)] == ["Thandiwe Dube"]
     cut = Redactor(model=PiiModel(_Answers('[{"v": "Thandiwe')))  # type: ignore[arg-type]
     assert "Schlüssel" in [text[s.start:s.end] for s in cut.spans(text)]  # an answer cut short vetoes nothing
+
+
+def test_a_name_the_model_named_confirms_ner_though_its_shape_is_not_replaced_alone() -> None:
+    text = "Call Jo tomorrow, she knows Thandiwe Dube."  # "Jo": too short for the model's value to stand alone
+    answer = '[{"v": "Jo", "k": "PERSON"}, {"v": "Thandiwe Dube", "k": "PERSON"}]'
+    assert [text[s.start:s.end] for s in PiiModel(_Answers(answer)).spans(text)] == ["Thandiwe Dube"]  # type: ignore[arg-type]
+    both = Redactor(model=PiiModel(_Answers(answer)))  # type: ignore[arg-type]
+    assert [text[s.start:s.end] for s in both.spans(text)] == ["Jo", "Thandiwe Dube"]  # NER's "Jo", confirmed
+    full = '[' + ", ".join(f'{{"v": "Name{n}", "k": "PERSON"}}' for n in range(16)) + ']'
+    assert PiiModel(_Answers(full)).reading(text)[1] is False  # type: ignore[arg-type]  # a full list: maybe more

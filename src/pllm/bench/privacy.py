@@ -295,12 +295,16 @@ def run_privacy(sentences: list[PiiSentence], settings: Settings, *, leak: bool 
     model = load_pii_model(settings)
     if model is not None:  # the model is never shown the evaluated set's answers, nor its writer's other sentences
         model.withhold_sets_of(s.text for s in sentences)
-    return PrivacyResult(
-        sentences=len(sentences),
-        alone=score_redaction(sentences, Redactor([], model=model)),
-        with_vault=score_redaction(sentences, redaction_with_vault(sentences, model)),
-        leak=leak_test(sentences, settings, questions=LEAK_QUESTIONS, tick=tick) if leak else None,
-        model=settings.foundation_model if model is not None else "none")
+    try:
+        return PrivacyResult(
+            sentences=len(sentences),
+            alone=score_redaction(sentences, Redactor([], model=model)),
+            with_vault=score_redaction(sentences, redaction_with_vault(sentences, model)),
+            leak=leak_test(sentences, settings, questions=LEAK_QUESTIONS, tick=tick) if leak else None,
+            model=settings.foundation_model if model is not None else "none")
+    finally:
+        if model is not None:  # the reader is shared by every gate of the process
+            model.withhold_sets_of(())
 
 
 def write_privacy_report(result: PrivacyResult, folder: Path, *, command: str, machine: str) -> None:

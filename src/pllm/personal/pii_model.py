@@ -8,10 +8,11 @@ process** (nothing is sent anywhere to be checked) and asks it, with a few examp
 answer always parses, for every value in the text with its kind. A value it names that is not in the text is
 ignored; what it finds is replaced after what the vault, the patterns and NER found (`privacy.Redactor`).
 
-It costs time: about four seconds per short text on two cores after the first (the instructions and examples are a
-prefix the runtime keeps), more for a long one, and 1.2 GB while loaded: it is loaded when the gate first reads a
-text, not when the gate is made. `PLLM_GATE_MODEL` chooses it: `auto` (the default: where the T-model is an
-instruct model), `foundation` or `none`.
+Before the text it is shown the labelled sentences of the development sets most like it (`nearest_examples`): they
+made it more precise on a new writer's text (docs/BENCHMARKS.md, "The seventh change"). It costs time: about nine
+seconds per short text on two cores (the instructions are a prefix the runtime keeps; the examples change with each
+text), and 1.2 GB while loaded: it is loaded when the gate first reads a text, not when the gate is made.
+`PLLM_GATE_MODEL` chooses it: `auto` (the default: where the T-model is an instruct model), `foundation` or `none`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from functools import cache
 from pathlib import Path
 
 from pllm.config import Settings
+from pllm.errors import PromptTooLongError
 from pllm.lm.models import ChunkedModel, foundation_choice, resolve_foundation_model
 from pllm.lm.runtime import GenerationConfig, Message, Runtime
 from pllm.personal.pii import (
@@ -48,8 +50,9 @@ from pllm.personal.text import packed
 KINDS = {"PERSON": "PERSON", "PLACE": "LOCATION", "ORGANIZATION": "ORGANIZATION", "ADDRESS": "STREET_ADDRESS",
          "CONTACT": "PHONE_NUMBER", "EMAIL": "EMAIL_ADDRESS", "BIRTHDATE": "DATE_OF_BIRTH", "SECRET": "PASSWORD",
          "ID": "ID_NUMBER", "PLATE": "LICENSE_PLATE", "ACCOUNT": "IBAN_CODE"}
+MAX_VALUES = 16  # in one answer: a piece with more is not read whole
 SCHEMA = json.dumps({
-    "type": "array", "maxItems": 16,
+    "type": "array", "maxItems": MAX_VALUES,
     "items": {"type": "object", "properties": {"v": {"type": "string", "maxLength": 80},
                                                "k": {"enum": list(KINDS)}},
               "required": ["v", "k"], "additionalProperties": False},
@@ -119,7 +122,8 @@ def example_bank() -> tuple[Example, ...]:
     if not bank.is_file():
         return ()
     rows = [json.loads(line) for line in bank.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return tuple(Example(r["set"], r["text"], tuple((v, TYPE_KINDS[t]) for v, t in r["pii"])) for r in rows)
+    return tuple(Example(r["set"], r["text"], tuple((v, TYPE_KINDS[t]) for v, t in r["pii"] if t in TYPE_KINDS))
+                 for r in rows)
 
 
 def _grams(text: str) -> Counter[str]:
@@ -207,12 +211,14 @@ class PiiModel:
                 self._runtime = self._load()
             assert self._runtime is not None
             for piece in _pieces(text):
-                answer = self._runtime.chat(self._messages(piece), self.config).text
                 try:
+                    answer = self._runtime.chat(self._messages(piece), self.config).text
                     items = json.loads(answer)
-                except json.JSONDecodeError:  # cut at max_tokens: this piece's values are lost, the rules still ran
-                    whole = False
+                except (json.JSONDecodeError, PromptTooLongError):  # cut at max_tokens, or one word longer than the
+                    whole = False  # context: this piece's values are lost, the rules still ran
                     continue
+                if len(items) >= MAX_VALUES:  # the grammar closed the list: there may be more than it holds
+                    whole = False
                 found += [(str(i["v"]).strip(), KINDS[i["k"]]) for i in items if str(i.get("v", "")).strip()]
             self._answers[text] = (found, whole)
             if len(self._answers) > CACHED_TEXTS:
@@ -222,13 +228,30 @@ class PiiModel:
     def spans(self, text: str) -> list[Span]:
         """Where the values the model named stand in `text` (every occurrence, any case), less what it made up and
         what is no personal value by its shape (`plausible`)."""
-        out = []
-        for value, kind in self.values(text):
-            if len(value) < 3 or len(value) > 0.8 * len(text):
+        return self.read(text).spans
+
+    def read(self, text: str) -> Reading:
+        """What the model read in `text`: the spans to replace (`spans`), where it named anything at all, and
+        whether it read the whole text."""
+        values, whole = self.reading(text)
+        named, out = [], []
+        for value, kind in values:
+            if not value or len(value) > 0.8 * len(text):
                 continue
-            out += [Span(m.start(), m.end(), kind, "model") for m in value_pattern(value).finditer(text)
-                    if plausible(text, m.start(), m.end(), kind)]
-        return out
+            found = [Span(m.start(), m.end(), kind, "model") for m in value_pattern(value).finditer(text)]
+            named += found
+            if len(value) >= 3:
+                out += [s for s in found if plausible(text, s.start, s.end, kind)]
+        return Reading(out, named, whole)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The model's reading of one text."""
+
+    spans: list[Span]  # what it named, where its shape allows a personal value: replaced
+    named: list[Span]  # everything it named, shape or not: confirms what NER found ("June" the person, "Jo")
+    whole: bool  # every piece was read: else its silence confirms nothing
 
 
 _NUMBER_WORDS = frozenset("""oh zero one two three four five six seven eight nine ten eleven twelve thirteen
@@ -266,7 +289,7 @@ def plausible(text: str, start: int, end: int, kind: str) -> bool:
     value = text[start:end]
     if value.lower() in CALENDAR_WORDS or value.lower() in _SEASONS or _NOT_A_VALUE_EITHER.fullmatch(value):
         return False
-    if re.sub(r"['’]s$", "", value).lower() in RELATIVES:
+    if value.islower() and re.sub(r"['’]s$", "", value) in RELATIVES:  # "Tia", "Nana" capitalised may be names
         return False
     if _NOT_A_VALUE.fullmatch(value) and not (kind == "PASSWORD" and value.isdigit()):  # "gate: 1984" is a code
         return False

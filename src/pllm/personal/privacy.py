@@ -212,13 +212,14 @@ class Redactor:
                  for pattern, kind in requested + self._known for m in pattern.finditer(text)
                  if not any(p.start <= m.start() and m.end() <= p.end for p in patterns)
                  and not _the_word_opening_a_sentence(text, m)]
-        read = self.model.spans(text) if self.model is not None else []
-        if self.model is not None and self.model.reading(text)[1]:
+        reading = self.model.read(text) if self.model is not None else None
+        read = reading.spans if reading is not None else []
+        if reading is not None and reading.whole:
             # NER's names and the guesses after it (a capitalised word no dictionary has, a rare lower-case word)
-            # are kept where the model named them too: alone they replace words of other languages, public
-            # figures and products ("Hausmeister", "Frida Kahlo", "tmrw"); on the development sets this check
-            # took precision from 0.70-0.76 to 0.79-0.83 for one value in a hundred (docs/BENCHMARKS.md)
-            ner = [s for s in ner if any(r.start < s.end and r.end > s.start for r in read)]
+            # are kept where the model named them too, whatever their shape: alone they replace words of other
+            # languages, public figures and products ("Hausmeister", "Frida Kahlo", "tmrw"); on the development
+            # sets this check took precision from 0.70-0.76 to 0.79-0.83 for one value in a hundred
+            ner = [s for s in ner if any(r.start < s.end and r.end > s.start for r in reading.named)]
         found = known + patterns + numbers + ner + read
         rank = {"vault": 0, "pattern": 1, "number": 2, "ner": 3, "model": 4}
         chosen: list[Span] = []

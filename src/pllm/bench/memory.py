@@ -259,16 +259,16 @@ class MemoryResult:
                     row[f"recall@{k}_relative_gain"] = (round(float(hits.mean() / base.mean() - 1), 4)
                                                         if base.mean() else None)
             rows[method] = row
+        if "pllm" in rows:  # retrieval alone, or retrieval and the answer where answers were asked for
+            rows["pllm"]["seconds_per_question"] = round(float(np.mean([r.seconds for r in self.results])), 4)
         if self.answered:
             f1 = np.array([token_f1(r.answer, r.question.answer) for r in self.results])
-            secs = np.array([r.seconds for r in self.results])
             in_prompt = np.array([float(any(u in r.question.evidence for u in r.in_prompt))
                                   for r in self.results])
             rows["pllm"].update({
                 "answer_f1": round(float(f1.mean()), 4),
                 "answer_f1_interval": [round(v, 4) for v in boot.interval(lambda i: f1[i].mean())],
                 "answer_in_prompt": round(float(in_prompt.mean()), 4),
-                "seconds_per_question": round(float(secs.mean()), 3),
             })
         return rows
 
@@ -371,7 +371,8 @@ def run_memory(histories: list[History], settings: Settings, *, methods: list[st
     used = [m for m in methods if all(m in r.found for r in results)]
     unit = " or ".join(sorted({h.unit for h in histories}))
     return MemoryResult(results, used, answer, {"cpu": cpu_info().as_dict()}, [h.tokens for h in histories],
-                        settings.n_ctx, settings.embeddings, unit, sum(h.left_out for h in histories),
+                        settings.n_ctx, settings.embeddings and embedder is not None, unit,
+                        sum(h.left_out for h in histories),
                         ingest_seconds, embed_seconds, sum(len(h.turns) for h in histories))
 
 
@@ -414,7 +415,9 @@ def write_memory_report(result: MemoryResult, folder: Path, *, command: str) -> 
     report.add(f"Cost: {data['turns']} turns ingested, {data['ingest_seconds_per_1000_turns']:.1f} s per 1,000 turns "
                "into the vault (text, passages, BM25" + (", embeddings" if result.embeddings_setting else "") + ")"
                + (f"; hybrid's embeddings {data['embed_seconds_per_1000_turns']:.1f} s more per 1,000 turns"
-                  if "hybrid" in result.methods else "") + ".")
+                  if "hybrid" in result.methods else "")
+               + (f"; pllm's retrieval {1000 * table['pllm']['seconds_per_question']:.0f} ms per question"
+                  if "pllm" in table and not result.answered else "") + ".")
     if result.answered:
         pllm = table["pllm"]
         report.add(f"Answers through the assistant (SmolLM2 with the retrieved items in its prompt): token F1 "

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ class Embedder:
     max_length: int = 256
     _model: Any = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
+    # one text batch at a time: a fast tokenizer is not reentrant, and a server's threads share one encoder
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -59,6 +62,10 @@ class Embedder:
         return sum(len(ids) for ids in self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"])
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        with self._lock:
+            return self._encode(texts, batch_size)
+
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
 
         out = []

@@ -31,7 +31,7 @@ from pllm.personal.keys import resolve_passphrase, store_in_keyring
 from pllm.personal.onboarding import QUESTIONS, needs_onboarding, onboard
 from pllm.personal.privacy import PrivacyGate
 from pllm.personal.profile import build_profile
-from pllm.personal.retrieve import RetrievalConfig
+from pllm.personal.retrieve import RetrievalConfig, Retriever
 from pllm.personal.router import ExpertInfo, Router
 from pllm.personal.vault import Vault, create_vault, dumps_export, open_vault
 
@@ -69,7 +69,7 @@ def unlock(settings: Settings) -> Vault:
 def _assistant(settings: Settings, *, personal: bool, client: str, context: bool = True) -> Assistant:
     vault = unlock(settings) if personal and settings.paths.vault.is_file() else None
     embedder = None
-    if vault is not None and settings.embeddings:
+    if vault is not None and settings.embeddings and context:  # `--no-context` retrieves nothing
         embedder = load_embedder()
     runtime = Runtime.from_settings(settings)
     if vault is not None:
@@ -129,6 +129,7 @@ def ingest(
     for col in ("file", "added", "skipped", "facts"):
         table.add_column(col, justify="left" if col == "file" else "right")
     errors: list[str] = []
+    new_passages = False
     progress = progress_bar()
     with vault, progress:
         task = progress.add_task("ingest", total=len(files))
@@ -143,6 +144,11 @@ def ingest(
             added, skipped, facts = store_records(vault, records, path.name, mine=mine, runtime=runtime)
             table.add_row(str(path), str(added), str(skipped), str(facts))
             progress.advance(task)
+            new_passages = new_passages or bool(added)
+        embedder = load_embedder() if settings.embeddings and new_passages else None
+        if embedder is not None:  # the passages' vectors, kept in the vault: the cost is paid here, not at `ask`
+            progress.add_task("embed the new passages for search", total=None)
+            Retriever.from_vault(vault, embedder=embedder)
     console.print(table)
     for line in errors:
         err_console.print(f"error: {line}", markup=False)

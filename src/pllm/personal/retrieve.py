@@ -1,7 +1,10 @@
 """Retrieval: the user's items most relevant to a request, by relevance first (BM25 and embeddings, fused).
 
-Relevance decides: an item is a candidate only when BM25 or the embeddings (close enough) find it, and the rankers'
-ranks are fused with reciprocal-rank fusion. Recency is a tie-break, and a real signal only for questions that ask
+Relevance decides: an item is a candidate only when BM25 or the embeddings (close enough) find it. Its relevance is
+one score: its BM25 score as a share of the best, lifted by its conversation session's BM25 (what is asked about is
+talked over for several turns) and by the next turn's (a reply repeats what it answers), plus the embeddings' cosine
+as a share of the best (PLLM_EMBEDDINGS, on by default); weights chosen on LoCoMo, BEAM and RealMem pooled.
+Recency is a tie-break, and a real signal only for questions that ask
 about the present ("what is my current job?", "where do I live now?"). Documents are indexed as passages that fit
 the prompt budget, so a long text is found by its relevant part; a turn of a conversation between people is indexed
 with who said it and the end of the turn before it, which is often the question it answers ("What did you paint?" /
@@ -40,6 +43,15 @@ RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
 PASSAGE_TOKENS = 160  # a document is indexed as passages of about this size (three fit the default budget)
 CONTEXT_TOKENS = 60  # of the turn before, indexed with a conversation turn
 SESSION_GAP_S = 3600  # turns further apart than this are not one exchange
+# How a turn's conversation lifts it (weights chosen on LoCoMo, BEAM and RealMem pooled; docs/BENCHMARKS.md,
+# "Memory"): the whole session's BM25 score, since what a question asks about is talked over for several turns and
+# the answering turn alone may share few of its words; and the next turn's score, since a reply often repeats what
+# the turn before it said ("A lake at sunrise" / "Your lake painting is lovely").
+SESSION_WEIGHT = 0.4
+NEXT_TURN_WEIGHT = 0.3
+# With PLLM_EMBEDDINGS, the MiniLM cosine above this floor, as a share of the best, at this weight beside BM25's.
+EMBEDDING_WEIGHT = 1.0
+EMBEDDING_FLOOR = 0.0
 EXCHANGE_SHARE = 0.5  # an accepted exchange scores this share of a document ranked the same: the user's words first
 CUE_RECENCY = 0.5  # the recency rank's share in the fused score for a question about the present
 PRESENT_CUES = re.compile(r"\b(current(ly)?|now|latest|last|recent(ly)?|newest|still|anymore|these days|"
@@ -55,6 +67,7 @@ class Item:
     created_at: float
     weight: float = 1.0  # multiplies the relevance rankers' share (accepted exchanges: EXCHANGE_SHARE)
     context: str = ""  # indexed with the text, not shown: the end of the conversation turn before this one
+    session: str = ""  # the conversation session or file it belongs to ('' alone: its own)
 
     @property
     def tokens(self) -> int:
@@ -114,10 +127,27 @@ class Retriever:
     vectors: np.ndarray | None = None  # one row per item, L2-normalised
     _bm25: object = field(default=None, repr=False)
 
+    _sessions: object = field(default=None, repr=False)  # BM25 over each session's items joined
+    _session_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int), repr=False)
+    _next_turn: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int), repr=False)  # -1: none
+
     def __post_init__(self) -> None:
         if self.items:
             self._bm25 = _bm25s().BM25()
             self._bm25.index(_tokenize([f"{i.context}\n{i.text}" for i in self.items]), show_progress=False)  # type: ignore[attr-defined]
+            # Sessions: each conversation sitting's items joined (one pass); an item outside a conversation has
+            # no session and no lift.
+            sessions: dict[str, list[str]] = {}
+            for item in self.items:
+                if item.session:
+                    sessions.setdefault(item.session, []).append(item.text)
+            number = {name: n for n, name in enumerate(sessions)}
+            self._session_of = np.array([number.get(i.session, -1) for i in self.items])
+            if sessions:
+                self._sessions = _bm25s().BM25()
+                self._sessions.index(_tokenize(["\n".join(texts) for texts in sessions.values()]),  # type: ignore[attr-defined]
+                                     show_progress=False)
+            self._next_turn = _next_turns(self.items)
 
     @classmethod
     def from_vault(cls, vault: Vault, *, embedder: Embedder | None = None) -> Retriever:
@@ -139,25 +169,44 @@ class Retriever:
             return np.zeros(len(self.items))
         return np.asarray(self._bm25.get_scores(terms))  # type: ignore[attr-defined]
 
+    def lexical_scores(self, query: str) -> np.ndarray:
+        """Each item's BM25 score (each ranker's at most 1), lifted by its session's and by the next turn's."""
+        own = _share_of_best(self.bm25_scores(query))
+        if not self.items or not own.any() or self._sessions is None:
+            return own
+        terms = _tokenize([query])[0]
+        by_session = _share_of_best(np.asarray(self._sessions.get_scores(terms)))  # type: ignore[attr-defined]
+        in_one = self._session_of >= 0
+        score = own.copy()
+        score[in_one] += SESSION_WEIGHT * by_session[self._session_of[in_one]]
+        following = self._next_turn >= 0
+        score[following] += NEXT_TURN_WEIGHT * own[self._next_turn[following]]
+        return score
+
     def search(self, query: str, config: RetrievalConfig | None = None) -> list[Hit]:
         config = config or RetrievalConfig()
         if not self.items or config.k == 0:
             return []
-        # Each ranker gives (item, rank) pairs; equal scores share a rank, so ties are left to the other rankers.
-        rankings: dict[str, list[tuple[int, int]]] = {}
-        rankings["bm25"] = _ranks(self.bm25_scores(query), above=0.0)
+        # One relevance score: BM25's lifted by session and reply (each at most 1 before its lift) plus the
+        # embeddings' cosine above a floor, as a share of the best; recency is fused by rank where asked for.
+        lexical = self.lexical_scores(query)
+        relevance = lexical.copy()
+        by_words = self.bm25_scores(query) > 0  # a lift orders what the words or the meaning found, finds nothing
+        found = by_words.copy()
+        by_meaning = np.zeros(len(self.items), dtype=bool)
         if self.embedder is not None and self.vectors is not None:
             sims = self.vectors @ self.embedder.encode([query])[0]
-            rankings["embedding"] = _ranks(sims, above=config.min_similarity - 1e-9)
-        candidates = {i for ranking in rankings.values() for i, _ in ranking}
-        if not candidates:
-            return []
+            by_meaning = sims >= config.min_similarity - 1e-9
+            relevance += EMBEDDING_WEIGHT * _share_of_best(np.clip(sims - EMBEDDING_FLOOR, 0.0, None))
+            found |= by_meaning
         fused: dict[int, float] = {}
         why: dict[int, list[str]] = {}
-        for name, ranking in rankings.items():
-            for i, rank in ranking:
-                fused[i] = fused.get(i, 0.0) + self.items[i].weight / (RRF_K + rank + 1)
-                why.setdefault(i, []).append(name)
+        for i, rank in _ranks(np.where(found, np.maximum(relevance, 1e-9), 0.0), above=0.0):
+            fused[i] = self.items[i].weight / (RRF_K + rank + 1)
+            why[i] = [name for name, hit in (("bm25", by_words[i]), ("embedding", by_meaning[i])) if hit]
+        candidates = set(fused)
+        if not candidates:
+            return []
         recency = config.recency_for(query)
         if recency:
             dates = np.array([self.items[i].created_at if i in candidates else -np.inf for i in range(len(self.items))])
@@ -246,14 +295,19 @@ def document_passages(vault: Vault) -> list[Item]:
     passage carries the end of the turn before as context. A file's document is already one passage of it (a
     paragraph, a diary entry: `ingest.passages`); only a longer one (a LaMP item, a long turn) is cut here."""
     items = []
-    before: Document | None = None
+    last: dict[str, tuple[Document, str]] = {}  # per conversation file: its latest turn and that turn's session
     for d in vault.documents():
         parts = chunk_text(d.content, PASSAGE_TOKENS) or [d.content]
-        context = _speaker_and_turn_before(before, d)
+        before, session = last.get(d.source, (None, ""))
+        context = _speaker_and_turn_before(before, d)  # two chats (or a note) at the same time stay apart
+        if d.kind != CONVERSATION_KIND:
+            session = ""
+        elif not (session and before is not None and _same_session(before, d)):
+            session = f"{d.source}@{d.created_at}"
         items += [Item(f"document:{d.id}" if len(parts) == 1 else f"document:{d.id}#{n}", part, d.created_at,
-                       context=context if n == 1 else "")
+                       context=context if n == 1 else "", session=session)
                   for n, part in enumerate(parts, start=1)]
-        before = d
+        last[d.source] = (d, session)
     return items
 
 
@@ -279,8 +333,7 @@ def _a_person(turn: Document | None) -> bool:
 def _turn_before(before: Document | None, turn: Document) -> str:
     """The last CONTEXT_TOKENS or so of the previous turn of the same conversation and session, else ''. The vault
     lists documents by date, so a forgotten turn is simply not there to be anyone's context."""
-    if (before is None or not before.kind == turn.kind == CONVERSATION_KIND or before.source != turn.source
-            or not 0 <= turn.created_at - before.created_at <= SESSION_GAP_S):
+    if before is None or not _same_session(before, turn):
         return ""
     sentences = re.split(r"(?<=[.!?])\s+", before.content.strip())
     tail = sentences.pop()
@@ -289,6 +342,34 @@ def _turn_before(before: Document | None, turn: Document) -> str:
     if approx_tokens(tail) > CONTEXT_TOKENS:  # one long sentence: its last words
         tail = tail[-4 * CONTEXT_TOKENS:].partition(" ")[2]
     return tail
+
+
+def _next_turns(items: list[Item]) -> np.ndarray:
+    """For each item, the first item of the next turn in its session (a long turn's passages are one turn), or -1;
+    sessions of several conversations may interleave in the items' order."""
+    out = np.full(len(items), -1)
+    members: dict[str, list[int]] = {}
+    for n, item in enumerate(items):
+        if item.session:
+            members.setdefault(item.session, []).append(n)
+    for positions in members.values():
+        following = -1
+        for later, n in zip([*positions[1:], -1][::-1], positions[::-1], strict=True):
+            if later >= 0 and document_id(items[later].key) != document_id(items[n].key):
+                following = later
+            out[n] = following
+    return out
+
+
+def _share_of_best(scores: np.ndarray) -> np.ndarray:
+    best = float(scores.max()) if len(scores) else 0.0
+    return scores / best if best > 0 else scores
+
+
+def _same_session(before: Document | None, turn: Document) -> bool:
+    """Whether `turn` follows `before` in one sitting of one conversation: same file, at most SESSION_GAP_S apart."""
+    return (before is not None and before.kind == turn.kind == CONVERSATION_KIND and before.source == turn.source
+            and 0 <= turn.created_at - before.created_at <= SESSION_GAP_S)
 
 
 def _ranks(scores: np.ndarray, *, above: float) -> list[tuple[int, int]]:

@@ -188,7 +188,8 @@ class ServedModel:
             stats = StreamStats()
             if personal:
                 assistant = Assistant(runtime, vault=self.vault, client="api",
-                                      retrieval=RetrievalConfig.from_settings(self.settings))
+                                      retrieval=RetrievalConfig.from_settings(self.settings),
+                                      embedder=self._retrieval_embedder())
                 system = [m["content"] for m in messages if m["role"] == "system"]
                 if system:
                     assistant.system_prompt += "\n\n" + "\n".join(system)
@@ -211,6 +212,12 @@ class ServedModel:
                     self._logged.popitem(last=False)
             usage.prompt_tokens, usage.completion_tokens = stats.prompt_tokens, stats.tokens
             usage.finish_reason = stats.finish_reason or "stop"
+
+    def _retrieval_embedder(self) -> Embedder | None:
+        """The embedder retrieval adds to BM25 where PLLM_EMBEDDINGS asks for it (the default) and it is installed."""
+        if not self.settings.embeddings or self.vault is None or embedding_model_dir() is None:
+            return None
+        return self.embedder()
 
     def embedder(self) -> Embedder:
         """The packaged sentence embedder, one for the server (POST /v1/embeddings, choosing a function);

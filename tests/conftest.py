@@ -117,6 +117,9 @@ def pllm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     # The gate's reading by the T-model costs ~4 s a text: the suite runs the rules unless a test asks for it
     # (tests/personal/test_pii_model.py runs the default).
     monkeypatch.setenv("PLLM_GATE_MODEL", "none")
+    # Retrieval's embeddings (on by default) load MiniLM in every `pllm ask`: the suite runs BM25 unless a test
+    # asks for them (tests/personal/test_retrieve.py, test_personal_cli.py's first test run the default).
+    monkeypatch.setenv("PLLM_EMBEDDINGS", "false")
     monkeypatch.setenv("PLLM_CONFIG", str(tmp_path / "no-config.toml"))
     get_settings.cache_clear()
     yield home

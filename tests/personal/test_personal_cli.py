@@ -15,6 +15,7 @@ import pytest
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 PASS = {"PLLM_PASSPHRASE": "s3cret"}
+DEFAULT_RETRIEVAL = {"PLLM_EMBEDDINGS": "true"}  # the default; the suite turns the embeddings off for its speed
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_personal_answers_use_the_vault(pllm: Run, home: Path, tmp_path: Path) -> None:
     note = write(tmp_path / "in" / "note.txt", "My cat is called Pixel and I live in Tromso")
-    ingested = pllm("ingest", str(note), env=PASS)
+    ingested = pllm("ingest", str(note), env={**PASS, **DEFAULT_RETRIEVAL})
     assert ingested.returncode == 0, ingested.stderr
     personal = pllm("ask", "What is my cat called?", env=PASS)
     assert personal.returncode == 0, personal.stderr
@@ -42,6 +43,9 @@ def test_personal_answers_use_the_vault(pllm: Run, home: Path, tmp_path: Path) -
     assert "Pixel" not in plain.stdout
     shown = pllm("ask", "What is my cat called?", "--json", "--show-context", env=PASS)
     assert "document:1" in json.loads(shown.stdout)["context"]
+    # the default retrieval: the passage was embedded at ingest, and the meaning finds it with the words
+    shown = pllm("ask", "What is my cat called?", "--json", "--show-context", env={**PASS, **DEFAULT_RETRIEVAL})
+    assert "[document:1, bm25+embedding]" in json.loads(shown.stdout)["context"]
 
 
 def test_a_canary_never_reaches_the_disk_in_plaintext(pllm: Run, home: Path, tmp_path: Path,

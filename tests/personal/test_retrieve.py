@@ -127,7 +127,7 @@ def test_a_conversation_turn_is_found_by_the_question_it_answers(pllm_home: Path
     assert any(f.startswith("Ben: A lake at sunrise") for f in found)  # its own words never say 'paint' or
     # 'gallery': its context does, and says that Ben said it (Ana's question, lifted by the answer after it, is
     # the other of the two)
-    alone = Retriever([dataclasses.replace(i, context="") for i in retriever.items])
+    alone = Retriever([dataclasses.replace(i, context="", speaker="") for i in retriever.items])  # words alone
     assert not any(h.item.text.startswith("Ben: A lake") for h in alone.search(question, RetrievalConfig(k=2)))
     vault.forget(query="What did you paint")  # the question goes: nobody's context keeps it
     assert all("paint" not in i.context for i in Retriever.from_vault(vault).items)
@@ -212,4 +212,19 @@ def test_two_chats_at_the_same_time_are_two_sessions(pllm_home: Path) -> None:
     skye, monday = items["Ben: Around Skye, in a hired boat."], items["Ben: Not yet, the part comes Monday."]
     assert "sail" in skye.context and "printer" in monday.context  # each answers its own chat's question
     assert skye.session == items["Ana: Where did you sail last week?"].session != monday.session
+    vault.close()
+
+
+def test_a_question_naming_a_speaker_prefers_their_turns(pllm_home: Path) -> None:
+    vault = create_vault(pllm_home / "vault.db", "s3cret")
+    vault.add_documents([  # the user's own turns keep no speaker; `pllm ingest` wrote their name before the text
+        ("chat.jsonl", "jsonl", "Ana: My new boat is a blue boat, the boat of my dreams.", NOW - 60, ""),
+        ("chat.jsonl", "jsonl", "Ben: I sold my boat last spring.", NOW - 50, "Ben"),
+    ])
+    retriever = Retriever.from_vault(vault)
+    assert {i.speaker for i in retriever.items} == {"Ana", "Ben"}
+    first = [h.item.text for h in retriever.search("What did Ben do with the boat?", RetrievalConfig(k=2))]
+    assert first[0].startswith("Ben:")
+    first = [h.item.text for h in retriever.search("What did Ana say about the boat?", RetrievalConfig(k=2))]
+    assert first[0].startswith("Ana:")
     vault.close()

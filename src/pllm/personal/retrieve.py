@@ -2,8 +2,9 @@
 
 Relevance decides: an item is a candidate only when BM25 or the embeddings (close enough) find it. Its relevance is
 one score: its BM25 score as a share of the best, lifted by its conversation session's BM25 (what is asked about is
-talked over for several turns) and by the next turn's (a reply repeats what it answers), plus the embeddings' cosine
-as a share of the best (PLLM_EMBEDDINGS, on by default); weights chosen on LoCoMo, BEAM and RealMem pooled.
+talked over for several turns), by the next turn's (a reply repeats what it answers) and, where the question names
+one speaker of a conversation, by being theirs; plus the embeddings' cosine as a share of the best (PLLM_EMBEDDINGS,
+on by default). Weights chosen on LoCoMo, BEAM and RealMem pooled.
 Recency is a tie-break, and a real signal only for questions that ask
 about the present ("what is my current job?", "where do I live now?"). Documents are indexed as passages that fit
 the prompt budget, so a long text is found by its relevant part; a turn of a conversation between people is indexed
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,6 +53,9 @@ NEXT_TURN_WEIGHT = 0.3
 # With PLLM_EMBEDDINGS, the MiniLM cosine above this floor, as a share of the best, at this weight beside BM25's.
 EMBEDDING_WEIGHT = 1.0
 EMBEDDING_FLOOR = 0.0
+# A question that names one speaker of a conversation ("What did Caroline research?") is about their turns: those
+# found are lifted by this much, about as much as a best BM25 match (LoCoMo: recall@3 +0.03; docs/BENCHMARKS.md).
+SPEAKER_WEIGHT = 1.0
 EXCHANGE_SHARE = 0.5  # an accepted exchange scores this share of a document ranked the same: the user's words first
 CUE_RECENCY = 0.5  # the recency rank's share in the fused score for a question about the present
 PRESENT_CUES = re.compile(r"\b(current(ly)?|now|latest|last|recent(ly)?|newest|still|anymore|these days|"
@@ -68,6 +72,7 @@ class Item:
     weight: float = 1.0  # multiplies the relevance rankers' share (accepted exchanges: EXCHANGE_SHARE)
     context: str = ""  # indexed with the text, not shown: the end of the conversation turn before this one
     session: str = ""  # the conversation session or file it belongs to ('' alone: its own)
+    speaker: str = ""  # who said it, in a conversation between people ('' elsewhere)
 
     @property
     def tokens(self) -> int:
@@ -130,6 +135,7 @@ class Retriever:
     _sessions: object = field(default=None, repr=False)  # BM25 over each session's items joined
     _session_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int), repr=False)
     _next_turn: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int), repr=False)  # -1: none
+    _speakers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object), repr=False)
 
     def __post_init__(self) -> None:
         if self.items:
@@ -148,6 +154,7 @@ class Retriever:
                 self._sessions.index(_tokenize(["\n".join(texts) for texts in sessions.values()]),  # type: ignore[attr-defined]
                                      show_progress=False)
             self._next_turn = _next_turns(self.items)
+            self._speakers = np.array([i.speaker for i in self.items], dtype=object)
 
     @classmethod
     def from_vault(cls, vault: Vault, *, embedder: Embedder | None = None) -> Retriever:
@@ -168,6 +175,12 @@ class Retriever:
         if not terms:
             return np.zeros(len(self.items))
         return np.asarray(self._bm25.get_scores(terms))  # type: ignore[attr-defined]
+
+    def _speaker_named_in(self, query: str) -> str:
+        """The one speaker the query names by name or first name ("What did Caroline say ..."), else ''."""
+        names = {name for name in set(self._speakers.tolist()) if name.lower() not in ROLE_SPEAKERS and any(
+            len(part) >= 3 and re.search(rf"\b{re.escape(part)}\b", query, re.I) for part in {name, name.split()[0]})}
+        return names.pop() if len(names) == 1 else ""
 
     def lexical_scores(self, query: str) -> np.ndarray:
         """Each item's BM25 score (each ranker's at most 1), lifted by its session's and by the next turn's."""
@@ -199,6 +212,9 @@ class Retriever:
             by_meaning = sims >= config.min_similarity - 1e-9
             relevance += EMBEDDING_WEIGHT * _share_of_best(np.clip(sims - EMBEDDING_FLOOR, 0.0, None))
             found |= by_meaning
+        named = self._speaker_named_in(query)
+        if named:
+            relevance += SPEAKER_WEIGHT * (self._speakers == named)
         fused: dict[int, float] = {}
         why: dict[int, list[str]] = {}
         for i, rank in _ranks(np.where(found, np.maximum(relevance, 1e-9), 0.0), above=0.0):
@@ -305,10 +321,17 @@ def document_passages(vault: Vault) -> list[Item]:
         elif not (session and before is not None and _same_session(before, d)):
             session = f"{d.source}@{d.created_at}"
         items += [Item(f"document:{d.id}" if len(parts) == 1 else f"document:{d.id}#{n}", part, d.created_at,
-                       context=context if n == 1 else "", session=session)
+                       context=context if n == 1 else "", session=session, speaker=_speaker_of(d))
                   for n, part in enumerate(parts, start=1)]
         last[d.source] = (d, session)
-    return items
+    # The user's own turns keep no speaker: in a session with people in it, the name `pllm ingest` wrote before
+    # their text says who they are ("Mara: ..."); in a chat with an assistant nobody is named.
+    with_people = {i.session for i in items if i.session and i.speaker}
+    named: dict[int | None, str] = {}
+    for i in items:  # a long turn's first passage holds the name
+        if not i.speaker and i.session in with_people:
+            named.setdefault(document_id(i.key), _named_before(i.text))
+    return [replace(i, speaker=named[document_id(i.key)]) if document_id(i.key) in named else i for i in items]
 
 
 # Speakers that are roles, not people: a chat with an assistant (LongMemEval, BEAM, RealMem, `pllm chat`'s own log).
@@ -324,6 +347,19 @@ def _speaker_and_turn_before(before: Document | None, turn: Document) -> str:
         return ""
     who = f"{turn.speaker.strip()}: " if _a_person(turn) else ""
     return f"{who}{_turn_before(before, turn)}".strip()
+
+
+_NAMED = re.compile(r"((?:[A-Z][\w'’-]*)(?: [A-Z][\w'’-]*){0,2}): ")  # "Mara: ", "Mara Lindqvist: "
+
+
+def _speaker_of(turn: Document) -> str:
+    """Who said a turn of a conversation between people, where the vault says so ('' for the user's own turns)."""
+    return turn.speaker.strip() if turn.kind == CONVERSATION_KIND and _a_person(turn) else ""
+
+
+def _named_before(text: str) -> str:
+    named = _NAMED.match(text)
+    return named.group(1) if named else ""
 
 
 def _a_person(turn: Document | None) -> bool:

@@ -31,7 +31,7 @@ from pllm.personal.keys import resolve_passphrase, store_in_keyring
 from pllm.personal.onboarding import QUESTIONS, needs_onboarding, onboard
 from pllm.personal.privacy import PrivacyGate
 from pllm.personal.profile import build_profile
-from pllm.personal.retrieve import RetrievalConfig, Retriever
+from pllm.personal.retrieve import RetrievalConfig, embed_passages
 from pllm.personal.router import ExpertInfo, Router
 from pllm.personal.vault import Vault, create_vault, dumps_export, open_vault
 
@@ -148,7 +148,7 @@ def ingest(
         embedder = load_embedder() if settings.embeddings and new_passages else None
         if embedder is not None:  # the passages' vectors, kept in the vault: the cost is paid here, not at `ask`
             progress.add_task("embed the new passages for search", total=None)
-            Retriever.from_vault(vault, embedder=embedder)
+            embed_passages(vault, embedder)
     console.print(table)
     for line in errors:
         err_console.print(f"error: {line}", markup=False)

@@ -136,6 +136,7 @@ class Retriever:
     _session_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int), repr=False)
     _next_turn: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int), repr=False)  # -1: none
     _speakers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object), repr=False)
+    _speaker_names: set[str] = field(default_factory=set, repr=False)  # the people among them
 
     def __post_init__(self) -> None:
         if self.items:
@@ -155,6 +156,7 @@ class Retriever:
                                      show_progress=False)
             self._next_turn = _next_turns(self.items)
             self._speakers = np.array([i.speaker for i in self.items], dtype=object)
+            self._speaker_names = {i.speaker for i in self.items if i.speaker.lower() not in ROLE_SPEAKERS}
 
     @classmethod
     def from_vault(cls, vault: Vault, *, embedder: Embedder | None = None) -> Retriever:
@@ -169,25 +171,27 @@ class Retriever:
         return cls(items, embedder, vectors)
 
     def bm25_scores(self, query: str) -> np.ndarray:
+        return self._bm25_of(_tokenize([query])[0])
+
+    def _bm25_of(self, terms: list[str]) -> np.ndarray:
         if not self.items:
             return np.zeros(0)
-        terms = _tokenize([query])[0]
         if not terms:
             return np.zeros(len(self.items))
         return np.asarray(self._bm25.get_scores(terms))  # type: ignore[attr-defined]
 
     def _speaker_named_in(self, query: str) -> str:
         """The one speaker the query names by name or first name ("What did Caroline say ..."), else ''."""
-        names = {name for name in set(self._speakers.tolist()) if name.lower() not in ROLE_SPEAKERS and any(
+        names = {name for name in self._speaker_names if any(
             len(part) >= 3 and re.search(rf"\b{re.escape(part)}\b", query, re.I) for part in {name, name.split()[0]})}
         return names.pop() if len(names) == 1 else ""
 
-    def lexical_scores(self, query: str) -> np.ndarray:
-        """Each item's BM25 score (each ranker's at most 1), lifted by its session's and by the next turn's."""
-        own = _share_of_best(self.bm25_scores(query))
-        if not self.items or not own.any() or self._sessions is None:
+    def _lifted(self, bm25: np.ndarray, terms: list[str]) -> np.ndarray:
+        """Each item's BM25 score (`bm25`, as a share of the best), lifted by its session's and by the next
+        turn's."""
+        own = _share_of_best(bm25)
+        if not own.any() or self._sessions is None:
             return own
-        terms = _tokenize([query])[0]
         by_session = _share_of_best(np.asarray(self._sessions.get_scores(terms)))  # type: ignore[attr-defined]
         in_one = self._session_of >= 0
         score = own.copy()
@@ -202,9 +206,10 @@ class Retriever:
             return []
         # One relevance score: BM25's lifted by session and reply (each at most 1 before its lift) plus the
         # embeddings' cosine above a floor, as a share of the best; recency is fused by rank where asked for.
-        lexical = self.lexical_scores(query)
-        relevance = lexical.copy()
-        by_words = self.bm25_scores(query) > 0  # a lift orders what the words or the meaning found, finds nothing
+        terms = _tokenize([query])[0]
+        bm25 = self._bm25_of(terms)
+        relevance = self._lifted(bm25, terms)
+        by_words = bm25 > 0  # a lift orders what the words or the meaning found, finds nothing
         found = by_words.copy()
         by_meaning = np.zeros(len(self.items), dtype=bool)
         if self.embedder is not None and self.vectors is not None:
@@ -318,7 +323,7 @@ def document_passages(vault: Vault) -> list[Item]:
         context = _speaker_and_turn_before(before, d)  # two chats (or a note) at the same time stay apart
         if d.kind != CONVERSATION_KIND:
             session = ""
-        elif not (session and before is not None and _same_session(before, d)):
+        elif not (session and _same_session(before, d)):
             session = f"{d.source}@{d.created_at}"
         items += [Item(f"document:{d.id}" if len(parts) == 1 else f"document:{d.id}#{n}", part, d.created_at,
                        context=context if n == 1 else "", session=session, speaker=_speaker_of(d))
@@ -416,6 +421,12 @@ def _ranks(scores: np.ndarray, *, above: float) -> list[tuple[int, int]]:
         tied = ranked and scores[i] == scores[ranked[-1][0]]
         ranked.append((i, ranked[-1][1] if tied else position))
     return ranked
+
+
+def embed_passages(vault: Vault, embedder: Embedder) -> None:
+    """Embed the passages of the vault's documents that have no vectors yet, and keep them in the vault (`pllm
+    ingest` pays the cost, not the next question)."""
+    _vectors_for(vault, embedder, document_passages(vault))
 
 
 def document_id(key: str) -> int | None:

@@ -134,7 +134,9 @@ def _grams(text: str) -> Counter[str]:
 
 
 @cache
-def _bank_vectors(bank: tuple[Example, ...]) -> tuple[dict[str, float], list[dict[str, float]]]:
+def _bank_vectors() -> tuple[dict[str, float], list[dict[str, float]]]:
+    """The bank's idf and its sentences' unit TF-IDF vectors, made once."""
+    bank = example_bank()
     counts = [_grams(e.text) for e in bank]
     df = Counter(g for c in counts for g in c)
     idf = {g: math.log((1 + len(bank)) / (1 + n)) + 1 for g, n in df.items()}
@@ -152,7 +154,7 @@ def nearest_examples(text: str, withheld: frozenset[str] = frozenset(), k: int =
     bank = example_bank()
     if not bank:
         return []
-    idf, vectors = _bank_vectors(bank)
+    idf, vectors = _bank_vectors()
     query = _unit({g: (1 + math.log(n)) * idf.get(g, 0.0) for g, n in _grams(text).items()})
     scored = sorted(((sum(w * vector.get(g, 0.0) for g, w in query.items()), i) for i, vector in enumerate(vectors)
                      if bank[i].set not in withheld and bank[i].text != text), reverse=True)
@@ -260,14 +262,12 @@ thousand double triple first second third fourth fifth sixth seventh eighth nint
 _AMOUNT_INSIDE = re.compile(r"(?i:^\d[\d.,]*(?:\s*(?:-|to)\s*\d[\d.,]*)?\s*(?:g|kg|mg|ml|l|tsp|tbsp|cups?|degrees|°|"
                             r"minutes?|mins?|hours?|km|miles?|bus|pm|am)\b|"
                             r"\b(?:serves|gate|bus|route|line|platform|flight|room|page|step)\s*\d)")
-# Times, prices, percentages, a year alone, a version, a card's expiry, a form's name ("W-4").
-_NOT_A_VALUE = re.compile(r"\d{1,2}[:.]\d{2}(?:\s?[ap]m)?|[£$€¥₹].*|.*%|(?:19|20)\d{2}|v?\d+(?:\.\d+){1,3}|"
-                          r"\d{2}/\d{2}|[A-Za-z]{1,2}-?\d{1,2}")
+# Times (with their day: "Thursday at 10:40"), prices, percentages, a year alone, a version, a card's expiry, a
+# form's name ("W-4"), a decade, an ordinal alone, an error code ("1840s", "9th", "0x80070005").
+_NOT_A_VALUE = re.compile(r"(?i:(?:mon|tues|wednes|thurs|fri|satur|sun)day,? )?(?:at )?\d{1,2}[:.]\d{2}(?:\s?[ap]m)?|"
+                          r"[£$€¥₹].*|.*%|(?:19|20)\d{2}|v?\d+(?:\.\d+){1,3}|\d{2}/\d{2}|[A-Za-z]{1,2}-?\d{1,2}|"
+                          r"(?:1[5-9]|20)\d0s|\d{1,2}(?:st|nd|rd|th)|0x[0-9A-Fa-f]{4,8}")
 _SEASONS = frozenset("spring summer autumn fall winter".split())
-# A decade, an ordinal alone, a day and a time, an error code ("1840s", "9th", "Thursday at 10:40", "0x80070005").
-_NOT_A_VALUE_EITHER = re.compile(r"(?:1[5-9]|20)\d0s|\d{1,2}(?:st|nd|rd|th)|0x[0-9A-Fa-f]{4,8}|"
-                                 r"(?i:(?:mon|tues|wednes|thurs|fri|satur|sun)day,? )?(?:at )?"
-                                 r"\d{1,2}[:.]\d{2}(?:\s?[ap]m)?")
 # How people name a relative in the languages our users write besides English: a word, not a person ("bhaiya",
 # "abuela", "nana"); "Mama Njeri", a word and a name, stays a name.
 RELATIVES = frozenset("""aunt auntie aunty uncle nana nani nanu nanna dadi dada bhai bhaiya bhaiyya didi behen chacha
@@ -287,7 +287,7 @@ def plausible(text: str, start: int, end: int, kind: str) -> bool:
     "lease", "Monday" and "allergic to penicillin" too) unless it spells a number out ("oh seven nine one ...") or
     holds a first name ("hope", "ray")."""
     value = text[start:end]
-    if value.lower() in CALENDAR_WORDS or value.lower() in _SEASONS or _NOT_A_VALUE_EITHER.fullmatch(value):
+    if value.lower() in CALENDAR_WORDS or value.lower() in _SEASONS:
         return False
     if value.islower() and re.sub(r"['’]s$", "", value) in RELATIVES:  # "Tia", "Nana" capitalised may be names
         return False

@@ -59,7 +59,9 @@ class Embedder:
 
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the encoder reads of `texts` (each cut at max_length), as an API's usage counts them."""
-        return sum(len(ids) for ids in self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"])
+        with self._lock:
+            ids = self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return sum(len(one) for one in ids)
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         with self._lock:

@@ -109,7 +109,7 @@ class ServedModel:
         self._merged: tuple[str, Runtime] | None = None  # the active version folded into a copy of the model
         self._unmergeable: set[str] = set()  # versions whose merge the model's weight type does not allow
         self._embedder: Embedder | None = None  # loaded on first use: most apps never need it
-        self.embedding_lock = threading.RLock()  # one encoder, one user at a time (fast tokenizers are not reentrant)
+        self.embedding_lock = threading.RLock()  # the encoder is loaded once (it serves one batch at a time itself)
         self._transcriber: Transcriber | None = None  # Whisper, loaded on the first recording
         self._transcriber_lock = threading.Lock()
         if vault is not None:
@@ -239,7 +239,7 @@ class ServedModel:
                   model: str | None = None, after_result: bool = False) -> tools.Tool | None:
         """The function the answer to `messages` (functions described in them) calls, or None (lm/tools.py), asked
         of the model that would answer."""
-        with self.lock, self.embedding_lock:
+        with self.lock:
             _, version = self._adapter_for(model or PERSONAL)
             return tools.plan_call(self._runtime_for(version), messages, mode, candidates,
                                    after_result=after_result,

@@ -45,9 +45,8 @@ def create_embeddings(body: EmbeddingCreate, served: Served) -> dict[str, Any]:
     if body.dimensions not in (None, embedder.dim):
         raise ApiError(400, f"dimensions: {MODEL_NAME} gives {embedder.dim}", "invalid_request_error")
     texts = [body.input] if isinstance(body.input, str) else body.input
-    with served.embedding_lock:
-        vectors = embedder.encode(texts)
-        tokens = embedder.count_tokens(texts)
+    vectors = embedder.encode(texts)  # the encoder serves one batch at a time itself
+    tokens = embedder.count_tokens(texts)
     data = [{"object": "embedding", "index": i,
              "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64"
              else [float(x) for x in v]}
